@@ -1,0 +1,276 @@
+"""Config building blocks shared by components: the base Struct, durations, sizes, and
+the exporter/receiver option groups the OTel Collector also shares (retry, queue, TLS).
+
+Component configs are msgspec Structs decoded over their defaults; unknown fields are
+errors. `decode()` reports every problem in a block, not just the first.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal, TypeVar
+
+import msgspec
+from msgspec import Meta
+
+T = TypeVar("T")
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every config struct (treat as immutable). Override `validate()` for
+    cross-field checks."""
+
+    def validate(self) -> list[str]:
+        """Problems msgspec's type checks cannot see, each as 'field: message'."""
+        return []
+
+
+# -- durations ------------------------------------------------------------------------
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)")
+_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+class Duration:
+    """A Go-style duration ("200ms", "1m30s", "0"), as in OTel Collector configs."""
+
+    __slots__ = ("seconds",)
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = float(seconds)
+
+    @classmethod
+    def parse(cls, value: object) -> Duration:
+        if isinstance(value, Duration):
+            return value
+        if isinstance(value, bool):
+            raise ValueError(f"invalid duration {value!r}")
+        if isinstance(value, int | float) and value == 0:
+            return cls(0.0)
+        if not isinstance(value, str):
+            raise ValueError(f"invalid duration {value!r}: want a string such as '5s' or '200ms'")
+        text = value.strip()
+        if text in ("0", "-0", "+0"):
+            return cls(0.0)
+        sign = -1.0 if text.startswith("-") else 1.0
+        body = text.lstrip("+-")
+        pos, total = 0, 0.0
+        for m in _DURATION_PART.finditer(body):
+            if m.start() != pos:
+                break
+            total += float(m.group(1)) * _UNIT[m.group(2)]
+            pos = m.end()
+        if pos != len(body) or not body:
+            raise ValueError(f"invalid duration {value!r}: want e.g. '5s', '200ms', '1m30s'")
+        return cls(sign * total)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Duration) and other.seconds == self.seconds
+
+    def __hash__(self) -> int:
+        return hash(self.seconds)
+
+    def __repr__(self) -> str:
+        return f"Duration({self.format()!r})"
+
+    def format(self) -> str:
+        s = self.seconds
+        if s == 0:
+            return "0s"
+        if s < 1 and (s * 1000) == int(s * 1000):
+            return f"{int(s * 1000)}ms"
+        if s == int(s):
+            return f"{int(s)}s"
+        return f"{s}s"
+
+
+def dec_hook(type_: type, obj: Any) -> Any:
+    if type_ is Duration:
+        return Duration.parse(obj)
+    raise NotImplementedError(f"unsupported type {type_}")
+
+
+def enc_hook(obj: Any) -> Any:
+    if isinstance(obj, Duration):
+        return obj.format()
+    raise NotImplementedError(f"cannot encode {type(obj)}")
+
+
+# -- common option groups ---------------------------------------------------------------
+
+PositiveInt = Annotated[int, Meta(ge=1)]
+NonNegInt = Annotated[int, Meta(ge=0)]
+Percentage = Annotated[float, Meta(ge=0, le=100)]
+
+
+def check_endpoint(value: str, field: str = "endpoint") -> list[str]:
+    """host:port with a numeric port (0 picks a free one)."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        return [f"{field}: invalid endpoint {value!r}: want host:port"]
+    if not host:
+        return [f"{field}: invalid endpoint {value!r}: missing host (use 0.0.0.0 to listen on all)"]
+    return []
+
+
+def split_endpoint(value: str) -> tuple[str, int]:
+    host, _, port = value.rpartition(":")
+    return host.strip("[]"), int(port)
+
+
+class RetryConfig(Config):
+    """`retry_on_failure`, with the OTel Collector's defaults."""
+
+    enabled: bool = True
+    initial_interval: Duration = msgspec.field(default_factory=lambda: Duration(5.0))
+    max_interval: Duration = msgspec.field(default_factory=lambda: Duration(30.0))
+    max_elapsed_time: Duration = msgspec.field(default_factory=lambda: Duration(300.0))
+    multiplier: Annotated[float, Meta(ge=1.0)] = 1.5
+    randomization_factor: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
+
+
+class QueueConfig(Config):
+    """`sending_queue`, with the OTel Collector's defaults (sizer `requests`)."""
+
+    enabled: bool = True
+    num_consumers: PositiveInt = 10
+    queue_size: PositiveInt = 1000
+    sizer: Literal["requests", "items", "bytes"] = "requests"
+    block_on_overflow: bool = False
+    wait_for_result: bool = False
+    # directory of a persistent write-ahead queue; unset = in memory
+    storage: str | None = None
+    # persistent queue: "always" fsyncs every write, "batch" every `fsync_interval`, "never"
+    fsync: Literal["always", "batch", "never"] = "batch"
+    fsync_interval: Duration = msgspec.field(default_factory=lambda: Duration(0.2))
+
+
+class TLSClientConfig(Config):
+    """Client TLS (`tls`): on unless `insecure: true`."""
+
+    insecure: bool = False
+    insecure_skip_verify: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    server_name_override: str | None = None
+
+    def validate(self) -> list[str]:
+        if (self.cert_file is None) != (self.key_file is None):
+            return ["cert_file and key_file must be set together"]
+        return []
+
+
+class TLSServerConfig(Config):
+    """Server TLS: `cert_file`/`key_file`; `client_ca_file` requires client certs (mTLS)."""
+
+    cert_file: str
+    key_file: str
+    client_ca_file: str | None = None
+    min_version: Literal["1.2", "1.3"] = "1.2"
+
+
+# -- decoding with every error reported ---------------------------------------------------
+
+_AT = re.compile(r" - at `\$(.*)`$")
+_UNKNOWN = re.compile(r"Object contains unknown field `(.*)`")
+_PATH_PART = re.compile(r"\.([A-Za-z_][A-Za-z0-9_]*)|\[(\d+)\]|\[\"((?:[^\"\\]|\\.)*)\"\]")
+
+
+def _path_parts(path: str) -> list[str | int]:
+    parts: list[str | int] = []
+    for m in _PATH_PART.finditer(path):
+        if m.group(1) is not None:
+            parts.append(m.group(1))
+        elif m.group(2) is not None:
+            parts.append(int(m.group(2)))
+        else:
+            parts.append(m.group(3))
+    return parts
+
+
+def _drop(raw: Any, parts: list[str | int]) -> bool:
+    """Remove the value at `parts` from the raw tree so decoding can go on past it."""
+    node = raw
+    for p in parts[:-1]:
+        try:
+            node = node[p]
+        except (KeyError, IndexError, TypeError):
+            return False
+    last = parts[-1] if parts else None
+    if isinstance(node, dict) and last in node:
+        del node[last]
+        return True
+    if isinstance(node, list) and isinstance(last, int) and last < len(node):
+        del node[last]
+        return True
+    return False
+
+
+def _humanize(msg: str) -> str:
+    msg = _UNKNOWN.sub(lambda m: f"unknown field '{m.group(1)}'", msg)
+    msg = msg.replace("`", "'")
+    return msg[0].lower() + msg[1:] if msg else msg
+
+
+def decode(raw: Any, type_: type[T], path: str) -> tuple[T | None, list[str]]:
+    """Decode a raw config block into `type_`, collecting every error with its path.
+
+    msgspec stops at the first error; after each one the offending value is removed (so
+    its default applies) and decoding is retried, until the block decodes cleanly. The
+    value is returned even when there were errors (with defaults in place of the bad
+    values), so later checks can go on; it is None only if nothing could be decoded."""
+    import copy
+
+    raw = {} if raw is None else copy.deepcopy(raw)
+    pre = getattr(type_, "preprocess", None)
+    if pre is not None:
+        raw = pre(raw)
+    errors: list[str] = []
+    for _ in range(64):
+        try:
+            value = msgspec.convert(raw, type_, dec_hook=dec_hook, str_keys=True)
+        except msgspec.ValidationError as exc:
+            text = str(exc)
+            m = _AT.search(text)
+            where = m.group(1) if m else ""
+            body = text[: m.start()] if m else text
+            parts = _path_parts(where)
+            unknown = _UNKNOWN.match(body)
+            if unknown:
+                parts = [*parts, unknown.group(1)]
+                shown = parts[:-1]
+            else:
+                shown = parts
+            sub = "".join(f"::{p}" for p in shown)
+            errors.append(f"{path}{sub}: {_humanize(body)}")
+            if not parts or not _drop(raw, parts):
+                return None, errors
+            continue
+        return value, errors + _validate_tree(value, path)
+    return None, errors
+
+
+_FIELD_PREFIX = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*(?:::[A-Za-z0-9_/]+)*): ")
+
+
+def _validate_tree(value: Any, path: str) -> list[str]:
+    """Run `validate()` on a struct and every struct inside it."""
+    errors: list[str] = []
+    if isinstance(value, Config):
+        for e in value.validate():
+            m = _FIELD_PREFIX.match(e)
+            errors.append(f"{path}::{m.group(1)}: {e[m.end() :]}" if m else f"{path}: {e}")
+        for name in value.__struct_fields__:
+            errors += _validate_tree(getattr(value, name), f"{path}::{name}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            errors += _validate_tree(item, f"{path}::{i}")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            errors += _validate_tree(item, f"{path}::{k}")
+    return errors
+
+
+def to_builtins(value: Any) -> Any:
+    return msgspec.to_builtins(value, enc_hook=enc_hook)

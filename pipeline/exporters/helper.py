@@ -1,0 +1,333 @@
+"""The exporter helper: timeout, retry and a sending queue around a `push(batch)` function,
+with the OTel Collector's semantics (`exporterhelper`).
+
+- `push` raises `RetryableError` (optionally with the server's retry delay) or
+  `PermanentError`; it returns how many spans the backend rejected (partial success).
+- Retries back off exponentially with jitter and honour the server's delay, until
+  `max_elapsed_time` (0 = forever) or the shutdown deadline.
+- With the queue on, `consume_traces` returns once the batch is queued; a full queue
+  refuses with `RefusedError` (clients get UNAVAILABLE / 503) unless `block_on_overflow`.
+- On shutdown, new batches are refused and the queue drains until the deadline; what
+  is left is counted as failed (memory queue) or stays on disk for the next start
+  (persistent queue, `sending_queue.storage`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from pipeline.component import Host, Settings
+from pipeline.configtypes import QueueConfig, RetryConfig
+from pipeline.errors import PermanentError, RefusedError
+from pipeline.pdata import Traces
+
+PushFn = Callable[[Traces], Awaitable[int]]
+
+
+class RetryableError(Exception):
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class SendingQueue(Protocol):
+    capacity: int
+
+    def size(self) -> int: ...
+
+    def offer(self, traces: Traces) -> bool:
+        """Queue a batch; False when there is no room."""
+
+    async def get(self) -> tuple[Traces, Callable[[], None]]:
+        """The next batch and a function to call once it is sent or given up on."""
+
+    async def wait_for_room(self) -> None: ...
+
+    def empty(self) -> bool: ...
+
+    def drain_remaining(self) -> list[Traces]:
+        """At shutdown: batches not yet taken, which this queue cannot keep."""
+
+    def close(self) -> None: ...
+
+
+def item_size(traces: Traces, sizer: str) -> int:
+    if sizer == "items":
+        return traces.span_count
+    if sizer == "bytes":
+        return len(traces.to_bytes())
+    return 1
+
+
+class MemoryQueue:
+    """Bounded in-memory FIFO, sized in requests, items (spans) or bytes."""
+
+    def __init__(self, capacity: int, sizer: str) -> None:
+        self.capacity = capacity
+        self._sizer = sizer
+        self._items: deque[tuple[Traces, int]] = deque()
+        self._used = 0
+        self._has_items = asyncio.Event()
+        self._has_room = asyncio.Event()
+        self._has_room.set()
+
+    def size(self) -> int:
+        return self._used
+
+    def empty(self) -> bool:
+        return not self._items
+
+    def offer(self, traces: Traces) -> bool:
+        n = item_size(traces, self._sizer)
+        if self._used + n > self.capacity and self._items:
+            self._has_room.clear()
+            return False
+        self._items.append((traces, n))
+        self._used += n
+        self._has_items.set()
+        return True
+
+    async def get(self) -> tuple[Traces, Callable[[], None]]:
+        while not self._items:
+            self._has_items.clear()
+            await self._has_items.wait()
+        traces, n = self._items.popleft()
+        self._used -= n
+        self._has_room.set()
+        return traces, _noop
+
+    async def wait_for_room(self) -> None:
+        while self._used >= self.capacity:
+            self._has_room.clear()
+            await self._has_room.wait()
+
+    def drain_remaining(self) -> list[Traces]:
+        items = [t for t, _ in self._items]
+        self._items.clear()
+        self._used = 0
+        return items
+
+    def close(self) -> None:
+        pass
+
+
+def _noop() -> None:
+    pass
+
+
+class Backoff:
+    """Exponential backoff with jitter (the OTel Collector's retry schedule)."""
+
+    def __init__(self, cfg: RetryConfig) -> None:
+        self.cfg = cfg
+        self.interval = cfg.initial_interval.seconds
+
+    def next_delay(self) -> float:
+        r = self.cfg.randomization_factor
+        delay = self.interval * (1 + r * (2 * random.random() - 1))
+        self.interval = min(self.interval * self.cfg.multiplier, self.cfg.max_interval.seconds)
+        return delay
+
+
+class ExporterHelper:
+    """An exporter from a push function; see the module docstring."""
+
+    mutates_data = False
+
+    def __init__(
+        self,
+        settings: Settings,
+        push: PushFn,
+        *,
+        retry: RetryConfig,
+        queue: QueueConfig,
+        start: Callable[[Host], Awaitable[None]] | None = None,
+        shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._push = push
+        self._retry = retry
+        self._qcfg = queue
+        self._start_fn = start
+        self._shutdown_fn = shutdown
+        self._log = settings.logger
+        self.metrics = settings.telemetry.exporter(str(settings.id))
+        self._queue: SendingQueue | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._in_flight = 0
+        self._closing = False
+        self._host: Host | None = None
+        self._last_log = 0.0
+        self._started = False
+        self._deadline: float | None = None  # set when shutting down
+        self._waiters: dict[int, asyncio.Future[bool]] = {}
+
+    def _warn(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._last_log >= 1.0:
+            self._last_log = now
+            self._log.warning(msg, *args)
+
+    def _make_queue(self) -> SendingQueue:
+        q = self._qcfg
+        if q.storage:
+            from pipeline.exporters.persistent_queue import PersistentQueue
+
+            queue: SendingQueue = PersistentQueue(q, str(self.settings.id))
+            return queue
+        return MemoryQueue(q.queue_size, q.sizer)
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+        if self._start_fn is not None:
+            await self._start_fn(host)
+        if self._qcfg.enabled:
+            self._queue = self._make_queue()
+            self.metrics.queue_capacity.set(self._queue.capacity)
+            self.metrics.queue_size.set(self._queue.size())
+            self._workers = [
+                asyncio.get_running_loop().create_task(
+                    self._worker(), name=f"{self.settings.id}-sender-{i}"
+                )
+                for i in range(self._qcfg.num_consumers)
+            ]
+        self._started = True
+
+    # -- consuming ---------------------------------------------------------------------
+    async def consume_traces(self, traces: Traces) -> None:
+        if self._closing or not self._started:
+            raise RefusedError(f"exporter {self.settings.id} is not running", retry_after=1.0)
+        q = self._queue
+        if q is None:
+            ok = await self._send(traces)
+            if not ok:
+                raise RefusedError(f"exporter {self.settings.id} could not send the data")
+            return
+        if not q.offer(traces):
+            if not self._qcfg.block_on_overflow:
+                self.metrics.enqueue_failed.inc(traces.span_count)
+                raise RefusedError("sending queue is full", retry_after=1.0)
+            while not q.offer(traces):
+                await q.wait_for_room()
+                if self._closing:
+                    raise RefusedError(f"exporter {self.settings.id} is shutting down")
+        traces.retain()
+        self.metrics.queue_size.set(q.size())
+        if self._qcfg.wait_for_result:
+            fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+            self._waiters[id(traces)] = fut
+            if not await fut:
+                raise RefusedError(f"exporter {self.settings.id} could not send the data")
+
+    async def _worker(self) -> None:
+        assert self._queue is not None
+        q = self._queue
+        while True:
+            traces, done = await q.get()
+            self.metrics.queue_size.set(q.size())
+            self._in_flight += 1
+            self.metrics.in_flight.set(self._in_flight)
+            try:
+                ok = await self._send(traces)
+            except asyncio.CancelledError:
+                # cut off at the shutdown deadline: a persistent queue keeps it (not acked)
+                if not getattr(q, "persistent", False):
+                    self.metrics.send_failed.inc(traces.span_count)
+                    self._resolve(traces, False)
+                    traces.release(False)
+                raise
+            finally:
+                self._in_flight -= 1
+                self.metrics.in_flight.set(self._in_flight)
+            done()
+            self._resolve(traces, ok)
+            traces.release(ok)
+
+    def _resolve(self, traces: Traces, ok: bool) -> None:
+        fut = self._waiters.pop(id(traces), None)
+        if fut is not None and not fut.done():
+            fut.set_result(ok)
+
+    def _past_deadline(self) -> bool:
+        return self._deadline is not None and asyncio.get_running_loop().time() >= self._deadline
+
+    async def _send(self, traces: Traces) -> bool:
+        """Push with retries. True when sent (fully or partially), False when given up."""
+        n = traces.span_count
+        backoff = Backoff(self._retry)
+        began = time.monotonic()
+        while True:
+            try:
+                rejected = await self._push(traces)
+            except PermanentError as exc:
+                self.metrics.send_failed.inc(n)
+                self._warn("dropping %d spans: permanent error: %s", n, exc)
+                return False
+            except RetryableError as exc:
+                if not self._retry.enabled:
+                    self.metrics.send_failed.inc(n)
+                    self._warn("dropping %d spans: %s (retry_on_failure disabled)", n, exc)
+                    return False
+                delay = exc.retry_after if exc.retry_after is not None else backoff.next_delay()
+                limit = self._retry.max_elapsed_time.seconds
+                if limit and time.monotonic() - began + delay > limit:
+                    self.metrics.send_failed.inc(n)
+                    self._warn("dropping %d spans: no success within max_elapsed_time: %s", n, exc)
+                    return False
+                if not await self._sleep(delay):
+                    self.metrics.send_failed.inc(n)
+                    self._warn("dropping %d spans at shutdown: %s", n, exc)
+                    return False
+                self._warn("export failed, retrying in %.1fs: %s", delay, exc)
+                continue
+            if rejected:
+                self._warn("partial success: backend rejected %d of %d spans", rejected, n)
+                self.metrics.send_failed.inc(rejected)
+            self.metrics.sent.inc(n - rejected)
+            return True
+
+    async def _sleep(self, delay: float) -> bool:
+        """Sleep unless the shutdown deadline comes first; False if it does."""
+        loop = asyncio.get_running_loop()
+        end = loop.time() + delay
+        while True:
+            if self._past_deadline():
+                return False
+            left = end - loop.time()
+            if left <= 0:
+                return True
+            await asyncio.sleep(min(left, 0.1))
+
+    # -- shutdown ----------------------------------------------------------------------
+    async def shutdown(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        q = self._queue
+        if q is not None:
+            loop = asyncio.get_running_loop()
+            host_deadline = self._host.deadline if self._host is not None else None
+            self._deadline = host_deadline if host_deadline is not None else loop.time() + 30.0
+            # drain: wait for the queue to empty and sends to finish, until the deadline
+            while (not q.empty() or self._in_flight) and not self._past_deadline():  # noqa: ASYNC110
+                await asyncio.sleep(0.01)
+            for w in self._workers:
+                w.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+            left = q.drain_remaining()
+            lost = sum(t.span_count for t in left)
+            if lost:
+                self.metrics.send_failed.inc(lost)
+                self._log.error("%d spans could not be sent before the shutdown deadline", lost)
+                for t in left:
+                    self._resolve(t, False)
+                    t.release(False)
+            q.close()
+            self.metrics.queue_size.set(0)
+        if self._shutdown_fn is not None:
+            await self._shutdown_fn()

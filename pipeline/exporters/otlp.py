@@ -1,0 +1,176 @@
+"""`otlp_grpc` exporter (alias `otlp`): OTLP traces over gRPC to any OTLP backend.
+
+Batches go out as the bytes they came in with unless a processor changed them. Retries
+exactly the codes the OTLP spec calls retryable (CANCELLED, DEADLINE_EXCEEDED, ABORTED,
+OUT_OF_RANGE, UNAVAILABLE, DATA_LOSS; RESOURCE_EXHAUSTED only with RetryInfo) and
+honours the server's RetryInfo delay. Partial success is logged and counted.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import grpc
+import msgspec
+from google.rpc import error_details_pb2, status_pb2
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from pipeline.component import ExporterFactory, Host, Settings
+from pipeline.configtypes import Config, Duration, QueueConfig, RetryConfig, TLSClientConfig
+from pipeline.errors import PermanentError
+from pipeline.exporters.helper import ExporterHelper, RetryableError
+from pipeline.pdata import Traces
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+RETRYABLE = {
+    grpc.StatusCode.CANCELLED,
+    grpc.StatusCode.DEADLINE_EXCEEDED,
+    grpc.StatusCode.ABORTED,
+    grpc.StatusCode.OUT_OF_RANGE,
+    grpc.StatusCode.UNAVAILABLE,
+    grpc.StatusCode.DATA_LOSS,
+}
+
+
+class OTLPExporterConfig(Config):
+    endpoint: str
+    tls: TLSClientConfig = msgspec.field(default_factory=TLSClientConfig)
+    headers: dict[str, str] = {}
+    compression: Literal["gzip", "none", "", "deflate"] = "gzip"
+    timeout: Duration = msgspec.field(default_factory=lambda: Duration(5.0))
+    retry_on_failure: RetryConfig = msgspec.field(default_factory=RetryConfig)
+    sending_queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    balancer_name: Literal["round_robin", "pick_first"] = "round_robin"
+
+    def validate(self) -> list[str]:
+        errs = []
+        target = self.endpoint.split("://", 1)[-1]
+        if ":" not in target.rsplit("]", 1)[-1]:
+            errs.append(f"endpoint: {self.endpoint!r} has no port (want host:port)")
+        if self.sending_queue.wait_for_result and self.sending_queue.storage:
+            errs.append("sending_queue: wait_for_result cannot be used with storage")
+        return errs
+
+
+def _read(path: str | None) -> bytes | None:
+    if path is None:
+        return None
+    with open(path, "rb") as fh:
+        return fh.read()
+
+
+def retry_delay(err: grpc.aio.AioRpcError) -> float | None:
+    """The server's RetryInfo delay, from the grpc-status-details-bin trailer."""
+    for key, value in err.trailing_metadata() or ():
+        if key == "grpc-status-details-bin" and isinstance(value, bytes):
+            st = status_pb2.Status.FromString(value)
+            for detail in st.details:
+                if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+                    info = error_details_pb2.RetryInfo()
+                    detail.Unpack(info)
+                    return float(info.retry_delay.seconds + info.retry_delay.nanos / 1e9)
+    return None
+
+
+class OTLPExporter:
+    def __init__(self, settings: Settings, cfg: OTLPExporterConfig) -> None:
+        self.cfg = cfg
+        self._log = settings.logger
+        self._channel: grpc.aio.Channel | None = None
+        self._call: grpc.aio.UnaryUnaryMultiCallable | None = None
+        self._metadata = tuple((k.lower(), v) for k, v in cfg.headers.items())
+        self._compression = (
+            grpc.Compression.Gzip
+            if cfg.compression == "gzip"
+            else (
+                grpc.Compression.Deflate
+                if cfg.compression == "deflate"
+                else grpc.Compression.NoCompression
+            )
+        )
+        self.helper = ExporterHelper(
+            settings,
+            self._push,
+            retry=cfg.retry_on_failure,
+            queue=cfg.sending_queue,
+            start=self._start,
+            shutdown=self._shutdown,
+        )
+
+    async def _start(self, host: Host) -> None:
+        scheme, sep, rest = self.cfg.endpoint.partition("://")
+        target = rest if sep else self.cfg.endpoint
+        secure = not self.cfg.tls.insecure and scheme != "http"
+        options: list[tuple[str, str | int]] = [
+            ("grpc.max_send_message_length", -1),
+            ("grpc.max_receive_message_length", 64 << 20),
+            ("grpc.lb_policy_name", self.cfg.balancer_name),
+        ]
+        if secure:
+            tls = self.cfg.tls
+            creds = grpc.ssl_channel_credentials(
+                root_certificates=_read(tls.ca_file),
+                private_key=_read(tls.key_file),
+                certificate_chain=_read(tls.cert_file),
+            )
+            if tls.server_name_override:
+                options.append(("grpc.ssl_target_name_override", tls.server_name_override))
+            self._channel = grpc.aio.secure_channel(target, creds, options=options)
+        else:
+            self._channel = grpc.aio.insecure_channel(target, options=options)
+        self._call = self._channel.unary_unary(
+            EXPORT, request_serializer=None, response_deserializer=None
+        )
+
+    async def _push(self, traces: Traces) -> int:
+        assert self._call is not None
+        try:
+            resp = await self._call(
+                traces.to_bytes(),
+                timeout=self.cfg.timeout.seconds or None,
+                metadata=self._metadata,
+                compression=self._compression,
+            )
+        except grpc.aio.AioRpcError as err:
+            code = err.code()
+            delay = retry_delay(err)
+            msg = f"{code.name}: {err.details()}"
+            if code in RETRYABLE or (
+                code is grpc.StatusCode.RESOURCE_EXHAUSTED and delay is not None
+            ):
+                raise RetryableError(msg, delay) from None
+            raise PermanentError(msg) from None
+        if resp:
+            ps = ExportTraceServiceResponse.FromString(resp).partial_success
+            if ps.rejected_spans or ps.error_message:
+                if ps.error_message:
+                    self._log.warning("partial success: %s", ps.error_message)
+                return int(ps.rejected_spans)
+        return 0
+
+    async def _shutdown(self) -> None:
+        if self._channel is not None:
+            await self._channel.close()
+            self._channel = None
+
+    # the Exporter interface, through the helper
+    mutates_data = False
+
+    async def start(self, host: Host) -> None:
+        await self.helper.start(host)
+
+    async def consume_traces(self, traces: Traces) -> None:
+        await self.helper.consume_traces(traces)
+
+    async def shutdown(self) -> None:
+        await self.helper.shutdown()
+
+
+factory = ExporterFactory(
+    type="otlp_grpc",
+    aliases=("otlp",),
+    config_type=OTLPExporterConfig,
+    create=OTLPExporter,
+    stability="beta",
+    description="OTLP over gRPC to a backend or another collector",
+)

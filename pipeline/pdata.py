@@ -1,0 +1,215 @@
+"""`Traces`: the unit of data that flows between components.
+
+A batch of spans in the shape of one OTLP `ExportTraceServiceRequest`, held as wire
+bytes, as a decoded message, or both:
+
+- decoded at most once, and only when some component reads it;
+- encoded only if it changed: an untouched batch leaves with the bytes it came in with;
+- merged without decoding: concatenating two encoded requests is, by protobuf's rules
+  for repeated fields, the encoding of one request holding both sets of spans.
+
+`Delivery` tokens track data whose source wants to know when it is fully handled (the
+Kafka receiver commits an offset only then). Reference counting: a component that keeps
+a batch beyond the `consume_traces` call that handed it over calls `retain()`, and later
+`release()` once the data is exported, dropped by design, or given up on (`ok=False`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+__all__ = ["Delivery", "InvalidTracesError", "Traces"]
+
+
+class InvalidTracesError(ValueError):
+    """The bytes are not a valid OTLP ExportTraceServiceRequest."""
+
+
+class Delivery:
+    """Completion tracking for one unit of received data; see the module docstring."""
+
+    __slots__ = ("_callback", "_failed", "_pending")
+
+    def __init__(self, callback: Callable[[bool], None]) -> None:
+        self._pending = 1  # the creator's own share
+        self._failed = False
+        self._callback = callback
+
+    @property
+    def done(self) -> bool:
+        return self._pending <= 0
+
+    def retain(self) -> None:
+        self._pending += 1
+
+    def release(self, ok: bool = True) -> None:
+        if not ok:
+            self._failed = True
+        self._pending -= 1
+        if self._pending == 0:
+            self._callback(not self._failed)
+
+
+def count_spans(msg: ExportTraceServiceRequest) -> int:
+    return sum(len(ss.spans) for rs in msg.resource_spans for ss in rs.scope_spans)
+
+
+class Traces:
+    """A batch of spans; see the module docstring."""
+
+    __slots__ = ("_msg", "_raw", "cache", "deliveries", "span_count")
+
+    def __init__(
+        self,
+        msg: ExportTraceServiceRequest | None = None,
+        *,
+        raw: bytes | None = None,
+        span_count: int | None = None,
+        deliveries: tuple[Delivery, ...] = (),
+    ) -> None:
+        if msg is None and raw is None:
+            msg = ExportTraceServiceRequest()
+        self._msg = msg
+        self._raw = raw
+        if span_count is None:
+            span_count = count_spans(self.request)
+        self.span_count = span_count
+        self.deliveries = deliveries
+        # Derived data that processors share for this batch (e.g. the GenAI span index),
+        # keyed by the producer. Valid while the decoded message is the same object.
+        self.cache: dict[str, object] = {}
+
+    # -- construction -------------------------------------------------------------
+    @classmethod
+    def decode(cls, raw: bytes) -> Traces:
+        """Parse wire bytes; raise `InvalidTracesError` saying what is wrong."""
+        try:
+            msg = ExportTraceServiceRequest.FromString(raw)
+        except DecodeError as exc:
+            raise InvalidTracesError(f"cannot decode ExportTraceServiceRequest: {exc}") from exc
+        return cls(msg, raw=raw, span_count=count_spans(msg))
+
+    # -- access -------------------------------------------------------------------
+    @property
+    def request(self) -> ExportTraceServiceRequest:
+        """The decoded request. Do not change it: call `mutable()` for that."""
+        if self._msg is None:
+            assert self._raw is not None
+            self._msg = ExportTraceServiceRequest.FromString(self._raw)
+        return self._msg
+
+    @property
+    def is_decoded(self) -> bool:
+        return self._msg is not None
+
+    def mutable(self) -> ExportTraceServiceRequest:
+        """The decoded request, for changing; the original bytes are dropped."""
+        msg = self.request
+        self._raw = None
+        return msg
+
+    def changed(self) -> None:
+        """Tell the batch that its spans were changed or removed (recount and re-encode)."""
+        self._raw = None
+        self.span_count = count_spans(self.request)
+
+    def to_bytes(self) -> bytes:
+        if self._raw is None:
+            self._raw = self.request.SerializeToString()
+        return self._raw
+
+    def spans(self) -> Iterator[tuple[ResourceSpans, ScopeSpans, Span]]:
+        for rs in self.request.resource_spans:
+            for ss in rs.scope_spans:
+                for span in ss.spans:
+                    yield rs, ss, span
+
+    def __len__(self) -> int:
+        return self.span_count
+
+    def __repr__(self) -> str:
+        return f"Traces(spans={self.span_count})"
+
+    # -- delivery tracking --------------------------------------------------------
+    def retain(self) -> None:
+        for d in self.deliveries:
+            d.retain()
+
+    def release(self, ok: bool = True) -> None:
+        for d in self.deliveries:
+            d.release(ok)
+
+    # -- copies, merges, splits ---------------------------------------------------
+    def copy(self) -> Traces:
+        """An independent copy (for a consumer that mutates data). Cheap: bytes are shared
+        and decoded again only if the copy is read."""
+        return Traces(raw=self.to_bytes(), span_count=self.span_count, deliveries=self.deliveries)
+
+    @staticmethod
+    def merge(batches: Iterable[Traces]) -> Traces:
+        batches = list(batches)
+        if len(batches) == 1:
+            return batches[0]
+        raw = b"".join(b.to_bytes() for b in batches)
+        return Traces(
+            raw=raw,
+            span_count=sum(b.span_count for b in batches),
+            deliveries=tuple(d for b in batches for d in b.deliveries),
+        )
+
+    def split(self, max_spans: int) -> list[Traces]:
+        """Split into batches of at most `max_spans` spans, keeping resource and scope.
+
+        Every part carries this batch's deliveries (a holder of a part retains it)."""
+        if max_spans <= 0 or self.span_count <= max_spans:
+            return [self]
+        parts: list[ExportTraceServiceRequest] = []
+        out = ExportTraceServiceRequest()
+        room = max_spans
+        for rs in self.request.resource_spans:
+            out_rs: ResourceSpans | None = None
+            for ss in rs.scope_spans:
+                spans = ss.spans
+                i = 0
+                while i < len(spans):
+                    if room == 0:
+                        parts.append(out)
+                        out, out_rs, room = ExportTraceServiceRequest(), None, max_spans
+                    if out_rs is None:
+                        out_rs = out.resource_spans.add()
+                        out_rs.resource.CopyFrom(rs.resource)
+                        out_rs.schema_url = rs.schema_url
+                    take = spans[i : i + room]
+                    out_ss = out_rs.scope_spans.add()
+                    out_ss.scope.CopyFrom(ss.scope)
+                    out_ss.schema_url = ss.schema_url
+                    out_ss.spans.extend(take)
+                    i += len(take)
+                    room -= len(take)
+                # a new scope in the same resource continues in the same out_rs
+        if room < max_spans:
+            parts.append(out)
+        return [Traces(p, deliveries=self.deliveries) for p in parts]
+
+
+def traces_from_spans(
+    groups: Iterable[tuple[ResourceSpans, ScopeSpans, Iterable[Span]]],
+) -> ExportTraceServiceRequest:
+    """Build a request from (resource, scope, spans) groups, copying the spans."""
+    out = ExportTraceServiceRequest()
+    for rs, ss, spans in groups:
+        out_rs = out.resource_spans.add()
+        out_rs.resource.CopyFrom(rs.resource)
+        out_rs.schema_url = rs.schema_url
+        out_ss = out_rs.scope_spans.add()
+        out_ss.scope.CopyFrom(ss.scope)
+        out_ss.schema_url = ss.schema_url
+        out_ss.spans.extend(spans)
+    return out
+
+
+__all__ += ["DecodeError", "count_spans", "traces_from_spans"]

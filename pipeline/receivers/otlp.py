@@ -1,0 +1,454 @@
+"""`otlp` receiver: OTLP traces over gRPC (TraceService/Export) and HTTP (POST /v1/traces).
+
+Answers follow the OTLP specification:
+
+    malformed payload            INVALID_ARGUMENT       400, with what is wrong
+    larger than the limit        RESOURCE_EXHAUSTED     413
+    pipeline cannot take it now  UNAVAILABLE+RetryInfo  503 + Retry-After
+    permanent pipeline error     INTERNAL               500
+    unsupported content type                            415
+
+Every request is counted by outcome (`otelcol_receiver_requests`), spans by
+accepted/refused. The gRPC port also serves the standard gRPC health service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gzip
+import logging
+import ssl
+import time
+import zlib
+from typing import Any, Literal
+
+import grpc
+import msgspec
+from aiohttp import web
+from google.protobuf.duration_pb2 import Duration as PbDuration
+from google.rpc import code_pb2, error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+from pipeline import otlpjson
+from pipeline.component import Host, ReceiverFactory, Settings, TracesConsumer
+from pipeline.configtypes import (
+    Config,
+    PositiveInt,
+    TLSServerConfig,
+    check_endpoint,
+    split_endpoint,
+)
+from pipeline.errors import InvalidDataError, PermanentError, RefusedError
+from pipeline.httpserver import HTTPServer
+from pipeline.pdata import InvalidTracesError, Traces
+from pipeline.receivers.auth import AuthConfig, BearerAuth
+from pipeline.telemetry import ReceiverMetrics
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+EMPTY_RESPONSE: bytes = ExportTraceServiceResponse().SerializeToString()
+MIB = 1 << 20
+
+
+class GRPCConfig(Config):
+    endpoint: str = "127.0.0.1:4317"
+    max_recv_msg_size_mib: PositiveInt = 64  # the OTLP spec's recommendation
+    max_concurrent_streams: int = 0  # 0: grpc's default
+    tls: TLSServerConfig | None = None
+    auth: AuthConfig | None = None
+    reuse_port: bool = False  # SO_REUSEPORT, for several processes on one port
+
+    def validate(self) -> list[str]:
+        return check_endpoint(self.endpoint)
+
+
+class HTTPConfig(Config):
+    endpoint: str = "127.0.0.1:4318"
+    max_request_body_size: PositiveInt = 20 * MIB  # as the OTel Collector
+    traces_url_path: str = "/v1/traces"
+    tls: TLSServerConfig | None = None
+    auth: AuthConfig | None = None
+    reuse_port: bool = False
+
+    def validate(self) -> list[str]:
+        errs = check_endpoint(self.endpoint)
+        if not self.traces_url_path.startswith("/"):
+            errs.append("traces_url_path: must start with '/'")
+        return errs
+
+
+class Protocols(Config):
+    grpc: GRPCConfig | None = None
+    http: HTTPConfig | None = None
+
+
+class OTLPReceiverConfig(Config):
+    protocols: Protocols = msgspec.field(default_factory=lambda: Protocols(grpc=GRPCConfig()))
+
+    @classmethod
+    def preprocess(cls, raw: Any) -> Any:
+        """`grpc:` with no body (YAML null) turns the protocol on with defaults."""
+        protocols = raw.get("protocols") if isinstance(raw, dict) else None
+        if isinstance(protocols, dict):
+            for name in ("grpc", "http"):
+                if name in protocols and protocols[name] is None:
+                    protocols[name] = {}
+        return raw
+
+    def validate(self) -> list[str]:
+        if self.protocols.grpc is None and self.protocols.http is None:
+            return ["protocols: enable at least one of grpc, http"]
+        return []
+
+
+def server_ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ctx.minimum_version = (
+        ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
+    )
+    ctx.load_cert_chain(tls.cert_file, tls.key_file)
+    if tls.client_ca_file:
+        ctx.load_verify_locations(tls.client_ca_file)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
+def _read(path: str) -> bytes:
+    with open(path, "rb") as fh:
+        data: bytes = fh.read()
+        return data
+
+
+def _retry_status(message: str, retry_after: float) -> bytes:
+    delay = PbDuration(seconds=int(retry_after), nanos=int((retry_after % 1) * 1e9))
+    status = status_pb2.Status(code=code_pb2.UNAVAILABLE, message=message)
+    status.details.add().Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+    data: bytes = status.SerializeToString()
+    return data
+
+
+class _Outcome:
+    """Shared accounting for both transports."""
+
+    def __init__(self, metrics: ReceiverMetrics, logger: logging.Logger) -> None:
+        self.m = metrics
+        self.log = logger
+        self._last_log = 0.0
+
+    def warn(self, msg: str, *args: Any) -> None:
+        """Log at most once a second, so bad clients cannot flood the log."""
+        now = time.monotonic()
+        if now - self._last_log >= 1.0:
+            self._last_log = now
+            self.log.warning(msg, *args)
+
+
+class OTLPReceiver:
+    def __init__(
+        self, settings: Settings, cfg: OTLPReceiverConfig, next_consumer: TracesConsumer
+    ) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self._next = next_consumer
+        self._log = settings.logger
+        self._grpc_server: grpc.aio.Server | None = None
+        self._health: health.aio.HealthServicer | None = None
+        self._http: HTTPServer | None = None
+        self._host: Host | None = None
+        self._grpc_out = _Outcome(settings.telemetry.receiver(str(settings.id), "grpc"), self._log)
+        self._http_out = _Outcome(settings.telemetry.receiver(str(settings.id), "http"), self._log)
+        self._grpc_auth = (
+            BearerAuth(cfg.protocols.grpc.auth)
+            if cfg.protocols.grpc and cfg.protocols.grpc.auth
+            else None
+        )
+        self._http_auth = (
+            BearerAuth(cfg.protocols.http.auth)
+            if cfg.protocols.http and cfg.protocols.http.auth
+            else None
+        )
+        self._draining = False
+
+    # -- lifecycle --------------------------------------------------------------------
+    async def start(self, host: Host) -> None:
+        self._host = host
+        if self.cfg.protocols.grpc is not None:
+            await self._start_grpc(self.cfg.protocols.grpc, host)
+        if self.cfg.protocols.http is not None:
+            try:
+                await self._start_http(self.cfg.protocols.http, host)
+            except BaseException:
+                await self.shutdown()
+                raise
+
+    def notify_ready(self, ready: bool) -> None:
+        if self._health is None:
+            return
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if ready
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", SERVICE):
+            asyncio.get_running_loop().create_task(self._health.set(name, status))
+
+    async def shutdown(self) -> None:
+        self._draining = True
+        grace = 5.0
+        if self._host is not None and self._host.deadline is not None:
+            grace = max(0.1, self._host.deadline - asyncio.get_running_loop().time())
+        server, self._grpc_server = self._grpc_server, None
+        if server is not None:
+            if self._health is not None:
+                await self._health.enter_graceful_shutdown()
+            await server.stop(grace)  # no new RPCs; in-flight ones finish
+        http, self._http = self._http, None
+        if http is not None:
+            await http.stop()
+
+    # -- gRPC -------------------------------------------------------------------------
+    async def _start_grpc(self, cfg: GRPCConfig, host: Host) -> None:
+        limit = cfg.max_recv_msg_size_mib * MIB
+        options: list[tuple[str, Any]] = [
+            # grpc rejects beyond this on its own; up to it we check, count and answer
+            ("grpc.max_receive_message_length", min(2 * limit, (1 << 31) - 1)),
+            ("grpc.so_reuseport", 1 if cfg.reuse_port else 0),
+        ]
+        if cfg.max_concurrent_streams:
+            options.append(("grpc.max_concurrent_streams", cfg.max_concurrent_streams))
+        server = grpc.aio.server(options=options)
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE,
+            {"Export": grpc.unary_unary_rpc_method_handler(self._export)},  # raw bytes in/out
+        )
+        server.add_generic_rpc_handlers((handler,))
+        self._health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self._health, server)
+        for name in ("", SERVICE):
+            await self._health.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
+        if cfg.tls is not None:
+            creds = grpc.ssl_server_credentials(
+                [(_read(cfg.tls.key_file), _read(cfg.tls.cert_file))],
+                root_certificates=_read(cfg.tls.client_ca_file) if cfg.tls.client_ca_file else None,
+                require_client_auth=cfg.tls.client_ca_file is not None,
+            )
+            port = server.add_secure_port(cfg.endpoint, creds)
+        else:
+            port = server.add_insecure_port(cfg.endpoint)
+        if port == 0:
+            raise OSError(f"receivers::{self.settings.id}: cannot listen on {cfg.endpoint} (gRPC)")
+        await server.start()
+        self._grpc_server = server
+        self._grpc_limit = limit
+        h, _ = split_endpoint(cfg.endpoint)
+        scheme = "grpcs" if cfg.tls else "grpc"
+        host.announce(f"receivers::{self.settings.id}: OTLP/gRPC on {scheme}://{h}:{port}")
+
+    async def _export(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
+        out = self._grpc_out
+        if self._grpc_auth is not None:
+            md = dict(context.invocation_metadata() or ())
+            problem = self._grpc_auth.check(md.get("authorization"))
+            if problem:
+                out.m.requests["unauthenticated"].inc()
+                await context.abort(grpc.StatusCode.UNAUTHENTICATED, problem)
+        if len(raw) > self._grpc_limit:
+            out.m.requests["too_large"].inc()
+            await context.abort(
+                grpc.StatusCode.RESOURCE_EXHAUSTED,
+                f"request of {len(raw)} bytes exceeds max_recv_msg_size_mib ({self._grpc_limit // MIB} MiB)",
+            )
+        try:
+            traces = Traces.decode(raw)
+        except InvalidTracesError as exc:
+            out.m.requests["invalid"].inc()
+            out.warn("rejected a malformed gRPC request from %s: %s", context.peer(), exc)
+            await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
+        code, message, retry_after = await self._consume(traces, out)
+        if code is None:
+            return EMPTY_RESPONSE
+        if code is grpc.StatusCode.UNAVAILABLE:
+            await context.abort(
+                code,
+                message,
+                trailing_metadata=(
+                    ("grpc-status-details-bin", _retry_status(message, retry_after)),
+                ),
+            )
+        await context.abort(code, message)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _consume(
+        self, traces: Traces, out: _Outcome
+    ) -> tuple[grpc.StatusCode | None, str, float]:
+        """Push into the pipeline; map what comes back to a status code (None: success)."""
+        n = traces.span_count
+        if self._draining:
+            out.m.refused.inc(n)
+            out.m.requests["refused"].inc()
+            return grpc.StatusCode.UNAVAILABLE, "collector is shutting down", 1.0
+        try:
+            await self._next.consume_traces(traces)
+        except RefusedError as exc:
+            out.m.refused.inc(n)
+            out.m.requests["refused"].inc()
+            return grpc.StatusCode.UNAVAILABLE, str(exc), exc.retry_after
+        except InvalidDataError as exc:
+            out.m.refused.inc(n)
+            out.m.requests["invalid"].inc()
+            return grpc.StatusCode.INVALID_ARGUMENT, str(exc), 0.0
+        except PermanentError as exc:
+            out.m.refused.inc(n)
+            out.m.requests["failure"].inc()
+            out.warn("pipeline rejected data permanently: %s", exc)
+            return grpc.StatusCode.INTERNAL, str(exc), 0.0
+        except Exception as exc:
+            # an unexpected error in a component: retryable, as the OTel Collector does
+            out.m.refused.inc(n)
+            out.m.requests["failure"].inc()
+            self._log.exception("pipeline failed on a batch of %d spans", n)
+            return grpc.StatusCode.UNAVAILABLE, f"internal error: {exc}", 1.0
+        out.m.accepted.inc(n)
+        out.m.requests["success"].inc()
+        return None, "", 0.0
+
+    # -- HTTP -------------------------------------------------------------------------
+    async def _start_http(self, cfg: HTTPConfig, host: Host) -> None:
+        app = web.Application(client_max_size=cfg.max_request_body_size)
+        app.router.add_post(cfg.traces_url_path, self._http_export)
+        ssl_ctx = server_ssl_context(cfg.tls) if cfg.tls else None
+        h, p = split_endpoint(cfg.endpoint)
+        self._http_limit = cfg.max_request_body_size
+        self._http = HTTPServer(app, h, p, ssl_context=ssl_ctx, reuse_port=cfg.reuse_port)
+        bh, bp = await self._http.start()
+        scheme = "https" if ssl_ctx else "http"
+        host.announce(
+            f"receivers::{self.settings.id}: OTLP/HTTP on {scheme}://{bh}:{bp}{cfg.traces_url_path}"
+        )
+
+    def _http_error(
+        self, status: int, message: str, is_json: bool, headers: dict[str, str] | None = None
+    ) -> web.Response:
+        code = {
+            400: code_pb2.INVALID_ARGUMENT,
+            401: code_pb2.UNAUTHENTICATED,
+            413: code_pb2.RESOURCE_EXHAUSTED,
+            415: code_pb2.INVALID_ARGUMENT,
+            503: code_pb2.UNAVAILABLE,
+        }.get(status, code_pb2.INTERNAL)
+        st = status_pb2.Status(code=code, message=message)
+        if is_json:
+            body = msgspec.json.encode({"code": code, "message": message})
+            return web.Response(
+                status=status, body=body, content_type="application/json", headers=headers
+            )
+        return web.Response(
+            status=status,
+            body=st.SerializeToString(),
+            content_type="application/x-protobuf",
+            headers=headers,
+        )
+
+    def _decompress(self, body: bytes, encoding: str) -> bytes:
+        limit = self._http_limit
+        if encoding in ("", "identity"):
+            return body
+        if encoding in ("gzip", "deflate", "zlib"):
+            wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+            d = zlib.decompressobj(wbits)
+            out = d.decompress(body, limit + 1)
+            if len(out) > limit:
+                raise OverflowError
+            if not d.eof:
+                raise ValueError("truncated compressed body")
+            return out
+        if encoding == "zstd":
+            import zstandard
+
+            try:
+                reader = zstandard.ZstdDecompressor().stream_reader(body)
+                out = reader.read(limit + 1)
+            except zstandard.ZstdError as exc:
+                raise ValueError(str(exc)) from None
+            if len(out) > limit:
+                raise OverflowError
+            return out
+        raise LookupError(encoding)
+
+    async def _http_export(self, request: web.Request) -> web.Response:
+        out = self._http_out
+        ctype = (request.content_type or "").lower()
+        is_json = ctype == "application/json"
+        if self._http_auth is not None:
+            problem = self._http_auth.check(request.headers.get("Authorization"))
+            if problem:
+                out.m.requests["unauthenticated"].inc()
+                return self._http_error(401, problem, is_json, {"WWW-Authenticate": "Bearer"})
+        if ctype not in ("application/x-protobuf", "application/json"):
+            out.m.requests["invalid"].inc()
+            return self._http_error(
+                415,
+                f"unsupported content type {ctype!r}: use application/x-protobuf or application/json",
+                False,
+            )
+        try:
+            body = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            out.m.requests["too_large"].inc()
+            return self._http_error(
+                413,
+                f"request body exceeds max_request_body_size ({self._http_limit} bytes)",
+                is_json,
+            )
+        encoding = request.headers.get("Content-Encoding", "").strip().lower()
+        try:
+            body = self._decompress(body, encoding)
+        except OverflowError:
+            out.m.requests["too_large"].inc()
+            return self._http_error(
+                413,
+                f"decompressed body exceeds max_request_body_size ({self._http_limit} bytes)",
+                is_json,
+            )
+        except LookupError:
+            out.m.requests["invalid"].inc()
+            return self._http_error(
+                415, f"unsupported Content-Encoding {encoding!r}: use gzip, deflate, zstd", is_json
+            )
+        except (ValueError, zlib.error, gzip.BadGzipFile, EOFError) as exc:
+            out.m.requests["invalid"].inc()
+            return self._http_error(400, f"cannot decompress {encoding} body: {exc}", is_json)
+        try:
+            traces = Traces(otlpjson.decode(body)) if is_json else Traces.decode(body)
+        except InvalidTracesError as exc:
+            out.m.requests["invalid"].inc()
+            out.warn("rejected a malformed HTTP request from %s: %s", request.remote, exc)
+            return self._http_error(400, str(exc), is_json)
+        code, message, retry_after = await self._consume(traces, out)
+        if code is None:
+            if is_json:
+                return web.Response(body=b"{}", content_type="application/json")
+            return web.Response(body=EMPTY_RESPONSE, content_type="application/x-protobuf")
+        status = {
+            grpc.StatusCode.UNAVAILABLE: 503,
+            grpc.StatusCode.INVALID_ARGUMENT: 400,
+        }.get(code, 500)
+        headers = {"Retry-After": str(max(1, round(retry_after)))} if status == 503 else None
+        return self._http_error(status, message, is_json, headers)
+
+
+def create(
+    settings: Settings, cfg: OTLPReceiverConfig, next_consumer: TracesConsumer
+) -> OTLPReceiver:
+    return OTLPReceiver(settings, cfg, next_consumer)
+
+
+factory = ReceiverFactory(
+    type="otlp",
+    config_type=OTLPReceiverConfig,
+    create=create,
+    stability="beta",
+    description="OTLP over gRPC and HTTP (protobuf and JSON)",
+)
+
+Transport = Literal["grpc", "http"]

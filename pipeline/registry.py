@@ -1,0 +1,34 @@
+"""The one list of every component tracesieve has. Add a factory here to make it usable."""
+
+from __future__ import annotations
+
+from pipeline.component import AnyFactory, Kind, Registry
+from pipeline.connectors import forward
+from pipeline.exporters import debug, file, otlp, otlp_http
+from pipeline.extensions import health_check
+from pipeline.receivers import otlp as otlp_receiver
+from processors import batch, memory_limiter
+
+RECEIVERS = (otlp_receiver.factory,)
+PROCESSORS = (batch.factory, memory_limiter.factory)
+EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory)
+CONNECTORS = (forward.factory,)
+EXTENSIONS = (health_check.factory,)
+
+
+def build() -> Registry:
+    reg = Registry()
+    groups: tuple[tuple[Kind, tuple[AnyFactory, ...]], ...] = (
+        ("receiver", RECEIVERS),
+        ("processor", PROCESSORS),
+        ("exporter", EXPORTERS),
+        ("connector", CONNECTORS),
+        ("extension", EXTENSIONS),
+    )
+    for kind, factories in groups:
+        for f in factories:
+            reg.add(kind, f)
+    return reg
+
+
+REGISTRY = build()

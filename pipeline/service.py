@@ -1,0 +1,150 @@
+"""The running collector: telemetry, extensions, the pipeline graph, signals and a
+graceful stop.
+
+Stop sequence (SIGTERM/SIGINT): readiness turns off (health 503, gRPC health
+NOT_SERVING), receivers stop taking requests and finish the ones in flight, processors
+flush, exporters drain their queues, all within `service.shutdown_timeout`. A second
+signal forces exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import time
+from typing import Any
+
+from aiohttp import web
+
+from pipeline.component import ComponentID, Registry
+from pipeline.config import CollectorConfig
+from pipeline.graph import Graph
+from pipeline.httpserver import HTTPServer
+from pipeline.telemetry import Telemetry
+
+log = logging.getLogger("tracesieve")
+
+
+class Service:
+    """Implements `Host` for the components it runs."""
+
+    def __init__(self, cfg: CollectorConfig, registry: Registry) -> None:
+        self.cfg = cfg
+        metrics_cfg = cfg.service.telemetry.metrics
+        self.telemetry = Telemetry(metrics_cfg.level)
+        self.graph = Graph(cfg, registry, telemetry=self.telemetry)
+        self._extensions: dict[ComponentID, Any] = {}
+        for name in cfg.service.extensions:
+            eid = ComponentID.parse(name)
+            factory = registry.extensions[eid.type]
+            settings = self.graph._settings("extension", eid)
+            self._extensions[eid] = factory.create(settings, cfg.components["extension"][eid])
+        self._ready = False
+        self._stopping = asyncio.Event()
+        self._fatal: BaseException | None = None
+        self._metrics_server: HTTPServer | None = None
+        self.deadline: float | None = None  # loop time by which shutdown must finish
+        self.endpoints: list[str] = []
+
+    # -- Host -------------------------------------------------------------------------
+    def extension(self, id: ComponentID) -> Any:
+        return self._extensions.get(id)
+
+    def report_fatal_error(self, error: BaseException) -> None:
+        log.error("fatal error, stopping: %s", error)
+        self._fatal = error
+        self._stopping.set()
+
+    def is_ready(self) -> bool:
+        return self._ready
+
+    def announce(self, what: str) -> None:
+        """Components call this for each endpoint they listen on."""
+        self.endpoints.append(what)
+        log.info("listening: %s", what)
+
+    # -- lifecycle --------------------------------------------------------------------
+    def _notify(self, ready: bool) -> None:
+        self._ready = ready
+        for comp in [*self._extensions.values(), *(n.component for n in self.graph.order)]:
+            fn = getattr(comp, "notify_ready", None)
+            if fn is not None:
+                fn(ready)
+
+    async def start(self) -> None:
+        endpoint = self.cfg.service.telemetry.metrics.endpoint()
+        if endpoint is not None:
+            app = web.Application()
+            app.router.add_get("/metrics", self._metrics)
+            self._metrics_server = HTTPServer(app, *endpoint)
+            host, port = await self._metrics_server.start()
+            self.announce(f"telemetry: Prometheus metrics on http://{host}:{port}/metrics")
+        started: list[Any] = []
+        try:
+            for ext in self._extensions.values():
+                await ext.start(self)
+                started.append(ext)
+            await self.graph.start(self)
+        except BaseException:
+            for ext in reversed(started):
+                await ext.shutdown()
+            if self._metrics_server:
+                await self._metrics_server.stop()
+            raise
+        self._notify(True)
+        n = len(self.cfg.pipelines)
+        log.info("tracesieve is ready: %d pipeline%s running", n, "" if n == 1 else "s")
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=self.telemetry.exposition(), content_type="text/plain", charset="utf-8"
+        )
+
+    async def shutdown(self) -> None:
+        timeout = self.cfg.service.shutdown_timeout.seconds or None
+        loop = asyncio.get_running_loop()
+        self.deadline = loop.time() + timeout if timeout else None
+        self._notify(False)
+        t0 = time.monotonic()
+        try:
+            await asyncio.wait_for(self.graph.shutdown(), timeout)
+        except TimeoutError:
+            log.error(
+                "shutdown did not finish within %.1fs; exiting with work pending", timeout or 0
+            )
+        for ext in reversed(list(self._extensions.values())):
+            try:
+                await ext.shutdown()
+            except Exception:
+                log.exception("error shutting down extension")
+        if self._metrics_server:
+            await self._metrics_server.stop()
+        log.info("tracesieve stopped in %.2fs", time.monotonic() - t0)
+
+    async def run(self) -> int:
+        """Start, serve until a signal (or a fatal error), then stop. Returns an exit code."""
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(sig: signal.Signals) -> None:
+            nonlocal signals
+            signals += 1
+            if signals == 1:
+                log.info("received %s, shutting down (send again to force exit)", sig.name)
+                self._stopping.set()
+            else:
+                log.error("received %s again, forcing exit", sig.name)
+                os._exit(130)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        try:
+            await self.start()
+            await self._stopping.wait()
+            await self.shutdown()
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        return 1 if self._fatal else 0
