@@ -9,6 +9,9 @@ Records:
   requests apart and holding spans) and release (framing whole traces, handing them on to
   a consumer that does nothing), for requests as the OTLP receiver hands them on (already
   decoded) and as raw bytes (e.g. from Kafka). Best of `--repeat` runs.
+- `tail_sampling.throughput`: spans/s through tail_sampling alone (four policies:
+  status_code, latency, string_attribute, probabilistic) on the batches groupbytrace
+  releases for the same payloads; includes writing `sieve.sampling.policy` and dropping.
 - `groupbytrace.memory`: process RSS with N spans held (nothing released), measured in a
   fresh subprocess per N: baseline after setup, total, and bytes per held span, next to the
   processor's own estimate (what `memory_limit_mib` is checked against).
@@ -219,6 +222,63 @@ def throughput(source: Source, spans: int, repeat: int) -> list[dict[str, Any]]:
     return out
 
 
+async def _sampling_once(batches: list[bytes], policies: list[dict[str, Any]]) -> float:
+    from pipeline.configtypes import decode
+    from processors.tail_sampling import TailSamplingConfig, TailSamplingProcessor
+
+    cfg, errs = decode({"policies": policies}, TailSamplingConfig, "tail_sampling")
+    assert cfg is not None and not errs, errs
+    proc = TailSamplingProcessor(settings(telemetry=Telemetry()), cfg, _Null())
+    # whole traces, released as groupbytrace hands them on (raw, indexed)
+    sink = _Collect()
+    g = _processor(sink)
+    for raw in batches:
+        await g.consume_traces(Traces(raw=raw, span_count=0))
+    await g.shutdown()
+    inputs = sink.batches
+    t0 = time.perf_counter()
+    for b in inputs:
+        await proc.consume_traces(b)
+    return time.perf_counter() - t0
+
+
+class _Collect:
+    mutates_data = False
+
+    def __init__(self) -> None:
+        self.batches: list[Traces] = []
+
+    async def consume_traces(self, traces: Traces) -> None:
+        self.batches.append(traces)
+
+
+SAMPLING_POLICIES: list[dict[str, Any]] = [
+    {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
+    {"name": "slow", "type": "latency", "latency": {"threshold_ms": 5000}},
+    {
+        "name": "anthropic",
+        "type": "string_attribute",
+        "string_attribute": {"key": "gen_ai.system", "values": ["anthropic"]},
+    },
+    {"name": "some", "type": "probabilistic", "probabilistic": {"sampling_percentage": 10}},
+]
+
+
+def sampling_throughput(source: Source, spans: int, repeat: int) -> list[dict[str, Any]]:
+    """tail_sampling alone, on whole traces as groupbytrace releases them."""
+    payloads = list(source(spans, 7))
+    best = min(asyncio.run(_sampling_once(payloads, SAMPLING_POLICIES)) for _ in range(repeat))
+    return [
+        {
+            "bench": "tail_sampling.throughput",
+            "policies": [p["type"] for p in SAMPLING_POLICIES],
+            "spans": spans,
+            "spans_per_s": round(spans / best),
+            "runs": repeat,
+        }
+    ]
+
+
 def _rss() -> int:
     with open("/proc/self/statm", "rb") as fh:
         return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
@@ -278,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m benchmarks.memory", description=__doc__.split("\n")[0]
     )
     ap.add_argument("--source", default="benchmarks.memory:synthetic")
-    ap.add_argument("--only", choices=("throughput", "memory"))
+    ap.add_argument("--only", choices=("throughput", "sampling", "memory"))
     ap.add_argument(
         "--spans",
         type=int,
@@ -297,6 +357,8 @@ def main(argv: list[str] | None = None) -> int:
     records: list[dict[str, Any]] = []
     if args.only in (None, "throughput"):
         records += throughput(source, args.throughput_spans, args.repeat)
+    if args.only in (None, "sampling"):
+        records += sampling_throughput(source, args.throughput_spans, args.repeat)
     if args.only in (None, "memory"):
         records += memory(args.source, args.spans)
     for r in records:

@@ -53,7 +53,7 @@ MIB = 1 << 20
 # Estimated memory per held span beyond its encoding (bytes object header, list slot) and
 # per held trace (its record, dict and ordering entries, chunk lists); see
 # benchmarks/memory.py for the measured figures these approximate.
-SPAN_OVERHEAD = 48
+SPAN_OVERHEAD = 72
 TRACE_OVERHEAD = 600
 _MAX_RELEASE_SPANS = 8192
 _COALESCE = 0.01  # release up to 10 ms late so that traces go out together

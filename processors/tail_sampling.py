@@ -33,6 +33,7 @@ from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, NonNegInt, Percentage, PositiveInt
+from pipeline.otlpwire import TAG_1, frame, scope_groups
 from pipeline.pdata import Traces
 from pipeline.wholetraces import (
     TraceView,
@@ -323,6 +324,24 @@ class TraceHash:
         return fnv1a_64(trace_id, self._start) <= limit
 
 
+def _gather(attributes: Any, keys: frozenset[str], found: dict[str, list[AnyValue]]) -> None:
+    for kv in attributes:
+        if kv.key in keys:
+            found.setdefault(kv.key, []).append(kv.value)
+
+
+class _KeyFields(dict[str, bytes]):
+    """A KeyValue's encoded key field for an attribute name (memoized)."""
+
+    def __missing__(self, key: str) -> bytes:
+        value = frame(TAG_1, key.encode())
+        self[key] = value
+        return value
+
+
+_KEY_FIELDS = _KeyFields()
+
+
 class _Ctx:
     """One trace being decided: derived facts computed once, on first use."""
 
@@ -343,22 +362,32 @@ class _Ctx:
 
     def _collect(self) -> dict[str, list[AnyValue]]:
         keys = self.keys
-        e = self.view.entry
-        if self.raw is not None and e is not None:
-            keys = frozenset(
-                k for k in keys if self.raw.find(k.encode(), e.byte_start, e.byte_end) >= 0
-            )
         found: dict[str, list[AnyValue]] = {}
-        if not keys:
+        e = self.view.entry
+        raw = self.raw
+        if raw is None or e is None:
+            for rs in self.view.resources():
+                _gather(rs.resource.attributes, keys, found)
+            for sp in self.view.spans():
+                _gather(sp.attributes, keys, found)
             return found
-        for rs in self.view.resources():
-            for kv in rs.resource.attributes:
-                if kv.key in keys:
-                    found.setdefault(kv.key, []).append(kv.value)
-        for s in self.view.spans():
-            for kv in s.attributes:
-                if kv.key in keys:
-                    found.setdefault(kv.key, []).append(kv.value)
+        # the batch is unchanged since groupbytrace: look at the encoding first, and read
+        # the attributes only of the resources and spans whose bytes hold a wanted key
+        patterns = [
+            _KEY_FIELDS[k] for k in keys if raw.find(k.encode(), e.byte_start, e.byte_end) >= 0
+        ]
+        if not patterns:
+            return found
+        groups = scope_groups(raw[e.byte_start : e.byte_end])
+        last_rs = None
+        for (rs, _, spans), g in zip(self.view.parts, groups, strict=True):
+            if rs is not last_rs:
+                last_rs = rs
+                if any(p in g.resource_fields[0] for p in patterns):
+                    _gather(rs.resource.attributes, keys, found)
+            for sp, sb in zip(spans, g.spans, strict=True):
+                if any(p in sb for p in patterns):
+                    _gather(sp.attributes, keys, found)
         return found
 
     def duration_ns(self) -> int:
