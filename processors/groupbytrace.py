@@ -12,10 +12,11 @@ released within the last `released_cache_size` traces are passed on at once as a
 fragment (`release == "late"` in the index), for `tail_sampling` to apply the decision it
 cached for the trace. At shutdown every pending trace is released.
 
-Stateful (one releaser task). Spans are held compactly: each span's encoding as a bytes
-object (taken apart from the request with `pipeline.otlpwire`, never decoded), resource
-and scope encodings shared by all spans that came with them; a released batch is built by
-framing bytes. Deliveries: every batch's deliveries are retained once per trace it added
+Stateful (one releaser task). Spans are held compactly, as their encodings: a request is
+taken apart with `pipeline.otlpwire` (spans are never decoded), and the spans a batch
+brings to a trace are kept as one bytes blob of framed span fields (no Python object per
+span, nothing for the garbage collector to walk), with the resource and scope encodings
+shared by all spans that came with them. A released batch is built by joining bytes. Deliveries: every batch's deliveries are retained once per trace it added
 spans to, and released once that trace has been handed on (or given up on).
 
 Back-pressure: if downstream refuses, released traces wait and are retried; while more
@@ -50,10 +51,10 @@ from pipeline.pdata import Delivery, Traces
 from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
 
 MIB = 1 << 20
-# Estimated memory per held span beyond its encoding (bytes object header, list slot) and
-# per held trace (its record, dict and ordering entries, chunk lists); see
+# Estimated memory beyond the encodings: per blob of spans (a bytes object, a list slot)
+# and per trace (its record, dict and ordering entries, chunk list); see
 # benchmarks/memory.py for the measured figures these approximate.
-SPAN_OVERHEAD = 72
+BLOB_OVERHEAD = 64
 TRACE_OVERHEAD = 600
 _MAX_RELEASE_SPANS = 8192
 _COALESCE = 0.01  # release up to 10 ms late so that traces go out together
@@ -98,6 +99,7 @@ class _Trace:
 
     def __init__(self, tid: bytes, state: int, release: str = "") -> None:
         self.tid = tid
+        # (resource and scope, blobs of framed span encodings, one per batch)
         self.chunks: list[tuple[_Group, list[bytes]]] = []
         self.holds: list[Delivery] | None = None
         self.last = 0.0
@@ -118,33 +120,35 @@ class _Trace:
 
 def _encode_trace(t: _Trace) -> list[bytes]:
     """The trace as framed ResourceSpans fields, one per distinct resource."""
-    hdr = span_headers.__getitem__
-    by_resource: dict[tuple[bytes, bytes], dict[_Group, list[list[bytes]]]] = {}
-    for group, spans in t.chunks:
+    by_resource: dict[tuple[bytes, bytes], dict[_Group, list[bytes]]] = {}
+    for group, blobs in t.chunks:
         by_scope = by_resource.setdefault(group.resource, {})
-        lists = by_scope.get(group)
-        if lists is None:
-            by_scope[group] = [spans]
+        held = by_scope.get(group)
+        if held is None:
+            by_scope[group] = list(blobs)
         else:
-            lists.append(spans)
+            held += blobs
     out = []
     for (r0, r1), by_scope in by_resource.items():
         rs_parts = [r0]
-        for group, lists in by_scope.items():
+        for group, blobs in by_scope.items():
             s0, s1 = group.scope
-            parts = [s0]
-            for spans in lists:
-                seg: list[bytes] = [b""] * (2 * len(spans))
-                seg[0::2] = map(hdr, map(len, spans))
-                seg[1::2] = spans
-                parts += seg
-            parts.append(s1)
-            body = b"".join(parts)
+            body = b"".join((s0, *blobs, s1))
             rs_parts += (TAG_2, varint(len(body)), body)
         rs_parts.append(r1)
         rs_body = b"".join(rs_parts)
         out.append(TAG_1 + varint(len(rs_body)) + rs_body)
     return out
+
+
+def _frame_spans(spans: list[bytes]) -> bytes:
+    """Encoded spans as consecutive `spans` fields of a ScopeSpans."""
+    if len(spans) == 1:
+        return span_headers[len(spans[0])] + spans[0]
+    seg: list[bytes] = [b""] * (2 * len(spans))
+    seg[0::2] = map(span_headers.__getitem__, map(len, spans))
+    seg[1::2] = spans
+    return b"".join(seg)
 
 
 class GroupByTraceProcessor:
@@ -310,13 +314,14 @@ class GroupByTraceProcessor:
                 t = touched.get(tid)
                 if t is None:
                     t = touched[tid] = self._locate(tid)
+                blob = _frame_spans(spans)
                 last = t.chunks[-1] if t.chunks else None
                 if last is not None and last[0] is group:
-                    last[1].extend(spans)
+                    last[1].append(blob)
                 else:
-                    t.chunks.append((group, spans))
+                    t.chunks.append((group, [blob]))
                 n = len(spans)
-                size = sum(map(len, spans)) + n * SPAN_OVERHEAD
+                size = len(blob) + BLOB_OVERHEAD
                 t.spans += n
                 t.size += size
                 if t.state == _BUFFERED:
