@@ -15,18 +15,20 @@ OTTL.
 
 A trace-level attribute is read from the root span, then the root span's resource; a trace
 without its root span in the batch uses the first span carrying the attribute (then that
-span's resource). Routes are tried in order; the first match wins. Batches are split per
+span's resource). Routes are tried in order; the first match wins. The route of each
+trace is remembered (`route_cache_size`, default 100000 trace ids): later spans of the
+trace, such as late fragments from `groupbytrace`, follow it. Batches are split per
 trace (a trace is never split); put it after `groupbytrace` so that it sees whole traces.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, OrderedDict
 from typing import Any
 
 from pipeline.component import ConnectorFactory, Host, Settings, TracesConsumer
-from pipeline.configtypes import Config
+from pipeline.configtypes import Config, NonNegInt
 from pipeline.consumers import fanout
 from pipeline.errors import ConfigError, RefusedError
 from pipeline.pdata import Traces
@@ -60,6 +62,9 @@ class RouteConfig(Config):
 class RoutingConfig(Config):
     table: list[RouteConfig] = []
     default_pipelines: list[str] = []
+    # trace ids whose route is remembered, so that later spans of a trace (late fragments
+    # without the root span that carries the attribute) follow it
+    route_cache_size: NonNegInt = 100_000
 
     def validate(self) -> list[str]:
         return [] if self.table else ["table: list at least one route"]
@@ -110,6 +115,8 @@ class RoutingConnector:
             fanout([routes[p] for p in cfg.default_pipelines]) if cfg.default_pipelines else None
         )
         self.mutates_data = any(c.mutates_data for c in routes.values())
+        self._cache_size = cfg.route_cache_size
+        self._cache: OrderedDict[bytes, int] = OrderedDict()
         labels = (str(settings.id),)
         routed = settings.telemetry.counter(
             "tracesieve_routing_traces",
@@ -142,15 +149,23 @@ class RoutingConnector:
         views, idx = trace_views(traces)
         raw = bytes_of(traces, idx)
         routes: list[int] = []
+        cache = self._cache
         for v in views:
-            memo: dict[str, Any] = {}
+            route = cache.get(v.trace_id)
+            if route is None:
+                memo: dict[str, Any] = {}
 
-            def value_of(key: str, v: Any = v, memo: dict[str, Any] = memo) -> Any:
-                if key not in memo:
-                    memo[key] = trace_attribute(v, key, raw)
-                return memo[key]
+                def value_of(key: str, v: Any = v, memo: dict[str, Any] = memo) -> Any:
+                    if key not in memo:
+                        memo[key] = trace_attribute(v, key, raw)
+                    return memo[key]
 
-            routes.append(self.route_of(value_of))
+                route = self.route_of(value_of)
+                if self._cache_size:
+                    cache[v.trace_id] = route
+                    if len(cache) > self._cache_size:
+                        cache.popitem(last=False)
+            routes.append(route)
         counts = Counter(routes)
         for r, c in counts.items():
             self._m_routed[r].inc(c)

@@ -161,6 +161,18 @@ async def test_unmatched_traces_without_default_are_dropped_and_counted():
     )
 
 
+async def test_late_spans_follow_their_trace_s_route():
+    c, sinks = connector(BY_CLASS, ["traces/rest"])
+    await c.consume_traces(await whole(*trace(1, "clean"), *trace(2, "noisy")))
+    late = await whole(
+        make_span("late", tid(1), sid(77), sid(2)), make_span("late", tid(2), sid(78), sid(4))
+    )
+    await c.consume_traces(late)
+    assert [s.name for s in sinks["traces/clean"].spans()].count("late") == 1
+    assert [s.name for s in sinks["traces/rest"].spans()].count("late") == 1
+    assert ids(sinks["traces/clean"]) == {tid(1)}
+
+
 def routing_config(table: list[dict[str, Any]], default: list[str]) -> dict[str, Any]:
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
