@@ -162,8 +162,9 @@ _BLOCKS = {
 }
 
 
-class SubPolicyConfig(Config):
-    """A policy: `name`, `type`, and the block of that type's options."""
+class SubPolicyConfig(Config, omit_defaults=True):
+    """A policy: `name`, `type`, and the block of that type's options (only that block is
+    shown by print-config)."""
 
     name: str
     type: str
@@ -245,7 +246,9 @@ _MOVED = (
 )
 
 
-class TailSamplingConfig(Config):
+class TailSamplingConfig(Config, omit_defaults=True):
+    """(print-config leaves out options at their defaults, and the unset OTel options.)"""
+
     policies: list[PolicyConfig] = []
     decision_cache: DecisionCacheConfig = msgspec.field(default_factory=DecisionCacheConfig)
     sample_on_first_match: bool = False
