@@ -356,3 +356,50 @@ def test_config_checks():
     cfg, errs = decode({"num_workers": 4}, GroupByTraceConfig, "g")  # an OTel option, accepted
     assert not errs and cfg is not None and cfg.wait_duration.seconds == 1.0
     assert cfg.num_traces == 1_000_000
+
+
+def test_collector_stop_releases_pending_traces(tmp_path, collector_factory):
+    """Through the CLI: a trace still waiting when the collector is told to stop is
+    released, sampled and written before it exits."""
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from pipeline.testing import read_json_lines, spans_in, wait_for
+
+    out = str(tmp_path / "out.jsonl")
+    c = collector_factory(
+        {
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+            "processors": {
+                "groupbytrace": {"wait_duration": "1h", "wait_duration_after_root": "1h"},
+                "tail_sampling": {"policies": [{"name": "all", "type": "always_sample"}]},
+            },
+            "exporters": {"file": {"path": out, "flush_interval": 0}},
+            "service": {
+                "pipelines": {
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": ["groupbytrace", "tail_sampling"],
+                        "exporters": ["file"],
+                    }
+                },
+                "telemetry": {"metrics": {"level": "none"}},
+            },
+        }
+    )
+    provider = TracerProvider()
+    provider.add_span_processor(
+        SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=c.endpoints["receivers::otlp/grpc"], insecure=True)
+        )
+    )
+    with provider.get_tracer("t").start_as_current_span("root"):
+        pass
+    provider.shutdown()
+    assert read_json_lines(out) == []
+    assert c.stop() == 0
+    assert wait_for(lambda: len(spans_in(read_json_lines(out))) == 1, timeout=5)
+    (span,) = spans_in(read_json_lines(out))
+    assert span.name == "root"
+    assert any(kv.key == "sieve.sampling.policy" for kv in span.attributes)
