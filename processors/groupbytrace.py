@@ -261,8 +261,8 @@ class GroupByTraceProcessor:
             raise RefusedError(
                 "groupbytrace: downstream is not taking released traces", retry_after=1.0
             )
-        self.metrics.incoming.inc(traces.span_count)
         self._ingest(traces)
+        self.metrics.incoming.inc(traces.span_count)
         self._update_gauges()
 
     def _intern(self, resource: tuple[bytes, bytes], scope: tuple[bytes, bytes]) -> _Group:
