@@ -8,6 +8,9 @@ import asyncio
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline.configtypes import decode
@@ -403,3 +406,80 @@ def test_collector_stop_releases_pending_traces(tmp_path, collector_factory):
     (span,) = spans_in(read_json_lines(out))
     assert span.name == "root"
     assert any(kv.key == "sieve.sampling.policy" for kv in span.attributes)
+
+
+# -- property: whatever the batches, every span comes out once, byte for byte, with its
+# resource and scope, each trace whole and contiguous ---------------------------------------
+
+
+_span = st.tuples(
+    st.integers(0, 5),  # trace
+    st.booleans(),  # root?
+    st.sampled_from([0, 1, 100, 200, 20_000]),  # attribute size: 1-, 2- and 3-byte lengths
+    st.integers(0, 2),  # resource
+    st.integers(0, 1),  # scope
+    st.booleans(),  # trace_state?
+)
+
+
+@hsettings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.lists(_span, min_size=1, max_size=12), min_size=1, max_size=5))
+def test_any_batches_come_out_whole_and_intact(batches):
+    async def run() -> tuple[list[Traces], list[tuple[bytes, bytes, bytes, bytes]]]:
+        sink = Sink()
+        p = make(sink)
+        sent = []
+        n = 0
+        for batch in batches:
+            req = ExportTraceServiceRequest()
+            for t, root, size, r, sc, state in batch:
+                n += 1
+                span = make_span(
+                    f"s{n}",
+                    bytes([t + 1]) * 16,
+                    sid(n),
+                    b"" if root else sid(1000 + t),
+                    attributes={"a": "x" * size},
+                )
+                if state:
+                    span.trace_state = "k=v"
+                rs = req.resource_spans.add()
+                rs.resource.attributes.add(key="service.name").value.string_value = f"svc{r}"
+                ss = rs.scope_spans.add()
+                ss.scope.name = f"scope{sc}"
+                ss.spans.append(span)
+                sent.append(
+                    (
+                        span.trace_id,
+                        rs.resource.SerializeToString(),
+                        ss.scope.SerializeToString(),
+                        span.SerializeToString(),
+                    )
+                )
+            await p.consume_traces(Traces(raw=req.SerializeToString(), span_count=len(batch)))
+        await p.shutdown()
+        return sink.batches, sent
+
+    out_batches, sent = asyncio.run(run())
+    got = []
+    for b in out_batches:
+        req = ExportTraceServiceRequest.FromString(b.to_bytes())
+        idx = index(b)
+        assert idx.entries[-1].rs_end == len(req.resource_spans)
+        for e in idx.entries:
+            part = req.resource_spans[e.rs_start : e.rs_end]
+            spans = [(rs, ss, s) for rs in part for ss in rs.scope_spans for s in ss.spans]
+            assert {s.trace_id for _, _, s in spans} == {e.trace_id}
+            assert len(spans) == e.span_count
+            assert e.root == any(not s.parent_span_id for _, _, s in spans)
+            got += [
+                (
+                    s.trace_id,
+                    rs.resource.SerializeToString(),
+                    ss.scope.SerializeToString(),
+                    s.SerializeToString(),
+                )
+                for rs, ss, s in spans
+            ]
+        assert len({e.trace_id for e in idx.entries}) == len(idx.entries)
+    assert sorted(got) == sorted(sent)
