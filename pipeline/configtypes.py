@@ -261,8 +261,9 @@ def _validate_tree(value: Any, path: str) -> list[str]:
         for e in value.validate():
             m = _FIELD_PREFIX.match(e)
             errors.append(f"{path}::{m.group(1)}: {e[m.end() :]}" if m else f"{path}: {e}")
-        for name in value.__struct_fields__:
-            errors += _validate_tree(getattr(value, name), f"{path}::{name}")
+        # the names as written in the config (a field may be renamed, e.g. `and_` -> `and`)
+        for name, key in zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True):
+            errors += _validate_tree(getattr(value, name), f"{path}::{key}")
     elif isinstance(value, list | tuple):
         for i, item in enumerate(value):
             errors += _validate_tree(item, f"{path}::{i}")

@@ -106,6 +106,12 @@ class Traces:
     def is_decoded(self) -> bool:
         return self._msg is not None
 
+    @property
+    def raw(self) -> bytes | None:
+        """The wire bytes if the batch is unchanged since it was received or encoded, else
+        None. Never encodes (use `to_bytes()` for that)."""
+        return self._raw
+
     def mutable(self) -> ExportTraceServiceRequest:
         """The decoded request, for changing; the original bytes are dropped."""
         msg = self.request

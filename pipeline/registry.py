@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 from pipeline.component import AnyFactory, Kind, Registry
-from pipeline.connectors import forward
+from pipeline.connectors import forward, routing
 from pipeline.exporters import debug, file, otlp, otlp_http
 from pipeline.extensions import health_check
 from pipeline.receivers import otlp as otlp_receiver
-from processors import batch, memory_limiter
+from processors import batch, groupbytrace, memory_limiter, tail_sampling
 
 RECEIVERS = (otlp_receiver.factory,)
-PROCESSORS = (batch.factory, memory_limiter.factory)
+PROCESSORS = (
+    batch.factory,
+    memory_limiter.factory,
+    groupbytrace.factory,
+    tail_sampling.factory,
+)
 EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory)
-CONNECTORS = (forward.factory,)
+CONNECTORS = (forward.factory, routing.factory)
 EXTENSIONS = (health_check.factory,)
 
 

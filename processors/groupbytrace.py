@@ -1,0 +1,616 @@
+"""`groupbytrace` processor: holds spans until their trace is complete, then passes whole
+traces on, as the OTel Collector's groupbytrace does.
+
+A trace is released when nothing more of it has arrived for `wait_duration`, or for the
+shorter `wait_duration_after_root` once its root span (the span without a parent) is in.
+Traces released together go out in one batch (up to `_MAX_RELEASE_SPANS` spans; a trace is
+never split), trace-aligned and indexed for later components (`pipeline.wholetraces`).
+
+Limits: at most `num_traces` traces and `memory_limit_mib` of held span data; beyond them
+the oldest trace is released early ("evicted": counted, never dropped). Spans of a trace
+released within the last `released_cache_size` traces are passed on at once as a *late*
+fragment (`release == "late"` in the index), for `tail_sampling` to apply the decision it
+cached for the trace. At shutdown every pending trace is released.
+
+Stateful (one releaser task). Spans are held compactly, as their encodings: a request is
+taken apart with `pipeline.otlpwire` (spans are never decoded), and the spans a batch
+brings to a trace are kept as one bytes blob of framed span fields (no Python object per
+span, nothing for the garbage collector to walk), with the resource and scope encodings
+shared by all spans that came with them. A released batch is built by joining bytes. Deliveries: every batch's deliveries are retained once per trace it added
+spans to, and released once that trace has been handed on (or given up on).
+
+Back-pressure: if downstream refuses, released traces wait and are retried; while more
+than the limits wait to go out, new data is refused (retryable).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+import weakref
+from collections import Counter, OrderedDict, deque
+
+import msgspec
+
+from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
+from pipeline.configtypes import Config, Duration, NonNegInt, PositiveInt
+from pipeline.errors import InvalidDataError, RefusedError
+from pipeline.otlpwire import (
+    TAG_1,
+    TAG_2,
+    DecodeError,
+    scope_groups,
+    span_head,
+    span_headers,
+    varint,
+)
+from pipeline.pdata import Delivery, Traces
+from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
+
+MIB = 1 << 20
+# Estimated memory beyond the encodings: per blob of spans (a bytes object, a list slot)
+# and per trace (its record, dict and ordering entries, chunk list); see
+# benchmarks/memory.py for the measured figures these approximate.
+BLOB_OVERHEAD = 64
+TRACE_OVERHEAD = 600
+_MAX_RELEASE_SPANS = 8192
+_COALESCE = 0.01  # release up to 10 ms late so that traces go out together
+_MAX_BACKOFF = 5.0
+_SHUTDOWN_LIMIT = 10.0  # when the service sets no deadline
+
+
+class GroupByTraceConfig(Config):
+    wait_duration: Duration = msgspec.field(default_factory=lambda: Duration(1.0))
+    wait_duration_after_root: Duration = msgspec.field(default_factory=lambda: Duration(0.1))
+    num_traces: PositiveInt = 1_000_000
+    memory_limit_mib: PositiveInt = 1024
+    released_cache_size: NonNegInt = 100_000
+    num_workers: PositiveInt = 1  # accepted for OTel configs; one event loop does the work
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.wait_duration.seconds <= 0:
+            errs.append("wait_duration: must be greater than zero")
+        if self.wait_duration_after_root.seconds < 0:
+            errs.append("wait_duration_after_root: must not be negative")
+        elif self.wait_duration_after_root.seconds > self.wait_duration.seconds:
+            errs.append("wait_duration_after_root: must not be longer than wait_duration")
+        return errs
+
+
+class _Group:
+    """Encoded resource and scope fields shared by the spans that came with them."""
+
+    __slots__ = ("__weakref__", "resource", "scope")
+
+    def __init__(self, resource: tuple[bytes, bytes], scope: tuple[bytes, bytes]) -> None:
+        self.resource = resource
+        self.scope = scope
+
+
+_BUFFERED, _READY = 0, 1
+
+
+class _Trace:
+    __slots__ = ("chunks", "holds", "last", "release", "root", "size", "spans", "state", "tid")
+
+    def __init__(self, tid: bytes, state: int, release: str = "") -> None:
+        self.tid = tid
+        # (resource and scope, blobs of framed span encodings, one per batch)
+        self.chunks: list[tuple[_Group, list[bytes]]] = []
+        self.holds: list[Delivery] | None = None
+        self.last = 0.0
+        self.release = release
+        self.root = False
+        self.size = TRACE_OVERHEAD
+        self.spans = 0
+        self.state = state
+
+    def absorb(self, other: _Trace) -> None:
+        self.chunks += other.chunks
+        self.spans += other.spans
+        self.size += other.size - TRACE_OVERHEAD
+        self.root = self.root or other.root
+        if other.holds:
+            self.holds = (self.holds or []) + other.holds
+
+
+def _encode_trace(t: _Trace) -> list[bytes]:
+    """The trace as framed ResourceSpans fields, one per distinct resource."""
+    by_resource: dict[tuple[bytes, bytes], dict[_Group, list[bytes]]] = {}
+    for group, blobs in t.chunks:
+        by_scope = by_resource.setdefault(group.resource, {})
+        held = by_scope.get(group)
+        if held is None:
+            by_scope[group] = list(blobs)
+        else:
+            held += blobs
+    out = []
+    for (r0, r1), by_scope in by_resource.items():
+        rs_parts = [r0]
+        for group, blobs in by_scope.items():
+            s0, s1 = group.scope
+            body = b"".join((s0, *blobs, s1))
+            rs_parts += (TAG_2, varint(len(body)), body)
+        rs_parts.append(r1)
+        rs_body = b"".join(rs_parts)
+        out.append(TAG_1 + varint(len(rs_body)) + rs_body)
+    return out
+
+
+def _frame_spans(spans: list[bytes]) -> bytes:
+    """Encoded spans as consecutive `spans` fields of a ScopeSpans."""
+    if len(spans) == 1:
+        return span_headers[len(spans[0])] + spans[0]
+    seg: list[bytes] = [b""] * (2 * len(spans))
+    seg[0::2] = map(span_headers.__getitem__, map(len, spans))
+    seg[1::2] = spans
+    return b"".join(seg)
+
+
+class GroupByTraceProcessor:
+    mutates_data = False
+
+    def __init__(
+        self, settings: Settings, cfg: GroupByTraceConfig, next_consumer: TracesConsumer
+    ) -> None:
+        self.cfg = cfg
+        self._next = next_consumer
+        self._log = settings.logger
+        self._wait = cfg.wait_duration.seconds
+        self._root_wait = cfg.wait_duration_after_root.seconds
+        self._limit = cfg.memory_limit_mib * MIB
+        # buffered traces in creation order (the front is evicted first)
+        self._traces: OrderedDict[bytes, _Trace] = OrderedDict()
+        # buffered traces by last arrival, without and with their root (deadline order)
+        self._waiting: OrderedDict[bytes, None] = OrderedDict()
+        self._rooted: OrderedDict[bytes, None] = OrderedDict()
+        self._bytes = 0  # estimated memory of buffered traces
+        self._spans = 0
+        # released, waiting to be handed on (also late fragments), in order
+        self._ready: deque[_Trace] = deque()
+        self._ready_ids: dict[bytes, _Trace] = {}
+        self._ready_bytes = 0
+        self._ready_spans = 0
+        # trace ids handed on recently (late spans of these pass straight on)
+        self._released: set[bytes] = set()
+        self._released_order: deque[bytes] = deque()
+        self._groups: weakref.WeakValueDictionary[tuple[bytes, ...], _Group] = (
+            weakref.WeakValueDictionary()
+        )
+        self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._sleep_until = math.inf
+        self._blocked_until = 0.0
+        self._closing = False
+        self._shutdown_deadline = math.inf
+        self._host: Host | None = None
+        self._warned = 0.0
+        self._init_metrics(settings)
+
+    def _init_metrics(self, settings: Settings) -> None:
+        tel = settings.telemetry
+        labels = (str(settings.id), settings.pipeline or "")
+        names = ("processor", "pipeline")
+        self.metrics = tel.processor(*labels)
+        self._m_traces = tel.gauge(
+            "tracesieve_groupbytrace_traces_in_memory",
+            "Traces held (buffered or waiting to be handed on)",
+            names,
+        ).labels(*labels)
+        self._m_spans = tel.gauge(
+            "tracesieve_groupbytrace_spans_in_memory", "Spans held", names
+        ).labels(*labels)
+        self._m_bytes = tel.gauge(
+            "tracesieve_groupbytrace_bytes_in_memory",
+            "Estimated memory of the held spans (counted against memory_limit_mib)",
+            names,
+        ).labels(*labels)
+        released = tel.counter(
+            "tracesieve_groupbytrace_traces_released",
+            "Traces handed on, by why they were released",
+            (*names, "release"),
+        )
+        self._m_released = {
+            r: released.labels(*labels, r)
+            for r in ("wait", "root", "num_traces", "memory", "shutdown", "late")
+        }
+        evicted = tel.counter(
+            "tracesieve_groupbytrace_traces_evicted",
+            "Traces released early to stay within num_traces or memory_limit_mib",
+            (*names, "cause"),
+        )
+        self._m_evicted = {c: evicted.labels(*labels, c) for c in ("num_traces", "memory")}
+        self._m_late = tel.counter(
+            "tracesieve_groupbytrace_late_spans",
+            "Spans that arrived after their trace was released (passed on as late)",
+            names,
+        ).labels(*labels)
+
+    # -- lifecycle ----------------------------------------------------------------------
+    async def start(self, host: Host) -> None:
+        self._host = host
+        self._task = asyncio.get_running_loop().create_task(
+            self._run(), name="groupbytrace-releaser"
+        )
+
+    async def shutdown(self) -> None:
+        if self._closing:
+            return
+        self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = self._host.deadline if self._host is not None else None
+        self._shutdown_deadline = (
+            deadline if deadline is not None else loop.time() + _SHUTDOWN_LIMIT
+        )
+        if self._task is None:
+            await self._run()
+        else:
+            self._wake.set()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    # -- ingest -------------------------------------------------------------------------
+    async def consume_traces(self, traces: Traces) -> None:
+        if self._closing:
+            raise RefusedError("groupbytrace is shutting down")
+        if self._ready_bytes > self._limit or len(self._ready) > self.cfg.num_traces:
+            raise RefusedError(
+                "groupbytrace: downstream is not taking released traces", retry_after=1.0
+            )
+        self._ingest(traces)
+        self.metrics.incoming.inc(traces.span_count)
+        self._update_gauges()
+
+    def _intern(self, resource: tuple[bytes, bytes], scope: tuple[bytes, bytes]) -> _Group:
+        key = (*resource, *scope)
+        g = self._groups.get(key)
+        if g is None:
+            g = _Group(resource, scope)
+            self._groups[key] = g
+        return g
+
+    def _ingest(self, traces: Traces) -> None:
+        # first read every span's trace id (nothing is held if the batch is bad) ...
+        per_group: list[tuple[_Group, dict[bytes, list[bytes]]]] = []
+        rooted: set[bytes] = set()
+        try:
+            for g in scope_groups(traces.to_bytes()):
+                by_tid: dict[bytes, list[bytes]] = {}
+                for sb in g.spans:
+                    # span_head's fast path, inlined: canonical trace_id, span_id, no
+                    # trace_state; the root has no parent_span_id (or an empty one)
+                    if (
+                        len(sb) > 29
+                        and sb[0] == 0x0A
+                        and sb[1] == 16
+                        and sb[18] == 0x12
+                        and sb[19] == 8
+                        and sb[28] != 0x1A
+                    ):
+                        tid = sb[2:18]
+                        root = sb[28] != 0x22 or sb[29] == 0
+                    else:
+                        tid, root = span_head(sb)
+                    spans = by_tid.get(tid)
+                    if spans is None:
+                        by_tid[tid] = [sb]
+                    else:
+                        spans.append(sb)
+                    if root:
+                        rooted.add(tid)
+                per_group.append((self._intern(g.resource_fields, g.scope_fields), by_tid))
+        except DecodeError as exc:
+            raise InvalidDataError(f"groupbytrace: cannot read the batch: {exc}") from exc
+        # ... then hold them
+        now = time.monotonic()
+        touched: dict[bytes, _Trace] = {}
+        late_spans = 0
+        for group, by_tid in per_group:
+            for tid, spans in by_tid.items():
+                t = touched.get(tid)
+                if t is None:
+                    t = touched[tid] = self._locate(tid)
+                blob = _frame_spans(spans)
+                last = t.chunks[-1] if t.chunks else None
+                if last is not None and last[0] is group:
+                    last[1].append(blob)
+                else:
+                    t.chunks.append((group, [blob]))
+                n = len(spans)
+                size = len(blob) + BLOB_OVERHEAD
+                t.spans += n
+                t.size += size
+                if t.state == _BUFFERED:
+                    self._bytes += size
+                    self._spans += n
+                else:
+                    self._ready_bytes += size
+                    self._ready_spans += n
+                    if t.release == "late":
+                        late_spans += n
+        earliest = math.inf
+        deliveries = traces.deliveries
+        for tid, t in touched.items():
+            if t.state == _BUFFERED:
+                t.last = now
+                if tid in rooted and not t.root:
+                    t.root = True
+                    self._waiting.pop(tid, None)
+                    self._rooted[tid] = None
+                    earliest = min(earliest, now + self._root_wait)
+                elif t.root:
+                    self._rooted.move_to_end(tid)
+                else:
+                    self._waiting.move_to_end(tid)
+            elif tid in rooted:
+                t.root = True
+            if deliveries:
+                for d in deliveries:
+                    d.retain()
+                if t.holds is None:
+                    t.holds = list(deliveries)
+                else:
+                    t.holds += deliveries
+        while self._bytes > self._limit and self._traces:
+            self._evict("memory")
+        if late_spans:
+            self._m_late.inc(late_spans)
+        if self._ready:
+            earliest = now
+        elif len(self._traces) and math.isinf(self._sleep_until):
+            earliest = now + self._wait
+        if earliest < self._sleep_until:
+            self._wake.set()
+
+    def _locate(self, tid: bytes) -> _Trace:
+        """The held trace `tid` (buffered or about to go), a new late fragment for it, or
+        a new buffered trace."""
+        t = self._traces.get(tid) or self._ready_ids.get(tid)
+        if t is not None:
+            return t
+        if tid in self._released:
+            t = _Trace(tid, _READY, "late")
+            self._ready.append(t)
+            self._ready_ids[tid] = t
+            self._ready_bytes += t.size
+            return t
+        if len(self._traces) >= self.cfg.num_traces:
+            self._evict("num_traces")
+        t = _Trace(tid, _BUFFERED)
+        self._traces[tid] = t
+        self._waiting[tid] = None
+        self._bytes += t.size
+        return t
+
+    # -- release ------------------------------------------------------------------------
+    def _to_ready(self, t: _Trace, release: str) -> None:
+        self._bytes -= t.size
+        self._spans -= t.spans
+        t.state = _READY
+        t.release = release
+        self._ready.append(t)
+        self._ready_ids[t.tid] = t
+        self._ready_bytes += t.size
+        self._ready_spans += t.spans
+
+    def _evict(self, cause: str) -> None:
+        tid, t = self._traces.popitem(last=False)
+        (self._rooted if t.root else self._waiting).pop(tid, None)
+        self._to_ready(t, cause)
+        self._m_evicted[cause].inc()
+
+    def _expire(self, now: float) -> None:
+        for order, wait, release in (
+            (self._rooted, self._root_wait, "root"),
+            (self._waiting, self._wait, "wait"),
+        ):
+            while order:
+                tid = next(iter(order))
+                t = self._traces[tid]
+                if t.last + wait > now:
+                    break
+                order.popitem(last=False)
+                del self._traces[tid]
+                self._to_ready(t, release)
+
+    def _release_all(self, release: str) -> None:
+        while self._traces:
+            _, t = self._traces.popitem(last=False)
+            self._to_ready(t, release)
+        self._waiting.clear()
+        self._rooted.clear()
+
+    def _next_due(self) -> float:
+        due = math.inf
+        if self._rooted:
+            due = self._traces[next(iter(self._rooted))].last + self._root_wait
+        if self._waiting:
+            due = min(due, self._traces[next(iter(self._waiting))].last + self._wait)
+        if self._ready:
+            due = min(due, self._blocked_until)
+        return due
+
+    def _remember(self, tid: bytes) -> None:
+        size = self.cfg.released_cache_size
+        if size == 0 or tid in self._released:
+            return
+        self._released.add(tid)
+        self._released_order.append(tid)
+        if len(self._released_order) > size:
+            self._released.discard(self._released_order.popleft())
+
+    def _take_batch(self) -> list[_Trace]:
+        batch: list[_Trace] = []
+        n = 0
+        while self._ready and (not batch or n + self._ready[0].spans <= _MAX_RELEASE_SPANS):
+            t = self._ready.popleft()
+            del self._ready_ids[t.tid]
+            self._ready_bytes -= t.size
+            self._ready_spans -= t.spans
+            self._remember(t.tid)
+            batch.append(t)
+            n += t.spans
+        return batch
+
+    def _put_back(self, batch: list[_Trace]) -> None:
+        """Refused downstream: the batch goes back to the front, in order, taking in any
+        late fragment made for its traces meanwhile."""
+        for t in reversed(batch):
+            frag = self._ready_ids.get(t.tid)
+            if frag is not None:
+                self._ready.remove(frag)
+                self._ready_bytes -= frag.size
+                self._ready_spans -= frag.spans
+                t.absorb(frag)
+            self._ready.appendleft(t)
+            self._ready_ids[t.tid] = t
+            self._ready_bytes += t.size
+            self._ready_spans += t.spans
+
+    @staticmethod
+    def _build(batch: list[_Trace]) -> Traces:
+        entries: list[TraceEntry] = []
+        pieces: list[bytes] = []
+        rs_pos = byte_pos = spans = 0
+        for t in batch:
+            framed = _encode_trace(t)
+            size = sum(map(len, framed))
+            entries.append(
+                TraceEntry(
+                    t.tid,
+                    rs_pos,
+                    rs_pos + len(framed),
+                    t.spans,
+                    t.root,
+                    t.release,
+                    byte_pos,
+                    byte_pos + size,
+                )
+            )
+            pieces += framed
+            rs_pos += len(framed)
+            byte_pos += size
+            spans += t.spans
+        raw = b"".join(pieces)
+        deliveries = tuple(dict.fromkeys(d for t in batch if t.holds for d in t.holds))
+        out = Traces(raw=raw, span_count=spans, deliveries=deliveries)
+        out.cache[INDEX] = TraceIndex(entries, raw)
+        return out
+
+    async def _emit(self) -> None:
+        """Hand on what is ready, batch by batch, until it is all gone or refused."""
+        while self._ready:
+            batch = self._take_batch()
+            out = self._build(batch)
+            try:
+                await self._next.consume_traces(out)
+            except RefusedError as exc:
+                self._put_back(batch)
+                backoff = 0.1 if self._closing else min(max(exc.retry_after, 0.05), _MAX_BACKOFF)
+                self._blocked_until = time.monotonic() + backoff
+                self._warn(
+                    "downstream refused %d released spans, retrying: %s", out.span_count, exc
+                )
+                return
+            except Exception as exc:
+                self.metrics.dropped.inc(out.span_count)
+                self._warn("dropping %d released spans: downstream failed: %s", out.span_count, exc)
+                self._finish(batch, ok=False)
+            else:
+                self.metrics.outgoing.inc(out.span_count)
+                self._finish(batch, ok=True)
+            finally:
+                self._update_gauges()
+
+    def _finish(self, batch: list[_Trace], ok: bool) -> None:
+        for release, n in Counter(t.release for t in batch).items():
+            self._m_released[release].inc(n)
+        for t in batch:
+            if t.holds:
+                for d in t.holds:
+                    d.release(ok)
+                t.holds = None
+
+    def _give_up(self) -> None:
+        n = self._ready_spans
+        batch = list(self._ready)
+        self._ready.clear()
+        self._ready_ids.clear()
+        self._ready_bytes = self._ready_spans = 0
+        if n:
+            self.metrics.dropped.inc(n)
+            self._log.error("dropping %d spans at shutdown: downstream refused them", n)
+        for t in batch:
+            if t.holds:
+                for d in t.holds:
+                    d.release(False)
+                t.holds = None
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                now = time.monotonic()
+                if self._closing:
+                    self._release_all("shutdown")
+                else:
+                    self._expire(now)
+                if self._ready and now >= self._blocked_until:
+                    await self._emit()
+                    continue
+                if self._closing:
+                    if not self._ready:
+                        return
+                    if loop.time() >= self._shutdown_deadline:
+                        self._give_up()
+                        return
+                self._wake.clear()
+                due = self._next_due()
+                self._sleep_until = due
+                timeout = None if math.isinf(due) else max(due - time.monotonic(), 0.0) + _COALESCE
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), timeout)
+                self._sleep_until = -math.inf
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self._log.exception("groupbytrace releaser failed; continuing")
+                await asyncio.sleep(0.1)
+            finally:
+                self._update_gauges()
+
+    # -- telemetry ----------------------------------------------------------------------
+    def _update_gauges(self) -> None:
+        self._m_traces.set(len(self._traces) + len(self._ready))
+        self._m_spans.set(self._spans + self._ready_spans)
+        self._m_bytes.set(self._bytes + self._ready_bytes)
+
+    def _warn(self, msg: str, *args: object) -> None:
+        now = time.monotonic()
+        if now - self._warned >= 10.0:
+            self._warned = now
+            self._log.warning(msg, *args)
+        elif self._log.isEnabledFor(logging.DEBUG):
+            self._log.debug(msg, *args)
+
+    # -- introspection (tests, benchmarks) ------------------------------------------------
+    @property
+    def held_traces(self) -> int:
+        return len(self._traces) + len(self._ready)
+
+    @property
+    def held_spans(self) -> int:
+        return self._spans + self._ready_spans
+
+
+factory = ProcessorFactory(
+    type="groupbytrace",
+    config_type=GroupByTraceConfig,
+    create=GroupByTraceProcessor,
+    stability="beta",
+    description="holds spans until their trace is complete, then passes whole traces on",
+)

@@ -1,0 +1,326 @@
+"""The routing connector: per-trace split by a trace-level attribute, default pipelines,
+config checks; and end to end through the CLI: the OTel SDK sends agent traces, clean ones
+land in one file, the rest in another, failed ones are sampled out."""
+
+from __future__ import annotations
+
+import random
+import urllib.request
+from typing import Any
+
+import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+from pipeline import config as config_mod
+from pipeline.configtypes import decode
+from pipeline.connectors.routing import RoutingConfig, RoutingConnector
+from pipeline.errors import ConfigError
+from pipeline.graph import Graph
+from pipeline.pdata import Traces
+from pipeline.registry import REGISTRY
+from pipeline.telemetry import Telemetry
+from pipeline.testing import (
+    Sink,
+    attrs,
+    make_span,
+    make_traces,
+    read_json_lines,
+    settings,
+    spans_in,
+    wait_for,
+)
+from pipeline.wholetraces import INDEX, TraceIndex
+from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
+
+
+def tid(n: int) -> bytes:
+    return random.Random(n).randbytes(16)
+
+
+def sid(n: int) -> bytes:
+    return n.to_bytes(8, "big")
+
+
+def trace(n: int, cls: str | None = None, root: bool = True, **root_attrs: Any) -> list[Any]:
+    a = dict(root_attrs)
+    if cls is not None:
+        a["sieve.trace.class"] = cls
+    t = tid(n)
+    return [
+        make_span("root", t, sid(2 * n), b"" if root else sid(999), attributes=a),
+        make_span("child", t, sid(2 * n + 1), sid(2 * n)),
+    ]
+
+
+async def whole(*spans: Any, service: str = "svc") -> Traces:
+    sink = Sink()
+    g = GroupByTraceProcessor(settings(), GroupByTraceConfig(), sink)
+    await g.consume_traces(make_traces(spans, service=service))
+    await g.shutdown()
+    (batch,) = sink.batches
+    return batch
+
+
+PIPES = ("traces/clean", "traces/rest", "traces/other")
+
+
+def connector(
+    table: list[dict[str, Any]], default: list[str] | None = None, tel: Telemetry | None = None
+) -> tuple[RoutingConnector, dict[str, Sink]]:
+    cfg, errs = decode(
+        {"table": table, "default_pipelines": default or []}, RoutingConfig, "routing"
+    )
+    assert not errs and cfg is not None, errs
+    sinks = {p: Sink() for p in PIPES}
+    return RoutingConnector(settings("connector", "routing", tel), cfg, dict(sinks)), sinks
+
+
+def ids(sink: Sink) -> set[bytes]:
+    return {s.trace_id for s in sink.spans()}
+
+
+BY_CLASS = [{"attribute": "sieve.trace.class", "values": ["clean"], "pipelines": ["traces/clean"]}]
+
+
+def check_aligned(batch: Traces) -> None:
+    idx = batch.cache[INDEX]
+    assert isinstance(idx, TraceIndex) and idx.raw is batch.raw
+    for e in idx.entries:
+        part = ExportTraceServiceRequest.FromString(idx.raw[e.byte_start : e.byte_end])
+        assert {
+            s.trace_id for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans
+        } == {e.trace_id}
+        assert len(part.resource_spans) == e.rs_end - e.rs_start
+
+
+@pytest.mark.parametrize("state", ["unchanged", "changed", "no index"])
+async def test_each_trace_goes_to_its_route(state):
+    spans = [*trace(1, "clean"), *trace(2, "noisy"), *trace(3, "clean"), *trace(4)]
+    if state == "no index":
+        batch = make_traces([spans[i] for i in (0, 2, 4, 6, 1, 3, 5, 7)], service="svc")
+    else:
+        batch = await whole(*spans)
+        if state == "changed":
+            batch.mutable()  # as after a processor that wrote attributes
+    c, sinks = connector(BY_CLASS, ["traces/rest"])
+    await c.consume_traces(batch)
+    assert ids(sinks["traces/clean"]) == {tid(1), tid(3)}
+    assert ids(sinks["traces/rest"]) == {tid(2), tid(4)}
+    assert sinks["traces/other"].batches == []
+    for p in ("traces/clean", "traces/rest"):
+        (part,) = sinks[p].batches
+        assert part.span_count == 4
+        check_aligned(part)
+        assert part.request.resource_spans[0].resource.attributes[0].value.string_value == "svc"
+
+
+async def test_one_route_for_the_whole_batch_passes_it_as_is():
+    batch = await whole(*trace(1, "clean"), *trace(2, "clean"))
+    c, sinks = connector(BY_CLASS, ["traces/rest"])
+    await c.consume_traces(batch)
+    assert sinks["traces/clean"].batches == [batch]
+
+
+async def test_first_match_wins_regex_resources_and_trace_without_root():
+    table = [
+        {"attribute": "tier", "values": [True], "pipelines": ["traces/other"]},
+        {"attribute": "service.name", "regex": "^check", "pipelines": ["traces/clean"]},
+        {"attribute": "sieve.trace.class", "values": ["noisy"], "pipelines": ["traces/rest"]},
+    ]
+    c, sinks = connector(table)
+    await c.consume_traces(
+        await whole(*trace(1, "noisy", tier=True), *trace(2, "noisy", tier=1), service="checkout")
+    )
+    await c.consume_traces(
+        await whole(*trace(3, "noisy", root=False), *trace(4, "clean"), service="search")
+    )
+    assert ids(sinks["traces/other"]) == {tid(1)}  # True matches True, not 1
+    assert ids(sinks["traces/clean"]) == {tid(2)}  # by the resource's service.name
+    assert ids(sinks["traces/rest"]) == {tid(3)}  # no root: its first span carrying the key
+
+
+async def test_unmatched_traces_without_default_are_dropped_and_counted():
+    tel = Telemetry()
+    c, sinks = connector(BY_CLASS, tel=tel)
+    await c.consume_traces(await whole(*trace(1, "clean"), *trace(2, "failed")))
+    assert ids(sinks["traces/clean"]) == {tid(1)}
+    assert (
+        tel.registry.get_sample_value(
+            "tracesieve_routing_dropped_spans_total", {"connector": "routing"}
+        )
+        == 2
+    )
+    assert (
+        tel.registry.get_sample_value(
+            "tracesieve_routing_traces_total", {"connector": "routing", "route": "none"}
+        )
+        == 1
+    )
+
+
+async def test_late_spans_follow_their_trace_s_route():
+    c, sinks = connector(BY_CLASS, ["traces/rest"])
+    await c.consume_traces(await whole(*trace(1, "clean"), *trace(2, "noisy")))
+    late = await whole(
+        make_span("late", tid(1), sid(77), sid(2)), make_span("late", tid(2), sid(78), sid(4))
+    )
+    await c.consume_traces(late)
+    assert [s.name for s in sinks["traces/clean"].spans()].count("late") == 1
+    assert [s.name for s in sinks["traces/rest"].spans()].count("late") == 1
+    assert ids(sinks["traces/clean"]) == {tid(1)}
+
+
+def routing_config(table: list[dict[str, Any]], default: list[str]) -> dict[str, Any]:
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "exporters": {"debug": {}},
+        "connectors": {"routing": {"table": table, "default_pipelines": default}},
+        "service": {
+            "pipelines": {
+                "traces": {"receivers": ["otlp"], "exporters": ["routing"]},
+                "traces/clean": {"receivers": ["routing"], "exporters": ["debug"]},
+            }
+        },
+    }
+
+
+def test_routes_must_name_pipelines_the_connector_feeds():
+    cfg = config_mod.from_raw(routing_config(BY_CLASS, ["traces/elsewhere"]), REGISTRY)
+    with pytest.raises(ConfigError) as exc:
+        Graph(cfg, REGISTRY, Telemetry())
+    assert exc.value.errors == [
+        'connectors::routing: default_pipelines: pipeline "traces/elsewhere" does not list '
+        "this connector as a receiver"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        ({"attribute": "a", "pipelines": ["traces/clean"]}, "values: give either values or regex"),
+        (
+            {"attribute": "a", "values": ["x"], "regex": "y", "pipelines": ["traces/clean"]},
+            "values: give either values or regex",
+        ),
+        (
+            {"attribute": "a", "regex": "(", "pipelines": ["traces/clean"]},
+            "regex: invalid regular expression",
+        ),
+        (
+            {"attribute": "a", "values": ["x"], "pipelines": []},
+            "pipelines: list at least one pipeline",
+        ),
+    ],
+)
+def test_route_config_errors(route, expected):
+    with pytest.raises(ConfigError) as exc:
+        config_mod.from_raw(routing_config([route], []), REGISTRY)
+    assert any(
+        e.startswith(f"connectors::routing::table::0::{expected}") for e in exc.value.errors
+    ), exc.value.errors
+
+
+# -- end to end -------------------------------------------------------------------------------
+
+
+def test_clean_traces_to_one_file_the_rest_to_another(tmp_path, collector_factory):
+    clean, rest = str(tmp_path / "clean.jsonl"), str(tmp_path / "rest.jsonl")
+    c = collector_factory(
+        {
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+            "processors": {
+                "groupbytrace": {"wait_duration": "5s", "wait_duration_after_root": "50ms"},
+                "tail_sampling": {
+                    "policies": [
+                        {
+                            "name": "by-class",
+                            "type": "cleanliness",
+                            "cleanliness": {
+                                "clean": "keep",
+                                "noisy": "keep",
+                                "failed": 0,
+                                "unclassified": "keep",
+                            },
+                        }
+                    ]
+                },
+            },
+            "exporters": {
+                "file/clean": {"path": clean, "flush_interval": 0},
+                "file/rest": {"path": rest, "flush_interval": 0},
+            },
+            "connectors": {
+                "routing": {
+                    "default_pipelines": ["traces/rest"],
+                    "table": [
+                        {
+                            "attribute": "sieve.trace.class",
+                            "values": ["clean"],
+                            "pipelines": ["traces/clean"],
+                        }
+                    ],
+                }
+            },
+            "service": {
+                "pipelines": {
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": ["groupbytrace", "tail_sampling"],
+                        "exporters": ["routing"],
+                    },
+                    "traces/clean": {"receivers": ["routing"], "exporters": ["file/clean"]},
+                    "traces/rest": {"receivers": ["routing"], "exporters": ["file/rest"]},
+                },
+                "telemetry": {"metrics": {"address": "127.0.0.1:0"}},
+            },
+        }
+    )
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
+    provider.add_span_processor(
+        SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=c.endpoints["receivers::otlp/grpc"], insecure=True)
+        )
+    )
+    tracer = provider.get_tracer("e2e")
+    sent: dict[str, int] = {}
+    for name, cls in (("A", "clean"), ("B", "noisy"), ("C", "failed"), ("D", None)):
+        with tracer.start_as_current_span(f"run-{name}") as root:
+            if cls is not None:
+                root.set_attribute("sieve.trace.class", cls)
+            with tracer.start_as_current_span(f"llm-{name}"):
+                pass
+            sent[name] = root.get_span_context().trace_id
+    provider.shutdown()
+
+    metrics_url = f"http://{c.endpoints['telemetry/http']}/metrics"
+
+    def released() -> float:
+        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+        return sum(
+            float(line.rsplit(" ", 1)[1])
+            for line in text.splitlines()
+            if line.startswith("tracesieve_groupbytrace_traces_released_total{")
+        )
+
+    assert wait_for(lambda: released() >= 4)
+    clean_spans = spans_in(read_json_lines(clean))
+    rest_spans = spans_in(read_json_lines(rest))
+    assert sorted(s.name for s in clean_spans) == ["llm-A", "run-A"]
+    assert sorted(s.name for s in rest_spans) == ["llm-B", "llm-D", "run-B", "run-D"]
+    assert {s.trace_id for s in clean_spans} == {sent["A"].to_bytes(16, "big")}
+    for s in clean_spans + rest_spans:
+        if s.name.startswith("run-"):
+            assert attrs(s)["sieve.sampling.policy"] == "by-class"
+        else:
+            assert "sieve.sampling.policy" not in attrs(s)
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    assert (
+        'tracesieve_tail_sampling_decisions_total{decision="not_sampled",pipeline="traces",policy="",processor="tail_sampling"} 1.0'
+        in text
+    )
+    assert 'release="root"' in text
