@@ -101,10 +101,16 @@ class OTLPExporter:
         scheme, sep, rest = self.cfg.endpoint.partition("://")
         target = rest if sep else self.cfg.endpoint
         secure = not self.cfg.tls.insecure and scheme != "http"
+        retry = self.cfg.retry_on_failure
         options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.lb_policy_name", self.cfg.balancer_name),
+            # reconnect no slower than we retry (grpc's own backoff grows to 120s, which
+            # would hold data back long after a downstream has returned)
+            ("grpc.initial_reconnect_backoff_ms", max(100, min(int(retry.initial_interval.seconds * 1000), 1000))),
+            ("grpc.min_reconnect_backoff_ms", max(100, min(int(retry.initial_interval.seconds * 1000), 1000))),
+            ("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval.seconds * 1000))),
         ]
         if secure:
             tls = self.cfg.tls
