@@ -463,8 +463,8 @@ class OTLPServer:
     async def _export(self, raw: bytes, context: Any) -> bytes:
         with self._lock:
             self.calls += 1
-        while not self._open.is_set():
-            await asyncio.sleep(0.01)
+        if not self._open.is_set():
+            await asyncio.to_thread(self._open.wait)
         if self.delay:
             await asyncio.sleep(self.delay)
         if self.fail_with is not None:
@@ -568,19 +568,19 @@ __all__ = [
     "OTLPServer",
     "Sink",
     "attrs",
-    "free_port",
     "export_grpc",
     "export_http",
+    "free_port",
     "kv",
     "make_span",
     "make_traces",
-    "sample_request",
-    "span_index",
     "metric",
     "read_json_lines",
+    "sample_request",
     "scrape",
     "settings",
     "signal",
+    "span_index",
     "spans_in",
     "wait_for",
 ]

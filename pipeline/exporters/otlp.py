@@ -108,8 +108,14 @@ class OTLPExporter:
             ("grpc.lb_policy_name", self.cfg.balancer_name),
             # reconnect no slower than we retry (grpc's own backoff grows to 120s, which
             # would hold data back long after a downstream has returned)
-            ("grpc.initial_reconnect_backoff_ms", max(100, min(int(retry.initial_interval.seconds * 1000), 1000))),
-            ("grpc.min_reconnect_backoff_ms", max(100, min(int(retry.initial_interval.seconds * 1000), 1000))),
+            (
+                "grpc.initial_reconnect_backoff_ms",
+                max(100, min(int(retry.initial_interval.seconds * 1000), 1000)),
+            ),
+            (
+                "grpc.min_reconnect_backoff_ms",
+                max(100, min(int(retry.initial_interval.seconds * 1000), 1000)),
+            ),
             ("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval.seconds * 1000))),
         ]
         if secure:

@@ -92,7 +92,9 @@ def test_two_collectors_chained(tmp_path, collector_factory, variant):
         if i % 2:
             export_grpc(a.endpoints["receivers::otlp/grpc"], req)
         else:
-            status, _, body = export_http(a.endpoints["receivers::otlp/http"], req.SerializeToString())
+            status, _, body = export_http(
+                a.endpoints["receivers::otlp/http"], req.SerializeToString()
+            )
             assert status == 200, body
     total = sum(len(spans_in([r])) for r in sent)
     assert wait_for(lambda: len(spans_in(read_json_lines(out))) >= total)

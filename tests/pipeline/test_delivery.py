@@ -58,9 +58,7 @@ def forwarder(
                     "exporters": ["otlp_grpc/down"],
                 }
             },
-            "telemetry": {
-                "metrics": {"address": "127.0.0.1:0"} if metrics else {"level": "none"}
-            },
+            "telemetry": {"metrics": {"address": "127.0.0.1:0"} if metrics else {"level": "none"}},
             "shutdown_timeout": "30s",
         },
     }

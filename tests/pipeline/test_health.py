@@ -35,9 +35,7 @@ def test_health_ready_then_draining(collector_factory):
         c = collector_factory(
             {
                 "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-                "exporters": {
-                    "otlp_grpc": {"endpoint": down.endpoint, "tls": {"insecure": True}}
-                },
+                "exporters": {"otlp_grpc": {"endpoint": down.endpoint, "tls": {"insecure": True}}},
                 "extensions": {"health_check": {"endpoint": "127.0.0.1:0"}},
                 "service": {
                     "extensions": ["health_check"],

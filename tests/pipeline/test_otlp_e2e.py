@@ -67,7 +67,10 @@ def make_exporter(kind: str, c: Any) -> SpanExporter:
     from opentelemetry.exporter.otlp.common.http import Compression as JC
     from opentelemetry.exporter.otlp.json.http.trace_exporter import OTLPSpanExporter as J
 
-    return J(endpoint=url, compression={"http-json": JC.NONE, "http-json-gzip": JC.GZIP}.get(kind, JC.DEFLATE))
+    return J(
+        endpoint=url,
+        compression={"http-json": JC.NONE, "http-json-gzip": JC.GZIP}.get(kind, JC.DEFLATE),
+    )
 
 
 class Recorder(SpanExporter):
@@ -120,7 +123,9 @@ def emit(tracer: Any) -> None:
         pass
 
 
-@pytest.mark.parametrize("kind", ["grpc", "http-proto", "http-json", "http-json-gzip", "http-json-deflate"])
+@pytest.mark.parametrize(
+    "kind", ["grpc", "http-proto", "http-json", "http-json-gzip", "http-json-deflate"]
+)
 def test_sdk_spans_arrive_intact(tmp_path, collector_factory, kind):
     out = str(tmp_path / "out.jsonl")
     c = collector_factory(collector_config(out))
@@ -179,5 +184,7 @@ def assert_same_spans(
     assert root.events[0].time_unix_nano == 1_700_000_000_123_456_789
     assert child.links[0].span_id == root.span_id
     second = spans["second"]
-    assert second.trace_state == "vendor=v1" and second.parent_span_id == (0x1234).to_bytes(8, "big")
+    assert second.trace_state == "vendor=v1" and second.parent_span_id == (0x1234).to_bytes(
+        8, "big"
+    )
     assert second.flags & 0x300 == 0x300  # parent is remote

@@ -150,7 +150,13 @@ def http_status_of(body: bytes) -> tuple[int, str]:
             400,
             "spanId: id must be 8 bytes",
         ),
-        ("wrong content type", GOOD, {"Content-Type": "text/plain"}, 415, "unsupported content type"),
+        (
+            "wrong content type",
+            GOOD,
+            {"Content-Type": "text/plain"},
+            415,
+            "unsupported content type",
+        ),
         (
             "unknown encoding",
             GOOD,
@@ -158,7 +164,13 @@ def http_status_of(body: bytes) -> tuple[int, str]:
             415,
             "unsupported Content-Encoding",
         ),
-        ("corrupt gzip", b"\x1f\x8b\x08garbage", {"Content-Encoding": "gzip"}, 400, "cannot decompress"),
+        (
+            "corrupt gzip",
+            b"\x1f\x8b\x08garbage",
+            {"Content-Encoding": "gzip"},
+            400,
+            "cannot decompress",
+        ),
         ("oversized", big_request(MIB + 1000), {}, 413, "max_request_body_size"),
         (
             "gzip bomb",
