@@ -36,7 +36,9 @@ def machine() -> dict[str, Any]:
     model = ""
     try:
         with open("/proc/cpuinfo") as fh:
-            model = next((ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), "")
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
+            )
     except OSError:
         pass
     try:
@@ -66,7 +68,12 @@ def cpu_seconds(pid: int | None = None) -> float:
 
 
 def emit(case: str, record: dict[str, Any]) -> None:
-    out = {"case": case, **record, "machine": machine(), "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    out = {
+        "case": case,
+        **record,
+        "machine": machine(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()
 

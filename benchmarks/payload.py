@@ -93,7 +93,9 @@ def synthetic_request(rnd: random.Random, spans: int, seed: int) -> ExportTraceS
         )
         if i % 20 == 0:
             s.name, s.kind = "invoke_agent planner", Span.SPAN_KIND_INTERNAL
-            s.attributes.extend([_kv("gen_ai.operation.name", "invoke_agent"), _kv("gen_ai.agent.name", "planner")])
+            s.attributes.extend(
+                [_kv("gen_ai.operation.name", "invoke_agent"), _kv("gen_ai.agent.name", "planner")]
+            )
         elif kind in (1, 2):
             model = _MODELS[rnd.randrange(len(_MODELS))]
             s.name, s.kind = f"chat {model}", Span.SPAN_KIND_CLIENT
@@ -116,7 +118,12 @@ def synthetic_request(rnd: random.Random, spans: int, seed: int) -> ExportTraceS
                 ev = s.events.add()
                 ev.name = "exception"
                 ev.time_unix_nano = s.end_time_unix_nano
-                ev.attributes.extend([_kv("exception.type", "RateLimitError"), _kv("exception.message", "429 Too Many Requests")])
+                ev.attributes.extend(
+                    [
+                        _kv("exception.type", "RateLimitError"),
+                        _kv("exception.message", "429 Too Many Requests"),
+                    ]
+                )
         elif kind == 3:
             tool = _TOOLS[rnd.randrange(len(_TOOLS))]
             s.name, s.kind = f"execute_tool {tool}", Span.SPAN_KIND_INTERNAL

@@ -257,21 +257,37 @@ async def run(args: Any) -> dict[str, Any]:
 
 def _profile(pid: int, args: Any) -> subprocess.Popen[bytes]:
     """py-spy on the collector for one measurement window (results/passthrough.<fmt>)."""
-    out = os.path.join(os.path.dirname(__file__), "..", "results", f"passthrough-profile.{args.profile}")
+    out = os.path.join(
+        os.path.dirname(__file__), "..", "results", f"passthrough-profile.{args.profile}"
+    )
     fmt = {"svg": "flamegraph", "txt": "raw"}.get(args.profile, "speedscope")
     exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), *(["--native"] if os.environ.get("PYSPY_NATIVE") else []), "--duration", str(int(args.duration)), "--rate", "250",
-         "--format", fmt, "--output", out, *([] if os.environ.get("PYSPY_NATIVE") else ["--nonblocking"])],
+        [
+            exe,
+            "record",
+            "--pid",
+            str(pid),
+            *(["--native"] if os.environ.get("PYSPY_NATIVE") else []),
+            "--duration",
+            str(int(args.duration)),
+            "--rate",
+            "250",
+            "--format",
+            fmt,
+            "--output",
+            out,
+            *([] if os.environ.get("PYSPY_NATIVE") else ["--nonblocking"]),
+        ],
         stdout=subprocess.DEVNULL,
-        stderr=open(out + ".log", "wb"),  # noqa: SIM115 - py-spy's own report
+        stderr=open(out + ".log", "wb"),
     )
 
 
 def main() -> None:
     p = parser(__doc__ or "")
-    p.add_argument("--concurrency", type=int, default=8, help="requests in flight")
-    p.add_argument("--channels", type=int, default=2, help="gRPC channels (connections)")
+    p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
+    p.add_argument("--channels", type=int, default=4, help="gRPC channels (connections)")
     p.add_argument("--compression", default="none", choices=["none", "gzip"])
     p.add_argument("--batch-size", type=int, default=8192, help="batch send_batch_size")
     p.add_argument("--collector-cpu", type=int, default=0)
