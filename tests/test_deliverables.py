@@ -32,7 +32,9 @@ LOCAL = {  # every endpoint on a free port, so tests never clash with `make run`
 }
 
 
-def validate(path: Path | str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def validate(
+    path: Path | str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "pipeline", "validate", "--config", str(path)],
         capture_output=True,

@@ -47,6 +47,11 @@ class OTLPExporterConfig(Config):
         target = self.endpoint.split("://", 1)[-1]
         if ":" not in target.rsplit("]", 1)[-1]:
             errs.append(f"endpoint: {self.endpoint!r} has no port (want host:port)")
+        if self.tls.insecure_skip_verify:
+            errs.append(
+                "tls::insecure_skip_verify: not supported by the gRPC exporter; "
+                "use ca_file (or server_name_override) instead"
+            )
         if self.sending_queue.wait_for_result and self.sending_queue.storage:
             errs.append("sending_queue: wait_for_result cannot be used with storage")
         return errs
