@@ -166,6 +166,7 @@ class ExporterHelper:
         self._started = False
         self._deadline: float | None = None  # set when shutting down
         self._waiters: dict[int, asyncio.Future[bool]] = {}
+        self._cut_off = 0  # spans whose send was cut off at the shutdown deadline
 
     def _warn(self, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -238,6 +239,7 @@ class ExporterHelper:
                 # cut off at the shutdown deadline: a persistent queue keeps it (not acked)
                 if not getattr(q, "persistent", False):
                     self.metrics.send_failed.inc(traces.span_count)
+                    self._cut_off += traces.span_count
                     self._resolve(traces, False)
                     traces.release(False)
                 raise
@@ -321,12 +323,15 @@ class ExporterHelper:
             await asyncio.gather(*self._workers, return_exceptions=True)
             left = q.drain_remaining()
             lost = sum(t.span_count for t in left)
-            if lost:
-                self.metrics.send_failed.inc(lost)
-                self._log.error("%d spans could not be sent before the shutdown deadline", lost)
-                for t in left:
-                    self._resolve(t, False)
-                    t.release(False)
+            self.metrics.send_failed.inc(lost)
+            for t in left:
+                self._resolve(t, False)
+                t.release(False)
+            if lost + self._cut_off:
+                self._log.error(
+                    "%d spans could not be sent before the shutdown deadline",
+                    lost + self._cut_off,
+                )
             q.close()
             self.metrics.queue_size.set(0)
         if self._shutdown_fn is not None:

@@ -185,3 +185,28 @@ def test_full_queue_refuses_clients_and_counts_it(collector_factory):
         assert wait_for(lambda: down.span_count >= 30)
         assert a.stop() == 0
         assert span_index(down.requests) == span_index(accepted)
+
+
+def test_shutdown_deadline_bounds_the_stop_and_counts_what_is_left(collector_factory):
+    with OTLPServer() as down:
+        down.hold()  # never answers while the collector stops
+        cfg = forwarder(down.endpoint, queue={"num_consumers": 1, "queue_size": 100})
+        cfg["service"]["shutdown_timeout"] = "1s"
+        a = collector_factory(cfg)
+        for seed in range(3):
+            export_grpc(a.endpoints["receivers::otlp/grpc"], sample_request(seed, n_spans=10))
+        assert wait_for(lambda: down.calls >= 1)
+        assert a.stop() == 0
+        assert "30 spans could not be sent before the shutdown deadline" in a.output, a.output
+
+
+def test_second_signal_forces_exit(collector_factory):
+    with OTLPServer() as down:
+        down.hold()
+        a = collector_factory(forwarder(down.endpoint))
+        export_grpc(a.endpoints["receivers::otlp/grpc"], sample_request(1, n_spans=10))
+        assert wait_for(lambda: down.calls >= 1)
+        a.signal(signal.SIGTERM)
+        assert wait_for(lambda: "shutting down" in a.output)
+        assert a.stop(signal.SIGTERM) == 130
+        assert "forcing exit" in a.output
