@@ -39,6 +39,7 @@ from benchmarks.payload import Payload
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 EXPORT = f"/{SERVICE}/Export"
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
 _GRPC_EP = re.compile(r"OTLP/gRPC on grpc://(\S+)")
 
 
@@ -256,43 +257,29 @@ async def run(args: Any) -> dict[str, Any]:
 
 
 def _profile(pid: int, args: Any) -> subprocess.Popen[bytes]:
-    """py-spy on the collector for one measurement window (results/passthrough.<fmt>)."""
-    out = os.path.join(
-        os.path.dirname(__file__), "..", "results", f"passthrough-profile.{args.profile}"
-    )
+    """py-spy on the collector for one measurement window, written to
+    results/passthrough-profile.<svg|txt|json> (`--profile`); with `--native`, C frames
+    too (py-spy then pauses the process while sampling)."""
+    out = os.path.join(RESULTS, f"passthrough-profile.{args.profile}")
     fmt = {"svg": "flamegraph", "txt": "raw"}.get(args.profile, "speedscope")
     exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-    return subprocess.Popen(
-        [
-            exe,
-            "record",
-            "--pid",
-            str(pid),
-            *(["--native"] if os.environ.get("PYSPY_NATIVE") else []),
-            "--duration",
-            str(int(args.duration)),
-            "--rate",
-            "250",
-            "--format",
-            fmt,
-            "--output",
-            out,
-            *([] if os.environ.get("PYSPY_NATIVE") else ["--nonblocking"]),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=open(out + ".log", "wb"),
-    )
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(args.duration)))]
+    cmd += ["--rate", "250", "--format", fmt, "--output", out]
+    cmd += ["--native"] if args.native else ["--nonblocking"]
+    with open(out + ".log", "wb") as log:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
 def main() -> None:
     p = parser(__doc__ or "")
-    p.add_argument("--concurrency", type=int, default=16, help="requests in flight")
-    p.add_argument("--channels", type=int, default=4, help="gRPC channels (connections)")
+    p.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    p.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
     p.add_argument("--compression", default="none", choices=["none", "gzip"])
     p.add_argument("--batch-size", type=int, default=8192, help="batch send_batch_size")
     p.add_argument("--collector-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     p.add_argument("--profile", choices=["svg", "txt", "json"], help="py-spy the collector")
+    p.add_argument("--native", action="store_true", help="with --profile: C frames too")
     args = p.parse_args()
     if not pin(args.load_cpu):
         args.load_cpu = None
