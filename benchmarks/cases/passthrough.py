@@ -143,14 +143,15 @@ def collector_config(sink: str, args: Any) -> dict[str, Any]:
 
 
 class CollectorProcess:
-    def __init__(self, config: dict[str, Any], cpu: int, workdir: str) -> None:
-        path = os.path.join(workdir, "collector.yaml")
-        with open(path, "w") as fh:
-            yaml.safe_dump(config, fh)
-        cmd = [sys.executable, "-m", "pipeline", "run", "--config", path]
+    """The server under test, pinned to `cpu`; it prints its gRPC endpoint and a line
+    with "tracesieve is ready", as `tracesieve run` does."""
+
+    def __init__(self, cmd: list[str], cpu: int, workdir: str) -> None:
         if (os.cpu_count() or 1) > cpu and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu), *cmd]
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        root = os.path.dirname(os.path.dirname(RESULTS))  # importable from any cwd
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir
         )
@@ -186,22 +187,33 @@ class CollectorProcess:
             return self.proc.wait()
 
 
-async def run(args: Any) -> dict[str, Any]:
+async def run(args: Any, target: str = "collector") -> dict[str, Any]:
     payload = payload_of(args)
     sink = Sink()
     sink_ep = await sink.start()
     workdir = tempfile.mkdtemp(prefix="tracesieve-bench-")
-    # the collector's log level must still print its endpoints: keep info for start-up
-    config = collector_config(sink_ep, args)
-    config["service"]["telemetry"]["logs"]["level"] = "info"
-    coll = CollectorProcess(config, args.collector_cpu, workdir)
+    if target == "collector":
+        # the collector's log level must still print its endpoints: keep info for start-up
+        config = collector_config(sink_ep, args)
+        config["service"]["telemetry"]["logs"]["level"] = "info"
+        path = os.path.join(workdir, "collector.yaml")
+        with open(path, "w") as fh:
+            yaml.safe_dump(config, fh)
+        cmd = [sys.executable, "-m", "pipeline", "run", "--config", path]
+    else:  # a bare receiver: spans are counted as answered, there is no sink
+        cmd = [sys.executable, "-m", "benchmarks.cases.receive_floor", "--serve"]
+    coll = CollectorProcess(cmd, args.collector_cpu, workdir)
     loop = asyncio.get_running_loop()
     try:
         endpoint = await loop.run_in_executor(None, coll.wait_ready)
         load = Load(endpoint, payload, args.channels, args.concurrency)
         load.start()
+
+        def counted() -> int:
+            return sink.spans if target == "collector" else load.accepted_spans
+
         t_end = time.monotonic() + args.warmup
-        while time.monotonic() < t_end or sink.spans == 0:
+        while time.monotonic() < t_end or counted() == 0:
             await asyncio.sleep(0.1)
             if time.monotonic() > t_end + 30:
                 raise SystemExit("nothing arrived at the sink:\n" + "".join(coll.lines))
@@ -211,7 +223,7 @@ async def run(args: Any) -> dict[str, Any]:
         windows: list[dict[str, float]] = []
         for _ in range(args.repeat):
             s0, a0, c0, l0, t0 = (
-                sink.spans,
+                counted(),
                 load.accepted_spans,
                 cpu_seconds(coll.proc.pid),
                 cpu_seconds(),
@@ -222,11 +234,11 @@ async def run(args: Any) -> dict[str, Any]:
             ccpu = cpu_seconds(coll.proc.pid) - c0
             windows.append(
                 {
-                    "spans_per_s": (sink.spans - s0) / dt,
+                    "spans_per_s": (counted() - s0) / dt,
                     "accepted_per_s": (load.accepted_spans - a0) / dt,
                     "collector_cpu": ccpu / dt,
                     "load_cpu": (cpu_seconds() - l0) / dt,
-                    "spans_per_cpu_s": (sink.spans - s0) / ccpu if ccpu else 0.0,
+                    "spans_per_cpu_s": (counted() - s0) / ccpu if ccpu else 0.0,
                 }
             )
         await load.stop()
@@ -270,8 +282,8 @@ def _profile(pid: int, args: Any) -> subprocess.Popen[bytes]:
         return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
 
 
-def main() -> None:
-    p = parser(__doc__ or "")
+def main(case: str = "passthrough", target: str = "collector", doc: str = "") -> None:
+    p = parser(doc or __doc__ or "")
     p.add_argument("--concurrency", type=int, default=64, help="requests in flight")
     p.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
     p.add_argument("--compression", default="none", choices=["none", "gzip"])
@@ -290,8 +302,8 @@ def main() -> None:
     except ImportError:  # pragma: no cover
         runner = asyncio.Runner()
     with runner:
-        record = runner.run(run(args))
-    emit("passthrough", record)
+        record = runner.run(run(args, target))
+    emit(case, record)
 
 
 if __name__ == "__main__":

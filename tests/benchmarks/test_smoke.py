@@ -21,7 +21,7 @@ def test_every_case_runs_and_writes_a_valid_record(tmp_path):
         timeout=120,
     )
     assert res.returncode == 0, res.stderr
-    assert "passthrough / floor:" in res.stdout
+    assert "passthrough / floor, both per CPU-second:" in res.stdout
     for name in CASES:
         record = json.loads((tmp_path / f"{name}.json").read_text())
         assert record["case"] == name
