@@ -265,7 +265,14 @@ class ExporterHelper:
         began = time.monotonic()
         while True:
             try:
-                rejected = await self._push(traces)
+                try:
+                    rejected = await self._push(traces)
+                except (PermanentError, RetryableError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a bug or an unexpected library error: retryable,
+                    # so the data is not lost and the sender task stays alive
+                    self._log.exception("unexpected error sending %d spans", n)
+                    raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
             except PermanentError as exc:
                 self.metrics.send_failed.inc(n)
                 self._warn("dropping %d spans: permanent error: %s", n, exc)
