@@ -312,8 +312,9 @@ class Collector:
     ) -> None:
         self.dir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
         os.makedirs(self.dir, exist_ok=True)
-        self.config_path = os.path.join(self.dir, "config.yaml")
-        with open(self.config_path, "w") as fh:
+        # a file of its own, so several collectors can share a working directory
+        fd, self.config_path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=self.dir)
+        with os.fdopen(fd, "w") as fh:
             fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
         self.env = {**os.environ, **(env or {})}
         self.extra_args = list(extra_args)

@@ -18,9 +18,7 @@ def collector_factory(tmp_path) -> Iterator:  # type: ignore[no-untyped-def]
     started: list[Collector] = []
 
     def make(config, **kw):  # type: ignore[no-untyped-def]
-        # each collector gets its own working directory (its config file lives there)
-        workdir = kw.pop("workdir", None) or str(tmp_path / f"collector-{len(started)}")
-        c = Collector(config, workdir=workdir, **kw)
+        c = Collector(config, workdir=kw.pop("workdir", str(tmp_path)), **kw)
         started.append(c)
         return c.start()
 

@@ -47,10 +47,10 @@ class OTLPExporterConfig(Config):
         target = self.endpoint.split("://", 1)[-1]
         if ":" not in target.rsplit("]", 1)[-1]:
             errs.append(f"endpoint: {self.endpoint!r} has no port (want host:port)")
-        if self.tls.insecure_skip_verify:
+        if self.tls.insecure_skip_verify and not self.tls.insecure:
             errs.append(
-                "tls::insecure_skip_verify: not supported by the gRPC exporter; "
-                "use ca_file (or server_name_override) instead"
+                "tls::insecure_skip_verify: not supported by the gRPC exporter; set "
+                "tls::ca_file to the CA that signed the server's certificate"
             )
         if self.sending_queue.wait_for_result and self.sending_queue.storage:
             errs.append("sending_queue: wait_for_result cannot be used with storage")
@@ -58,7 +58,7 @@ class OTLPExporterConfig(Config):
 
 
 def _read(path: str | None) -> bytes | None:
-    if path is None:
+    if not path:
         return None
     with open(path, "rb") as fh:
         return fh.read()
@@ -106,22 +106,14 @@ class OTLPExporter:
         scheme, sep, rest = self.cfg.endpoint.partition("://")
         target = rest if sep else self.cfg.endpoint
         secure = not self.cfg.tls.insecure and scheme != "http"
-        retry = self.cfg.retry_on_failure
         options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.lb_policy_name", self.cfg.balancer_name),
-            # reconnect no slower than we retry (grpc's own backoff grows to 120s, which
-            # would hold data back long after a downstream has returned)
-            (
-                "grpc.initial_reconnect_backoff_ms",
-                max(100, min(int(retry.initial_interval.seconds * 1000), 1000)),
-            ),
-            (
-                "grpc.min_reconnect_backoff_ms",
-                max(100, min(int(retry.initial_interval.seconds * 1000), 1000)),
-            ),
-            ("grpc.max_reconnect_backoff_ms", max(100, int(retry.max_interval.seconds * 1000))),
+            # reconnect soon after a backend outage (grpc's default backoff grows to 120s,
+            # leaving the exporter failing fast long after the backend is back)
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ]
         if secure:
             tls = self.cfg.tls
