@@ -26,7 +26,7 @@ CASES = {
     "receive_floor": "benchmarks.cases.receive_floor",
     "passthrough": "benchmarks.cases.passthrough",
 }
-SMOKE = ["--duration", "0.5", "--warmup", "0.2", "--repeat", "1", "--requests", "4"]
+SMOKE = ["--duration", "0.3", "--warmup", "0.1", "--repeat", "1", "--requests", "4"]
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
