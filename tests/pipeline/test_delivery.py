@@ -33,9 +33,14 @@ def forwarder(
     queue: dict[str, Any] | None = None,
     retry: dict[str, Any] | None = None,
     metrics: bool = False,
+    kind: str = "otlp_grpc",
 ) -> dict[str, Any]:
-    """OTLP in -> [batch] -> otlp_grpc out to `endpoint`."""
-    exporter: dict[str, Any] = {"endpoint": endpoint, "tls": {"insecure": True}}
+    """OTLP in -> [batch] -> otlp_grpc (or otlp_http) out to `endpoint`, as `<kind>/down`."""
+    exporter: dict[str, Any] = (
+        {"endpoint": endpoint, "tls": {"insecure": True}}
+        if kind == "otlp_grpc"
+        else {"endpoint": f"http://{endpoint}"}
+    )
     if queue is not None:
         exporter["sending_queue"] = queue
     exporter["retry_on_failure"] = retry or {"initial_interval": "100ms", "max_interval": "500ms"}
@@ -49,13 +54,13 @@ def forwarder(
             }
         },
         "processors": {"batch": batch or {}},
-        "exporters": {"otlp_grpc/down": exporter},
+        "exporters": {f"{kind}/down": exporter},
         "service": {
             "pipelines": {
                 "traces": {
                     "receivers": ["otlp"],
                     "processors": ["batch"] if batch is not None else [],
-                    "exporters": ["otlp_grpc/down"],
+                    "exporters": [f"{kind}/down"],
                 }
             },
             "telemetry": {"metrics": {"address": "127.0.0.1:0"} if metrics else {"level": "none"}},
@@ -64,9 +69,9 @@ def forwarder(
     }
 
 
-def receiver_only(out: str, grpc_endpoint: str) -> dict[str, Any]:
+def receiver_only(out: str, endpoint: str, protocol: str = "grpc") -> dict[str, Any]:
     return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": grpc_endpoint}}}},
+        "receivers": {"otlp": {"protocols": {protocol: {"endpoint": endpoint}}}},
         "exporters": {"file": {"path": out, "flush_interval": 0}},
         "service": {
             "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["file"]}},
@@ -107,9 +112,10 @@ def test_sigterm_drains_every_accepted_span_to_a_slow_downstream(collector_facto
         assert "could not be sent" not in a.output
 
 
-def test_downstream_down_is_retried_until_it_returns(collector_factory, tmp_path):
+@pytest.mark.parametrize("kind", ["otlp_grpc", "otlp_http"])
+def test_downstream_down_is_retried_until_it_returns(collector_factory, tmp_path, kind):
     port = free_port()
-    a = collector_factory(forwarder(f"127.0.0.1:{port}", metrics=True))
+    a = collector_factory(forwarder(f"127.0.0.1:{port}", metrics=True, kind=kind))
     sent = [sample_request(seed, n_spans=10) for seed in range(5)]
     for req in sent:
         export_grpc(a.endpoints["receivers::otlp/grpc"], req)
@@ -117,14 +123,15 @@ def test_downstream_down_is_retried_until_it_returns(collector_factory, tmp_path
     assert wait_for(lambda: "export failed, retrying" in a.output)
     values = scrape(a.endpoints["telemetry/http"])
     assert metric(values, "otelcol_exporter_sent_spans_total") == 0
-    assert metric(values, "otelcol_exporter_queue_size", exporter="otlp_grpc/down") >= 0
+    assert metric(values, "otelcol_exporter_send_failed_spans_total") == 0
     # the downstream comes up: another tracesieve on that port
     out = str(tmp_path / "b.jsonl")
-    b = collector_factory(receiver_only(out, f"127.0.0.1:{port}"))
+    protocol = "grpc" if kind == "otlp_grpc" else "http"
+    b = collector_factory(receiver_only(out, f"127.0.0.1:{port}", protocol))
     assert wait_for(lambda: len(spans_in(read_json_lines(out))) >= 50, timeout=30)
     assert span_index(read_json_lines(out)) == span_index(sent)
     values = scrape(a.endpoints["telemetry/http"])
-    assert metric(values, "otelcol_exporter_sent_spans_total", exporter="otlp_grpc/down") == 50
+    assert metric(values, "otelcol_exporter_sent_spans_total", exporter=f"{kind}/down") == 50
     assert metric(values, "otelcol_exporter_send_failed_spans_total") == 0
     assert a.stop() == 0 and b.stop() == 0
 
