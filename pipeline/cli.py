@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
@@ -43,12 +44,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
+    factory: Any = None
     try:
         import uvloop
 
-        factory: Any = uvloop.new_event_loop
+        if os.environ.get("TRACESIEVE_LOOP", "uvloop") == "uvloop":
+            factory = uvloop.new_event_loop
     except ImportError:  # pragma: no cover - uvloop is a dependency
-        factory = None
+        pass
     with asyncio.Runner(loop_factory=factory) as runner:
         return runner.run(main())
 

@@ -105,7 +105,10 @@ class Service:
     async def shutdown(self) -> None:
         timeout = self.cfg.service.shutdown_timeout.seconds or None
         loop = asyncio.get_running_loop()
-        self.deadline = loop.time() + timeout if timeout else None
+        # components stop waiting at `deadline` and then clean up (count and log what
+        # is left); the hard limit below is `shutdown_timeout` itself
+        margin = min(1.0, 0.1 * timeout) if timeout else 0.0
+        self.deadline = loop.time() + timeout - margin if timeout else None
         self._notify(False)
         t0 = time.monotonic()
         try:

@@ -159,6 +159,133 @@ def plain(v: AnyValue) -> Any:
     return getattr(v, which)
 
 
+def sample_request(seed: int, n_spans: int = 20, services: int = 2) -> ExportTraceServiceRequest:
+    """A deterministic, varied request: several resources and scopes, parents, events,
+    links, every attribute type, statuses and kinds."""
+    import random
+
+    rnd = random.Random(seed)
+    req = ExportTraceServiceRequest()
+    per = max(1, n_spans // services)
+    made = 0
+    for r in range(services):
+        rs = req.resource_spans.add()
+        rs.schema_url = "https://opentelemetry.io/schemas/1.26.0"
+        rs.resource.attributes.extend(
+            [kv("service.name", f"svc-{seed}-{r}"), kv("host.name", f"h{r}")]
+        )
+        ss = rs.scope_spans.add()
+        ss.scope.name = f"scope-{r}"
+        ss.scope.version = "1.0"
+        ss.scope.attributes.append(kv("scope.attr", r))
+        trace_id = rnd.randbytes(16)
+        parent = b""
+        count = per if r < services - 1 else n_spans - made
+        for i in range(count):
+            span_id = rnd.randbytes(8)
+            sp = make_span(
+                f"op-{seed}-{r}-{i}",
+                trace_id,
+                span_id,
+                parent,
+                start=1_700_000_000_000_000_000 + rnd.randrange(10**12),
+                duration_ns=rnd.randrange(1, 10**9),
+                kind=rnd.randrange(0, 6),
+                status=rnd.randrange(0, 3),
+                attributes={
+                    "s": f"v{i}",
+                    "i": rnd.randrange(-(2**40), 2**40),
+                    "d": rnd.random(),
+                    "b": bool(i % 2),
+                    "arr": [1, 2, i],
+                    "bytes": rnd.randbytes(4),
+                },
+            )
+            if sp.status.code == 2:
+                sp.status.message = "failed"
+            sp.trace_state = "k=v" if i % 3 == 0 else ""
+            sp.flags = 0x101
+            sp.dropped_attributes_count = i % 2
+            ev = sp.events.add()
+            ev.name = "event"
+            ev.time_unix_nano = sp.start_time_unix_nano + 1
+            ev.attributes.append(kv("e", i))
+            if parent:
+                link = sp.links.add()
+                link.trace_id = rnd.randbytes(16)
+                link.span_id = rnd.randbytes(8)
+                link.attributes.append(kv("l", "x"))
+            kvl = sp.attributes.add()
+            kvl.key = "kvlist"
+            kvl.value.kvlist_value.values.append(kv("inner", "y"))
+            ss.spans.append(sp)
+            parent = span_id
+            made += 1
+    return req
+
+
+def export_grpc(endpoint: str, request: ExportTraceServiceRequest | bytes, **kw: Any) -> None:
+    """One OTLP/gRPC Export call with a plain grpc client; raises grpc.RpcError."""
+    import grpc
+
+    raw = request if isinstance(request, bytes) else request.SerializeToString()
+    with grpc.insecure_channel(endpoint) as ch:
+        call = ch.unary_unary(
+            "/opentelemetry.proto.collector.trace.v1.TraceService/Export",
+            request_serializer=None,
+            response_deserializer=None,
+        )
+        call(raw, timeout=kw.pop("timeout", 10), **kw)
+
+
+def export_http(
+    endpoint: str,
+    body: bytes,
+    content_type: str = "application/x-protobuf",
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
+    """One OTLP/HTTP POST; returns (status, headers, body) for any status."""
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(
+        f"http://{endpoint}/v1/traces",
+        data=body,
+        method="POST",
+        headers={"Content-Type": content_type, **(headers or {})},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return resp.status, dict(resp.headers), resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def span_index(
+    requests: Iterable[ExportTraceServiceRequest],
+) -> dict[bytes, tuple[bytes, bytes, str, str, bytes]]:
+    """Each span (by trace id + span id) with its resource and scope, as wire bytes:
+    for comparing what was sent with what arrived, span by span."""
+    out: dict[bytes, tuple[bytes, bytes, str, str, bytes]] = {}
+    for r in requests:
+        for rs in r.resource_spans:
+            res = rs.resource.SerializeToString(deterministic=True)
+            for ss in rs.scope_spans:
+                scope = ss.scope.SerializeToString(deterministic=True)
+                for sp in ss.spans:
+                    k = sp.trace_id + sp.span_id
+                    if k in out:
+                        raise AssertionError(f"span {sp.name} appears twice")
+                    out[k] = (
+                        res,
+                        scope,
+                        rs.schema_url,
+                        ss.schema_url,
+                        sp.SerializeToString(deterministic=True),
+                    )
+    return out
+
+
 # -- processes ------------------------------------------------------------------------------
 
 
@@ -184,8 +311,10 @@ class Collector:
         workdir: str | None = None,
     ) -> None:
         self.dir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
-        self.config_path = os.path.join(self.dir, "config.yaml")
-        with open(self.config_path, "w") as fh:
+        os.makedirs(self.dir, exist_ok=True)
+        # a file of its own, so several collectors can share a working directory
+        fd, self.config_path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=self.dir)
+        with os.fdopen(fd, "w") as fh:
             fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
         self.env = {**os.environ, **(env or {})}
         self.extra_args = list(extra_args)
@@ -193,10 +322,12 @@ class Collector:
         self.lines: list[str] = []
         self._ready = threading.Event()
         self._reader: threading.Thread | None = None
+        self._signalled = False
         self.endpoints: dict[str, str] = {}
 
     def start(self, timeout: float = 30.0) -> Collector:
         self.lines = []
+        self._signalled = False
         self._ready.clear()
         self.proc = subprocess.Popen(
             [
@@ -237,11 +368,19 @@ class Collector:
     def output(self) -> str:
         return "".join(self.lines)
 
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60.0) -> int:
-        if self.proc is None:
-            return 0
+    def signal(self, sig: int = signal.SIGTERM) -> None:
+        """Send a signal (stop() then only waits, unless told another signal)."""
+        assert self.proc is not None
+        self._signalled = True
         if self.proc.poll() is None:
             self.proc.send_signal(sig)
+
+    def stop(self, sig: int | None = None, timeout: float = 60.0) -> int:
+        """Stop with SIGTERM (or `sig`) unless already signalled; wait; the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None and (sig is not None or not self._signalled):
+            self.proc.send_signal(signal.SIGTERM if sig is None else sig)
         try:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -261,6 +400,137 @@ class Collector:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+class OTLPServer:
+    """A real OTLP/gRPC TraceService server in a background thread, standing in for a
+    backend: it records every request, and can be made slow (`delay` seconds per
+    request), held (`hold()`/`release()`), or failing (`fail_with` a status code)."""
+
+    def __init__(self, port: int = 0, delay: float = 0.0) -> None:
+        self.port = port
+        self.delay = delay
+        self.fail_with: Any = None  # a grpc.StatusCode to answer with instead of OK
+        self.requests: list[ExportTraceServiceRequest] = []
+        self.calls = 0
+        self._lock = threading.Lock()
+        self._open = threading.Event()
+        self._open.set()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._stop: asyncio.Event | None = None
+
+    @property
+    def endpoint(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> OTLPServer:
+        started = threading.Event()
+        failure: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                asyncio.run(self._serve(started))
+            except BaseException as exc:  # reported to start()
+                failure.append(exc)
+                started.set()
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+        started.wait(10)
+        if failure:
+            raise failure[0]
+        return self
+
+    async def _serve(self, started: threading.Event) -> None:
+        import grpc
+
+        self._loop = asyncio.get_running_loop()
+        self._stop = asyncio.Event()
+        server = grpc.aio.server()
+        handler = grpc.method_handlers_generic_handler(
+            "opentelemetry.proto.collector.trace.v1.TraceService",
+            {"Export": grpc.unary_unary_rpc_method_handler(self._export)},
+        )
+        server.add_generic_rpc_handlers((handler,))
+        self.port = server.add_insecure_port(f"127.0.0.1:{self.port}")
+        if self.port == 0:
+            raise OSError("OTLPServer: cannot listen")
+        await server.start()
+        started.set()
+        await self._stop.wait()
+        await server.stop(0)
+
+    async def _export(self, raw: bytes, context: Any) -> bytes:
+        with self._lock:
+            self.calls += 1
+        if not self._open.is_set():
+            await asyncio.to_thread(self._open.wait)
+        if self.delay:
+            await asyncio.sleep(self.delay)
+        if self.fail_with is not None:
+            await context.abort(self.fail_with, "OTLPServer told to fail")
+        req = ExportTraceServiceRequest.FromString(raw)
+        with self._lock:
+            self.requests.append(req)
+        return b""
+
+    def hold(self) -> None:
+        """Requests wait (unanswered) until `release()`."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
+
+    def spans(self) -> list[Span]:
+        with self._lock:
+            return spans_in(list(self.requests))
+
+    @property
+    def span_count(self) -> int:
+        return len(self.spans())
+
+    def stop(self) -> None:
+        self.release()
+        if self._loop is not None and self._stop is not None:
+            self._loop.call_soon_threadsafe(self._stop.set)
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def __enter__(self) -> OTLPServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def scrape(address: str) -> dict[str, float]:
+    """Prometheus metrics from `http://address/metrics`, as {'name{a="b",...}': value}
+    with labels sorted (a series absent means 0)."""
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as resp:
+        text = resp.read().decode()
+    out: dict[str, float] = {}
+    for fam in text_string_to_metric_families(text):
+        for s in fam.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items()))
+            out[f"{s.name}{{{labels}}}"] = s.value
+    return out
+
+
+def metric(values: dict[str, float], name: str, **labels: str) -> float:
+    """Sum of the series of `name` whose labels include `labels`."""
+    total = 0.0
+    for k, v in values.items():
+        n, _, rest = k.partition("{")
+        if n != name:
+            continue
+        if all(f'{lk}="{lv}"' in rest for lk, lv in labels.items()):
+            total += v
+    return total
 
 
 def read_json_lines(path: str) -> list[ExportTraceServiceRequest]:
@@ -296,15 +566,22 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> b
 __all__ = [
     "Collector",
     "FakeHost",
+    "OTLPServer",
     "Sink",
     "attrs",
+    "export_grpc",
+    "export_http",
     "free_port",
     "kv",
     "make_span",
     "make_traces",
+    "metric",
     "read_json_lines",
+    "sample_request",
+    "scrape",
     "settings",
     "signal",
+    "span_index",
     "spans_in",
     "wait_for",
 ]

@@ -13,8 +13,6 @@ back-pressure reaches the clients.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
 
 import msgspec
 
@@ -84,15 +82,22 @@ class BatchProcessor:
         self._pending: list[Traces] = []
         self._pending_spans = 0
         self._lock = asyncio.Lock()
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._oldest = 0.0
-        self._blocked_until = 0.0  # after a refusal downstream
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._host: Host | None = None
+        # one timer for the pending data (armed when the buffer goes from empty to not),
+        # not a wake-up per batch: the hot path only appends
+        self._timer: asyncio.TimerHandle | None = None
+        self._timed_flush: asyncio.Task[None] | None = None
+        self._oldest = 0.0  # loop time the oldest pending batch arrived
+        self._blocked_until = 0.0  # loop time; after a refusal downstream
+        self._timeout = cfg.timeout.seconds
+        self._size = cfg.send_batch_size
         self._limit = cfg.send_batch_max_size or 4 * cfg.send_batch_size
         self._closed = False
 
     async def start(self, host: Host) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._timer(), name="batch-timer")
+        self._loop = asyncio.get_running_loop()
+        self._host = host
 
     async def consume_traces(self, traces: Traces) -> None:
         if self._closed:
@@ -101,93 +106,107 @@ class BatchProcessor:
             raise RefusedError(
                 "downstream is not taking data; batch buffer is full", retry_after=1.0
             )
+        loop = self._loop or asyncio.get_running_loop()
         n = traces.span_count
         self.metrics.incoming.inc(n)
         traces.retain()
-        if not self._pending:
-            self._oldest = time.monotonic()
+        first = not self._pending
+        if first:
+            self._oldest = loop.time()
         self._pending.append(traces)
         self._pending_spans += n
-        if self.cfg.timeout.seconds == 0 or self._pending_spans >= self.cfg.send_batch_size:
-            if time.monotonic() >= self._blocked_until:
-                await self._flush(size_trigger=True)
-        else:
-            self._wake.set()
+        if (self._timeout == 0 or self._pending_spans >= self._size) and (
+            loop.time() >= self._blocked_until
+        ):
+            await self._flush(size_trigger=True)
+        elif first:
+            self._arm()
 
+    # -- timer ------------------------------------------------------------------------
+    def _arm(self) -> None:
+        """Schedule the timer for when the pending data is due (or cancel it)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._pending and not self._closed:
+            loop = self._loop or asyncio.get_running_loop()
+            due = max(self._oldest + self._timeout, self._blocked_until)
+            self._timer = loop.call_at(due, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self._pending and (self._timed_flush is None or self._timed_flush.done()):
+            loop = self._loop or asyncio.get_running_loop()
+            self._timed_flush = loop.create_task(self._flush(size_trigger=False))
+
+    # -- sending ----------------------------------------------------------------------
     async def _flush(self, size_trigger: bool) -> None:
         async with self._lock:
             while self._pending and (
-                not size_trigger
-                or self._pending_spans >= self.cfg.send_batch_size
-                or self.cfg.timeout.seconds == 0
+                not size_trigger or self._pending_spans >= self._size or self._timeout == 0
             ):
-                batch, self._pending = self._pending, []
-                self._pending_spans = 0
-                merged = Traces.merge(batch)
-                parts = (
-                    merged.split(self.cfg.send_batch_max_size)
-                    if self.cfg.send_batch_max_size
-                    else [merged]
-                )
-                for i, part in enumerate(parts):
-                    try:
-                        await self._next.consume_traces(part)
-                    except RefusedError as exc:
-                        # keep what was not taken, at the front, and try again later
-                        rest = parts[i:]
-                        self._pending = rest + self._pending
-                        self._pending_spans += sum(p.span_count for p in rest)
-                        self._blocked_until = time.monotonic() + min(exc.retry_after, 5.0)
-                        self._oldest = time.monotonic()
-                        for b in batch:
-                            b.release()
-                        for p in rest:
-                            p.retain()
-                        self._wake.set()
-                        return
-                    except Exception as exc:
-                        self.metrics.dropped.inc(part.span_count)
-                        self._log.error(
-                            "dropping %d spans: downstream failed: %s", part.span_count, exc
-                        )
-                    else:
-                        self.metrics.outgoing.inc(part.span_count)
-                        self._send_size.observe(part.span_count)
-                        (self._size_trigger if size_trigger else self._timeout_trigger).inc()
-                for b in batch:
-                    b.release()
+                if not await self._send_pending(size_trigger):
+                    break
                 if not size_trigger:
                     break
+            self._arm()
 
-    async def _timer(self) -> None:
-        timeout = self.cfg.timeout.seconds
-        while True:
-            if not self._pending:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            due = max(self._oldest + timeout, self._blocked_until) - time.monotonic()
-            if due > 0:
-                self._wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), due)
-                continue
-            await self._flush(size_trigger=False)
+    async def _send_pending(self, size_trigger: bool) -> bool:
+        """Send everything pending; False if downstream refused (what it did not take
+        stays pending, at the front)."""
+        batch, self._pending = self._pending, []
+        self._pending_spans = 0
+        merged = Traces.merge(batch)
+        max_size = self.cfg.send_batch_max_size
+        parts = merged.split(max_size) if max_size else [merged]
+        failed = False
+        for i, part in enumerate(parts):
+            try:
+                await self._next.consume_traces(part)
+            except RefusedError as exc:
+                rest = parts[i:]
+                for p in rest:
+                    p.retain()
+                for b in batch:
+                    b.release(not failed)
+                self._pending = rest + self._pending
+                self._pending_spans += sum(p.span_count for p in rest)
+                loop = self._loop or asyncio.get_running_loop()
+                self._blocked_until = loop.time() + min(exc.retry_after, 5.0)
+                self._oldest = loop.time()
+                return False
+            except Exception as exc:
+                failed = True
+                self.metrics.dropped.inc(part.span_count)
+                self._log.error("dropping %d spans: downstream failed: %s", part.span_count, exc)
+            else:
+                self.metrics.outgoing.inc(part.span_count)
+                self._send_size.observe(part.span_count)
+                (self._size_trigger if size_trigger else self._timeout_trigger).inc()
+        for b in batch:
+            b.release(not failed)
+        return True
 
     async def shutdown(self) -> None:
+        if self._closed:
+            return
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        # send what is left; if downstream refuses, retry until it takes it or gives up
-        for _ in range(100):
-            if not self._pending:
-                break
-            self._blocked_until = 0
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._timed_flush is not None:
+            await asyncio.gather(self._timed_flush, return_exceptions=True)
+        # send what is left; while downstream refuses, retry until the shutdown deadline
+        loop = asyncio.get_running_loop()
+        deadline = self._host.deadline if self._host is not None else None
+        if deadline is None:
+            deadline = loop.time() + 10.0
+        while self._pending:
+            self._blocked_until = 0.0
             await self._flush(size_trigger=False)
-            if self._pending:
-                await asyncio.sleep(0.1)
+            if not self._pending or loop.time() >= deadline:
+                break
+            await asyncio.sleep(0.1)
         if self._pending:
             n = self._pending_spans
             self.metrics.dropped.inc(n)
@@ -195,6 +214,7 @@ class BatchProcessor:
             for b in self._pending:
                 b.release(False)
             self._pending = []
+            self._pending_spans = 0
 
 
 factory = ProcessorFactory(

@@ -166,6 +166,7 @@ class ExporterHelper:
         self._started = False
         self._deadline: float | None = None  # set when shutting down
         self._waiters: dict[int, asyncio.Future[bool]] = {}
+        self._cut_off = 0  # spans whose send was cut off at the shutdown deadline
 
     def _warn(self, msg: str, *args: object) -> None:
         now = time.monotonic()
@@ -238,6 +239,7 @@ class ExporterHelper:
                 # cut off at the shutdown deadline: a persistent queue keeps it (not acked)
                 if not getattr(q, "persistent", False):
                     self.metrics.send_failed.inc(traces.span_count)
+                    self._cut_off += traces.span_count
                     self._resolve(traces, False)
                     traces.release(False)
                 raise
@@ -263,7 +265,14 @@ class ExporterHelper:
         began = time.monotonic()
         while True:
             try:
-                rejected = await self._push(traces)
+                try:
+                    rejected = await self._push(traces)
+                except (PermanentError, RetryableError, asyncio.CancelledError):
+                    raise
+                except Exception as exc:  # a bug or an unexpected library error: retryable,
+                    # so the data is not lost and the sender task stays alive
+                    self._log.exception("unexpected error sending %d spans", n)
+                    raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
             except PermanentError as exc:
                 self.metrics.send_failed.inc(n)
                 self._warn("dropping %d spans: permanent error: %s", n, exc)
@@ -321,12 +330,15 @@ class ExporterHelper:
             await asyncio.gather(*self._workers, return_exceptions=True)
             left = q.drain_remaining()
             lost = sum(t.span_count for t in left)
-            if lost:
-                self.metrics.send_failed.inc(lost)
-                self._log.error("%d spans could not be sent before the shutdown deadline", lost)
-                for t in left:
-                    self._resolve(t, False)
-                    t.release(False)
+            self.metrics.send_failed.inc(lost)
+            for t in left:
+                self._resolve(t, False)
+                t.release(False)
+            if lost + self._cut_off:
+                self._log.error(
+                    "%d spans could not be sent before the shutdown deadline",
+                    lost + self._cut_off,
+                )
             q.close()
             self.metrics.queue_size.set(0)
         if self._shutdown_fn is not None:

@@ -47,13 +47,18 @@ class OTLPExporterConfig(Config):
         target = self.endpoint.split("://", 1)[-1]
         if ":" not in target.rsplit("]", 1)[-1]:
             errs.append(f"endpoint: {self.endpoint!r} has no port (want host:port)")
+        if self.tls.insecure_skip_verify and not self.tls.insecure:
+            errs.append(
+                "tls::insecure_skip_verify: not supported by the gRPC exporter; set "
+                "tls::ca_file to the CA that signed the server's certificate"
+            )
         if self.sending_queue.wait_for_result and self.sending_queue.storage:
             errs.append("sending_queue: wait_for_result cannot be used with storage")
         return errs
 
 
 def _read(path: str | None) -> bytes | None:
-    if path is None:
+    if not path:
         return None
     with open(path, "rb") as fh:
         return fh.read()
@@ -105,6 +110,10 @@ class OTLPExporter:
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.lb_policy_name", self.cfg.balancer_name),
+            # reconnect soon after a backend outage (grpc's default backoff grows to 120s,
+            # leaving the exporter failing fast long after the backend is back)
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ]
         if secure:
             tls = self.cfg.tls

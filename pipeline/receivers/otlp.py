@@ -168,6 +168,7 @@ class OTLPReceiver:
             else None
         )
         self._draining = False
+        self._tasks: set[asyncio.Task[None]] = set()
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self, host: Host) -> None:
@@ -189,8 +190,11 @@ class OTLPReceiver:
             if ready
             else health_pb2.HealthCheckResponse.NOT_SERVING
         )
+        loop = asyncio.get_running_loop()
         for name in ("", SERVICE):
-            asyncio.get_running_loop().create_task(self._health.set(name, status))
+            task = loop.create_task(self._health.set(name, status))
+            self._tasks.add(task)  # the loop keeps only weak references to tasks
+            task.add_done_callback(self._tasks.discard)
 
     async def shutdown(self) -> None:
         self._draining = True

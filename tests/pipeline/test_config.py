@@ -154,3 +154,72 @@ def test_cli_validate_ok_and_components():
         "health_check",
     ):
         assert f"  {name} " in comps.stdout
+
+
+@pytest.mark.parametrize("command", ["run", "validate"])
+@pytest.mark.parametrize(
+    ("snippet", "expected"),
+    [
+        (
+            "processors:\n  batch/x:\n    timout: 1s\n",
+            "processors::batch/x: unknown field 'timout'",
+        ),
+        (
+            "processors:\n  nope/x: {}\n",
+            'processors::nope/x: unknown type: "nope" for id: "nope/x" (valid values: [',
+        ),
+        (
+            "processors:\n  batch:\n    timeout: soon\n",
+            "processors::batch::timeout: invalid duration 'soon'",
+        ),
+        (
+            "exporters:\n  file:\n    path: ${env:TS_TEST_UNSET_VAR}\n",
+            "exporters::file::path: environment variable 'TS_TEST_UNSET_VAR' is not set",
+        ),
+        (
+            "extensions:\n  health_check: {}\n",
+            None,  # valid on its own; the dangling reference is added below
+        ),
+    ],
+    ids=["unknown-field", "unknown-type", "bad-duration", "missing-env", "dangling-ref"],
+)
+def test_cli_config_errors_exit_2_with_path(tmp_path, command, snippet, expected):
+    text = MINIMAL + snippet
+    if expected is None:
+        text = text.replace("exporters: [debug]", "exporters: [debug, otlp_grpc/b]")
+        expected = (
+            'service::pipelines::traces: references exporter "otlp_grpc/b" which is not configured'
+        )
+    res = cli(command, "--config", write(tmp_path, text))
+    assert res.returncode == 2, res.stderr
+    assert expected in res.stderr
+    assert res.stderr.startswith("invalid configuration (")
+    assert "Traceback" not in res.stderr + res.stdout
+
+
+def test_cli_unreadable_file_and_bad_yaml_exit_2(tmp_path):
+    res = cli("run", "--config", str(tmp_path / "missing.yaml"))
+    assert res.returncode == 2 and "cannot read file" in res.stderr
+    res = cli("validate", "--config", write(tmp_path, "receivers: [\n"))
+    assert res.returncode == 2 and "invalid YAML (line" in res.stderr
+    assert "Traceback" not in res.stderr
+
+
+def test_cli_port_in_use_exits_1_without_traceback(tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        text = (
+            "receivers:\n  otlp:\n    protocols:\n      http:\n"
+            f"        endpoint: 127.0.0.1:{port}\n"
+            "exporters:\n  debug:\n"
+            "service:\n  telemetry: {metrics: {level: none}}\n"
+            "  pipelines:\n    traces: {receivers: [otlp], exporters: [debug]}\n"
+        )
+        res = cli("run", "--config", write(tmp_path, text))
+    assert res.returncode == 1, res.stderr
+    assert "cannot listen on" in res.stderr
+    assert "Traceback" not in res.stderr

@@ -1,0 +1,310 @@
+"""`passthrough`: OTLP/gRPC in -> batch -> otlp_grpc out, through a real collector.
+
+The collector is `tracesieve run` in its own process pinned to CPU 0 (`taskset -c 0`).
+This process, pinned to CPU 1, is both the load generator and the sink:
+
+- load: pre-encoded requests from the payload, sent raw over `--channels` gRPC channels
+  by `--concurrency` workers, closed loop (each sends its next request when the last
+  is answered);
+- sink: a null OTLP/gRPC TraceService server that parses every request it gets and
+  counts the spans; throughput is counted there, after the whole pipeline.
+
+Reported: spans/s at the sink (the best of `--repeat` windows), the collector's CPU use
+in that window (from /proc; 1.0 = the whole core), and spans per collector CPU-second,
+which is the figure least disturbed by other work on a shared machine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import grpc
+import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from benchmarks.common import cpu_seconds, emit, parser, payload_of, pin
+from benchmarks.payload import Payload
+
+SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
+EXPORT = f"/{SERVICE}/Export"
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "results")
+_GRPC_EP = re.compile(r"OTLP/gRPC on grpc://(\S+)")
+
+
+class Sink:
+    """A null OTLP/gRPC server: parses each request and counts its spans."""
+
+    def __init__(self) -> None:
+        self.spans = 0
+        self.requests = 0
+        self.port = 0
+        self._server: grpc.aio.Server | None = None
+
+    async def start(self) -> str:
+        server = grpc.aio.server(options=[("grpc.max_receive_message_length", 256 << 20)])
+        handler = grpc.method_handlers_generic_handler(
+            SERVICE, {"Export": grpc.unary_unary_rpc_method_handler(self._export)}
+        )
+        server.add_generic_rpc_handlers((handler,))
+        self.port = server.add_insecure_port("127.0.0.1:0")
+        await server.start()
+        self._server = server
+        return f"127.0.0.1:{self.port}"
+
+    async def _export(self, raw: bytes, context: Any) -> bytes:
+        msg = ExportTraceServiceRequest.FromString(raw)
+        self.spans += sum(len(ss.spans) for rs in msg.resource_spans for ss in rs.scope_spans)
+        self.requests += 1
+        return b""
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            await self._server.stop(0)
+
+
+class Load:
+    """Closed-loop senders over a few channels."""
+
+    def __init__(self, endpoint: str, payload: Payload, channels: int, concurrency: int) -> None:
+        opts = [("grpc.max_send_message_length", -1)]
+        self._channels = [
+            grpc.aio.insecure_channel(endpoint, options=[*opts, ("grpc.channel_id", i)])
+            for i in range(channels)
+        ]
+        self._calls = [
+            ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+            for ch in self._channels
+        ]
+        self._work = list(zip(payload.requests, payload.span_counts, strict=True))
+        self.concurrency = concurrency
+        self.accepted_spans = 0
+        self.errors: Counter[str] = Counter()
+        self._stop = False
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._worker(i)) for i in range(self.concurrency)]
+
+    async def _worker(self, i: int) -> None:
+        call = self._calls[i % len(self._calls)]
+        work = itertools.cycle(self._work[i:] + self._work[:i])
+        while not self._stop:
+            raw, n = next(work)
+            try:
+                await call(raw, timeout=30)
+            except grpc.aio.AioRpcError as err:
+                self.errors[err.code().name] += 1
+                await asyncio.sleep(0.05)  # refused: back off a little, as clients do
+                continue
+            self.accepted_spans += n
+
+    async def stop(self) -> None:
+        self._stop = True
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for ch in self._channels:
+            await ch.close()
+
+
+def collector_config(sink: str, args: Any) -> dict[str, Any]:
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": {"batch": {"send_batch_size": args.batch_size, "timeout": "200ms"}},
+        "exporters": {
+            "otlp_grpc/sink": {
+                "endpoint": sink,
+                "tls": {"insecure": True},
+                "compression": args.compression,
+            }
+        },
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["batch"],
+                    "exporters": ["otlp_grpc/sink"],
+                }
+            },
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
+        },
+    }
+
+
+class CollectorProcess:
+    """The server under test, pinned to `cpu`; it prints its gRPC endpoint and a line
+    with "tracesieve is ready", as `tracesieve run` does."""
+
+    def __init__(self, cmd: list[str], cpu: int, workdir: str) -> None:
+        if (os.cpu_count() or 1) > cpu and shutil.which("taskset"):
+            cmd = ["taskset", "-c", str(cpu), *cmd]
+        root = os.path.dirname(os.path.dirname(RESULTS))  # importable from any cwd
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+        self.proc = subprocess.Popen(
+            cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir
+        )
+        self.lines: list[str] = []
+        self.endpoint: str | None = None
+        self._ready = threading.Event()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+            m = _GRPC_EP.search(line)
+            if m:
+                self.endpoint = m.group(1)
+            if "tracesieve is ready" in line:
+                self._ready.set()
+        self._ready.set()
+
+    def wait_ready(self, timeout: float = 60) -> str:
+        self._ready.wait(timeout)
+        if self.endpoint is None or self.proc.poll() is not None:
+            raise SystemExit("collector did not start:\n" + "".join(self.lines))
+        return self.endpoint
+
+    def stop(self) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(60)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            return self.proc.wait()
+
+
+async def run(args: Any, target: str = "collector") -> dict[str, Any]:
+    payload = payload_of(args)
+    sink = Sink()
+    sink_ep = await sink.start()
+    workdir = tempfile.mkdtemp(prefix="tracesieve-bench-")
+    if target == "collector":
+        # the collector's log level must still print its endpoints: keep info for start-up
+        config = collector_config(sink_ep, args)
+        config["service"]["telemetry"]["logs"]["level"] = "info"
+        path = os.path.join(workdir, "collector.yaml")
+        with open(path, "w") as fh:
+            yaml.safe_dump(config, fh)
+        cmd = [sys.executable, "-m", "pipeline", "run", "--config", path]
+    else:  # a bare receiver: spans are counted as answered, there is no sink
+        cmd = [sys.executable, "-m", "benchmarks.cases.receive_floor", "--serve"]
+    coll = CollectorProcess(cmd, args.collector_cpu, workdir)
+    loop = asyncio.get_running_loop()
+    try:
+        endpoint = await loop.run_in_executor(None, coll.wait_ready)
+        load = Load(endpoint, payload, args.channels, args.concurrency)
+        load.start()
+
+        def counted() -> int:
+            return sink.spans if target == "collector" else load.accepted_spans
+
+        t_end = time.monotonic() + args.warmup
+        while time.monotonic() < t_end or counted() == 0:
+            await asyncio.sleep(0.1)
+            if time.monotonic() > t_end + 30:
+                raise SystemExit("nothing arrived at the sink:\n" + "".join(coll.lines))
+        profile = None
+        if args.profile:
+            profile = _profile(coll.proc.pid, args)
+        windows: list[dict[str, float]] = []
+        for _ in range(args.repeat):
+            s0, a0, c0, l0, t0 = (
+                counted(),
+                load.accepted_spans,
+                cpu_seconds(coll.proc.pid),
+                cpu_seconds(),
+                time.monotonic(),
+            )
+            await asyncio.sleep(args.duration)
+            dt = time.monotonic() - t0
+            ccpu = cpu_seconds(coll.proc.pid) - c0
+            windows.append(
+                {
+                    "spans_per_s": (counted() - s0) / dt,
+                    "accepted_per_s": (load.accepted_spans - a0) / dt,
+                    "collector_cpu": ccpu / dt,
+                    "load_cpu": (cpu_seconds() - l0) / dt,
+                    "spans_per_cpu_s": (counted() - s0) / ccpu if ccpu else 0.0,
+                }
+            )
+        await load.stop()
+        if profile is not None:
+            await loop.run_in_executor(None, profile.wait)
+    finally:
+        code = await loop.run_in_executor(None, coll.stop)
+        await sink.stop()
+    best = max(windows, key=lambda w: w["spans_per_s"])
+    return {
+        "spans_per_s": round(best["spans_per_s"]),
+        "spans_per_collector_cpu_s": round(best["spans_per_cpu_s"]),
+        "collector_cpu": round(best["collector_cpu"], 3),
+        "load_process_cpu": round(best["load_cpu"], 3),
+        "accepted_per_s": round(best["accepted_per_s"]),
+        "windows": [{k: round(v, 3) for k, v in w.items()} for w in windows],
+        "errors": dict(load.errors),
+        "collector_exit": code,
+        "concurrency": args.concurrency,
+        "channels": args.channels,
+        "compression": args.compression,
+        "batch_size": args.batch_size,
+        "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
+        **payload.describe(),
+        "duration_s": args.duration,
+        "repeat": args.repeat,
+    }
+
+
+def _profile(pid: int, args: Any) -> subprocess.Popen[bytes]:
+    """py-spy on the collector for one measurement window, written to
+    results/passthrough-profile.<svg|txt|json> (`--profile`); with `--native`, C frames
+    too (py-spy then pauses the process while sampling)."""
+    out = os.path.join(RESULTS, f"passthrough-profile.{args.profile}")
+    fmt = {"svg": "flamegraph", "txt": "raw"}.get(args.profile, "speedscope")
+    exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(args.duration)))]
+    cmd += ["--rate", "250", "--format", fmt, "--output", out]
+    cmd += ["--native"] if args.native else ["--nonblocking"]
+    with open(out + ".log", "wb") as log:
+        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+
+
+def main(case: str = "passthrough", target: str = "collector", doc: str = "") -> None:
+    p = parser(doc or __doc__ or "")
+    p.add_argument("--concurrency", type=int, default=64, help="requests in flight")
+    p.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
+    p.add_argument("--compression", default="none", choices=["none", "gzip"])
+    p.add_argument("--batch-size", type=int, default=8192, help="batch send_batch_size")
+    p.add_argument("--collector-cpu", type=int, default=0)
+    p.add_argument("--load-cpu", type=int, default=1)
+    p.add_argument("--profile", choices=["svg", "txt", "json"], help="py-spy the collector")
+    p.add_argument("--native", action="store_true", help="with --profile: C frames too")
+    args = p.parse_args()
+    if not pin(args.load_cpu):
+        args.load_cpu = None
+    try:
+        import uvloop
+
+        runner = asyncio.Runner(loop_factory=uvloop.new_event_loop)
+    except ImportError:  # pragma: no cover
+        runner = asyncio.Runner()
+    with runner:
+        record = runner.run(run(args, target))
+    emit(case, record)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,86 @@
+"""What every benchmark case shares: its command line, the machine description, CPU
+accounting, and the one JSON record it prints on its last line of stdout."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import time
+from typing import Any
+
+from benchmarks.payload import Payload, load
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def parser(description: str) -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--payload", default="synthetic", help="synthetic | agent | file:PATH")
+    p.add_argument("--requests", type=int, default=64, help="distinct requests in the payload")
+    p.add_argument("--spans-per-request", type=int, default=100)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per measurement")
+    p.add_argument("--warmup", type=float, default=3.0, help="seconds before measuring")
+    p.add_argument("--repeat", type=int, default=3, help="measurements; the best is reported")
+    return p
+
+
+def payload_of(args: argparse.Namespace) -> Payload:
+    return load(args.payload, args.requests, args.spans_per_request, args.seed)
+
+
+def machine() -> dict[str, Any]:
+    model = ""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            model = next(
+                (ln.split(":", 1)[1].strip() for ln in fh if ln.startswith("model name")), ""
+            )
+    except OSError:
+        pass
+    try:
+        from google.protobuf.internal import api_implementation
+
+        backend = api_implementation.Type()
+    except ImportError:  # pragma: no cover
+        backend = "?"
+    return {
+        "cpu": model,
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "protobuf_backend": backend,
+        "platform": platform.platform(),
+        "loadavg_1m": os.getloadavg()[0],
+    }
+
+
+def cpu_seconds(pid: int | None = None) -> float:
+    """User + system CPU time of a process (all its threads), in seconds."""
+    if pid is None:
+        t = os.times()
+        return t.user + t.system
+    with open(f"/proc/{pid}/stat") as fh:
+        fields = fh.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def emit(case: str, record: dict[str, Any]) -> None:
+    out = {
+        "case": case,
+        **record,
+        "machine": machine(),
+        "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+    sys.stdout.write(json.dumps(out) + "\n")
+    sys.stdout.flush()
+
+
+def pin(cpu: int) -> bool:
+    """Pin this process to one CPU when the machine has it; False when it does not."""
+    if (os.cpu_count() or 1) <= cpu:
+        return False
+    os.sched_setaffinity(0, {cpu})
+    return True

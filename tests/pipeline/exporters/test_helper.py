@@ -1,0 +1,114 @@
+"""The exporter helper in process: retry schedule, permanent errors, unexpected errors,
+the queue's refusal, and draining at shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipeline.configtypes import Duration, QueueConfig, RetryConfig
+from pipeline.errors import PermanentError, RefusedError
+from pipeline.exporters.helper import Backoff, ExporterHelper, RetryableError
+from pipeline.pdata import Delivery, Traces
+from pipeline.testing import FakeHost, make_span, make_traces, settings
+
+
+def batch(n: int = 3) -> Traces:
+    return make_traces(make_span(f"s{i}", b"\1" * 16, (i + 1).to_bytes(8, "big")) for i in range(n))
+
+
+FAST = RetryConfig(initial_interval=Duration(0.01), max_interval=Duration(0.05))
+
+
+def helper(push, *, retry: RetryConfig = FAST, queue: QueueConfig | None = None) -> ExporterHelper:  # type: ignore[no-untyped-def]
+    return ExporterHelper(
+        settings("exporter", "otlp_grpc/t"), push, retry=retry, queue=queue or QueueConfig()
+    )
+
+
+async def test_unexpected_errors_are_retried_and_the_sender_survives():
+    calls: list[int] = []
+
+    async def push(t: Traces) -> int:
+        calls.append(t.span_count)
+        if len(calls) == 1:
+            raise RuntimeError("library bug")
+        return 0
+
+    h = helper(push, queue=QueueConfig(num_consumers=1))
+    await h.start(FakeHost())
+    outcomes: list[bool] = []
+    t = batch()
+    t.deliveries = (Delivery(outcomes.append),)
+    await h.consume_traces(t)
+    t.deliveries[0].release()
+    await h.shutdown()
+    assert calls == [3, 3] and outcomes == [True]
+    assert h.metrics.sent._value.get() == 3
+
+
+async def test_permanent_errors_are_not_retried():
+    calls = 0
+
+    async def push(t: Traces) -> int:
+        nonlocal calls
+        calls += 1
+        raise PermanentError("INVALID_ARGUMENT: no")
+
+    h = helper(push, queue=QueueConfig(enabled=False))
+    await h.start(FakeHost())
+    with pytest.raises(RefusedError):
+        await h.consume_traces(batch())
+    await h.shutdown()
+    assert calls == 1 and h.metrics.send_failed._value.get() == 3
+
+
+async def test_retry_honours_the_server_delay_and_gives_up_after_max_elapsed_time():
+    delays: list[float] = []
+    loop = asyncio.get_running_loop()
+    last = loop.time()
+
+    async def push(t: Traces) -> int:
+        nonlocal last
+        now = loop.time()
+        delays.append(now - last)
+        last = now
+        raise RetryableError("UNAVAILABLE", retry_after=0.1)
+
+    retry = RetryConfig(initial_interval=Duration(5), max_elapsed_time=Duration(0.35))
+    h = helper(push, retry=retry, queue=QueueConfig(enabled=False))
+    await h.start(FakeHost())
+    with pytest.raises(RefusedError):
+        await h.consume_traces(batch())
+    await h.shutdown()
+    # the server's 0.1s, not the configured 5s
+    assert 3 <= len(delays) <= 4 and all(d < 1.0 for d in delays[1:])
+
+
+def test_backoff_grows_to_the_max_with_jitter():
+    b = Backoff(RetryConfig(initial_interval=Duration(1), max_interval=Duration(4)))
+    delays = [b.next_delay() for _ in range(8)]
+    assert 0.5 <= delays[0] <= 1.5
+    assert all(d <= 4 * 1.5 for d in delays)
+    assert b.interval == 4
+
+
+async def test_full_queue_refuses_and_counts():
+    gate = asyncio.Event()
+
+    async def push(t: Traces) -> int:
+        await gate.wait()
+        return 0
+
+    h = helper(push, queue=QueueConfig(num_consumers=1, queue_size=1))
+    await h.start(FakeHost())
+    await h.consume_traces(batch())  # taken by the sender
+    await asyncio.sleep(0)
+    await h.consume_traces(batch())  # queued
+    with pytest.raises(RefusedError, match="sending queue is full"):
+        await h.consume_traces(batch())
+    assert h.metrics.enqueue_failed._value.get() == 3
+    gate.set()
+    await h.shutdown()
+    assert h.metrics.sent._value.get() == 6
