@@ -1,0 +1,990 @@
+"""The per-batch GenAI span index: one pass over a decoded batch, one compact record per span
+that can matter (LLM calls, gateway spans, their HTTP children, tool calls, roots).
+
+Cost model (upb): reading `name`/`kind`/`parent_span_id` is ~0.1 us, iterating attributes
+~0.3 us per attribute. So each span is first classified from cheap fields (scope name, span
+name, kind; memoised per distinct (scope, name, kind)); attributes are iterated at most once,
+only on spans whose role needs them, and only the keys in `Keys.wanted` are kept. Spans that
+cannot matter (database, web-server, framework spans) get no record at all.
+
+See `processors.genai` for the public interface.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from processors.genai.config import AttributeMappings, GenAIConfig
+from processors.genai.models import HostResolver, canonical_provider
+
+__all__ = [
+    "AGENT",
+    "CALL_ROLES",
+    "GATEWAY",
+    "HTTP",
+    "LLM",
+    "OTHER",
+    "TOOL",
+    "Keys",
+    "SpanRecord",
+    "build_records",
+]
+
+# roles
+OTHER, LLM, GATEWAY, HTTP, TOOL, AGENT, UNKNOWN = 0, 1, 2, 3, 4, 5, 6
+CALL_ROLES = (LLM, GATEWAY)
+ROLE_NAMES = {
+    OTHER: "other",
+    LLM: "llm",
+    GATEWAY: "gateway",
+    HTTP: "http",
+    TOOL: "tool",
+    AGENT: "agent",
+    UNKNOWN: "unknown",
+}
+
+_CLIENT = Span.SPAN_KIND_CLIENT
+_SERVER = Span.SPAN_KIND_SERVER
+_ERROR = 2  # Status.STATUS_CODE_ERROR
+
+# -- scopes ----------------------------------------------------------------------------------
+SC_APP, SC_LLM, SC_HTTP, SC_INFRA, SC_OI, SC_LITELLM, SC_BIFROST = range(7)
+_HTTP_SCOPES = (
+    "httpx",
+    "requests",
+    "aiohttp_client",
+    "urllib3",
+    "urllib",
+    "httplib",
+    "http_client",
+    "okhttp",
+    "net/http",
+    "fetch",
+    "undici",
+)
+_INFRA_SCOPES = (
+    "sqlalchemy",
+    "psycopg",
+    "asyncpg",
+    "redis",
+    "pymongo",
+    "pymysql",
+    "mysql",
+    "sqlite3",
+    "dbapi",
+    "fastapi",
+    "flask",
+    "django",
+    "asgi",
+    "wsgi",
+    "starlette",
+    "tornado",
+    "falcon",
+    "pyramid",
+    "aiohttp_server",
+    "aiohttp.server",
+    "grpc",
+    "celery",
+    "kafka",
+    "confluent_kafka",
+    "aiokafka",
+    "pika",
+    "aio_pika",
+    "boto",
+    "botocore",
+    "logging",
+    "threading",
+    "asyncio",
+    "jinja2",
+    "elasticsearch",
+    "cassandra",
+    "system_metrics",
+    "click",
+)
+_LLM_SCOPES = (
+    "openai",
+    "anthropic",
+    "bedrock",
+    "vertexai",
+    "vertex_ai",
+    "google_genai",
+    "google_generativeai",
+    "mistralai",
+    "cohere",
+    "groq",
+    "ollama",
+    "together",
+    "replicate",
+    "watsonx",
+    "genai",
+)
+
+
+def scope_hint(scope: str) -> int:
+    s = scope.lower()
+    if s.startswith("openinference"):
+        return SC_OI
+    if "litellm" in s:
+        return SC_LITELLM
+    if "bifrost" in s:
+        return SC_BIFROST
+    if s == "com.anthropic.sdk.python" or s.startswith("opentelemetry.util.genai"):
+        return SC_LLM
+    tail = s
+    for prefix in ("opentelemetry.instrumentation.", "io.opentelemetry.", "go.opentelemetry.io/"):
+        if s.startswith(prefix):
+            tail = s[len(prefix) :]
+            break
+    else:
+        return SC_APP
+    head = tail.split(".", 1)[0].split("/", 1)[0]
+    if head in _HTTP_SCOPES:
+        return SC_HTTP
+    if head in _LLM_SCOPES or any(head.startswith(p) for p in _LLM_SCOPES):
+        return SC_LLM
+    if head in _INFRA_SCOPES or any(head.startswith(p) for p in _INFRA_SCOPES):
+        return SC_INFRA
+    return SC_APP
+
+
+# -- span names ------------------------------------------------------------------------------
+_LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion"})
+_AGENT_OPS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
+_HTTP_METHODS = frozenset(
+    {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE", "HTTP"}
+)
+# Traceloop/OpenLLMetry `<vendor>.<op>` LLM span names
+_DOTTED_LLM_OPS = frozenset(
+    {"chat", "completion", "completions", "embeddings", "response", "responses", "generate"}
+)
+_TRACELOOP_KINDS = {"tool": TOOL, "agent": AGENT, "workflow": AGENT, "task": AGENT}
+
+
+def name_role(hint: int, name: str, kind: int) -> int:
+    """The role a span has by its cheap fields; UNKNOWN means 'read its attributes'."""
+    if hint == SC_OI:
+        return UNKNOWN  # the kind is an attribute (openinference.span.kind)
+    first, sep, rest = name.partition(" ")
+    if sep:
+        if first in _LLM_OPS and rest:
+            return LLM
+        if first == "execute_tool":
+            return TOOL
+        if first in _AGENT_OPS:
+            return AGENT
+        if first in _HTTP_METHODS:
+            if kind == _SERVER and hint in (SC_LITELLM, SC_BIFROST):
+                return GATEWAY
+            if kind == _CLIENT or hint == SC_HTTP:
+                return HTTP
+            return OTHER if hint in (SC_HTTP, SC_INFRA) else UNKNOWN
+        if name in ("Received Proxy Server Request", "Failed Proxy Server Request"):
+            return GATEWAY
+    else:
+        if name in ("litellm_request", "llm_request"):
+            return LLM
+        if name in ("llm.call", "retry", "fallback") and hint in (SC_BIFROST, SC_APP):
+            return LLM
+        if name == "http.request" and hint == SC_BIFROST:
+            return GATEWAY
+        if name == "mcp.tool" or name == "execute_tool":
+            return TOOL
+        if first in _HTTP_METHODS:
+            if kind == _SERVER and hint in (SC_LITELLM, SC_BIFROST):
+                return GATEWAY
+            if kind == _CLIENT or hint == SC_HTTP:
+                return HTTP
+        if name == "raw_gen_ai_request":
+            return OTHER  # LiteLLM's raw provider payload under litellm_request
+        dot = name.rfind(".")
+        if dot > 0:
+            suffix = name[dot + 1 :]
+            t = _TRACELOOP_KINDS.get(suffix)
+            if t is not None and hint == SC_APP:
+                return t
+            if suffix in _DOTTED_LLM_OPS or name.endswith(".messages.create"):
+                return LLM
+    if hint in (SC_HTTP, SC_INFRA):
+        return HTTP if (hint == SC_HTTP and kind == _CLIENT) else OTHER
+    if hint == SC_LLM:
+        return OTHER  # e.g. count_tokens: not a generation
+    return UNKNOWN
+
+
+# -- attribute keys --------------------------------------------------------------------------
+def _header_keys(name: str) -> tuple[str, ...]:
+    return (name, "http.response.header." + name, "gen_ai.response.header." + name)
+
+
+K_PROVIDER = (
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "llm.provider",
+    "llm.system",
+)
+K_REQ_MODEL = (
+    "gen_ai.request.model",
+    "llm.request.model_name",
+    "bifrost.alias",
+    "original_model_requested",
+    "extra_fields.original_model_requested",
+    "model_requested",
+    "litellm.model_group",
+)
+K_RESP_MODEL = (
+    "gen_ai.response.model",
+    "llm.response.model_name",
+    "resolved_model_used",
+    "extra_fields.resolved_model_used",
+    "model_deployment",
+)
+K_OI_MODEL = "llm.model_name"  # OpenInference: the response model when present
+K_OI_PARAMS = "llm.invocation_parameters"
+K_OI_OUTPUT = "output.value"
+K_PORTKEY_PROVIDER = _header_keys("x-portkey-provider")
+K_PORTKEY_CACHE = _header_keys("x-portkey-cache-status")
+K_PORTKEY_RETRIES = _header_keys("x-portkey-retry-attempt-count")
+K_PORTKEY_OPTION = _header_keys("x-portkey-last-used-option-index")
+K_LITELLM_RETRIES = _header_keys("x-litellm-attempted-retries")
+K_LITELLM_FALLBACKS = _header_keys("x-litellm-attempted-fallbacks")
+K_LITELLM_API_BASE = _header_keys("x-litellm-model-api-base")
+K_LITELLM_PROVIDER_MODEL = ("litellm.provider.model",)
+K_HIDDEN = ("hidden_params", "metadata.hidden_params", "litellm.hidden_params")
+K_LITELLM_CACHE = ("litellm.cache_hit", "cache_hit", "metadata.cache_hit")
+K_BIFROST_PROVIDER = ("bifrost.provider.name", "extra_fields.provider")
+K_BIFROST_CACHE_HIT = (
+    "bifrost.cache_debug.cache_hit",
+    "cache_debug.cache_hit",
+    "extra_fields.cache_debug.cache_hit",
+)
+K_BIFROST_HIT_TYPE = (
+    "bifrost.cache_debug.hit_type",
+    "cache_debug.hit_type",
+    "extra_fields.cache_debug.hit_type",
+)
+K_BIFROST_CACHE_PROVIDER = (
+    "bifrost.cache_debug.provider_used",
+    "cache_debug.provider_used",
+    "extra_fields.cache_debug.provider_used",
+)
+K_BIFROST_CACHE_MODEL = (
+    "bifrost.cache_debug.model_used",
+    "cache_debug.model_used",
+    "extra_fields.cache_debug.model_used",
+)
+K_CACHE_DEBUG_JSON = ("cache_debug", "bifrost.cache_debug", "extra_fields.cache_debug")
+K_RETRIES = ("bifrost.retries", "gen_ai.number_of_retries", "retry.count")
+K_FALLBACK_INDEX = ("bifrost.fallback_index", "gen_ai.fallback_index")
+K_HOST = ("server.address", "net.peer.name", "http.host")
+K_URL = ("url.full", "http.url")
+K_PORT = ("server.port", "net.peer.port")
+K_STATUS = ("http.response.status_code", "http.status_code")
+K_RESEND = ("http.request.resend_count", "http.request.header.x-stainless-retry-count")
+K_ERROR_TYPE = ("error.type", "gen_ai.error.type", "exception.type")
+K_RESP_ID = ("gen_ai.response.id",)
+K_TOKENS_IN = (
+    "gen_ai.usage.input_tokens",
+    "gen_ai.usage.prompt_tokens",
+    "llm.token_count.prompt",
+)
+K_TOKENS_OUT = (
+    "gen_ai.usage.output_tokens",
+    "gen_ai.usage.completion_tokens",
+    "llm.token_count.completion",
+)
+K_COST = (
+    "litellm.cost.total",
+    "gen_ai.cost.total_cost",
+    "gen_ai.usage.cost",
+    "llm.cost.total",
+    "gen_ai.usage.cost.total",
+)
+K_OP = ("gen_ai.operation.name",)
+K_OI_KIND = "openinference.span.kind"
+K_TL_KIND = "traceloop.span.kind"
+K_REQUEST_TYPE = "llm.request.type"
+K_TOOL_NAME = ("gen_ai.tool.name", "tool.name")
+K_TOOL_RESULT = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
+K_TOOL_CALL_ID = ("gen_ai.tool.call.id", "tool.id", "tool_call.id")
+SIEVE_MARKER = "sieve.provider.evidence"  # present: an earlier tracesieve already enriched
+
+_BUILTIN_KEYS: frozenset[str] = frozenset(
+    k
+    for group in (
+        K_PROVIDER,
+        K_REQ_MODEL,
+        K_RESP_MODEL,
+        (K_OI_MODEL, K_OI_PARAMS, K_OI_OUTPUT, K_OI_KIND, K_TL_KIND, K_REQUEST_TYPE, SIEVE_MARKER),
+        K_PORTKEY_PROVIDER,
+        K_PORTKEY_CACHE,
+        K_PORTKEY_RETRIES,
+        K_PORTKEY_OPTION,
+        K_LITELLM_RETRIES,
+        K_LITELLM_FALLBACKS,
+        K_LITELLM_API_BASE,
+        K_LITELLM_PROVIDER_MODEL,
+        K_HIDDEN,
+        K_LITELLM_CACHE,
+        K_BIFROST_PROVIDER,
+        K_BIFROST_CACHE_HIT,
+        K_BIFROST_HIT_TYPE,
+        K_BIFROST_CACHE_PROVIDER,
+        K_BIFROST_CACHE_MODEL,
+        K_CACHE_DEBUG_JSON,
+        K_RETRIES,
+        K_FALLBACK_INDEX,
+        K_HOST,
+        K_URL,
+        K_PORT,
+        K_STATUS,
+        K_RESEND,
+        K_ERROR_TYPE,
+        K_RESP_ID,
+        K_TOKENS_IN,
+        K_TOKENS_OUT,
+        K_COST,
+        K_OP,
+        K_TOOL_NAME,
+        K_TOOL_RESULT,
+        K_TOOL_CALL_ID,
+    )
+    for k in group
+)
+
+
+class Keys:
+    """The attribute keys an index collects, built-in plus config mappings; and the host
+    table. One instance per distinct `GenAIConfig` (see `keys_for`)."""
+
+    def __init__(self, cfg: GenAIConfig | None = None) -> None:
+        self.cfg = cfg or GenAIConfig()
+        a: AttributeMappings = self.cfg.attributes
+        self.extra = a
+        self.wanted: frozenset[str] = _BUILTIN_KEYS | frozenset(a.all_keys())
+        self.hosts = HostResolver(self.cfg.hosts)
+        self.fingerprint = _fingerprint(self.cfg)
+
+
+def _fingerprint(cfg: GenAIConfig) -> str:
+    if not cfg.hosts and not cfg.attributes.all_keys():
+        return ""
+    parts = [f"{h}={p}" for h, p in sorted(cfg.hosts.items())]
+    a = cfg.attributes
+    parts += [f"{f}:{','.join(getattr(a, f))}" for f in a.__struct_fields__ if getattr(a, f)]
+    return ";".join(parts)
+
+
+_KEYS: dict[str, Keys] = {}
+
+
+def keys_for(cfg: GenAIConfig | None) -> Keys:
+    """The shared `Keys` for a config (equal configs share one, and so one index)."""
+    fp = _fingerprint(cfg) if cfg is not None else ""
+    got = _KEYS.get(fp)
+    if got is None:
+        got = _KEYS[fp] = Keys(cfg)
+    return got
+
+
+# -- values ----------------------------------------------------------------------------------
+def as_str(v: AnyValue) -> str:
+    s: str = v.string_value
+    if s:
+        return s
+    which = v.WhichOneof("value")
+    if which is None or which == "string_value":
+        return ""
+    if which == "array_value":
+        vals = v.array_value.values
+        return as_str(vals[0]) if len(vals) else ""
+    if which == "bool_value":
+        return "true" if v.bool_value else "false"
+    if which in ("int_value", "double_value"):
+        x = getattr(v, which)
+        return str(int(x)) if float(x).is_integer() else str(x)
+    return ""
+
+
+def as_float(v: AnyValue) -> float | None:
+    which = v.WhichOneof("value")
+    if which == "int_value":
+        return float(v.int_value)
+    if which == "double_value":
+        return float(v.double_value)
+    s = as_str(v)
+    try:
+        return float(s) if s else None
+    except ValueError:
+        return None
+
+
+def as_int(v: AnyValue) -> int:
+    if v.WhichOneof("value") == "int_value":
+        return int(v.int_value)
+    f = as_float(v)
+    return int(f) if f is not None else 0
+
+
+def as_bool(v: AnyValue) -> bool:
+    which = v.WhichOneof("value")
+    if which == "bool_value":
+        return bool(v.bool_value)
+    if which in ("int_value", "double_value"):
+        return bool(getattr(v, which))
+    return as_str(v).strip().lower() in ("true", "1", "yes", "hit", "semantic hit")
+
+
+_CLASS_REPR = re.compile(r"^<class '([^']+)'>$")
+
+
+def normalize_error_type(t: str) -> str:
+    """`<class 'openai.InternalServerError'>`, `openai.InternalServerError` ->
+    `InternalServerError`; `500` stays `500`."""
+    m = _CLASS_REPR.match(t)
+    if m:
+        t = m.group(1)
+    if "." in t and not t.replace(".", "").isdigit():
+        t = t.rsplit(".", 1)[1]
+    return t
+
+
+def host_of_url(url: str) -> str:
+    """`https://api.openai.com:443/v1/...` -> `api.openai.com:443` (no parsing library)."""
+    i = url.find("://")
+    rest = url[i + 3 :] if i >= 0 else url
+    for sep in "/?#":
+        j = rest.find(sep)
+        if j >= 0:
+            rest = rest[:j]
+    at = rest.rfind("@")
+    return rest[at + 1 :] if at >= 0 else rest
+
+
+# -- the record ------------------------------------------------------------------------------
+class SpanRecord:
+    """What the index knows about one span. Class attributes are the defaults; instances set
+    only what they found (cheap to create). Fields under 'results' are filled by the
+    analyses in `processors.genai.analysis`."""
+
+    # identity and cheap fields (always set)
+    span: Span
+    key: bytes  # trace_id + span_id
+    parent_key: bytes  # trace_id + parent_span_id, b"" for a root
+    trace_id: bytes
+    name: str
+    kind: int
+    role: int
+    start: int
+    end: int
+    error: bool  # status ERROR
+    scope: str = ""
+    hint: int = SC_APP
+    is_root: bool = False
+    parent: SpanRecord | None = None
+    children: list[SpanRecord] | None = None
+    # attributes (set when the span was scanned)
+    scanned: bool = False
+    found: dict[str, AnyValue] | None = None  # every wanted key present -> its value
+    provider_attr: str = ""  # canonical provider the span claims
+    req_model: str = ""
+    resp_model: str = ""
+    gw: str = ""  # gateway that asserted served fields: portkey|litellm|bifrost|config
+    gw_provider: str = ""
+    gw_model: str = ""
+    gw_attempt: bool = False  # a gateway's own per-attempt span (LiteLLM V2, Bifrost)
+    host: str = ""
+    http_status: int = 0
+    resend: int = 0
+    error_type: str = ""
+    resp_id: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+    cache_flag: int = 0  # 0 no marker, 1 explicit hit, 2 explicit miss
+    cache_type: str = ""
+    cache_src: str = ""
+    retries_marker: int = 0
+    fallback_marker: int = 0
+    tool_name: str = ""
+    tool_call_id: str = ""
+    op: str = ""
+    enriched: bool = False  # carries sieve.* from an earlier tracesieve
+    duplicate: bool = False  # a second span for the same call (double instrumentation)
+    # results (analysis)
+    req_provider: str = ""
+    req_from_family: bool = False
+    req_model_n: str = ""
+    served_provider: str = ""
+    served_model: str = ""
+    evidence: str = ""
+    mismatch: bool = False
+    resolved: bool = False
+    cache_hit: bool = False
+    cache_evidence: str = ""
+    cache_hit_type: str = ""
+    logical: bool = False  # stands for a logical call (gets the chain)
+    superseded: bool = False  # a failed attempt that a later sibling call replaced
+    chain: list[str] | None = None
+    attempt_count: int = 0
+    retry_count: int = 0
+    fallback_fired: bool = False
+    final_ok: bool = True  # logical call / tool run: did the last attempt succeed
+    tool_retries: int = 0
+
+    def __init__(
+        self,
+        span: Span,
+        key: bytes,
+        parent_key: bytes,
+        trace_id: bytes,
+        name: str,
+        kind: int,
+        role: int,
+    ) -> None:
+        self.span = span
+        self.key = key
+        self.parent_key = parent_key
+        self.trace_id = trace_id
+        self.name = name
+        self.kind = kind
+        self.role = role
+        self.start = span.start_time_unix_nano
+        self.end = span.end_time_unix_nano
+        self.error = span.status.code == _ERROR
+
+    @property
+    def span_id(self) -> bytes:
+        return self.key[16:]
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.http_status < 400
+
+    def get(self, key: str) -> AnyValue | None:
+        """A collected attribute value (only keys in `Keys.wanted`, only on scanned spans)."""
+        return self.found.get(key) if self.found else None
+
+    def attribute(self, key: str) -> AnyValue | None:
+        """Any attribute of the span: from what was collected, else by iterating the span
+        (costly: ~0.3 us per attribute; use sparingly)."""
+        if self.found is not None and key in self.found:
+            return self.found[key]
+        for kv in self.span.attributes:
+            if kv.key == key:
+                return kv.value
+        return None
+
+    def __repr__(self) -> str:
+        return f"SpanRecord({ROLE_NAMES[self.role]} {self.name!r} {self.key[16:].hex()})"
+
+
+# -- building --------------------------------------------------------------------------------
+_role_memo: dict[tuple[int, str, int], int] = {}
+_hint_memo: dict[str, int] = {}
+
+
+def build_records(
+    msg: ExportTraceServiceRequest, keys: Keys
+) -> tuple[list[SpanRecord], dict[bytes, SpanRecord]]:
+    """All records of a batch (in batch order) and the same by key."""
+    records: list[SpanRecord] = []
+    by_key: dict[bytes, SpanRecord] = {}
+    to_scan: list[SpanRecord] = []
+    https: list[SpanRecord] = []
+    role_memo = _role_memo
+    hint_memo = _hint_memo
+    if len(role_memo) > 50_000:
+        role_memo.clear()
+    for rs in msg.resource_spans:
+        for ss in rs.scope_spans:
+            scope = ss.scope.name
+            hint = hint_memo.get(scope)
+            if hint is None:
+                hint = hint_memo[scope] = scope_hint(scope)
+            for span in ss.spans:
+                name = span.name
+                kind = span.kind
+                mk = (hint, name, kind)
+                role = role_memo.get(mk)
+                if role is None:
+                    role = role_memo[mk] = name_role(hint, name, kind)
+                parent = span.parent_span_id
+                if (role == OTHER or role == AGENT) and parent:
+                    continue  # cannot matter: no record at all
+                tid = span.trace_id
+                rec = SpanRecord(
+                    span, tid + span.span_id, tid + parent if parent else b"", tid, name, kind, role
+                )
+                rec.scope = scope
+                rec.hint = hint
+                if not parent:
+                    rec.is_root = True
+                records.append(rec)
+                by_key[rec.key] = rec
+                if role == HTTP:
+                    https.append(rec)
+                elif role == TOOL and (" " in name or name.endswith(".tool")):
+                    rec.tool_name = _tool_name(rec)  # OTel / Traceloop: named by the span
+                elif role != OTHER and role != AGENT:
+                    to_scan.append(rec)
+    for rec in to_scan:
+        _scan(rec, keys)
+    for rec in https:
+        p = by_key.get(rec.parent_key) if rec.parent_key else None
+        if p is not None and p.role in CALL_ROLES:
+            _scan(rec, keys)
+    _link(records, by_key)
+    return records, by_key
+
+
+def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
+    for rec in records:
+        if rec.parent_key:
+            p = by_key.get(rec.parent_key)
+            if p is not None:
+                rec.parent = p
+                if p.children is None:
+                    p.children = [rec]
+                else:
+                    p.children.append(rec)
+
+
+def _scan(rec: SpanRecord, keys: Keys) -> None:
+    wanted = keys.wanted
+    found: dict[str, AnyValue] = {}
+    for kv in rec.span.attributes:
+        k = kv.key
+        if k in wanted:
+            found[k] = kv.value
+    rec.found = found
+    rec.scanned = True
+    if not found:
+        if rec.role == UNKNOWN:
+            rec.role = OTHER
+        return
+    _interpret(rec, found, keys)
+
+
+def _first(found: dict[str, AnyValue], names: Iterable[str]) -> AnyValue | None:
+    for n in names:
+        v = found.get(n)
+        if v is not None:
+            return v
+    return None
+
+
+def _first_str(found: dict[str, AnyValue], names: Iterable[str]) -> str:
+    for n in names:
+        v = found.get(n)
+        if v is not None:
+            s = as_str(v)
+            if s:
+                return s
+    return ""
+
+
+_OI_ROLES = {
+    "LLM": LLM,
+    "EMBEDDING": LLM,
+    "TOOL": TOOL,
+    "AGENT": AGENT,
+    "CHAIN": AGENT,
+}
+_OP_ROLES = {
+    "chat": LLM,
+    "text_completion": LLM,
+    "generate_content": LLM,
+    "embeddings": LLM,
+    "completion": LLM,
+    "execute_tool": TOOL,
+    "invoke_agent": AGENT,
+    "create_agent": AGENT,
+    "invoke_workflow": AGENT,
+}
+_MODEL_IN_JSON = re.compile(r'"model"\s*:\s*"([^"]+)"')
+_ID_IN_JSON = re.compile(r'^\s*\{\s*"id"\s*:\s*"([^"]+)"')
+
+
+def _interpret(rec: SpanRecord, f: dict[str, AnyValue], keys: Keys) -> None:
+    role = rec.role
+    if role == UNKNOWN or rec.hint == SC_OI:
+        role = _role_from_attributes(rec, f)
+        rec.role = role
+    if SIEVE_MARKER in f:
+        rec.enriched = True
+    x = keys.extra
+    if role == TOOL:
+        rec.tool_name = _first_str(f, x.tool_name) or _first_str(f, K_TOOL_NAME) or _tool_name(rec)
+        rec.tool_call_id = _first_str(f, K_TOOL_CALL_ID)
+        return
+    if role not in (LLM, GATEWAY, HTTP):
+        return
+    # -- transport (HTTP children, and LLM spans that carry server/http fields) --
+    host = _first_str(f, K_HOST)
+    if not host:
+        url = _first_str(f, K_URL)
+        if url:
+            host = host_of_url(url)
+    if host:
+        port = _first(f, K_PORT)
+        if port is not None and ":" not in host:
+            host = f"{host}:{as_int(port)}"
+        rec.host = host
+    v = _first(f, K_STATUS)
+    if v is not None:
+        rec.http_status = as_int(v)
+    v = _first(f, K_RESEND)
+    if v is not None:
+        rec.resend = as_int(v)
+    et = _first_str(f, K_ERROR_TYPE)
+    if et:
+        rec.error_type = normalize_error_type(et)
+    # -- gateway headers (Portkey, LiteLLM), also captured on HTTP children --
+    s = _first_str(f, x.served_provider)
+    if s:
+        rec.gw, rec.gw_provider = "config", canonical_provider(s)
+    s = _first_str(f, x.served_model)
+    if s:
+        rec.gw, rec.gw_model = "config", s
+    s = _first_str(f, K_PORTKEY_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "portkey", canonical_provider(s)
+    s = _first_str(f, K_PORTKEY_CACHE)
+    if s:
+        _portkey_cache(rec, s)
+    v = _first(f, K_PORTKEY_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+    v = _first(f, K_PORTKEY_OPTION)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+        rec.gw = rec.gw or "portkey"
+    v = _first(f, K_LITELLM_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+    v = _first(f, K_LITELLM_FALLBACKS)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+    s = _first_str(f, K_LITELLM_API_BASE)
+    if s:
+        p = keys.hosts.provider(host_of_url(s))
+        if p:
+            rec.gw, rec.gw_provider = "litellm", p
+    if role == HTTP:
+        return
+    # -- the model call --
+    rec.op = _first_str(f, K_OP)
+    s = _first_str(f, x.provider) or _first_str(f, K_PROVIDER)
+    if s:
+        rec.provider_attr = canonical_provider(s)
+    rec.req_model = _first_str(f, x.request_model) or _first_str(f, K_REQ_MODEL)
+    rec.resp_model = _first_str(f, x.response_model) or _first_str(f, K_RESP_MODEL)
+    oi_model = f.get(K_OI_MODEL)
+    if oi_model is not None:
+        s = as_str(oi_model)
+        if rec.hint == SC_OI or K_OI_KIND in f:
+            rec.resp_model = rec.resp_model or s
+        else:
+            rec.req_model = rec.req_model or s
+    if not rec.req_model:
+        v = f.get(K_OI_PARAMS)
+        if v is not None:
+            m = _MODEL_IN_JSON.search(as_str(v))
+            if m:
+                rec.req_model = m.group(1)
+    rec.resp_id = _first_str(f, x.response_id) or _first_str(f, K_RESP_ID)
+    if not rec.resp_id and rec.hint == SC_OI:
+        v = f.get(K_OI_OUTPUT)
+        if v is not None:
+            m = _ID_IN_JSON.match(as_str(v)[:200])
+            if m:
+                rec.resp_id = m.group(1)
+    v = _first(f, K_TOKENS_IN)
+    if v is not None:
+        rec.tokens_in = as_int(v)
+    v = _first(f, K_TOKENS_OUT)
+    if v is not None:
+        rec.tokens_out = as_int(v)
+    v = _first(f, K_COST)
+    if v is not None:
+        rec.cost = as_float(v)
+    # LiteLLM V2: one CLIENT span per attempt; provider.model is the deployment dispatched
+    s = _first_str(f, K_LITELLM_PROVIDER_MODEL)
+    if s:
+        rec.gw, rec.gw_model, rec.gw_attempt = "litellm", s, True
+        rec.gw_provider = rec.gw_provider or rec.provider_attr
+    # Bifrost
+    s = _first_str(f, K_BIFROST_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "bifrost", canonical_provider(s)
+    v = _first(f, K_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+        rec.gw_attempt = rec.gw_attempt or rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
+    v = _first(f, K_FALLBACK_INDEX)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+        rec.gw_attempt = rec.gw_attempt or rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
+    if rec.name in _BIFROST_ATTEMPTS and rec.provider_attr:
+        rec.gw_attempt = True
+    v = _first(f, K_BIFROST_CACHE_HIT)
+    if v is not None:
+        hit = as_bool(v)
+        t = _first_str(f, K_BIFROST_HIT_TYPE)
+        _set_cache(rec, hit, _cache_type(t) if t else "unknown", "bifrost_cache_debug")
+        if hit:
+            p = _first_str(f, K_BIFROST_CACHE_PROVIDER)
+            m = _first_str(f, K_BIFROST_CACHE_MODEL)
+            if p:
+                rec.gw, rec.gw_provider = "bifrost", canonical_provider(p)
+            if m:
+                rec.gw, rec.gw_model = "bifrost", m
+    else:
+        s = _first_str(f, K_CACHE_DEBUG_JSON)
+        if s:
+            _cache_debug_json(rec, s)
+    # LiteLLM legacy
+    v = _first(f, K_LITELLM_CACHE)
+    if v is not None:
+        _set_cache(rec, as_bool(v), "unknown", "litellm_cache_hit")
+    s = _first_str(f, K_HIDDEN)
+    if s:
+        _hidden_params(rec, s, keys)
+    # config cache keys
+    v = _first(f, x.cache_hit)
+    if v is not None:
+        t = _first_str(f, x.cache_type)
+        hit = as_bool(v)
+        _set_cache(rec, hit, _cache_type(t or as_str(v)), "config_key")
+    v = _first(f, x.retries)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+    v = _first(f, x.fallback_index)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+
+
+_BIFROST_ATTEMPTS = frozenset({"llm.call", "retry", "fallback"})
+
+
+def _role_from_attributes(rec: SpanRecord, f: dict[str, AnyValue]) -> int:
+    v = f.get(K_OI_KIND)
+    if v is not None:
+        return _OI_ROLES.get(as_str(v).upper(), OTHER)
+    v = f.get(K_OP[0])
+    if v is not None:
+        r = _OP_ROLES.get(as_str(v))
+        if r is not None:
+            return r
+    v = f.get(K_TL_KIND)
+    if v is not None:
+        t = as_str(v)
+        if t == "tool":
+            return TOOL
+        if t in ("workflow", "task", "agent"):
+            return AGENT
+    if any(k in f for k in K_TOOL_NAME) and not any(k in f for k in K_REQ_MODEL):
+        return TOOL
+    if (
+        any(k in f for k in K_REQ_MODEL)
+        or any(k in f for k in K_RESP_MODEL)
+        or any(k in f for k in K_HIDDEN)
+        or K_REQUEST_TYPE in f
+        or any(k in f for k in K_PROVIDER)
+    ):
+        return LLM
+    return rec.role if rec.role != UNKNOWN else OTHER
+
+
+def _tool_name(rec: SpanRecord) -> str:
+    name = rec.name
+    if name.startswith("execute_tool "):
+        return name[13:]
+    if name.endswith(".tool"):
+        return name[:-5]
+    return name
+
+
+def _cache_type(t: str) -> str:
+    t = t.strip().lower()
+    if t in ("direct", "exact", "hit"):
+        return "exact"
+    if "semantic" in t:
+        return "semantic"
+    return "unknown"
+
+
+def _set_cache(rec: SpanRecord, hit: bool, ctype: str, src: str) -> None:
+    if rec.cache_flag == 1:
+        return  # an explicit hit stays
+    rec.cache_flag = 1 if hit else 2
+    rec.cache_type = ctype if hit else ""
+    rec.cache_src = src
+
+
+def _portkey_cache(rec: SpanRecord, status: str) -> None:
+    s = status.strip().upper()
+    if s in ("HIT", "SEMANTIC HIT"):
+        _set_cache(rec, True, "semantic" if s.startswith("SEMANTIC") else "exact", "portkey_header")
+    else:
+        _set_cache(rec, False, "", "portkey_header")
+
+
+def _loads(text: str) -> Any:
+    import msgspec
+
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+
+
+def _cache_debug_json(rec: SpanRecord, text: str) -> None:
+    d = _loads(text)
+    if not isinstance(d, dict) or "cache_hit" not in d:
+        return
+    hit = bool(d.get("cache_hit"))
+    _set_cache(rec, hit, _cache_type(str(d.get("hit_type") or "")), "bifrost_cache_debug")
+    if hit:
+        if d.get("provider_used"):
+            rec.gw, rec.gw_provider = "bifrost", canonical_provider(str(d["provider_used"]))
+        if d.get("model_used"):
+            rec.gw, rec.gw_model = "bifrost", str(d["model_used"])
+
+
+def _hidden_params(rec: SpanRecord, text: str, keys: Keys) -> None:
+    d = _loads(text)
+    if not isinstance(d, dict):
+        return
+    m = d.get("litellm_model_name")
+    if isinstance(m, str) and m:
+        rec.gw, rec.gw_model = "litellm", m
+    base = d.get("api_base")
+    if isinstance(base, str) and base:
+        p = keys.hosts.provider(host_of_url(base))
+        if p:
+            rec.gw, rec.gw_provider = "litellm", p
+    if d.get("cache_hit") is True:
+        _set_cache(rec, True, "unknown", "litellm_cache_hit")
+    cost = d.get("response_cost")
+    if isinstance(cost, int | float) and rec.cost is None:
+        rec.cost = float(cost)
+    headers = d.get("additional_headers")
+    if isinstance(headers, dict):
+        for name, attr in (
+            ("x-litellm-attempted-retries", "retries_marker"),
+            ("x-litellm-attempted-fallbacks", "fallback_marker"),
+        ):
+            val = headers.get(name)
+            if val is not None:
+                try:
+                    n = int(val)
+                except (TypeError, ValueError):
+                    continue
+                setattr(rec, attr, max(getattr(rec, attr), n))
