@@ -128,9 +128,11 @@ class GenAIIndex:
         req_model = rec.req_model
         fam_req = model_family(req_model) if req_model else ""
         rp = rec.provider_attr
-        if rp:
+        if rp and (not fam_req or compatible(fam_req, rp)):
             rec.req_provider = rp
         elif fam_req:
+            # no claim, or a claim the model contradicts (an OpenAI SDK pointed at a gateway
+            # for a Claude model says `openai`): the model's family is what was asked for
             rec.req_provider, rec.req_from_family = fam_req, True
         rec.req_model_n = normalize_model(req_model) if req_model else ""
         sp, sm, ev = "", "", ""
@@ -139,15 +141,17 @@ class GenAIIndex:
             ev = "gateway"
             sm = rec.gw_model or rec.resp_model or req_model
             sp = rec.gw_provider or self._provider_without_gateway(rec, sm)[0]
-        elif inner:
-            last = inner[-1]
-            self._resolve(last)
-            sp, sm = last.served_provider, last.served_model
-            gw = last.role == GATEWAY or last.gw_attempt or bool(last.gw)
-            ev = "gateway" if gw else last.evidence
         else:
-            sm = rec.resp_model or req_model
-            sp, ev = self._provider_without_gateway(rec, sm)
+            last = inner[-1] if inner else None
+            if last is not None:
+                self._resolve(last)
+            if last is not None and last.served_provider:
+                sp, sm = last.served_provider, last.served_model or rec.resp_model or req_model
+                gw = last.role == GATEWAY or last.gw_attempt or bool(last.gw)
+                ev = "gateway" if gw else last.evidence
+            else:
+                sm = (last.served_model if last is not None else "") or rec.resp_model or req_model
+                sp, ev = self._provider_without_gateway(rec, sm)
         rec.served_provider = sp
         rec.served_model = normalize_model(sm) if sm else ""
         rec.evidence = ev
@@ -341,57 +345,45 @@ class GenAIIndex:
             r.superseded = True
         atts: list[Attempt] = []
         for r in run:
-            atts.extend(self._with_markers(r, self.attempts(r)))
+            atts.extend(self.attempts(r))
+        retries, fallbacks = _count(atts)
+        # attempts that markers report but no span shows (a sidecar that sees one span;
+        # LiteLLM legacy and Portkey collapse attempts; an SDK span with resend_count)
+        marked = [c for r in run for c in self._subtree(r)]
+        want_r = max(max(c.retries_marker for c in marked), max(c.resend for c in marked))
+        want_f = max(c.fallback_marker for c in marked)
+        if atts and (want_r > retries or want_f > fallbacks):
+            final = atts[-1]
+            prefix: list[Attempt] = []
+            if want_f > fallbacks:
+                first = run[0]
+                prefix.append(Attempt(first.req_provider, first.req_model_n, False, _UNK, None))
+                prefix.extend(
+                    Attempt("", "", False, _UNK, None) for _ in range(want_f - fallbacks - 1)
+                )
+            again = [
+                Attempt(final.provider, final.model, False, _UNK, None)
+                for _ in range(max(0, want_r - retries))
+            ]
+            atts = prefix + atts[:-1] + again + [final]
+            retries, fallbacks = _count(atts)
         last.logical = True
         last.chain = [a.entry() for a in atts]
         last.attempt_count = len(atts)
-        retries = 0
-        fallback = any(r.fallback_marker > 0 for r in self._subtree_calls(last))
-        for i in range(1, len(atts)):
-            prev, cur = atts[i - 1], atts[i]
-            if prev.ok:
-                continue
-            if _same(prev, cur):
-                retries += 1
-            else:
-                fallback = True
         last.retry_count = retries
-        last.fallback_fired = fallback
+        last.fallback_fired = fallbacks > 0 or want_f > 0
         last.final_ok = atts[-1].ok if atts else last.ok
 
-    def _subtree_calls(self, rec: SpanRecord) -> list[SpanRecord]:
+    @staticmethod
+    def _subtree(rec: SpanRecord) -> list[SpanRecord]:
+        """`rec` and the call and HTTP spans below it."""
         out: list[SpanRecord] = []
         stack = [rec]
         while stack:
             r = stack.pop()
-            if r.role in CALL_ROLES or r.role == HTTP:
-                out.append(r)
-                if r.children:
-                    stack.extend(r.children)
-        return out
-
-    def _with_markers(self, rec: SpanRecord, atts: list[Attempt]) -> list[Attempt]:
-        """Attempts that gateway or HTTP markers report but no span shows (a sidecar that
-        sees one span; LiteLLM legacy collapses attempts; an SDK span with resend_count)."""
-        if len(atts) > 1:
-            return atts
-        calls = self._subtree_calls(rec)
-        retries = max((r.retries_marker for r in calls), default=0)
-        retries = max(retries, max((r.resend for r in calls), default=0))
-        fallbacks = max((r.fallback_marker for r in calls), default=0)
-        if not retries and not fallbacks:
-            return atts
-        final = atts[-1] if atts else self._leaf(rec)
-        out: list[Attempt] = []
-        if fallbacks:
-            first = Attempt(rec.req_provider, rec.req_model_n, False, "error:unknown", None)
-            out.append(first)
-            out.extend(Attempt("", "", False, "error:unknown", None) for _ in range(fallbacks - 1))
-        out.extend(
-            Attempt(final.provider, final.model, False, "error:unknown", None)
-            for _ in range(retries)
-        )
-        out.append(final)
+            out.append(r)
+            if r.children:
+                stack.extend(c for c in r.children if c.role in (LLM, GATEWAY, HTTP))
         return out
 
     def attempts(self, rec: SpanRecord) -> list[Attempt]:
@@ -425,6 +417,10 @@ class GenAIIndex:
                 out.extend(self.attempts(c))
         else:
             out.append(self._leaf(rec))
+        if any(not a.provider or not a.model for a in out):
+            p = rec.served_provider or rec.req_provider
+            m = rec.served_model or rec.req_model_n
+            out = [a._replace(provider=a.provider or p, model=a.model or m) for a in out]
         self._attempts[rec.key] = out
         return out
 
@@ -528,6 +524,23 @@ def _close_tool_run(run: list[SpanRecord]) -> None:
     last = run[-1]
     last.tool_retries = len(run) - 1
     last.final_ok = not last.error
+
+
+_UNK = "error:unknown"
+
+
+def _count(atts: list[Attempt]) -> tuple[int, int]:
+    """(retries, fallbacks): an attempt after a failed one is a retry when it targets the
+    same provider and model, else a fallback."""
+    retries = fallbacks = 0
+    for i in range(1, len(atts)):
+        if atts[i - 1].ok:
+            continue
+        if _same(atts[i - 1], atts[i]):
+            retries += 1
+        else:
+            fallbacks += 1
+    return retries, fallbacks
 
 
 def _same(a: Attempt, b: Attempt) -> bool:

@@ -615,7 +615,7 @@ def build_records(
                 if role is None:
                     role = role_memo[mk] = name_role(hint, name, kind)
                 parent = span.parent_span_id
-                if (role == OTHER or role == AGENT) and parent:
+                if role in (OTHER, AGENT) and parent:
                     continue  # cannot matter: no record at all
                 tid = span.trace_id
                 rec = SpanRecord(
@@ -640,7 +640,22 @@ def build_records(
         if p is not None and p.role in CALL_ROLES:
             _scan(rec, keys)
     _link(records, by_key)
+    for rec in https:
+        if rec.scanned and rec.parent is not None:
+            _propagate(rec, rec.parent)
     return records, by_key
+
+
+def _propagate(h: SpanRecord, p: SpanRecord) -> None:
+    """Gateway headers captured on an HTTP child (Portkey, LiteLLM) speak for its call."""
+    if h.gw and not p.gw:
+        p.gw, p.gw_provider, p.gw_model = h.gw, h.gw_provider, h.gw_model
+    if h.cache_flag and p.cache_flag != 1 and (h.cache_flag == 1 or not p.cache_flag):
+        p.cache_flag, p.cache_type, p.cache_src = h.cache_flag, h.cache_type, h.cache_src
+    if h.retries_marker > p.retries_marker:
+        p.retries_marker = h.retries_marker
+    if h.fallback_marker > p.fallback_marker:
+        p.fallback_marker = h.fallback_marker
 
 
 def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
