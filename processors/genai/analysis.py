@@ -103,7 +103,11 @@ class GenAIIndex:
     def __init__(self, request: ExportTraceServiceRequest, keys: Keys) -> None:
         self.request = request
         self.keys = keys
-        self.records, self.by_key = build_records(request, keys)
+        built = build_records(request, keys)
+        self.records = built.records
+        self.by_key = built.by_key
+        self.tool_spans = built.tool_spans
+        self._has_markers = built.has_markers
         self.calls = [r for r in self.records if r.role in CALL_ROLES]
         self.tools = [r for r in self.records if r.role == TOOL]
         self.roots = [r for r in self.records if r.is_root]
@@ -349,9 +353,11 @@ class GenAIIndex:
         retries, fallbacks = _count(atts)
         # attempts that markers report but no span shows (a sidecar that sees one span;
         # LiteLLM legacy and Portkey collapse attempts; an SDK span with resend_count)
-        marked = [c for r in run for c in self._subtree(r)]
-        want_r = max(max(c.retries_marker for c in marked), max(c.resend for c in marked))
-        want_f = max(c.fallback_marker for c in marked)
+        want_r = want_f = 0
+        if self._has_markers:
+            marked = [c for r in run for c in self._subtree(r)]
+            want_r = max(max(c.retries_marker for c in marked), max(c.resend for c in marked))
+            want_f = max(c.fallback_marker for c in marked)
         if atts and (want_r > retries or want_f > fallbacks):
             final = atts[-1]
             prefix: list[Attempt] = []

@@ -13,7 +13,6 @@ See `processors.genai` for the public interface.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -31,6 +30,7 @@ __all__ = [
     "LLM",
     "OTHER",
     "TOOL",
+    "Built",
     "Keys",
     "SpanRecord",
     "build_records",
@@ -222,151 +222,179 @@ def _header_keys(name: str) -> tuple[str, ...]:
     return (name, "http.response.header." + name, "gen_ai.response.header." + name)
 
 
-K_PROVIDER = (
-    "gen_ai.provider.name",
-    "gen_ai.system",
-    "llm.provider",
-    "llm.system",
-)
-K_REQ_MODEL = (
-    "gen_ai.request.model",
-    "llm.request.model_name",
-    "bifrost.alias",
-    "original_model_requested",
-    "extra_fields.original_model_requested",
-    "model_requested",
-    "litellm.model_group",
-)
-K_RESP_MODEL = (
-    "gen_ai.response.model",
-    "llm.response.model_name",
-    "resolved_model_used",
-    "extra_fields.resolved_model_used",
-    "model_deployment",
-)
-K_OI_MODEL = "llm.model_name"  # OpenInference: the response model when present
-K_OI_PARAMS = "llm.invocation_parameters"
-K_OI_OUTPUT = "output.value"
-K_PORTKEY_PROVIDER = _header_keys("x-portkey-provider")
-K_PORTKEY_CACHE = _header_keys("x-portkey-cache-status")
-K_PORTKEY_RETRIES = _header_keys("x-portkey-retry-attempt-count")
-K_PORTKEY_OPTION = _header_keys("x-portkey-last-used-option-index")
-K_LITELLM_RETRIES = _header_keys("x-litellm-attempted-retries")
-K_LITELLM_FALLBACKS = _header_keys("x-litellm-attempted-fallbacks")
-K_LITELLM_API_BASE = _header_keys("x-litellm-model-api-base")
-K_LITELLM_PROVIDER_MODEL = ("litellm.provider.model",)
-K_HIDDEN = ("hidden_params", "metadata.hidden_params", "litellm.hidden_params")
-K_LITELLM_CACHE = ("litellm.cache_hit", "cache_hit", "metadata.cache_hit")
-K_BIFROST_PROVIDER = ("bifrost.provider.name", "extra_fields.provider")
-K_BIFROST_CACHE_HIT = (
-    "bifrost.cache_debug.cache_hit",
-    "cache_debug.cache_hit",
-    "extra_fields.cache_debug.cache_hit",
-)
-K_BIFROST_HIT_TYPE = (
-    "bifrost.cache_debug.hit_type",
-    "cache_debug.hit_type",
-    "extra_fields.cache_debug.hit_type",
-)
-K_BIFROST_CACHE_PROVIDER = (
-    "bifrost.cache_debug.provider_used",
-    "cache_debug.provider_used",
-    "extra_fields.cache_debug.provider_used",
-)
-K_BIFROST_CACHE_MODEL = (
-    "bifrost.cache_debug.model_used",
-    "cache_debug.model_used",
-    "extra_fields.cache_debug.model_used",
-)
-K_CACHE_DEBUG_JSON = ("cache_debug", "bifrost.cache_debug", "extra_fields.cache_debug")
-K_RETRIES = ("bifrost.retries", "gen_ai.number_of_retries", "retry.count")
-K_FALLBACK_INDEX = ("bifrost.fallback_index", "gen_ai.fallback_index")
-K_HOST = ("server.address", "net.peer.name", "http.host")
-K_URL = ("url.full", "http.url")
-K_PORT = ("server.port", "net.peer.port")
-K_STATUS = ("http.response.status_code", "http.status_code")
-K_RESEND = ("http.request.resend_count", "http.request.header.x-stainless-retry-count")
-K_ERROR_TYPE = ("error.type", "gen_ai.error.type", "exception.type")
-K_RESP_ID = ("gen_ai.response.id",)
-K_TOKENS_IN = (
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.token_count.prompt",
-)
-K_TOKENS_OUT = (
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-)
-K_COST = (
-    "litellm.cost.total",
-    "gen_ai.cost.total_cost",
-    "gen_ai.usage.cost",
-    "llm.cost.total",
-    "gen_ai.usage.cost.total",
-)
-K_OP = ("gen_ai.operation.name",)
-K_OI_KIND = "openinference.span.kind"
-K_TL_KIND = "traceloop.span.kind"
-K_REQUEST_TYPE = "llm.request.type"
-K_TOOL_NAME = ("gen_ai.tool.name", "tool.name")
-K_TOOL_RESULT = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
-K_TOOL_CALL_ID = ("gen_ai.tool.call.id", "tool.id", "tool_call.id")
-SIEVE_MARKER = "sieve.provider.evidence"  # present: an earlier tracesieve already enriched
+# fields: each collected key feeds one field; among several keys of a field present on one
+# span, the earlier in its tuple wins (config keys come before all of them)
+(
+    F_PROVIDER,
+    F_REQ_MODEL,
+    F_RESP_MODEL,
+    F_OI_MODEL,
+    F_OI_PARAMS,
+    F_OI_OUTPUT,
+    F_PK_PROVIDER,
+    F_PK_CACHE,
+    F_PK_RETRIES,
+    F_PK_OPTION,
+    F_LL_RETRIES,
+    F_LL_FALLBACKS,
+    F_LL_API_BASE,
+    F_LL_PROVIDER_MODEL,
+    F_HIDDEN,
+    F_LL_CACHE,
+    F_BF_PROVIDER,
+    F_BF_HIT,
+    F_BF_HIT_TYPE,
+    F_BF_CACHE_PROVIDER,
+    F_BF_CACHE_MODEL,
+    F_CACHE_JSON,
+    F_RETRIES,
+    F_FB_INDEX,
+    F_HOST,
+    F_URL,
+    F_PORT,
+    F_STATUS,
+    F_RESEND,
+    F_ERROR_TYPE,
+    F_RESP_ID,
+    F_TOKENS_IN,
+    F_TOKENS_OUT,
+    F_COST,
+    F_OP,
+    F_OI_KIND,
+    F_TL_KIND,
+    F_REQ_TYPE,
+    F_TOOL_NAME,
+    F_TOOL_RESULT,
+    F_TOOL_CALL_ID,
+    F_SIEVE,
+    F_X_SERVED_PROVIDER,
+    F_X_SERVED_MODEL,
+    F_X_CACHE_HIT,
+    F_X_CACHE_TYPE,
+) = range(46)
 
-_BUILTIN_KEYS: frozenset[str] = frozenset(
-    k
-    for group in (
-        K_PROVIDER,
-        K_REQ_MODEL,
-        K_RESP_MODEL,
-        (K_OI_MODEL, K_OI_PARAMS, K_OI_OUTPUT, K_OI_KIND, K_TL_KIND, K_REQUEST_TYPE, SIEVE_MARKER),
-        K_PORTKEY_PROVIDER,
-        K_PORTKEY_CACHE,
-        K_PORTKEY_RETRIES,
-        K_PORTKEY_OPTION,
-        K_LITELLM_RETRIES,
-        K_LITELLM_FALLBACKS,
-        K_LITELLM_API_BASE,
-        K_LITELLM_PROVIDER_MODEL,
-        K_HIDDEN,
-        K_LITELLM_CACHE,
-        K_BIFROST_PROVIDER,
-        K_BIFROST_CACHE_HIT,
-        K_BIFROST_HIT_TYPE,
-        K_BIFROST_CACHE_PROVIDER,
-        K_BIFROST_CACHE_MODEL,
-        K_CACHE_DEBUG_JSON,
-        K_RETRIES,
-        K_FALLBACK_INDEX,
-        K_HOST,
-        K_URL,
-        K_PORT,
-        K_STATUS,
-        K_RESEND,
-        K_ERROR_TYPE,
-        K_RESP_ID,
-        K_TOKENS_IN,
-        K_TOKENS_OUT,
-        K_COST,
-        K_OP,
-        K_TOOL_NAME,
-        K_TOOL_RESULT,
-        K_TOOL_CALL_ID,
-    )
-    for k in group
-)
+FIELD_KEYS: dict[int, tuple[str, ...]] = {
+    F_PROVIDER: ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    F_REQ_MODEL: (
+        "gen_ai.request.model",
+        "llm.request.model_name",
+        "bifrost.alias",
+        "original_model_requested",
+        "extra_fields.original_model_requested",
+        "model_requested",
+        "litellm.model_group",
+    ),
+    F_RESP_MODEL: (
+        "gen_ai.response.model",
+        "llm.response.model_name",
+        "resolved_model_used",
+        "extra_fields.resolved_model_used",
+        "model_deployment",
+    ),
+    F_OI_MODEL: ("llm.model_name",),  # OpenInference: the response model when present
+    F_OI_PARAMS: ("llm.invocation_parameters",),
+    F_OI_OUTPUT: ("output.value",),
+    F_PK_PROVIDER: _header_keys("x-portkey-provider"),
+    F_PK_CACHE: _header_keys("x-portkey-cache-status"),
+    F_PK_RETRIES: _header_keys("x-portkey-retry-attempt-count"),
+    F_PK_OPTION: _header_keys("x-portkey-last-used-option-index"),
+    F_LL_RETRIES: _header_keys("x-litellm-attempted-retries"),
+    F_LL_FALLBACKS: _header_keys("x-litellm-attempted-fallbacks"),
+    F_LL_API_BASE: _header_keys("x-litellm-model-api-base"),
+    F_LL_PROVIDER_MODEL: ("litellm.provider.model",),
+    F_HIDDEN: ("hidden_params", "metadata.hidden_params", "litellm.hidden_params"),
+    F_LL_CACHE: ("litellm.cache_hit", "cache_hit", "metadata.cache_hit"),
+    F_BF_PROVIDER: ("bifrost.provider.name", "extra_fields.provider"),
+    F_BF_HIT: (
+        "bifrost.cache_debug.cache_hit",
+        "cache_debug.cache_hit",
+        "extra_fields.cache_debug.cache_hit",
+    ),
+    F_BF_HIT_TYPE: (
+        "bifrost.cache_debug.hit_type",
+        "cache_debug.hit_type",
+        "extra_fields.cache_debug.hit_type",
+    ),
+    F_BF_CACHE_PROVIDER: (
+        "bifrost.cache_debug.provider_used",
+        "cache_debug.provider_used",
+        "extra_fields.cache_debug.provider_used",
+    ),
+    F_BF_CACHE_MODEL: (
+        "bifrost.cache_debug.model_used",
+        "cache_debug.model_used",
+        "extra_fields.cache_debug.model_used",
+    ),
+    F_CACHE_JSON: ("cache_debug", "bifrost.cache_debug", "extra_fields.cache_debug"),
+    F_RETRIES: ("bifrost.retries", "gen_ai.number_of_retries", "retry.count"),
+    F_FB_INDEX: ("bifrost.fallback_index", "gen_ai.fallback_index"),
+    F_HOST: ("server.address", "net.peer.name", "http.host"),
+    F_URL: ("url.full", "http.url"),
+    F_PORT: ("server.port", "net.peer.port"),
+    F_STATUS: ("http.response.status_code", "http.status_code"),
+    F_RESEND: ("http.request.resend_count", "http.request.header.x-stainless-retry-count"),
+    F_ERROR_TYPE: ("error.type", "gen_ai.error.type", "exception.type"),
+    F_RESP_ID: ("gen_ai.response.id",),
+    F_TOKENS_IN: (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+    ),
+    F_TOKENS_OUT: (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+    ),
+    F_COST: (
+        "litellm.cost.total",
+        "gen_ai.cost.total_cost",
+        "gen_ai.usage.cost",
+        "llm.cost.total",
+        "gen_ai.usage.cost.total",
+    ),
+    F_OP: ("gen_ai.operation.name",),
+    F_OI_KIND: ("openinference.span.kind",),
+    F_TL_KIND: ("traceloop.span.kind",),
+    F_REQ_TYPE: ("llm.request.type",),
+    F_TOOL_NAME: ("gen_ai.tool.name", "tool.name"),
+    F_TOOL_RESULT: ("gen_ai.tool.call.result", "traceloop.entity.output"),
+    F_TOOL_CALL_ID: ("gen_ai.tool.call.id", "tool.id", "tool_call.id"),
+    F_SIEVE: ("sieve.provider.evidence",),  # an earlier tracesieve already enriched
+}
+# config (`attributes:`) fields -> the field they feed (None: a field of their own)
+_CONFIG_FIELDS: dict[str, int] = {
+    "provider": F_PROVIDER,
+    "request_model": F_REQ_MODEL,
+    "response_model": F_RESP_MODEL,
+    "served_provider": F_X_SERVED_PROVIDER,
+    "served_model": F_X_SERVED_MODEL,
+    "cache_hit": F_X_CACHE_HIT,
+    "cache_type": F_X_CACHE_TYPE,
+    "retries": F_RETRIES,
+    "fallback_index": F_FB_INDEX,
+    "response_id": F_RESP_ID,
+    "tool_name": F_TOOL_NAME,
+}
+TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
 
 
 class Keys:
-    """The attribute keys an index collects, built-in plus config mappings; and the host
-    table. One instance per distinct `GenAIConfig` (see `keys_for`)."""
+    """The attribute keys an index collects (built-in plus config mappings, each with its
+    field and priority) and the host table. One instance per distinct `GenAIConfig`."""
 
     def __init__(self, cfg: GenAIConfig | None = None) -> None:
         self.cfg = cfg or GenAIConfig()
+        keymap: dict[str, tuple[int, int]] = {}
+        for f, names in FIELD_KEYS.items():
+            for prio, k in enumerate(names):
+                keymap.setdefault(k, (f, prio))
         a: AttributeMappings = self.cfg.attributes
-        self.extra = a
-        self.wanted: frozenset[str] = _BUILTIN_KEYS | frozenset(a.all_keys())
+        for name, f in _CONFIG_FIELDS.items():
+            for prio, k in enumerate(getattr(a, name)):
+                keymap[k] = (f, prio - 100)  # config keys first
+        self.fields = {k: f for k, (f, _) in keymap.items()}
+        self.priority = {k: p for k, (_, p) in keymap.items()}
+        self.wanted: frozenset[str] = frozenset(keymap)
         self.hosts = HostResolver(self.cfg.hosts)
         self.fingerprint = _fingerprint(self.cfg)
 
@@ -516,6 +544,8 @@ class SpanRecord:
     op: str = ""
     enriched: bool = False  # carries sieve.* from an earlier tracesieve
     duplicate: bool = False  # a second span for the same call (double instrumentation)
+    n_http: int = 0  # HTTP children
+    deferred: bool = False
     # results (analysis)
     req_provider: str = ""
     req_from_family: bool = False
@@ -585,65 +615,136 @@ class SpanRecord:
 
 
 # -- building --------------------------------------------------------------------------------
-_role_memo: dict[tuple[int, str, int], int] = {}
+_role_memo: dict[int, dict[tuple[str, int], int]] = {}
 _hint_memo: dict[str, int] = {}
 
 
-def build_records(
-    msg: ExportTraceServiceRequest, keys: Keys
-) -> tuple[list[SpanRecord], dict[bytes, SpanRecord]]:
-    """All records of a batch (in batch order) and the same by key."""
-    records: list[SpanRecord] = []
-    by_key: dict[bytes, SpanRecord] = {}
+class Built:
+    """What `build_records` returns (see `GenAIIndex`)."""
+
+    __slots__ = ("by_key", "has_markers", "records", "tool_spans")
+
+    def __init__(self) -> None:
+        self.records: list[SpanRecord] = []
+        self.by_key: dict[bytes, SpanRecord] = {}
+        self.tool_spans: list[tuple[Span, bytes]] = []  # every tool span, (span, parent key)
+        self.has_markers = False  # any retry/fallback marker > 0 in the batch
+
+
+def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
+    """Records of a batch's spans that can matter, in batch order.
+
+    Phase 1 reads only cheap fields. Records are made for call spans (LLM, gateway), roots
+    and spans to classify by attributes; HTTP spans wait until their parent is known to be
+    a call; tool spans get a record only when a tool under the same parent failed (retry
+    runs and swallowed errors need them)."""
+    out = Built()
+    records = out.records
+    by_key = out.by_key
     to_scan: list[SpanRecord] = []
-    https: list[SpanRecord] = []
-    role_memo = _role_memo
-    hint_memo = _hint_memo
-    if len(role_memo) > 50_000:
-        role_memo.clear()
+    https: list[tuple[Span, bytes, int]] = []
+    tools: list[tuple[Span, bytes]] = []  # (span, parent span id)
+    failed_tool_parents: set[bytes] = set()
     for rs in msg.resource_spans:
         for ss in rs.scope_spans:
             scope = ss.scope.name
-            hint = hint_memo.get(scope)
+            hint = _hint_memo.get(scope)
             if hint is None:
-                hint = hint_memo[scope] = scope_hint(scope)
+                hint = _hint_memo[scope] = scope_hint(scope)
+            memo = _role_memo.get(hint)
+            if memo is None:
+                memo = _role_memo[hint] = {}
+            elif len(memo) > 20_000:
+                memo.clear()
             for span in ss.spans:
                 name = span.name
                 kind = span.kind
-                mk = (hint, name, kind)
-                role = role_memo.get(mk)
+                role = memo.get((name, kind))
                 if role is None:
-                    role = role_memo[mk] = name_role(hint, name, kind)
+                    role = memo[(name, kind)] = name_role(hint, name, kind)
                 parent = span.parent_span_id
-                if role in (OTHER, AGENT) and parent:
-                    continue  # cannot matter: no record at all
+                if parent:
+                    if role == OTHER or role == AGENT:  # noqa: PLR1714 - hot path
+                        continue  # cannot matter: no record at all
+                    if role == HTTP:
+                        https.append((span, parent, hint))
+                        continue
+                    if role == TOOL and (" " in name or name.endswith(".tool")):
+                        tools.append((span, parent))
+                        if span.status.code == _ERROR:
+                            failed_tool_parents.add(parent)
+                        continue
                 tid = span.trace_id
                 rec = SpanRecord(
                     span, tid + span.span_id, tid + parent if parent else b"", tid, name, kind, role
                 )
-                rec.scope = scope
                 rec.hint = hint
+                rec.scope = scope
                 if not parent:
                     rec.is_root = True
                 records.append(rec)
                 by_key[rec.key] = rec
-                if role == HTTP:
-                    https.append(rec)
-                elif role == TOOL and (" " in name or name.endswith(".tool")):
-                    rec.tool_name = _tool_name(rec)  # OTel / Traceloop: named by the span
-                elif role != OTHER and role != AGENT:
+                if role != OTHER and role != AGENT:  # noqa: PLR1714
                     to_scan.append(rec)
+    call_sids: set[bytes] = set()
     for rec in to_scan:
-        _scan(rec, keys)
-    for rec in https:
-        p = by_key.get(rec.parent_key) if rec.parent_key else None
-        if p is not None and p.role in CALL_ROLES:
-            _scan(rec, keys)
+        _scan(rec, keys, out)
+        role = rec.role
+        if role == LLM or role == GATEWAY:  # noqa: PLR1714
+            call_sids.add(rec.key[16:])
+        elif role == TOOL:
+            tools.append((rec.span, rec.parent_key[16:]))
+            if rec.error:
+                failed_tool_parents.add(rec.parent_key[16:])
+    # HTTP spans under calls (and the gateway server spans under those HTTP spans)
+    http_recs: list[SpanRecord] = []
+    for span, parent, hint in https:
+        if parent not in call_sids:
+            continue
+        tid = span.trace_id
+        pk = tid + parent
+        p = by_key.get(pk)
+        if p is None:
+            continue
+        rec = SpanRecord(span, tid + span.span_id, pk, tid, span.name, span.kind, HTTP)
+        rec.hint = hint
+        records.append(rec)
+        by_key[rec.key] = rec
+        http_recs.append(rec)
+        p.n_http += 1
+    hosts = keys.hosts
+    for rec in http_recs:
+        p = by_key[rec.parent_key]
+        # A lone successful request of a call whose own server.address names a provider
+        # tells nothing more: skip its attributes. (HTTP spans with a gateway's server span
+        # under them are skipped below, once linked.)
+        if p.n_http == 1 and not rec.error and p.host and hosts.provider(p.host):
+            continue
+        rec.deferred = True
     _link(records, by_key)
-    for rec in https:
-        if rec.scanned and rec.parent is not None:
-            _propagate(rec, rec.parent)
-    return records, by_key
+    for rec in http_recs:
+        if rec.deferred and not (rec.children and not rec.error):
+            _scan(rec, keys, out)
+        rec.deferred = False
+    # tools: all tool spans, and records for those under a parent where a tool failed
+    tool_spans = out.tool_spans
+    tool_recs: list[SpanRecord] = []
+    for span, parent in tools:
+        tid = span.trace_id
+        tool_spans.append((span, tid + parent))
+        if parent in failed_tool_parents:
+            key = tid + span.span_id
+            if key not in by_key:
+                rec = SpanRecord(span, key, tid + parent, tid, span.name, span.kind, TOOL)
+                rec.tool_name = _tool_name(rec)
+                records.append(rec)
+                tool_recs.append(rec)
+                by_key[key] = rec
+    _link(tool_recs, by_key)
+    for rec in http_recs:
+        if rec.scanned:
+            _propagate(rec, by_key[rec.parent_key])
+    return out
 
 
 def _propagate(h: SpanRecord, p: SpanRecord) -> None:
@@ -660,7 +761,7 @@ def _propagate(h: SpanRecord, p: SpanRecord) -> None:
 
 def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
     for rec in records:
-        if rec.parent_key:
+        if rec.parent_key and rec.parent is None:
             p = by_key.get(rec.parent_key)
             if p is not None:
                 rec.parent = p
@@ -670,38 +771,46 @@ def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
                     p.children.append(rec)
 
 
-def _scan(rec: SpanRecord, keys: Keys) -> None:
-    wanted = keys.wanted
+def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
+    """Iterate the span's attributes once: keep wanted keys (`found`) and, per field, the
+    value of the highest-priority key present; then interpret them."""
+    fields = keys.fields
     found: dict[str, AnyValue] = {}
+    best: dict[int, AnyValue] = {}
+    collided = False
     for kv in rec.span.attributes:
         k = kv.key
-        if k in wanted:
-            found[k] = kv.value
+        f = fields.get(k)
+        if f is not None:
+            v = kv.value
+            found[k] = v
+            if f in best:
+                collided = True
+            else:
+                best[f] = v
     rec.found = found
     rec.scanned = True
-    if not found:
+    if not best:
         if rec.role == UNKNOWN:
             rec.role = OTHER
         return
-    _interpret(rec, found, keys)
+    if collided:  # several keys of one field (rare): the highest priority wins
+        prio = keys.priority
+        chosen: dict[int, str] = {}
+        for k in found:
+            f = fields[k]
+            c = chosen.get(f)
+            if c is None or prio[k] < prio[c]:
+                chosen[f] = k
+        best = {f: found[k] for f, k in chosen.items()}
+    _interpret(rec, best, keys)
+    if rec.retries_marker or rec.fallback_marker or rec.resend:
+        built.has_markers = True
 
 
-def _first(found: dict[str, AnyValue], names: Iterable[str]) -> AnyValue | None:
-    for n in names:
-        v = found.get(n)
-        if v is not None:
-            return v
-    return None
-
-
-def _first_str(found: dict[str, AnyValue], names: Iterable[str]) -> str:
-    for n in names:
-        v = found.get(n)
-        if v is not None:
-            s = as_str(v)
-            if s:
-                return s
-    return ""
+def _s(b: dict[int, AnyValue], f: int) -> str:
+    v = b.get(f)
+    return "" if v is None else as_str(v)
 
 
 _OI_ROLES = {
@@ -724,195 +833,233 @@ _OP_ROLES = {
 }
 _MODEL_IN_JSON = re.compile(r'"model"\s*:\s*"([^"]+)"')
 _ID_IN_JSON = re.compile(r'^\s*\{\s*"id"\s*:\s*"([^"]+)"')
+_BIFROST_ATTEMPTS = frozenset({"llm.call", "retry", "fallback"})
+_GW_FIELDS = frozenset(
+    {
+        F_PK_PROVIDER,
+        F_PK_CACHE,
+        F_PK_RETRIES,
+        F_PK_OPTION,
+        F_LL_RETRIES,
+        F_LL_FALLBACKS,
+        F_LL_API_BASE,
+        F_LL_PROVIDER_MODEL,
+        F_HIDDEN,
+        F_LL_CACHE,
+        F_BF_PROVIDER,
+        F_BF_HIT,
+        F_CACHE_JSON,
+        F_RETRIES,
+        F_FB_INDEX,
+        F_X_SERVED_PROVIDER,
+        F_X_SERVED_MODEL,
+        F_X_CACHE_HIT,
+    }
+)
+_HTTP_GW_FIELDS = frozenset(
+    {
+        F_PK_PROVIDER,
+        F_PK_CACHE,
+        F_PK_RETRIES,
+        F_PK_OPTION,
+        F_LL_RETRIES,
+        F_LL_FALLBACKS,
+        F_LL_API_BASE,
+        F_X_SERVED_PROVIDER,
+        F_X_SERVED_MODEL,
+    }
+)
 
 
-def _interpret(rec: SpanRecord, f: dict[str, AnyValue], keys: Keys) -> None:
+def _interpret(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None:
     role = rec.role
     if role == UNKNOWN or rec.hint == SC_OI:
-        role = _role_from_attributes(rec, f)
-        rec.role = role
-    if SIEVE_MARKER in f:
+        role = rec.role = _role_from_attributes(rec, b)
+    if F_SIEVE in b:
         rec.enriched = True
-    x = keys.extra
     if role == TOOL:
-        rec.tool_name = _first_str(f, x.tool_name) or _first_str(f, K_TOOL_NAME) or _tool_name(rec)
-        rec.tool_call_id = _first_str(f, K_TOOL_CALL_ID)
+        rec.tool_name = _s(b, F_TOOL_NAME) or _tool_name(rec)
+        rec.tool_call_id = _s(b, F_TOOL_CALL_ID)
         return
-    if role not in (LLM, GATEWAY, HTTP):
+    if role != LLM and role != GATEWAY and role != HTTP:  # noqa: PLR1714
         return
+    get = b.get
     # -- transport (HTTP children, and LLM spans that carry server/http fields) --
-    host = _first_str(f, K_HOST)
+    v = get(F_HOST)
+    host = as_str(v) if v is not None else ""
     if not host:
-        url = _first_str(f, K_URL)
-        if url:
-            host = host_of_url(url)
+        v = get(F_URL)
+        if v is not None:
+            host = host_of_url(as_str(v))
     if host:
-        port = _first(f, K_PORT)
-        if port is not None and ":" not in host:
-            host = f"{host}:{as_int(port)}"
+        v = get(F_PORT)
+        if v is not None and ":" not in host:
+            host = f"{host}:{as_int(v)}"
         rec.host = host
-    v = _first(f, K_STATUS)
+    v = get(F_STATUS)
     if v is not None:
         rec.http_status = as_int(v)
-    v = _first(f, K_RESEND)
+    v = get(F_RESEND)
     if v is not None:
         rec.resend = as_int(v)
-    et = _first_str(f, K_ERROR_TYPE)
-    if et:
-        rec.error_type = normalize_error_type(et)
-    # -- gateway headers (Portkey, LiteLLM), also captured on HTTP children --
-    s = _first_str(f, x.served_provider)
-    if s:
-        rec.gw, rec.gw_provider = "config", canonical_provider(s)
-    s = _first_str(f, x.served_model)
-    if s:
-        rec.gw, rec.gw_model = "config", s
-    s = _first_str(f, K_PORTKEY_PROVIDER)
-    if s:
-        rec.gw, rec.gw_provider = "portkey", canonical_provider(s)
-    s = _first_str(f, K_PORTKEY_CACHE)
-    if s:
-        _portkey_cache(rec, s)
-    v = _first(f, K_PORTKEY_RETRIES)
+    v = get(F_ERROR_TYPE)
     if v is not None:
-        rec.retries_marker = max(rec.retries_marker, as_int(v))
-    v = _first(f, K_PORTKEY_OPTION)
-    if v is not None:
-        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
-        rec.gw = rec.gw or "portkey"
-    v = _first(f, K_LITELLM_RETRIES)
-    if v is not None:
-        rec.retries_marker = max(rec.retries_marker, as_int(v))
-    v = _first(f, K_LITELLM_FALLBACKS)
-    if v is not None:
-        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
-    s = _first_str(f, K_LITELLM_API_BASE)
-    if s:
-        p = keys.hosts.provider(host_of_url(s))
-        if p:
-            rec.gw, rec.gw_provider = "litellm", p
+        rec.error_type = normalize_error_type(as_str(v))
+    if not (_HTTP_GW_FIELDS if role == HTTP else _GW_FIELDS).isdisjoint(b):
+        _gateway_fields(rec, b, keys)
     if role == HTTP:
         return
     # -- the model call --
-    rec.op = _first_str(f, K_OP)
-    s = _first_str(f, x.provider) or _first_str(f, K_PROVIDER)
-    if s:
-        rec.provider_attr = canonical_provider(s)
-    rec.req_model = _first_str(f, x.request_model) or _first_str(f, K_REQ_MODEL)
-    rec.resp_model = _first_str(f, x.response_model) or _first_str(f, K_RESP_MODEL)
-    oi_model = f.get(K_OI_MODEL)
-    if oi_model is not None:
-        s = as_str(oi_model)
-        if rec.hint == SC_OI or K_OI_KIND in f:
+    v = get(F_OP)
+    if v is not None:
+        rec.op = as_str(v)
+    v = get(F_PROVIDER)
+    if v is not None:
+        rec.provider_attr = canonical_provider(as_str(v))
+    v = get(F_REQ_MODEL)
+    if v is not None:
+        rec.req_model = as_str(v)
+    v = get(F_RESP_MODEL)
+    if v is not None:
+        rec.resp_model = as_str(v)
+    v = get(F_OI_MODEL)
+    if v is not None:
+        s = as_str(v)
+        if rec.hint == SC_OI or F_OI_KIND in b:
             rec.resp_model = rec.resp_model or s
         else:
             rec.req_model = rec.req_model or s
     if not rec.req_model:
-        v = f.get(K_OI_PARAMS)
+        v = get(F_OI_PARAMS)
         if v is not None:
             m = _MODEL_IN_JSON.search(as_str(v))
             if m:
                 rec.req_model = m.group(1)
-    rec.resp_id = _first_str(f, x.response_id) or _first_str(f, K_RESP_ID)
-    if not rec.resp_id and rec.hint == SC_OI:
-        v = f.get(K_OI_OUTPUT)
+    v = get(F_RESP_ID)
+    if v is not None:
+        rec.resp_id = as_str(v)
+    elif rec.hint == SC_OI:
+        v = get(F_OI_OUTPUT)
         if v is not None:
             m = _ID_IN_JSON.match(as_str(v)[:200])
             if m:
                 rec.resp_id = m.group(1)
-    v = _first(f, K_TOKENS_IN)
-    if v is not None:
-        rec.tokens_in = as_int(v)
-    v = _first(f, K_TOKENS_OUT)
-    if v is not None:
-        rec.tokens_out = as_int(v)
-    v = _first(f, K_COST)
+    v = get(F_COST)
     if v is not None:
         rec.cost = as_float(v)
-    # LiteLLM V2: one CLIENT span per attempt; provider.model is the deployment dispatched
-    s = _first_str(f, K_LITELLM_PROVIDER_MODEL)
+        v = get(F_TOKENS_IN)  # tokens matter only next to a cost (cost 0, tokens > 0)
+        if v is not None:
+            rec.tokens_in = as_int(v)
+        v = get(F_TOKENS_OUT)
+        if v is not None:
+            rec.tokens_out = as_int(v)
+
+
+def _gateway_fields(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None:
+    """Portkey and LiteLLM headers, LiteLLM V2 attempt and legacy fields, Bifrost fields,
+    cache markers, and config-mapped served/cache keys."""
+    get = b.get
+    s = _s(b, F_X_SERVED_PROVIDER)
     if s:
-        rec.gw, rec.gw_model, rec.gw_attempt = "litellm", s, True
-        rec.gw_provider = rec.gw_provider or rec.provider_attr
-    # Bifrost
-    s = _first_str(f, K_BIFROST_PROVIDER)
+        rec.gw, rec.gw_provider = "config", canonical_provider(s)
+    s = _s(b, F_X_SERVED_MODEL)
     if s:
-        rec.gw, rec.gw_provider = "bifrost", canonical_provider(s)
-    v = _first(f, K_RETRIES)
+        rec.gw, rec.gw_model = "config", s
+    s = _s(b, F_PK_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "portkey", canonical_provider(s)
+    s = _s(b, F_PK_CACHE)
+    if s:
+        _portkey_cache(rec, s)
+    v = get(F_PK_RETRIES)
     if v is not None:
         rec.retries_marker = max(rec.retries_marker, as_int(v))
-        rec.gw_attempt = rec.gw_attempt or rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
-    v = _first(f, K_FALLBACK_INDEX)
+    v = get(F_PK_OPTION)
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
-        rec.gw_attempt = rec.gw_attempt or rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
-    if rec.name in _BIFROST_ATTEMPTS and rec.provider_attr:
-        rec.gw_attempt = True
-    v = _first(f, K_BIFROST_CACHE_HIT)
+        rec.gw = rec.gw or "portkey"
+    v = get(F_LL_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+    v = get(F_LL_FALLBACKS)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+    s = _s(b, F_LL_API_BASE)
+    if s:
+        p = keys.hosts.provider(host_of_url(s))
+        if p:
+            rec.gw, rec.gw_provider = "litellm", p
+    if rec.role == HTTP:
+        return
+    # LiteLLM V2: one CLIENT span per attempt; provider.model is the deployment dispatched
+    s = _s(b, F_LL_PROVIDER_MODEL)
+    if s:
+        rec.gw, rec.gw_model, rec.gw_attempt = "litellm", s, True
+        if not rec.gw_provider:
+            v = get(F_PROVIDER)
+            rec.gw_provider = canonical_provider(as_str(v)) if v is not None else ""
+    # Bifrost
+    s = _s(b, F_BF_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "bifrost", canonical_provider(s)
+    bifrost = rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
+    v = get(F_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+        rec.gw_attempt = rec.gw_attempt or bifrost
+    v = get(F_FB_INDEX)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+        rec.gw_attempt = rec.gw_attempt or bifrost
+    v = get(F_BF_HIT)
     if v is not None:
         hit = as_bool(v)
-        t = _first_str(f, K_BIFROST_HIT_TYPE)
+        t = _s(b, F_BF_HIT_TYPE)
         _set_cache(rec, hit, _cache_type(t) if t else "unknown", "bifrost_cache_debug")
         if hit:
-            p = _first_str(f, K_BIFROST_CACHE_PROVIDER)
-            m = _first_str(f, K_BIFROST_CACHE_MODEL)
+            p = _s(b, F_BF_CACHE_PROVIDER)
+            m = _s(b, F_BF_CACHE_MODEL)
             if p:
                 rec.gw, rec.gw_provider = "bifrost", canonical_provider(p)
             if m:
                 rec.gw, rec.gw_model = "bifrost", m
     else:
-        s = _first_str(f, K_CACHE_DEBUG_JSON)
+        s = _s(b, F_CACHE_JSON)
         if s:
             _cache_debug_json(rec, s)
     # LiteLLM legacy
-    v = _first(f, K_LITELLM_CACHE)
+    v = get(F_LL_CACHE)
     if v is not None:
         _set_cache(rec, as_bool(v), "unknown", "litellm_cache_hit")
-    s = _first_str(f, K_HIDDEN)
+    s = _s(b, F_HIDDEN)
     if s:
         _hidden_params(rec, s, keys)
     # config cache keys
-    v = _first(f, x.cache_hit)
+    v = get(F_X_CACHE_HIT)
     if v is not None:
-        t = _first_str(f, x.cache_type)
-        hit = as_bool(v)
-        _set_cache(rec, hit, _cache_type(t or as_str(v)), "config_key")
-    v = _first(f, x.retries)
-    if v is not None:
-        rec.retries_marker = max(rec.retries_marker, as_int(v))
-    v = _first(f, x.fallback_index)
-    if v is not None:
-        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+        t = _s(b, F_X_CACHE_TYPE)
+        _set_cache(rec, as_bool(v), _cache_type(t or as_str(v)), "config_key")
 
 
-_BIFROST_ATTEMPTS = frozenset({"llm.call", "retry", "fallback"})
-
-
-def _role_from_attributes(rec: SpanRecord, f: dict[str, AnyValue]) -> int:
-    v = f.get(K_OI_KIND)
+def _role_from_attributes(rec: SpanRecord, b: dict[int, AnyValue]) -> int:
+    v = b.get(F_OI_KIND)
     if v is not None:
         return _OI_ROLES.get(as_str(v).upper(), OTHER)
-    v = f.get(K_OP[0])
+    v = b.get(F_OP)
     if v is not None:
         r = _OP_ROLES.get(as_str(v))
         if r is not None:
             return r
-    v = f.get(K_TL_KIND)
+    v = b.get(F_TL_KIND)
     if v is not None:
         t = as_str(v)
         if t == "tool":
             return TOOL
         if t in ("workflow", "task", "agent"):
             return AGENT
-    if any(k in f for k in K_TOOL_NAME) and not any(k in f for k in K_REQ_MODEL):
+    if F_TOOL_NAME in b and F_REQ_MODEL not in b:
         return TOOL
-    if (
-        any(k in f for k in K_REQ_MODEL)
-        or any(k in f for k in K_RESP_MODEL)
-        or any(k in f for k in K_HIDDEN)
-        or K_REQUEST_TYPE in f
-        or any(k in f for k in K_PROVIDER)
-    ):
+    if F_REQ_MODEL in b or F_RESP_MODEL in b or F_HIDDEN in b or F_REQ_TYPE in b or F_PROVIDER in b:
         return LLM
     return rec.role if rec.role != UNKNOWN else OTHER
 
