@@ -363,7 +363,10 @@ class GenAIIndex:
             prefix: list[Attempt] = []
             if want_f > fallbacks:
                 first = run[0]
-                prefix.append(Attempt(first.req_provider, first.req_model_n, False, _UNK, None))
+                asked = Attempt(first.req_provider, first.req_model_n, False, _UNK, None)
+                if _same(asked, final):
+                    asked = Attempt("", "", False, _UNK, None)  # the original is not known
+                prefix.append(asked)
                 prefix.extend(
                     Attempt("", "", False, _UNK, None) for _ in range(want_f - fallbacks - 1)
                 )
@@ -372,7 +375,7 @@ class GenAIIndex:
                 for _ in range(max(0, want_r - retries))
             ]
             atts = prefix + atts[:-1] + again + [final]
-            retries, fallbacks = _count(atts)
+            retries, fallbacks = max(retries, want_r), max(fallbacks, want_f)
         last.logical = True
         last.chain = [a.entry() for a in atts]
         last.attempt_count = len(atts)

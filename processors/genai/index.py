@@ -1011,6 +1011,11 @@ def _gateway_fields(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
         rec.gw_attempt = rec.gw_attempt or bifrost
+    if rec.gw_attempt and not rec.gw_provider:
+        # a gateway's own attempt span: the provider it names is the one the gateway called
+        v = get(F_PROVIDER)
+        if v is not None:
+            rec.gw, rec.gw_provider = rec.gw or "bifrost", canonical_provider(as_str(v))
     v = get(F_BF_HIT)
     if v is not None:
         hit = as_bool(v)
