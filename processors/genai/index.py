@@ -607,7 +607,8 @@ class SpanRecord:
             return self.found[key]
         for kv in self.span.attributes:
             if kv.key == key:
-                return kv.value
+                v: AnyValue = kv.value
+                return v
         return None
 
     def __repr__(self) -> str:
@@ -615,6 +616,8 @@ class SpanRecord:
 
 
 # -- building --------------------------------------------------------------------------------
+_NO_RECORD = frozenset({OTHER, AGENT})
+_CALLS = frozenset(CALL_ROLES)
 _role_memo: dict[int, dict[tuple[str, int], int]] = {}
 _hint_memo: dict[str, int] = {}
 
@@ -664,7 +667,7 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                     role = memo[(name, kind)] = name_role(hint, name, kind)
                 parent = span.parent_span_id
                 if parent:
-                    if role == OTHER or role == AGENT:  # noqa: PLR1714 - hot path
+                    if role in _NO_RECORD:
                         continue  # cannot matter: no record at all
                     if role == HTTP:
                         https.append((span, parent, hint))
@@ -684,13 +687,13 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                     rec.is_root = True
                 records.append(rec)
                 by_key[rec.key] = rec
-                if role != OTHER and role != AGENT:  # noqa: PLR1714
+                if role != OTHER and role != AGENT:
                     to_scan.append(rec)
     call_sids: set[bytes] = set()
     for rec in to_scan:
         _scan(rec, keys, out)
         role = rec.role
-        if role == LLM or role == GATEWAY:  # noqa: PLR1714
+        if role in _CALLS:
             call_sids.add(rec.key[16:])
         elif role == TOOL:
             tools.append((rec.span, rec.parent_key[16:]))
@@ -881,7 +884,7 @@ def _interpret(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None:
         rec.tool_name = _s(b, F_TOOL_NAME) or _tool_name(rec)
         rec.tool_call_id = _s(b, F_TOOL_CALL_ID)
         return
-    if role != LLM and role != GATEWAY and role != HTTP:  # noqa: PLR1714
+    if role != LLM and role != GATEWAY and role != HTTP:
         return
     get = b.get
     # -- transport (HTTP children, and LLM spans that carry server/http fields) --

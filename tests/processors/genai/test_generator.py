@@ -6,10 +6,10 @@ import json
 import struct
 
 import fastjsonschema
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from benchmarks import generator as gm
 from benchmarks.generator import FaultRates, Generator, LoadStream
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
 def test_deterministic_for_a_seed():
@@ -41,11 +41,13 @@ def _tools(t: gm.GeneratedTrace) -> int:
     for rs in t.resource_spans:
         for ss in rs.scope_spans:
             for s in ss.spans:
-                if s.name.startswith(names[0]) or s.name.endswith(names[1]):
-                    n += 1
-                elif any(
-                    kv.key == "openinference.span.kind" and kv.value.string_value == "TOOL"
-                    for kv in s.attributes
+                if (
+                    s.name.startswith(names[0])
+                    or s.name.endswith(names[1])
+                    or any(
+                        kv.key == "openinference.span.kind" and kv.value.string_value == "TOOL"
+                        for kv in s.attributes
+                    )
                 ):
                     n += 1
     return n

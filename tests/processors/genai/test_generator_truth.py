@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from benchmarks.generator import CONVENTIONS, FaultRates, Generator, GeneratedTrace, batches
+from benchmarks.generator import CONVENTIONS, FaultRates, GeneratedTrace, Generator, batches
 from pipeline.pdata import Traces
 from pipeline.testing import attrs
 from processors.genai import index_for

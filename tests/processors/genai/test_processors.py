@@ -288,8 +288,8 @@ async def test_cache_markers_and_structure():
 
 
 async def test_response_ids_remembered_across_batches():
-    from tests.processors.genai.helpers import chain
     from pipeline.testing import Sink
+    from tests.processors.genai.helpers import chain
 
     sink = Sink()
     pipe = chain({}, sink)
