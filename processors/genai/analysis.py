@@ -402,9 +402,18 @@ class GenAIIndex:
             return got
         self._resolve(rec)
         out: list[Attempt] = []
-        children = rec.children or ()
-        calls = sorted((c for c in children if c.role in CALL_ROLES), key=_start)
-        https = sorted((c for c in children if c.role == HTTP), key=_start)
+        calls: list[SpanRecord] = []
+        https: list[SpanRecord] = []
+        for c in rec.children or ():
+            r = c.role
+            if r == HTTP:
+                https.append(c)
+            elif r in _CALLS:
+                calls.append(c)
+        if len(calls) > 1:
+            calls.sort(key=_start)
+        if len(https) > 1:
+            https.sort(key=_start)
         if rec.role == GATEWAY:
             if calls:
                 for c in calls:
@@ -415,8 +424,9 @@ class GenAIIndex:
                 out.append(self._leaf(rec))  # answered without a provider call (cache)
         elif https:
             for h in https:
-                sub = sorted((g for g in h.children or () if g.role in CALL_ROLES), key=_start)
+                sub = [g for g in h.children if g.role in CALL_ROLES] if h.children else None
                 if sub:
+                    sub.sort(key=_start)
                     for g in sub:
                         out.extend(self.attempts(g))
                 else:
@@ -524,6 +534,7 @@ class GenAIIndex:
         return out
 
 
+_CALLS = frozenset(CALL_ROLES)
 _OVERLAP_NS = 1_000_000  # clocks of sibling spans may disagree by this much
 
 
