@@ -33,14 +33,19 @@ dropped when its decoded message is not the batch's current one.
 for reading more or writing), ``key``, ``parent_key``, ``trace_id``, ``name``, ``kind``,
 ``role``, ``start``, ``end``, ``error`` (status ERROR), ``is_root``, ``scope``, ``parent``
 and ``children`` (records only). On scanned spans (calls, OpenInference and unknown app
-spans, tools without a name-derived tool name, HTTP children of calls): ``found`` (every
-collected key -> AnyValue; ``rec.get(key)``), normalised inputs (``provider_attr``,
+spans, tools without a name-derived tool name, HTTP children of calls): ``attrs`` (every
+attribute of the span: key -> KeyValue), normalised inputs (``provider_attr``,
 ``req_model``, ``resp_model``, ``gw_provider``/``gw_model`` asserted by a gateway, ``host``,
 ``http_status``, ``resend``, ``error_type``, ``resp_id``, tokens, ``cost``, cache and
-retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute
-(iterating the span when the key was not collected: costly). Tool results
-(``gen_ai.tool.call.result``, ``output.value``, ``traceloop.entity.output``) are collected on
-scanned tool spans; OTel ``execute_tool X`` and Traceloop ``X.tool`` spans are not scanned.
+retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute (on a
+span not scanned it first builds ``attrs`` with ``rec.load()``: ~0.4 us per attribute, once).
+
+Tools: ``tool_spans`` lists every tool span of the batch as ``(span, trace_id + parent
+span id)``; ``tools`` has records only for tool spans scanned (OpenInference, MCP) or under a
+parent where a tool failed (retries and swallowed errors need them). OTel ``execute_tool X``
+and Traceloop ``X.tool`` spans are classified by name and not scanned: read their results
+(``gen_ai.tool.call.result``, ``traceloop.entity.output``; OpenInference ``output.value``)
+from the span.
 
 Results: after ``reconcile``: ``req_provider``, ``req_model_n``, ``served_provider``,
 ``served_model`` (normalised), ``evidence``, ``mismatch``. After ``tag_cache``:
