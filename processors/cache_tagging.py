@@ -15,7 +15,7 @@ from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import NonNegInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, ResponseIdMemory, index_for
+from processors.genai import GenAIConfig, ResponseIdMemory, index_for, no_gc
 from processors.genai.write import Encoder, attr_bool, attr_str
 
 
@@ -40,6 +40,10 @@ def create(
     pid = str(settings.id)
 
     def process(traces: Traces) -> Traces:
+        with no_gc():
+            return _process(traces)
+
+    def _process(traces: Traces) -> Traces:
         idx = index_for(traces, cfg)
         if not idx.calls:
             return traces

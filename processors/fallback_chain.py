@@ -11,7 +11,7 @@ from __future__ import annotations
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, index_for
+from processors.genai import GenAIConfig, index_for, no_gc
 from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs
 
 
@@ -35,6 +35,10 @@ def create(
     tool_retries = retries_metric.labels(pid, "tool")
 
     def process(traces: Traces) -> Traces:
+        with no_gc():
+            return _process(traces)
+
+    def _process(traces: Traces) -> Traces:
         idx = index_for(traces, cfg)
         if not idx.calls and not (cfg.tools and idx.tools):
             return traces

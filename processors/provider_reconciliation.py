@@ -15,7 +15,7 @@ from collections import Counter
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, SpanRecord, index_for
+from processors.genai import GenAIConfig, SpanRecord, index_for, no_gc
 from processors.genai.write import Encoder, attr_bool, attr_str
 
 
@@ -55,6 +55,10 @@ def create(
     ).labels(pid)
 
     def process(traces: Traces) -> Traces:
+        with no_gc():
+            return _process(traces)
+
+    def _process(traces: Traces) -> Traces:
         idx = index_for(traces, cfg)
         if not idx.calls:
             return traces
