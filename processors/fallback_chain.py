@@ -68,7 +68,8 @@ def create(
             for t in idx.tools:
                 if t.tool_retries:
                     n_tool += t.tool_retries
-                    if t.enriched or (not t.scanned and t.attribute("sieve.retry.count")):
+                    done = not t.scanned and t.attribute("sieve.retry.count") is not None
+                    if t.enriched or done:
                         continue
                     t.span.MergeFromString(attr_int("sieve.retry.count", t.tool_retries))
         if n_fallbacks:

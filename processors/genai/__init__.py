@@ -34,11 +34,13 @@ for reading more or writing), ``key``, ``parent_key``, ``trace_id``, ``name``, `
 ``role``, ``start``, ``end``, ``error`` (status ERROR), ``is_root``, ``scope``, ``parent``
 and ``children`` (records only). On scanned spans (calls, OpenInference and unknown app
 spans, tools without a name-derived tool name, HTTP children of calls): ``attrs`` (every
-attribute of the span: key -> KeyValue), normalised inputs (``provider_attr``,
+collected key present -> its plain Python value), normalised inputs (``provider_attr``,
 ``req_model``, ``resp_model``, ``gw_provider``/``gw_model`` asserted by a gateway, ``host``,
 ``http_status``, ``resend``, ``error_type``, ``resp_id``, tokens, ``cost``, cache and
-retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute (on a
-span not scanned it first builds ``attrs`` with ``rec.load()``: ~0.4 us per attribute, once).
+retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute as a
+plain value (iterating the span when the key was not collected: ~0.4 us per attribute).
+Records keep no protobuf wrappers except ``span`` (wrappers are GC-tracked: kept alive, they
+make every collection slower).
 
 Tools: ``tool_spans`` lists every tool span of the batch as ``(span, trace_id + parent
 span id)``; ``tools`` has records only for tool spans scanned (OpenInference, MCP) or under a

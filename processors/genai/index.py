@@ -16,7 +16,7 @@ import re
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from processors.genai.config import AttributeMappings, GenAIConfig
@@ -421,7 +421,11 @@ def keys_for(cfg: GenAIConfig | None) -> Keys:
 
 
 # -- values ----------------------------------------------------------------------------------
-def as_str(v: AnyValue) -> str:
+Value = str | int | float | bool | bytes | list[Any] | dict[str, Any] | None
+
+
+def plain(v: AnyValue) -> Value:
+    """An AnyValue as a plain Python value (the wrapper can then be freed at once)."""
     s: str = v.string_value
     if s:
         return s
@@ -429,22 +433,28 @@ def as_str(v: AnyValue) -> str:
     if which is None or which == "string_value":
         return ""
     if which == "array_value":
-        vals = v.array_value.values
-        return as_str(vals[0]) if len(vals) else ""
-    if which == "bool_value":
-        return "true" if v.bool_value else "false"
-    if which in ("int_value", "double_value"):
-        x = getattr(v, which)
-        return str(int(x)) if float(x).is_integer() else str(x)
+        return [plain(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {x.key: plain(x.value) for x in v.kvlist_value.values}
+    x: Value = getattr(v, which)
+    return x
+
+
+def as_str(v: Value) -> str:
+    if type(v) is str:
+        return v
+    if isinstance(v, list):
+        return as_str(v[0]) if v else ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(int(v)) if float(v).is_integer() else str(v)
     return ""
 
 
-def as_float(v: AnyValue) -> float | None:
-    which = v.WhichOneof("value")
-    if which == "int_value":
-        return float(v.int_value)
-    if which == "double_value":
-        return float(v.double_value)
+def as_float(v: Value) -> float | None:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
     s = as_str(v)
     try:
         return float(s) if s else None
@@ -452,19 +462,16 @@ def as_float(v: AnyValue) -> float | None:
         return None
 
 
-def as_int(v: AnyValue) -> int:
-    if v.WhichOneof("value") == "int_value":
-        return int(v.int_value)
+def as_int(v: Value) -> int:
+    if type(v) is int:
+        return v
     f = as_float(v)
     return int(f) if f is not None else 0
 
 
-def as_bool(v: AnyValue) -> bool:
-    which = v.WhichOneof("value")
-    if which == "bool_value":
-        return bool(v.bool_value)
-    if which in ("int_value", "double_value"):
-        return bool(getattr(v, which))
+def as_bool(v: Value) -> bool:
+    if isinstance(v, bool | int | float):
+        return bool(v)
     return as_str(v).strip().lower() in ("true", "1", "yes", "hit", "semantic hit")
 
 
@@ -518,7 +525,7 @@ class SpanRecord:
     children: list[SpanRecord] | None = None
     # attributes (set when the span was scanned)
     scanned: bool = False
-    attrs: dict[str, KeyValue] | None = None  # every attribute by key (scanned spans)
+    attrs: dict[str, Value] | None = None  # collected keys -> plain values (scanned spans)
     provider_attr: str = ""  # canonical provider the span claims
     req_model: str = ""
     resp_model: str = ""
@@ -596,21 +603,15 @@ class SpanRecord:
     def ok(self) -> bool:
         return not self.error and self.http_status < 400
 
-    def attribute(self, key: str) -> AnyValue | None:
-        """Any attribute of the span. Scanned spans answer from `attrs`; others iterate the
-        span's attributes (~0.4 us each: use sparingly, or `load()` once)."""
-        attrs = self.attrs if self.attrs is not None else self.load()
-        kv = attrs.get(key)
-        if kv is None:
-            return None
-        v: AnyValue = kv.value
-        return v
-
-    def load(self) -> dict[str, KeyValue]:
-        """Every attribute of the span by key (what a scan keeps); made once."""
-        if self.attrs is None:
-            self.attrs = {kv.key: kv for kv in self.span.attributes}
-        return self.attrs
+    def attribute(self, key: str) -> Value:
+        """An attribute of the span as a plain value (None when absent): from `attrs` for
+        collected keys of scanned spans, else by iterating the span (~0.4 us an attribute)."""
+        if self.attrs is not None and key in self.attrs:
+            return self.attrs[key]
+        for kv in self.span.attributes:
+            if kv.key == key:
+                return plain(kv.value)
+        return None
 
     def __repr__(self) -> str:
         return f"SpanRecord({ROLE_NAMES[self.role]} {self.name!r} {self.key[16:].hex()})"
@@ -779,29 +780,30 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     """Read the span's attributes once (`attrs`: key -> KeyValue), take per field the value
     of the highest-priority key present, and interpret them."""
     fields = keys.fields
-    attrs: dict[str, KeyValue] = {}
-    best: dict[int, KeyValue] = {}
+    prio = keys.priority
+    attrs: dict[str, Value] = {}
+    best: dict[int, str] = {}  # field -> key
     for kv in rec.span.attributes:
         k = kv.key
-        attrs[k] = kv
         f = fields.get(k)
         if f is not None:
+            attrs[k] = plain(kv.value)
             other = best.get(f)
             # several keys of one field (rare): the highest priority wins
-            if other is None or keys.priority[k] < keys.priority[other.key]:
-                best[f] = kv
+            if other is None or prio[k] < prio[other]:
+                best[f] = k
     rec.attrs = attrs
     rec.scanned = True
     if not best:
         if rec.role == UNKNOWN:
             rec.role = OTHER
         return
-    _interpret(rec, {f: kv.value for f, kv in best.items()}, keys)
+    _interpret(rec, {f: attrs[k] for f, k in best.items()}, keys)
     if rec.retries_marker or rec.fallback_marker or rec.resend:
         built.has_markers = True
 
 
-def _s(b: dict[int, AnyValue], f: int) -> str:
+def _s(b: dict[int, Value], f: int) -> str:
     v = b.get(f)
     return "" if v is None else as_str(v)
 
@@ -864,7 +866,7 @@ _HTTP_GW_FIELDS = frozenset(
 )
 
 
-def _interpret(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None:
+def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     role = rec.role
     if role == UNKNOWN or rec.hint == SC_OI:
         role = rec.role = _role_from_attributes(rec, b)
@@ -948,7 +950,7 @@ def _interpret(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None:
             rec.tokens_out = as_int(v)
 
 
-def _gateway_fields(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None:
+def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     """Portkey and LiteLLM headers, LiteLLM V2 attempt and legacy fields, Bifrost fields,
     cache markers, and config-mapped served/cache keys."""
     get = b.get
@@ -1039,7 +1041,7 @@ def _gateway_fields(rec: SpanRecord, b: dict[int, AnyValue], keys: Keys) -> None
         _set_cache(rec, as_bool(v), _cache_type(t or as_str(v)), "config_key")
 
 
-def _role_from_attributes(rec: SpanRecord, b: dict[int, AnyValue]) -> int:
+def _role_from_attributes(rec: SpanRecord, b: dict[int, Value]) -> int:
     v = b.get(F_OI_KIND)
     if v is not None:
         return _OI_ROLES.get(as_str(v).upper(), OTHER)
