@@ -43,7 +43,18 @@ class Attempt(NamedTuple):
     record: SpanRecord | None
 
     def entry(self) -> str:
-        return f"{self.provider or 'unknown'}/{self.model or 'unknown'}:{self.outcome}"
+        key = (self.provider, self.model, self.outcome)
+        got = _ENTRIES.get(key)
+        if got is None:
+            if len(_ENTRIES) > 10_000:
+                _ENTRIES.clear()
+            got = _ENTRIES[key] = (
+                f"{self.provider or 'unknown'}/{self.model or 'unknown'}:{self.outcome}"
+            )
+        return got
+
+
+_ENTRIES: dict[tuple[str, str, str], str] = {}
 
 
 @dataclass
@@ -345,6 +356,17 @@ class GenAIIndex:
 
     def _close_run(self, run: list[SpanRecord]) -> None:
         last = run[-1]
+        if len(run) == 1 and not last.marked:
+            only = self.attempts(last)
+            if len(only) == 1:  # the common case: one call, one attempt
+                a = only[0]
+                last.logical = True
+                last.chain = [a.entry()]
+                last.attempt_count = 1
+                last.retry_count = 0
+                last.fallback_fired = False
+                last.final_ok = a.ok
+                return
         for r in run[:-1]:
             r.superseded = True
         atts: list[Attempt] = []
@@ -354,7 +376,7 @@ class GenAIIndex:
         # attempts that markers report but no span shows (a sidecar that sees one span;
         # LiteLLM legacy and Portkey collapse attempts; an SDK span with resend_count)
         want_r = want_f = 0
-        if self._has_markers:
+        if any(r.marked for r in run):
             marked = [c for r in run for c in self._subtree(r)]
             want_r = max(max(c.retries_marker for c in marked), max(c.resend for c in marked))
             want_f = max(c.fallback_marker for c in marked)

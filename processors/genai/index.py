@@ -507,7 +507,26 @@ class SpanRecord:
     only what they found (cheap to create). Fields under 'results' are filled by the
     analyses in `processors.genai.analysis`."""
 
-    # identity and cheap fields (always set)
+    # identity and cheap fields: slots, always set; the rest live in a __dict__ made only
+    # when a record gets one of them (fewer GC-tracked objects for plain records)
+    __slots__ = (
+        "__dict__",
+        "children",
+        "end",
+        "error",
+        "hint",
+        "is_root",
+        "key",
+        "kind",
+        "name",
+        "parent",
+        "parent_key",
+        "role",
+        "scope",
+        "span",
+        "start",
+        "trace_id",
+    )
     span: Span
     key: bytes  # trace_id + span_id
     parent_key: bytes  # trace_id + parent_span_id, b"" for a root
@@ -518,11 +537,11 @@ class SpanRecord:
     start: int
     end: int
     error: bool  # status ERROR
-    scope: str = ""
-    hint: int = SC_APP
-    is_root: bool = False
-    parent: SpanRecord | None = None
-    children: list[SpanRecord] | None = None
+    scope: str
+    hint: int
+    is_root: bool
+    parent: SpanRecord | None
+    children: list[SpanRecord] | None
     # attributes (set when the span was scanned)
     scanned: bool = False
     attrs: dict[str, Value] | None = None  # collected keys -> plain values (scanned spans)
@@ -552,6 +571,7 @@ class SpanRecord:
     enriched: bool = False  # carries sieve.* from an earlier tracesieve
     duplicate: bool = False  # a second span for the same call (double instrumentation)
     n_http: int = 0  # HTTP children
+    marked: bool = False  # it or a record under it has a retry/fallback marker
     deferred: bool = False
     # results (analysis)
     req_provider: str = ""
@@ -594,6 +614,11 @@ class SpanRecord:
         self.start = span.start_time_unix_nano
         self.end = span.end_time_unix_nano
         self.error = span.status.code == _ERROR
+        self.scope = ""
+        self.hint = SC_APP
+        self.is_root = False
+        self.parent = None
+        self.children = None
 
     @property
     def span_id(self) -> bytes:
@@ -749,6 +774,13 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
     for rec in http_recs:
         if rec.scanned:
             _propagate(rec, by_key[rec.parent_key])
+    if out.has_markers:
+        for rec in records:
+            if rec.retries_marker or rec.fallback_marker or rec.resend:
+                r: SpanRecord | None = rec
+                while r is not None and not r.marked:
+                    r.marked = True
+                    r = r.parent
     return out
 
 
@@ -787,7 +819,8 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
         k = kv.key
         f = fields.get(k)
         if f is not None:
-            attrs[k] = plain(kv.value)
+            v = kv.value
+            attrs[k] = v.string_value or plain(v)
             other = best.get(f)
             # several keys of one field (rare): the highest priority wins
             if other is None or prio[k] < prio[other]:
