@@ -271,7 +271,8 @@ def _header_keys(name: str) -> tuple[str, ...]:
     F_X_SERVED_MODEL,
     F_X_CACHE_HIT,
     F_X_CACHE_TYPE,
-) = range(46)
+    F_CF_STEP,
+) = range(47)
 
 FIELD_KEYS: dict[int, tuple[str, ...]] = {
     F_PROVIDER: ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
@@ -298,6 +299,7 @@ FIELD_KEYS: dict[int, tuple[str, ...]] = {
     F_PK_CACHE: _header_keys("x-portkey-cache-status"),
     F_PK_RETRIES: _header_keys("x-portkey-retry-attempt-count"),
     F_PK_OPTION: _header_keys("x-portkey-last-used-option-index"),
+    F_CF_STEP: _header_keys("cf-aig-step"),  # Cloudflare AI Gateway: the fallback step served
     F_LL_RETRIES: _header_keys("x-litellm-attempted-retries"),
     F_LL_FALLBACKS: _header_keys("x-litellm-attempted-fallbacks"),
     F_LL_API_BASE: _header_keys("x-litellm-model-api-base"),
@@ -864,6 +866,7 @@ _ID_IN_JSON = re.compile(r'^\s*\{\s*"id"\s*:\s*"([^"]+)"')
 _BIFROST_ATTEMPTS = frozenset({"llm.call", "retry", "fallback"})
 _GW_FIELDS = frozenset(
     {
+        F_CF_STEP,
         F_PK_PROVIDER,
         F_PK_CACHE,
         F_PK_RETRIES,
@@ -886,6 +889,7 @@ _GW_FIELDS = frozenset(
 )
 _HTTP_GW_FIELDS = frozenset(
     {
+        F_CF_STEP,
         F_PK_PROVIDER,
         F_PK_CACHE,
         F_PK_RETRIES,
@@ -1006,6 +1010,9 @@ def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
         rec.gw = rec.gw or "portkey"
+    v = get(F_CF_STEP)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
     v = get(F_LL_RETRIES)
     if v is not None:
         rec.retries_marker = max(rec.retries_marker, as_int(v))

@@ -440,3 +440,20 @@ def test_factories_and_config(kind):
     assert msgspec.convert({"hosts": {"a.example": " "}}, f.config_type).validate()
     with pytest.raises(msgspec.ValidationError):
         msgspec.convert({"hostz": {}}, f.config_type)
+
+
+async def test_cloudflare_step_header_marks_a_fallback():
+    root = span("task")
+    c = chat(root.span_id, "gpt-4o", **{"gen_ai.provider.name": "openai"})
+    h = http(
+        c.span_id,
+        "https://gateway.ai.cloudflare.com/v1/acct/gw/openai",
+        200,
+        5,
+        **{"http.response.header.cf-aig-step": ["1"]},
+    )
+    got = by_name(
+        await enrich(batch(("app", [root, c]), ("opentelemetry.instrumentation.httpx", [h])))
+    )
+    assert got[c.name]["sieve.fallback.fired"] is True
+    assert got[c.name]["sieve.attempt.count"] == 2
