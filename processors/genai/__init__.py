@@ -42,8 +42,8 @@ plain value (iterating the span when the key was not collected: ~0.4 us per attr
 Records keep no protobuf wrappers except ``span`` (wrappers are GC-tracked: kept alive, they
 make every collection slower).
 
-Tools: ``tool_spans`` lists every tool span of the batch as ``(span, trace_id + parent
-span id)``; ``tools`` has records only for tool spans scanned (OpenInference, MCP) or under a
+Tools: ``tool_spans`` lists every tool span of the batch (protobuf Spans); ``tools`` has
+records only for tool spans scanned (OpenInference, MCP) or under a
 parent where a tool failed (retries and swallowed errors need them). OTel ``execute_tool X``
 and Traceloop ``X.tool`` spans are classified by name and not scanned: read their results
 (``gen_ai.tool.call.result``, ``traceloop.entity.output``; OpenInference ``output.value``)

@@ -659,7 +659,7 @@ class Built:
     def __init__(self) -> None:
         self.records: list[SpanRecord] = []
         self.by_key: dict[bytes, SpanRecord] = {}
-        self.tool_spans: list[tuple[Span, bytes]] = []  # every tool span, (span, parent key)
+        self.tool_spans: list[Span] = []  # every tool span
         self.has_markers = False  # any retry/fallback marker > 0 in the batch
 
 
@@ -674,8 +674,8 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
     records = out.records
     by_key = out.by_key
     to_scan: list[SpanRecord] = []
-    https: list[tuple[Span, bytes, int]] = []
-    tools: list[tuple[Span, bytes]] = []  # (span, parent span id)
+    https: list[Span] = []
+    tools = out.tool_spans
     failed_tool_parents: set[bytes] = set()
     for rs in msg.resource_spans:
         for ss in rs.scope_spans:
@@ -699,10 +699,10 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                     if role in _NO_RECORD:
                         continue  # cannot matter: no record at all
                     if role == HTTP:
-                        https.append((span, parent, hint))
+                        https.append(span)
                         continue
                     if role == TOOL and (" " in name or name.endswith(".tool")):
-                        tools.append((span, parent))
+                        tools.append(span)
                         if span.status.code == _ERROR:
                             failed_tool_parents.add(parent)
                         continue
@@ -725,12 +725,13 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
         if role in _CALLS:
             call_sids.add(rec.key[16:])
         elif role == TOOL:
-            tools.append((rec.span, rec.parent_key[16:]))
+            tools.append(rec.span)
             if rec.error:
                 failed_tool_parents.add(rec.parent_key[16:])
     # HTTP spans under calls (and the gateway server spans under those HTTP spans)
     http_recs: list[SpanRecord] = []
-    for span, parent, hint in https:
+    for span in https:
+        parent = span.parent_span_id
         if parent not in call_sids:
             continue
         tid = span.trace_id
@@ -739,7 +740,7 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
         if p is None:
             continue
         rec = SpanRecord(span, tid + span.span_id, pk, tid, span.name, span.kind, HTTP)
-        rec.hint = hint
+        rec.hint = SC_HTTP
         records.append(rec)
         by_key[rec.key] = rec
         http_recs.append(rec)
@@ -759,12 +760,11 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
             _scan(rec, keys, out)
         rec.deferred = False
     # tools: all tool spans, and records for those under a parent where a tool failed
-    tool_spans = out.tool_spans
     tool_recs: list[SpanRecord] = []
-    for span, parent in tools:
-        tid = span.trace_id
-        tool_spans.append((span, tid + parent))
+    for span in tools if failed_tool_parents else ():
+        parent = span.parent_span_id
         if parent in failed_tool_parents:
+            tid = span.trace_id
             key = tid + span.span_id
             if key not in by_key:
                 rec = SpanRecord(span, key, tid + parent, tid, span.name, span.kind, TOOL)
@@ -814,26 +814,28 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     """Read the span's attributes once (`attrs`: key -> KeyValue), take per field the value
     of the highest-priority key present, and interpret them."""
     fields = keys.fields
-    prio = keys.priority
     attrs: dict[str, Value] = {}
-    best: dict[int, str] = {}  # field -> key
+    b: dict[int, Value] = {}  # field -> value of its highest-priority key present
     for kv in rec.span.attributes:
         k = kv.key
         f = fields.get(k)
         if f is not None:
             v = kv.value
-            attrs[k] = v.string_value or plain(v)
-            other = best.get(f)
-            # several keys of one field (rare): the highest priority wins
-            if other is None or prio[k] < prio[other]:
-                best[f] = k
+            val = v.string_value or plain(v)
+            attrs[k] = val
+            if f not in b:
+                b[f] = val
+            else:  # several keys of one field (rare)
+                prio = keys.priority
+                top = min((x for x in attrs if fields[x] == f), key=prio.__getitem__)
+                b[f] = attrs[top]
     rec.attrs = attrs
     rec.scanned = True
-    if not best:
+    if not b:
         if rec.role == UNKNOWN:
             rec.role = OTHER
         return
-    _interpret(rec, {f: attrs[k] for f, k in best.items()}, keys)
+    _interpret(rec, b, keys)
     if rec.retries_marker or rec.fallback_marker or rec.resend:
         built.has_markers = True
 
