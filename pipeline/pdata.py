@@ -119,9 +119,11 @@ class Traces:
         return msg
 
     def changed(self) -> None:
-        """Tell the batch that its spans were changed or removed (recount and re-encode)."""
+        """Tell the batch that its spans were changed or removed (recount and re-encode).
+        Derived data in `cache` is dropped: it may refer to spans no longer there."""
         self._raw = None
         self.span_count = count_spans(self.request)
+        self.cache.clear()
 
     def to_bytes(self) -> bytes:
         if self._raw is None:

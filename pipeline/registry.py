@@ -7,13 +7,24 @@ from pipeline.connectors import forward, routing
 from pipeline.exporters import debug, file, otlp, otlp_http
 from pipeline.extensions import health_check
 from pipeline.receivers import otlp as otlp_receiver
-from processors import batch, groupbytrace, memory_limiter, tail_sampling
+from processors import (
+    batch,
+    cache_tagging,
+    fallback_chain,
+    groupbytrace,
+    memory_limiter,
+    provider_reconciliation,
+    tail_sampling,
+)
 
 RECEIVERS = (otlp_receiver.factory,)
 PROCESSORS = (
     batch.factory,
     memory_limiter.factory,
     groupbytrace.factory,
+    provider_reconciliation.factory,
+    cache_tagging.factory,
+    fallback_chain.factory,
     tail_sampling.factory,
 )
 EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory)

@@ -1,0 +1,92 @@
+"""`fallback_chain` processor: the attempts of each logical LLM call, and tool retries.
+
+On the span that stands for a logical call (the parent of its attempts, or the final attempt
+where there is none): `sieve.attempt.count`, `sieve.retry.count`, `sieve.fallback.fired`,
+`sieve.fallback.chain` (`provider/model:outcome` per attempt, in order). On a tool call that
+ran after failed runs of the same tool under the same parent: `sieve.retry.count`.
+"""
+
+from __future__ import annotations
+
+from pipeline.component import ProcessorFactory, Settings, TracesConsumer
+from pipeline.consumers import ProcessorHelper
+from pipeline.pdata import Traces
+from processors.genai import GenAIConfig, index_for, no_gc
+from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs
+
+
+class FallbackChainConfig(GenAIConfig):
+    tools: bool = True  # also mark tool retries
+
+
+def create(
+    settings: Settings, cfg: FallbackChainConfig, next_consumer: TracesConsumer
+) -> ProcessorHelper:
+    enc = Encoder()
+    tel = settings.telemetry
+    pid = str(settings.id)
+    fallbacks_metric = tel.counter(
+        "tracesieve_genai_fallbacks", "Logical LLM calls on which a fallback fired", ("processor",)
+    ).labels(pid)
+    retries_metric = tel.counter(
+        "tracesieve_genai_retries", "Retries seen, by what was retried", ("processor", "of")
+    )
+    llm_retries = retries_metric.labels(pid, "llm")
+    tool_retries = retries_metric.labels(pid, "tool")
+
+    def process(traces: Traces) -> Traces:
+        with no_gc():
+            return _process(traces)
+
+    def _process(traces: Traces) -> Traces:
+        idx = index_for(traces, cfg)
+        if not idx.calls and not (cfg.tools and idx.tools):
+            return traces
+        idx.build_chains()
+        traces.mutable()
+        n_fallbacks = n_llm = n_tool = 0
+        for rec in idx.calls:
+            if not rec.logical:
+                continue
+            n_fallbacks += rec.fallback_fired
+            n_llm += rec.retry_count
+            if rec.enriched:
+                continue
+            chain = rec.chain or []
+            k = (tuple(chain), rec.retry_count, rec.fallback_fired)
+            data = enc.get(k)
+            if data is None:
+                data = enc.put(
+                    k,
+                    attr_int("sieve.attempt.count", rec.attempt_count)
+                    + attr_int("sieve.retry.count", rec.retry_count)
+                    + attr_bool("sieve.fallback.fired", rec.fallback_fired)
+                    + attr_strs("sieve.fallback.chain", chain),
+                )
+            rec.span.MergeFromString(data)
+        if cfg.tools:
+            for t in idx.tools:
+                if t.tool_retries:
+                    n_tool += t.tool_retries
+                    done = not t.scanned and t.attribute("sieve.retry.count") is not None
+                    if t.enriched or done:
+                        continue
+                    t.span.MergeFromString(attr_int("sieve.retry.count", t.tool_retries))
+        if n_fallbacks:
+            fallbacks_metric.inc(n_fallbacks)
+        if n_llm:
+            llm_retries.inc(n_llm)
+        if n_tool:
+            tool_retries.inc(n_tool)
+        return traces
+
+    return ProcessorHelper(settings, next_consumer, process, mutates_data=True)
+
+
+factory = ProcessorFactory(
+    type="fallback_chain",
+    config_type=FallbackChainConfig,
+    create=create,
+    stability="alpha",
+    description="reconstructs retries and fallbacks of LLM and tool calls (sieve.attempt.*, sieve.fallback.*)",
+)

@@ -1,0 +1,140 @@
+"""GenAI enrichment: shared logic of `provider_reconciliation`, `cache_tagging`,
+`fallback_chain`, and of issue 4's `cleanliness` (which computes the same facts itself
+when the enrichment processors did not run).
+
+The per-batch index
+===================
+``index_for(traces, cfg=None) -> GenAIIndex`` returns the index of a batch, building it on
+first use and caching it in ``traces.cache`` (key ``"genai.index"``, plus a config
+fingerprint when `cfg` maps extra hosts/keys). Every processor that asks for the index of
+the same `Traces` with an equal `GenAIConfig` gets the same object, so the batch's spans are
+classified and their attributes read once, whichever processors run. The cached index is
+dropped when its decoded message is not the batch's current one.
+
+``GenAIIndex`` (see `processors.genai.analysis`):
+
+- ``records``: `SpanRecord` per span that can matter, in batch order. Spans that cannot
+  (database, web-server, framework and agent-step spans that are not roots) have none.
+- ``by_key``: record by ``trace_id + span_id`` (24 bytes).
+- ``calls``: LLM call records (role `LLM`) and gateway spans that stand for one call
+  (role `GATEWAY`: Bifrost ``http.request``, LiteLLM proxy server spans).
+- ``tools``: tool call records (role `TOOL`); ``roots``: records of spans with no parent.
+- ``reconcile()``, ``tag_cache(memory=None, zero_cost=True)``, ``build_chains()``: the three
+  analyses; each runs once per index and fills result fields on the records (below).
+- ``attempts(rec) -> list[Attempt]``: the attempts of one call span, in order.
+- ``facts() -> dict[trace_id, TraceFacts]``: runs all three, then per trace: ``roots``,
+  ``calls``, ``logical_calls``, ``tools``, ``providers``/``models`` (served, normalised, by
+  successful logical calls), ``fallback``, ``llm_retry``, ``tool_retry``, ``cache_hit``,
+  ``provider_mismatch`` (bools), ``reasons()`` (those that are true, as cleanliness reason
+  names), and ``unrecovered``: logical LLM calls and tool runs whose last attempt failed
+  (a swallowed error when the root reports success).
+
+``SpanRecord`` fields (see `processors.genai.index`). Always: ``span`` (the protobuf Span,
+for reading more or writing), ``key``, ``parent_key``, ``trace_id``, ``name``, ``kind``,
+``role``, ``start``, ``end``, ``error`` (status ERROR), ``is_root``, ``scope``, ``parent``
+and ``children`` (records only). On scanned spans (calls, OpenInference and unknown app
+spans, tools without a name-derived tool name, HTTP children of calls): ``attrs`` (every
+collected key present -> its plain Python value), normalised inputs (``provider_attr``,
+``req_model``, ``resp_model``, ``gw_provider``/``gw_model`` asserted by a gateway, ``host``,
+``http_status``, ``resend``, ``error_type``, ``resp_id``, tokens, ``cost``, cache and
+retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute as a
+plain value (iterating the span when the key was not collected: ~0.4 us per attribute).
+Records keep no protobuf wrappers except ``span`` (wrappers are GC-tracked: kept alive, they
+make every collection slower).
+
+Tools: ``tool_spans`` lists every tool span of the batch (protobuf Spans); ``tools`` has
+records only for tool spans scanned (OpenInference, MCP) or under a
+parent where a tool failed (retries and swallowed errors need them). OTel ``execute_tool X``
+and Traceloop ``X.tool`` spans are classified by name and not scanned: read their results
+(``gen_ai.tool.call.result``, ``traceloop.entity.output``; OpenInference ``output.value``)
+from the span.
+
+Results: after ``reconcile``: ``req_provider``, ``req_model_n``, ``served_provider``,
+``served_model`` (normalised), ``evidence``, ``mismatch``. After ``tag_cache``:
+``cache_hit``, ``cache_hit_type``, ``cache_evidence``. After ``build_chains``: on logical
+calls ``logical``, ``chain``, ``attempt_count``, ``retry_count``, ``fallback_fired``,
+``final_ok``; ``superseded`` on failed calls a later sibling replaced; ``duplicate`` on a
+second span of one call; on tools ``tool_retries`` (on the run's last), ``superseded``.
+"""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from pipeline.pdata import Traces
+from processors.genai.analysis import Attempt, GenAIIndex, ResponseIdMemory, TraceFacts
+from processors.genai.config import AttributeMappings, GenAIConfig
+from processors.genai.index import (
+    AGENT,
+    CALL_ROLES,
+    GATEWAY,
+    HTTP,
+    LLM,
+    OTHER,
+    TOOL,
+    SpanRecord,
+    keys_for,
+)
+from processors.genai.models import (
+    canonical_provider,
+    model_family,
+    normalize_model,
+    provider_from_host,
+)
+
+__all__ = [
+    "AGENT",
+    "CALL_ROLES",
+    "GATEWAY",
+    "HTTP",
+    "LLM",
+    "OTHER",
+    "TOOL",
+    "Attempt",
+    "AttributeMappings",
+    "GenAIConfig",
+    "GenAIIndex",
+    "ResponseIdMemory",
+    "SpanRecord",
+    "TraceFacts",
+    "canonical_provider",
+    "index_for",
+    "model_family",
+    "no_gc",
+    "normalize_model",
+    "provider_from_host",
+]
+
+CACHE_KEY = "genai.index"
+
+
+def index_for(traces: Traces, cfg: GenAIConfig | None = None) -> GenAIIndex:
+    """The batch's shared GenAI index (built once; see the module docstring)."""
+    keys = keys_for(cfg)
+    ck = CACHE_KEY if not keys.fingerprint else f"{CACHE_KEY}/{keys.fingerprint}"
+    msg = traces.request
+    idx = traces.cache.get(ck)
+    if isinstance(idx, GenAIIndex) and idx.request is msg:
+        return idx
+    idx = GenAIIndex(msg, keys)
+    traces.cache[ck] = idx
+    return idx
+
+
+@contextmanager
+def no_gc() -> Iterator[None]:
+    """The cyclic GC paused for one batch's synchronous work. Building an index allocates
+    a few objects per span; with a large heap (decoded batches held by other stages) the
+    collections those allocations trigger cost ~25% of the work. Everything allocated here
+    is freed by reference counting or by the next collection; nothing else runs meanwhile
+    (the event loop waits for `process`)."""
+    was = gc.isenabled()
+    if was:
+        gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()

@@ -1,0 +1,1194 @@
+"""The per-batch GenAI span index: one pass over a decoded batch, one compact record per span
+that can matter (LLM calls, gateway spans, their HTTP children, tool calls, roots).
+
+Cost model (upb): reading `name`/`kind`/`parent_span_id` is ~0.1 us, iterating attributes
+~0.3 us per attribute. So each span is first classified from cheap fields (scope name, span
+name, kind; memoised per distinct (scope, name, kind)); attributes are iterated at most once,
+only on spans whose role needs them, and only the keys in `Keys.wanted` are kept. Spans that
+cannot matter (database, web-server, framework spans) get no record at all.
+
+See `processors.genai` for the public interface.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
+
+from processors.genai.config import AttributeMappings, GenAIConfig
+from processors.genai.models import HostResolver, canonical_provider
+
+__all__ = [
+    "AGENT",
+    "CALL_ROLES",
+    "GATEWAY",
+    "HTTP",
+    "LLM",
+    "OTHER",
+    "TOOL",
+    "Built",
+    "Keys",
+    "SpanRecord",
+    "build_records",
+]
+
+# roles
+OTHER, LLM, GATEWAY, HTTP, TOOL, AGENT, UNKNOWN = 0, 1, 2, 3, 4, 5, 6
+CALL_ROLES = (LLM, GATEWAY)
+ROLE_NAMES = {
+    OTHER: "other",
+    LLM: "llm",
+    GATEWAY: "gateway",
+    HTTP: "http",
+    TOOL: "tool",
+    AGENT: "agent",
+    UNKNOWN: "unknown",
+}
+
+_CLIENT = Span.SPAN_KIND_CLIENT
+_SERVER = Span.SPAN_KIND_SERVER
+_ERROR = 2  # Status.STATUS_CODE_ERROR
+
+# -- scopes ----------------------------------------------------------------------------------
+SC_APP, SC_LLM, SC_HTTP, SC_INFRA, SC_OI, SC_LITELLM, SC_BIFROST = range(7)
+_HTTP_SCOPES = (
+    "httpx",
+    "requests",
+    "aiohttp_client",
+    "urllib3",
+    "urllib",
+    "httplib",
+    "http_client",
+    "okhttp",
+    "net/http",
+    "fetch",
+    "undici",
+)
+_INFRA_SCOPES = (
+    "sqlalchemy",
+    "psycopg",
+    "asyncpg",
+    "redis",
+    "pymongo",
+    "pymysql",
+    "mysql",
+    "sqlite3",
+    "dbapi",
+    "fastapi",
+    "flask",
+    "django",
+    "asgi",
+    "wsgi",
+    "starlette",
+    "tornado",
+    "falcon",
+    "pyramid",
+    "aiohttp_server",
+    "aiohttp.server",
+    "grpc",
+    "celery",
+    "kafka",
+    "confluent_kafka",
+    "aiokafka",
+    "pika",
+    "aio_pika",
+    "boto",
+    "botocore",
+    "logging",
+    "threading",
+    "asyncio",
+    "jinja2",
+    "elasticsearch",
+    "cassandra",
+    "system_metrics",
+    "click",
+)
+_LLM_SCOPES = (
+    "openai",
+    "anthropic",
+    "bedrock",
+    "vertexai",
+    "vertex_ai",
+    "google_genai",
+    "google_generativeai",
+    "mistralai",
+    "cohere",
+    "groq",
+    "ollama",
+    "together",
+    "replicate",
+    "watsonx",
+    "genai",
+)
+
+
+def scope_hint(scope: str) -> int:
+    s = scope.lower()
+    if s.startswith("openinference"):
+        return SC_OI
+    if "litellm" in s:
+        return SC_LITELLM
+    if "bifrost" in s:
+        return SC_BIFROST
+    if s == "com.anthropic.sdk.python" or s.startswith("opentelemetry.util.genai"):
+        return SC_LLM
+    tail = s
+    for prefix in ("opentelemetry.instrumentation.", "io.opentelemetry.", "go.opentelemetry.io/"):
+        if s.startswith(prefix):
+            tail = s[len(prefix) :]
+            break
+    else:
+        return SC_APP
+    head = tail.split(".", 1)[0].split("/", 1)[0]
+    if head in _HTTP_SCOPES:
+        return SC_HTTP
+    if head in _LLM_SCOPES or any(head.startswith(p) for p in _LLM_SCOPES):
+        return SC_LLM
+    if head in _INFRA_SCOPES or any(head.startswith(p) for p in _INFRA_SCOPES):
+        return SC_INFRA
+    return SC_APP
+
+
+# -- span names ------------------------------------------------------------------------------
+_LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion"})
+_AGENT_OPS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
+_HTTP_METHODS = frozenset(
+    {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE", "HTTP"}
+)
+# Traceloop/OpenLLMetry `<vendor>.<op>` LLM span names
+_DOTTED_LLM_OPS = frozenset(
+    {"chat", "completion", "completions", "embeddings", "response", "responses", "generate"}
+)
+_TRACELOOP_KINDS = {"tool": TOOL, "agent": AGENT, "workflow": AGENT, "task": AGENT}
+
+
+def name_role(hint: int, name: str, kind: int) -> int:
+    """The role a span has by its cheap fields; UNKNOWN means 'read its attributes'."""
+    if hint == SC_OI:
+        return UNKNOWN  # the kind is an attribute (openinference.span.kind)
+    first, sep, rest = name.partition(" ")
+    if sep:
+        if first in _LLM_OPS and rest:
+            return LLM
+        if first == "execute_tool":
+            return TOOL
+        if first in _AGENT_OPS:
+            return AGENT
+        if first in _HTTP_METHODS:
+            if kind == _SERVER and hint in (SC_LITELLM, SC_BIFROST):
+                return GATEWAY
+            if kind == _CLIENT or hint == SC_HTTP:
+                return HTTP
+            return OTHER if hint in (SC_HTTP, SC_INFRA) else UNKNOWN
+        if name in ("Received Proxy Server Request", "Failed Proxy Server Request"):
+            return GATEWAY
+    else:
+        if name in ("litellm_request", "llm_request"):
+            return LLM
+        if name in ("llm.call", "retry", "fallback") and hint in (SC_BIFROST, SC_APP):
+            return LLM
+        if name == "http.request" and hint == SC_BIFROST:
+            return GATEWAY
+        if name == "mcp.tool" or name == "execute_tool":
+            return TOOL
+        if first in _HTTP_METHODS:
+            if kind == _SERVER and hint in (SC_LITELLM, SC_BIFROST):
+                return GATEWAY
+            if kind == _CLIENT or hint == SC_HTTP:
+                return HTTP
+        if name == "raw_gen_ai_request":
+            return OTHER  # LiteLLM's raw provider payload under litellm_request
+        dot = name.rfind(".")
+        if dot > 0:
+            suffix = name[dot + 1 :]
+            t = _TRACELOOP_KINDS.get(suffix)
+            if t is not None and hint == SC_APP:
+                return t
+            if suffix in _DOTTED_LLM_OPS or name.endswith(".messages.create"):
+                return LLM
+    if hint in (SC_HTTP, SC_INFRA):
+        return HTTP if (hint == SC_HTTP and kind == _CLIENT) else OTHER
+    if hint == SC_LLM:
+        return OTHER  # e.g. count_tokens: not a generation
+    return UNKNOWN
+
+
+# -- attribute keys --------------------------------------------------------------------------
+def _header_keys(name: str) -> tuple[str, ...]:
+    return (name, "http.response.header." + name, "gen_ai.response.header." + name)
+
+
+# fields: each collected key feeds one field; among several keys of a field present on one
+# span, the earlier in its tuple wins (config keys come before all of them)
+(
+    F_PROVIDER,
+    F_REQ_MODEL,
+    F_RESP_MODEL,
+    F_OI_MODEL,
+    F_OI_PARAMS,
+    F_OI_OUTPUT,
+    F_PK_PROVIDER,
+    F_PK_CACHE,
+    F_PK_RETRIES,
+    F_PK_OPTION,
+    F_LL_RETRIES,
+    F_LL_FALLBACKS,
+    F_LL_API_BASE,
+    F_LL_PROVIDER_MODEL,
+    F_HIDDEN,
+    F_LL_CACHE,
+    F_BF_PROVIDER,
+    F_BF_HIT,
+    F_BF_HIT_TYPE,
+    F_BF_CACHE_PROVIDER,
+    F_BF_CACHE_MODEL,
+    F_CACHE_JSON,
+    F_RETRIES,
+    F_FB_INDEX,
+    F_HOST,
+    F_URL,
+    F_PORT,
+    F_STATUS,
+    F_RESEND,
+    F_ERROR_TYPE,
+    F_RESP_ID,
+    F_TOKENS_IN,
+    F_TOKENS_OUT,
+    F_COST,
+    F_OP,
+    F_OI_KIND,
+    F_TL_KIND,
+    F_REQ_TYPE,
+    F_TOOL_NAME,
+    F_TOOL_RESULT,
+    F_TOOL_CALL_ID,
+    F_SIEVE,
+    F_X_SERVED_PROVIDER,
+    F_X_SERVED_MODEL,
+    F_X_CACHE_HIT,
+    F_X_CACHE_TYPE,
+    F_CF_STEP,
+) = range(47)
+
+FIELD_KEYS: dict[int, tuple[str, ...]] = {
+    F_PROVIDER: ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    F_REQ_MODEL: (
+        "gen_ai.request.model",
+        "llm.request.model_name",
+        "bifrost.alias",
+        "original_model_requested",
+        "extra_fields.original_model_requested",
+        "model_requested",
+        "litellm.model_group",
+    ),
+    F_RESP_MODEL: (
+        "gen_ai.response.model",
+        "llm.response.model_name",
+        "resolved_model_used",
+        "extra_fields.resolved_model_used",
+        "model_deployment",
+    ),
+    F_OI_MODEL: ("llm.model_name",),  # OpenInference: the response model when present
+    F_OI_PARAMS: ("llm.invocation_parameters",),
+    F_OI_OUTPUT: ("output.value",),
+    F_PK_PROVIDER: _header_keys("x-portkey-provider"),
+    F_PK_CACHE: _header_keys("x-portkey-cache-status"),
+    F_PK_RETRIES: _header_keys("x-portkey-retry-attempt-count"),
+    F_PK_OPTION: _header_keys("x-portkey-last-used-option-index"),
+    F_CF_STEP: _header_keys("cf-aig-step"),  # Cloudflare AI Gateway: the fallback step served
+    F_LL_RETRIES: _header_keys("x-litellm-attempted-retries"),
+    F_LL_FALLBACKS: _header_keys("x-litellm-attempted-fallbacks"),
+    F_LL_API_BASE: _header_keys("x-litellm-model-api-base"),
+    F_LL_PROVIDER_MODEL: ("litellm.provider.model",),
+    F_HIDDEN: ("hidden_params", "metadata.hidden_params", "litellm.hidden_params"),
+    F_LL_CACHE: ("litellm.cache_hit", "cache_hit", "metadata.cache_hit"),
+    F_BF_PROVIDER: ("bifrost.provider.name", "extra_fields.provider"),
+    F_BF_HIT: (
+        "bifrost.cache_debug.cache_hit",
+        "cache_debug.cache_hit",
+        "extra_fields.cache_debug.cache_hit",
+    ),
+    F_BF_HIT_TYPE: (
+        "bifrost.cache_debug.hit_type",
+        "cache_debug.hit_type",
+        "extra_fields.cache_debug.hit_type",
+    ),
+    F_BF_CACHE_PROVIDER: (
+        "bifrost.cache_debug.provider_used",
+        "cache_debug.provider_used",
+        "extra_fields.cache_debug.provider_used",
+    ),
+    F_BF_CACHE_MODEL: (
+        "bifrost.cache_debug.model_used",
+        "cache_debug.model_used",
+        "extra_fields.cache_debug.model_used",
+    ),
+    F_CACHE_JSON: ("cache_debug", "bifrost.cache_debug", "extra_fields.cache_debug"),
+    F_RETRIES: ("bifrost.retries", "gen_ai.number_of_retries", "retry.count"),
+    F_FB_INDEX: ("bifrost.fallback_index", "gen_ai.fallback_index"),
+    F_HOST: ("server.address", "net.peer.name", "http.host"),
+    F_URL: ("url.full", "http.url"),
+    F_PORT: ("server.port", "net.peer.port"),
+    F_STATUS: ("http.response.status_code", "http.status_code"),
+    F_RESEND: ("http.request.resend_count", "http.request.header.x-stainless-retry-count"),
+    F_ERROR_TYPE: ("error.type", "gen_ai.error.type", "exception.type"),
+    F_RESP_ID: ("gen_ai.response.id",),
+    F_TOKENS_IN: (
+        "gen_ai.usage.input_tokens",
+        "gen_ai.usage.prompt_tokens",
+        "llm.token_count.prompt",
+    ),
+    F_TOKENS_OUT: (
+        "gen_ai.usage.output_tokens",
+        "gen_ai.usage.completion_tokens",
+        "llm.token_count.completion",
+    ),
+    F_COST: (
+        "litellm.cost.total",
+        "gen_ai.cost.total_cost",
+        "gen_ai.usage.cost",
+        "llm.cost.total",
+        "gen_ai.usage.cost.total",
+    ),
+    F_OP: ("gen_ai.operation.name",),
+    F_OI_KIND: ("openinference.span.kind",),
+    F_TL_KIND: ("traceloop.span.kind",),
+    F_REQ_TYPE: ("llm.request.type",),
+    F_TOOL_NAME: ("gen_ai.tool.name", "tool.name"),
+    F_TOOL_RESULT: ("gen_ai.tool.call.result", "traceloop.entity.output"),
+    F_TOOL_CALL_ID: ("gen_ai.tool.call.id", "tool.id", "tool_call.id"),
+    F_SIEVE: ("sieve.provider.evidence",),  # an earlier tracesieve already enriched
+}
+# config (`attributes:`) fields -> the field they feed (None: a field of their own)
+_CONFIG_FIELDS: dict[str, int] = {
+    "provider": F_PROVIDER,
+    "request_model": F_REQ_MODEL,
+    "response_model": F_RESP_MODEL,
+    "served_provider": F_X_SERVED_PROVIDER,
+    "served_model": F_X_SERVED_MODEL,
+    "cache_hit": F_X_CACHE_HIT,
+    "cache_type": F_X_CACHE_TYPE,
+    "retries": F_RETRIES,
+    "fallback_index": F_FB_INDEX,
+    "response_id": F_RESP_ID,
+    "tool_name": F_TOOL_NAME,
+}
+TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
+
+
+class Keys:
+    """The attribute keys an index collects (built-in plus config mappings, each with its
+    field and priority) and the host table. One instance per distinct `GenAIConfig`."""
+
+    def __init__(self, cfg: GenAIConfig | None = None) -> None:
+        self.cfg = cfg or GenAIConfig()
+        keymap: dict[str, tuple[int, int]] = {}
+        for f, names in FIELD_KEYS.items():
+            for prio, k in enumerate(names):
+                keymap.setdefault(k, (f, prio))
+        a: AttributeMappings = self.cfg.attributes
+        for name, f in _CONFIG_FIELDS.items():
+            for prio, k in enumerate(getattr(a, name)):
+                keymap[k] = (f, prio - 100)  # config keys first
+        self.fields = {k: f for k, (f, _) in keymap.items()}
+        self.priority = {k: p for k, (_, p) in keymap.items()}
+        self.wanted: frozenset[str] = frozenset(keymap)
+        self.hosts = HostResolver(self.cfg.hosts)
+        self.fingerprint = _fingerprint(self.cfg)
+
+
+def _fingerprint(cfg: GenAIConfig) -> str:
+    if not cfg.hosts and not cfg.attributes.all_keys():
+        return ""
+    parts = [f"{h}={p}" for h, p in sorted(cfg.hosts.items())]
+    a = cfg.attributes
+    parts += [f"{f}:{','.join(getattr(a, f))}" for f in a.__struct_fields__ if getattr(a, f)]
+    return ";".join(parts)
+
+
+_KEYS: dict[str, Keys] = {}
+
+
+def keys_for(cfg: GenAIConfig | None) -> Keys:
+    """The shared `Keys` for a config (equal configs share one, and so one index)."""
+    fp = _fingerprint(cfg) if cfg is not None else ""
+    got = _KEYS.get(fp)
+    if got is None:
+        got = _KEYS[fp] = Keys(cfg)
+    return got
+
+
+# -- values ----------------------------------------------------------------------------------
+Value = str | int | float | bool | bytes | list[Any] | dict[str, Any] | None
+
+
+def plain(v: AnyValue) -> Value:
+    """An AnyValue as a plain Python value (the wrapper can then be freed at once)."""
+    s: str = v.string_value
+    if s:
+        return s
+    which = v.WhichOneof("value")
+    if which is None or which == "string_value":
+        return ""
+    if which == "array_value":
+        return [plain(x) for x in v.array_value.values]
+    if which == "kvlist_value":
+        return {x.key: plain(x.value) for x in v.kvlist_value.values}
+    x: Value = getattr(v, which)
+    return x
+
+
+def as_str(v: Value) -> str:
+    if type(v) is str:
+        return v
+    if isinstance(v, list):
+        return as_str(v[0]) if v else ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, int | float):
+        return str(int(v)) if float(v).is_integer() else str(v)
+    return ""
+
+
+def as_float(v: Value) -> float | None:
+    if isinstance(v, int | float) and not isinstance(v, bool):
+        return float(v)
+    s = as_str(v)
+    try:
+        return float(s) if s else None
+    except ValueError:
+        return None
+
+
+def as_int(v: Value) -> int:
+    if type(v) is int:
+        return v
+    f = as_float(v)
+    return int(f) if f is not None else 0
+
+
+def as_bool(v: Value) -> bool:
+    if isinstance(v, bool | int | float):
+        return bool(v)
+    return as_str(v).strip().lower() in ("true", "1", "yes", "hit", "semantic hit")
+
+
+_CLASS_REPR = re.compile(r"^<class '([^']+)'>$")
+
+
+def normalize_error_type(t: str) -> str:
+    """`<class 'openai.InternalServerError'>`, `openai.InternalServerError` ->
+    `InternalServerError`; `500` stays `500`."""
+    m = _CLASS_REPR.match(t)
+    if m:
+        t = m.group(1)
+    if "." in t and not t.replace(".", "").isdigit():
+        t = t.rsplit(".", 1)[1]
+    return t
+
+
+def host_of_url(url: str) -> str:
+    """`https://api.openai.com:443/v1/...` -> `api.openai.com:443` (no parsing library)."""
+    i = url.find("://")
+    rest = url[i + 3 :] if i >= 0 else url
+    for sep in "/?#":
+        j = rest.find(sep)
+        if j >= 0:
+            rest = rest[:j]
+    at = rest.rfind("@")
+    return rest[at + 1 :] if at >= 0 else rest
+
+
+# -- the record ------------------------------------------------------------------------------
+class SpanRecord:
+    """What the index knows about one span. Class attributes are the defaults; instances set
+    only what they found (cheap to create). Fields under 'results' are filled by the
+    analyses in `processors.genai.analysis`."""
+
+    # identity and cheap fields: slots, always set; the rest live in a __dict__ made only
+    # when a record gets one of them (fewer GC-tracked objects for plain records)
+    __slots__ = (
+        "__dict__",
+        "children",
+        "end",
+        "error",
+        "hint",
+        "is_root",
+        "key",
+        "kind",
+        "name",
+        "parent",
+        "parent_key",
+        "role",
+        "scope",
+        "span",
+        "start",
+        "trace_id",
+    )
+    span: Span
+    key: bytes  # trace_id + span_id
+    parent_key: bytes  # trace_id + parent_span_id, b"" for a root
+    trace_id: bytes
+    name: str
+    kind: int
+    role: int
+    start: int
+    end: int
+    error: bool  # status ERROR
+    scope: str
+    hint: int
+    is_root: bool
+    parent: SpanRecord | None
+    children: list[SpanRecord] | None
+    # attributes (set when the span was scanned)
+    scanned: bool = False
+    attrs: dict[str, Value] | None = None  # collected keys -> plain values (scanned spans)
+    provider_attr: str = ""  # canonical provider the span claims
+    req_model: str = ""
+    resp_model: str = ""
+    gw: str = ""  # gateway that asserted served fields: portkey|litellm|bifrost|config
+    gw_provider: str = ""
+    gw_model: str = ""
+    gw_attempt: bool = False  # a gateway's own per-attempt span (LiteLLM V2, Bifrost)
+    host: str = ""
+    http_status: int = 0
+    resend: int = 0
+    error_type: str = ""
+    resp_id: str = ""
+    tokens_in: int = 0
+    tokens_out: int = 0
+    cost: float | None = None
+    cache_flag: int = 0  # 0 no marker, 1 explicit hit, 2 explicit miss
+    cache_type: str = ""
+    cache_src: str = ""
+    retries_marker: int = 0
+    fallback_marker: int = 0
+    tool_name: str = ""
+    tool_call_id: str = ""
+    op: str = ""
+    enriched: bool = False  # carries sieve.* from an earlier tracesieve
+    duplicate: bool = False  # a second span for the same call (double instrumentation)
+    n_http: int = 0  # HTTP children
+    marked: bool = False  # it or a record under it has a retry/fallback marker
+    deferred: bool = False
+    # results (analysis)
+    req_provider: str = ""
+    req_from_family: bool = False
+    req_model_n: str = ""
+    served_provider: str = ""
+    served_model: str = ""
+    evidence: str = ""
+    mismatch: bool = False
+    resolved: bool = False
+    cache_hit: bool = False
+    cache_evidence: str = ""
+    cache_hit_type: str = ""
+    logical: bool = False  # stands for a logical call (gets the chain)
+    superseded: bool = False  # a failed attempt that a later sibling call replaced
+    chain: list[str] | None = None
+    attempt_count: int = 0
+    retry_count: int = 0
+    fallback_fired: bool = False
+    final_ok: bool = True  # logical call / tool run: did the last attempt succeed
+    tool_retries: int = 0
+
+    def __init__(
+        self,
+        span: Span,
+        key: bytes,
+        parent_key: bytes,
+        trace_id: bytes,
+        name: str,
+        kind: int,
+        role: int,
+    ) -> None:
+        self.span = span
+        self.key = key
+        self.parent_key = parent_key
+        self.trace_id = trace_id
+        self.name = name
+        self.kind = kind
+        self.role = role
+        self.start = span.start_time_unix_nano
+        self.end = span.end_time_unix_nano
+        self.error = span.status.code == _ERROR
+        self.scope = ""
+        self.hint = SC_APP
+        self.is_root = False
+        self.parent = None
+        self.children = None
+
+    @property
+    def span_id(self) -> bytes:
+        return self.key[16:]
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and self.http_status < 400
+
+    def attribute(self, key: str) -> Value:
+        """An attribute of the span as a plain value (None when absent): from `attrs` for
+        collected keys of scanned spans, else by iterating the span (~0.4 us an attribute)."""
+        if self.attrs is not None and key in self.attrs:
+            return self.attrs[key]
+        for kv in self.span.attributes:
+            if kv.key == key:
+                return plain(kv.value)
+        return None
+
+    def __repr__(self) -> str:
+        return f"SpanRecord({ROLE_NAMES[self.role]} {self.name!r} {self.key[16:].hex()})"
+
+
+# -- building --------------------------------------------------------------------------------
+_NO_RECORD = frozenset({OTHER, AGENT})
+_CALLS = frozenset(CALL_ROLES)
+_role_memo: dict[int, dict[tuple[str, int], int]] = {}
+_hint_memo: dict[str, int] = {}
+
+
+class Built:
+    """What `build_records` returns (see `GenAIIndex`)."""
+
+    __slots__ = ("by_key", "has_markers", "records", "tool_spans")
+
+    def __init__(self) -> None:
+        self.records: list[SpanRecord] = []
+        self.by_key: dict[bytes, SpanRecord] = {}
+        self.tool_spans: list[Span] = []  # every tool span
+        self.has_markers = False  # any retry/fallback marker > 0 in the batch
+
+
+def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
+    """Records of a batch's spans that can matter, in batch order.
+
+    Phase 1 reads only cheap fields. Records are made for call spans (LLM, gateway), roots
+    and spans to classify by attributes; HTTP spans wait until their parent is known to be
+    a call; tool spans get a record only when a tool under the same parent failed (retry
+    runs and swallowed errors need them)."""
+    out = Built()
+    records = out.records
+    by_key = out.by_key
+    to_scan: list[SpanRecord] = []
+    https: list[Span] = []
+    tools = out.tool_spans
+    failed_tool_parents: set[bytes] = set()
+    for rs in msg.resource_spans:
+        for ss in rs.scope_spans:
+            scope = ss.scope.name
+            hint = _hint_memo.get(scope)
+            if hint is None:
+                hint = _hint_memo[scope] = scope_hint(scope)
+            memo = _role_memo.get(hint)
+            if memo is None:
+                memo = _role_memo[hint] = {}
+            elif len(memo) > 20_000:
+                memo.clear()
+            for span in ss.spans:
+                name = span.name
+                kind = span.kind
+                role = memo.get((name, kind))
+                if role is None:
+                    role = memo[(name, kind)] = name_role(hint, name, kind)
+                parent = span.parent_span_id
+                if parent:
+                    if role in _NO_RECORD:
+                        continue  # cannot matter: no record at all
+                    if role == HTTP:
+                        https.append(span)
+                        continue
+                    if role == TOOL and (" " in name or name.endswith(".tool")):
+                        tools.append(span)
+                        if span.status.code == _ERROR:
+                            failed_tool_parents.add(parent)
+                        continue
+                tid = span.trace_id
+                rec = SpanRecord(
+                    span, tid + span.span_id, tid + parent if parent else b"", tid, name, kind, role
+                )
+                rec.hint = hint
+                rec.scope = scope
+                if not parent:
+                    rec.is_root = True
+                records.append(rec)
+                by_key[rec.key] = rec
+                if role != OTHER and role != AGENT:
+                    to_scan.append(rec)
+    call_sids: set[bytes] = set()
+    for rec in to_scan:
+        _scan(rec, keys, out)
+        role = rec.role
+        if role in _CALLS:
+            call_sids.add(rec.key[16:])
+        elif role == TOOL:
+            tools.append(rec.span)
+            if rec.error:
+                failed_tool_parents.add(rec.parent_key[16:])
+    # HTTP spans under calls (and the gateway server spans under those HTTP spans)
+    http_recs: list[SpanRecord] = []
+    for span in https:
+        parent = span.parent_span_id
+        if parent not in call_sids:
+            continue
+        tid = span.trace_id
+        pk = tid + parent
+        p = by_key.get(pk)
+        if p is None:
+            continue
+        rec = SpanRecord(span, tid + span.span_id, pk, tid, span.name, span.kind, HTTP)
+        rec.hint = SC_HTTP
+        records.append(rec)
+        by_key[rec.key] = rec
+        http_recs.append(rec)
+        p.n_http += 1
+    hosts = keys.hosts
+    for rec in http_recs:
+        p = by_key[rec.parent_key]
+        # A lone successful request of a call whose own server.address names a provider
+        # tells nothing more: skip its attributes. (HTTP spans with a gateway's server span
+        # under them are skipped below, once linked.)
+        if p.n_http == 1 and not rec.error and p.host and hosts.provider(p.host):
+            continue
+        rec.deferred = True
+    _link(records, by_key)
+    for rec in http_recs:
+        if rec.deferred and not (rec.children and not rec.error):
+            _scan(rec, keys, out)
+        rec.deferred = False
+    # tools: all tool spans, and records for those under a parent where a tool failed
+    tool_recs: list[SpanRecord] = []
+    for span in tools if failed_tool_parents else ():
+        parent = span.parent_span_id
+        if parent in failed_tool_parents:
+            tid = span.trace_id
+            key = tid + span.span_id
+            if key not in by_key:
+                rec = SpanRecord(span, key, tid + parent, tid, span.name, span.kind, TOOL)
+                rec.tool_name = _tool_name(rec)
+                records.append(rec)
+                tool_recs.append(rec)
+                by_key[key] = rec
+    _link(tool_recs, by_key)
+    for rec in http_recs:
+        if rec.scanned:
+            _propagate(rec, by_key[rec.parent_key])
+    if out.has_markers:
+        for rec in records:
+            if rec.retries_marker or rec.fallback_marker or rec.resend:
+                r: SpanRecord | None = rec
+                while r is not None and not r.marked:
+                    r.marked = True
+                    r = r.parent
+    return out
+
+
+def _propagate(h: SpanRecord, p: SpanRecord) -> None:
+    """Gateway headers captured on an HTTP child (Portkey, LiteLLM) speak for its call."""
+    if h.gw and not p.gw:
+        p.gw, p.gw_provider, p.gw_model = h.gw, h.gw_provider, h.gw_model
+    if h.cache_flag and p.cache_flag != 1 and (h.cache_flag == 1 or not p.cache_flag):
+        p.cache_flag, p.cache_type, p.cache_src = h.cache_flag, h.cache_type, h.cache_src
+    if h.retries_marker > p.retries_marker:
+        p.retries_marker = h.retries_marker
+    if h.fallback_marker > p.fallback_marker:
+        p.fallback_marker = h.fallback_marker
+
+
+def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
+    for rec in records:
+        if rec.parent_key and rec.parent is None:
+            p = by_key.get(rec.parent_key)
+            if p is not None:
+                rec.parent = p
+                if p.children is None:
+                    p.children = [rec]
+                else:
+                    p.children.append(rec)
+
+
+def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
+    """Read the span's attributes once (`attrs`: key -> KeyValue), take per field the value
+    of the highest-priority key present, and interpret them."""
+    fields = keys.fields
+    attrs: dict[str, Value] = {}
+    b: dict[int, Value] = {}  # field -> value of its highest-priority key present
+    for kv in rec.span.attributes:
+        k = kv.key
+        f = fields.get(k)
+        if f is not None:
+            v = kv.value
+            val = v.string_value or plain(v)
+            attrs[k] = val
+            if f not in b:
+                b[f] = val
+            else:  # several keys of one field (rare)
+                prio = keys.priority
+                top = min((x for x in attrs if fields[x] == f), key=prio.__getitem__)
+                b[f] = attrs[top]
+    rec.attrs = attrs
+    rec.scanned = True
+    if not b:
+        if rec.role == UNKNOWN:
+            rec.role = OTHER
+        return
+    _interpret(rec, b, keys)
+    if rec.retries_marker or rec.fallback_marker or rec.resend:
+        built.has_markers = True
+
+
+def _s(b: dict[int, Value], f: int) -> str:
+    v = b.get(f)
+    return "" if v is None else as_str(v)
+
+
+_OI_ROLES = {
+    "LLM": LLM,
+    "EMBEDDING": LLM,
+    "TOOL": TOOL,
+    "AGENT": AGENT,
+    "CHAIN": AGENT,
+}
+_OP_ROLES = {
+    "chat": LLM,
+    "text_completion": LLM,
+    "generate_content": LLM,
+    "embeddings": LLM,
+    "completion": LLM,
+    "execute_tool": TOOL,
+    "invoke_agent": AGENT,
+    "create_agent": AGENT,
+    "invoke_workflow": AGENT,
+}
+_MODEL_IN_JSON = re.compile(r'"model"\s*:\s*"([^"]+)"')
+_ID_IN_JSON = re.compile(r'^\s*\{\s*"id"\s*:\s*"([^"]+)"')
+_BIFROST_ATTEMPTS = frozenset({"llm.call", "retry", "fallback"})
+_GW_FIELDS = frozenset(
+    {
+        F_CF_STEP,
+        F_PK_PROVIDER,
+        F_PK_CACHE,
+        F_PK_RETRIES,
+        F_PK_OPTION,
+        F_LL_RETRIES,
+        F_LL_FALLBACKS,
+        F_LL_API_BASE,
+        F_LL_PROVIDER_MODEL,
+        F_HIDDEN,
+        F_LL_CACHE,
+        F_BF_PROVIDER,
+        F_BF_HIT,
+        F_CACHE_JSON,
+        F_RETRIES,
+        F_FB_INDEX,
+        F_X_SERVED_PROVIDER,
+        F_X_SERVED_MODEL,
+        F_X_CACHE_HIT,
+    }
+)
+_HTTP_GW_FIELDS = frozenset(
+    {
+        F_CF_STEP,
+        F_PK_PROVIDER,
+        F_PK_CACHE,
+        F_PK_RETRIES,
+        F_PK_OPTION,
+        F_LL_RETRIES,
+        F_LL_FALLBACKS,
+        F_LL_API_BASE,
+        F_X_SERVED_PROVIDER,
+        F_X_SERVED_MODEL,
+    }
+)
+
+
+def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
+    role = rec.role
+    if role == UNKNOWN or rec.hint == SC_OI:
+        role = rec.role = _role_from_attributes(rec, b)
+    if F_SIEVE in b:
+        rec.enriched = True
+    if role == TOOL:
+        rec.tool_name = _s(b, F_TOOL_NAME) or _tool_name(rec)
+        rec.tool_call_id = _s(b, F_TOOL_CALL_ID)
+        return
+    if role != LLM and role != GATEWAY and role != HTTP:
+        return
+    get = b.get
+    # -- transport (HTTP children, and LLM spans that carry server/http fields) --
+    v = get(F_HOST)
+    host = as_str(v) if v is not None else ""
+    if not host:
+        v = get(F_URL)
+        if v is not None:
+            host = host_of_url(as_str(v))
+    if host:
+        v = get(F_PORT)
+        if v is not None and ":" not in host:
+            host = f"{host}:{as_int(v)}"
+        rec.host = host
+    v = get(F_STATUS)
+    if v is not None:
+        rec.http_status = as_int(v)
+    v = get(F_RESEND)
+    if v is not None:
+        rec.resend = as_int(v)
+    v = get(F_ERROR_TYPE)
+    if v is not None:
+        rec.error_type = normalize_error_type(as_str(v))
+    if not (_HTTP_GW_FIELDS if role == HTTP else _GW_FIELDS).isdisjoint(b):
+        _gateway_fields(rec, b, keys)
+    if role == HTTP:
+        return
+    # -- the model call --
+    v = get(F_OP)
+    if v is not None:
+        rec.op = as_str(v)
+    v = get(F_PROVIDER)
+    if v is not None:
+        rec.provider_attr = canonical_provider(as_str(v))
+    v = get(F_REQ_MODEL)
+    if v is not None:
+        rec.req_model = as_str(v)
+    v = get(F_RESP_MODEL)
+    if v is not None:
+        rec.resp_model = as_str(v)
+    v = get(F_OI_MODEL)
+    if v is not None:
+        s = as_str(v)
+        if rec.hint == SC_OI or F_OI_KIND in b:
+            rec.resp_model = rec.resp_model or s
+        else:
+            rec.req_model = rec.req_model or s
+    if not rec.req_model:
+        v = get(F_OI_PARAMS)
+        if v is not None:
+            m = _MODEL_IN_JSON.search(as_str(v))
+            if m:
+                rec.req_model = m.group(1)
+    v = get(F_RESP_ID)
+    if v is not None:
+        rec.resp_id = as_str(v)
+    elif rec.hint == SC_OI:
+        v = get(F_OI_OUTPUT)
+        if v is not None:
+            m = _ID_IN_JSON.match(as_str(v)[:200])
+            if m:
+                rec.resp_id = m.group(1)
+    v = get(F_COST)
+    if v is not None:
+        rec.cost = as_float(v)
+        v = get(F_TOKENS_IN)  # tokens matter only next to a cost (cost 0, tokens > 0)
+        if v is not None:
+            rec.tokens_in = as_int(v)
+        v = get(F_TOKENS_OUT)
+        if v is not None:
+            rec.tokens_out = as_int(v)
+
+
+def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
+    """Portkey and LiteLLM headers, LiteLLM V2 attempt and legacy fields, Bifrost fields,
+    cache markers, and config-mapped served/cache keys."""
+    get = b.get
+    s = _s(b, F_X_SERVED_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "config", canonical_provider(s)
+    s = _s(b, F_X_SERVED_MODEL)
+    if s:
+        rec.gw, rec.gw_model = "config", s
+    s = _s(b, F_PK_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "portkey", canonical_provider(s)
+    s = _s(b, F_PK_CACHE)
+    if s:
+        _portkey_cache(rec, s)
+    v = get(F_PK_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+    v = get(F_PK_OPTION)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+        rec.gw = rec.gw or "portkey"
+    v = get(F_CF_STEP)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+    v = get(F_LL_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+    v = get(F_LL_FALLBACKS)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+    s = _s(b, F_LL_API_BASE)
+    if s:
+        p = keys.hosts.provider(host_of_url(s))
+        if p:
+            rec.gw, rec.gw_provider = "litellm", p
+    if rec.role == HTTP:
+        return
+    # LiteLLM V2: one CLIENT span per attempt; provider.model is the deployment dispatched
+    s = _s(b, F_LL_PROVIDER_MODEL)
+    if s:
+        rec.gw, rec.gw_model, rec.gw_attempt = "litellm", s, True
+        if not rec.gw_provider:
+            v = get(F_PROVIDER)
+            rec.gw_provider = canonical_provider(as_str(v)) if v is not None else ""
+    # Bifrost
+    s = _s(b, F_BF_PROVIDER)
+    if s:
+        rec.gw, rec.gw_provider = "bifrost", canonical_provider(s)
+    bifrost = rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
+    v = get(F_RETRIES)
+    if v is not None:
+        rec.retries_marker = max(rec.retries_marker, as_int(v))
+        rec.gw_attempt = rec.gw_attempt or bifrost
+    v = get(F_FB_INDEX)
+    if v is not None:
+        rec.fallback_marker = max(rec.fallback_marker, as_int(v))
+        rec.gw_attempt = rec.gw_attempt or bifrost
+    if rec.gw_attempt and not rec.gw_provider:
+        # a gateway's own attempt span: the provider it names is the one the gateway called
+        v = get(F_PROVIDER)
+        if v is not None:
+            rec.gw, rec.gw_provider = rec.gw or "bifrost", canonical_provider(as_str(v))
+    v = get(F_BF_HIT)
+    if v is not None:
+        hit = as_bool(v)
+        t = _s(b, F_BF_HIT_TYPE)
+        _set_cache(rec, hit, _cache_type(t) if t else "unknown", "bifrost_cache_debug")
+        if hit:
+            p = _s(b, F_BF_CACHE_PROVIDER)
+            m = _s(b, F_BF_CACHE_MODEL)
+            if p:
+                rec.gw, rec.gw_provider = "bifrost", canonical_provider(p)
+            if m:
+                rec.gw, rec.gw_model = "bifrost", m
+    else:
+        s = _s(b, F_CACHE_JSON)
+        if s:
+            _cache_debug_json(rec, s)
+    # LiteLLM legacy
+    v = get(F_LL_CACHE)
+    if v is not None:
+        _set_cache(rec, as_bool(v), "unknown", "litellm_cache_hit")
+    s = _s(b, F_HIDDEN)
+    if s:
+        _hidden_params(rec, s, keys)
+    # config cache keys
+    v = get(F_X_CACHE_HIT)
+    if v is not None:
+        t = _s(b, F_X_CACHE_TYPE)
+        _set_cache(rec, as_bool(v), _cache_type(t or as_str(v)), "config_key")
+
+
+def _role_from_attributes(rec: SpanRecord, b: dict[int, Value]) -> int:
+    v = b.get(F_OI_KIND)
+    if v is not None:
+        return _OI_ROLES.get(as_str(v).upper(), OTHER)
+    v = b.get(F_OP)
+    if v is not None:
+        r = _OP_ROLES.get(as_str(v))
+        if r is not None:
+            return r
+    v = b.get(F_TL_KIND)
+    if v is not None:
+        t = as_str(v)
+        if t == "tool":
+            return TOOL
+        if t in ("workflow", "task", "agent"):
+            return AGENT
+    if F_TOOL_NAME in b and F_REQ_MODEL not in b:
+        return TOOL
+    if F_REQ_MODEL in b or F_RESP_MODEL in b or F_HIDDEN in b or F_REQ_TYPE in b or F_PROVIDER in b:
+        return LLM
+    return rec.role if rec.role != UNKNOWN else OTHER
+
+
+def _tool_name(rec: SpanRecord) -> str:
+    name = rec.name
+    if name.startswith("execute_tool "):
+        return name[13:]
+    if name.endswith(".tool"):
+        return name[:-5]
+    return name
+
+
+def _cache_type(t: str) -> str:
+    t = t.strip().lower()
+    if t in ("direct", "exact", "hit"):
+        return "exact"
+    if "semantic" in t:
+        return "semantic"
+    return "unknown"
+
+
+def _set_cache(rec: SpanRecord, hit: bool, ctype: str, src: str) -> None:
+    if rec.cache_flag == 1:
+        return  # an explicit hit stays
+    rec.cache_flag = 1 if hit else 2
+    rec.cache_type = ctype if hit else ""
+    rec.cache_src = src
+
+
+def _portkey_cache(rec: SpanRecord, status: str) -> None:
+    s = status.strip().upper()
+    if s in ("HIT", "SEMANTIC HIT"):
+        _set_cache(rec, True, "semantic" if s.startswith("SEMANTIC") else "exact", "portkey_header")
+    else:
+        _set_cache(rec, False, "", "portkey_header")
+
+
+def _loads(text: str) -> Any:
+    import msgspec
+
+    try:
+        return msgspec.json.decode(text)
+    except msgspec.DecodeError:
+        return None
+
+
+def _cache_debug_json(rec: SpanRecord, text: str) -> None:
+    d = _loads(text)
+    if not isinstance(d, dict) or "cache_hit" not in d:
+        return
+    hit = bool(d.get("cache_hit"))
+    _set_cache(rec, hit, _cache_type(str(d.get("hit_type") or "")), "bifrost_cache_debug")
+    if hit:
+        if d.get("provider_used"):
+            rec.gw, rec.gw_provider = "bifrost", canonical_provider(str(d["provider_used"]))
+        if d.get("model_used"):
+            rec.gw, rec.gw_model = "bifrost", str(d["model_used"])
+
+
+def _hidden_params(rec: SpanRecord, text: str, keys: Keys) -> None:
+    d = _loads(text)
+    if not isinstance(d, dict):
+        return
+    m = d.get("litellm_model_name")
+    if isinstance(m, str) and m:
+        rec.gw, rec.gw_model = "litellm", m
+    base = d.get("api_base")
+    if isinstance(base, str) and base:
+        p = keys.hosts.provider(host_of_url(base))
+        if p:
+            rec.gw, rec.gw_provider = "litellm", p
+    if d.get("cache_hit") is True:
+        _set_cache(rec, True, "unknown", "litellm_cache_hit")
+    cost = d.get("response_cost")
+    if isinstance(cost, int | float) and rec.cost is None:
+        rec.cost = float(cost)
+    headers = d.get("additional_headers")
+    if isinstance(headers, dict):
+        for name, attr in (
+            ("x-litellm-attempted-retries", "retries_marker"),
+            ("x-litellm-attempted-fallbacks", "fallback_marker"),
+        ):
+            val = headers.get(name)
+            if val is not None:
+                try:
+                    n = int(val)
+                except (TypeError, ValueError):
+                    continue
+                setattr(rec, attr, max(getattr(rec, attr), n))

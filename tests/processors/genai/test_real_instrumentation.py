@@ -1,0 +1,165 @@
+"""Real instrumentation end to end: the openai SDK (with the OTel GenAI or the OpenInference
+instrumentation), the anthropic SDK, httpx2 instrumented, the OTel SDK's OTLP exporter, and a
+collector started through the CLI whose pipeline runs the three enrichment processors. The
+LLM APIs are fakes on loopback; the enriched spans are read back from the file exporter."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pipeline.testing import attrs, read_json_lines, spans_in, wait_for
+from tests.processors.genai.fake_llm import FakeLLM
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+@pytest.fixture(scope="module")
+def fakes() -> Iterator[tuple[FakeLLM, FakeLLM]]:
+    openai_api, anthropic_api = FakeLLM(), FakeLLM()
+    yield openai_api, anthropic_api
+    openai_api.close()
+    anthropic_api.close()
+
+
+def collector_config(out: str, hosts: dict[str, str]) -> dict[str, Any]:
+    genai = {"hosts": hosts}
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": {
+            # until groupbytrace: the app exports everything in one request, kept whole here
+            "batch": {"timeout": "1s"},
+            "provider_reconciliation": genai,
+            "cache_tagging": genai,
+            "fallback_chain": genai,
+        },
+        "exporters": {"file": {"path": out, "flush_interval": 0}},
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": [
+                        "batch",
+                        "provider_reconciliation",
+                        "cache_tagging",
+                        "fallback_chain",
+                    ],
+                    "exporters": ["file"],
+                }
+            },
+            "telemetry": {"metrics": {"level": "none"}},
+        },
+    }
+
+
+LLM_SPAN = {"openai-v2": "chat gpt-4o", "openinference": "ChatCompletion"}
+
+
+@pytest.mark.parametrize("instrumentation", ["openai-v2", "openinference"])
+def test_enrichment_of_real_instrumented_calls(tmp_path, collector_factory, fakes, instrumentation):
+    openai_api, anthropic_api = fakes
+    out = str(tmp_path / "out.jsonl")
+    hosts = {
+        f"127.0.0.1:{openai_api.port}": "openai",
+        f"127.0.0.1:{anthropic_api.port}": "anthropic",
+    }
+    c = collector_factory(collector_config(out, hosts))
+    app = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.processors.genai.instrumented_app",
+            "--instrumentation",
+            instrumentation,
+            "--otlp",
+            c.endpoints["receivers::otlp/grpc"],
+            "--openai",
+            openai_api.url,
+            "--anthropic",
+            anthropic_api.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert app.returncode == 0, app.stderr
+    trace_ids = json.loads(app.stdout.strip().splitlines()[-1])
+
+    def by_trace() -> dict[str, list[Any]]:
+        got: dict[str, list[Any]] = {}
+        for s in spans_in(read_json_lines(out)):
+            got.setdefault(s.trace_id.hex(), []).append(s)
+        return got
+
+    # every trace is complete: its root (the task) has arrived, with all children before it
+    assert wait_for(
+        lambda: all(
+            any(s.name.startswith("invoke_workflow") for s in by_trace().get(t, []))
+            for t in trace_ids.values()
+        ),
+        timeout=30,
+    ), c.output
+    traces = by_trace()
+    llm_name = LLM_SPAN[instrumentation]
+
+    def llm_spans(scenario: str, name: str = llm_name) -> list[dict[str, Any]]:
+        spans = sorted(
+            (s for s in traces[trace_ids[scenario]] if s.name == name),
+            key=lambda s: s.start_time_unix_nano,
+        )
+        return [attrs(s) for s in spans]
+
+    # a plain call: the dated snapshot served is the model asked for, not a mismatch
+    (plain,) = llm_spans("plain")
+    assert plain["sieve.provider.requested"] == "openai"
+    assert plain["sieve.model.requested"] == "gpt-4o"
+    assert plain["sieve.provider.served"] == "openai"
+    assert plain["sieve.model.served"] == "gpt-4o"
+    assert plain["sieve.provider.evidence"] == "http_host"
+    assert plain["sieve.provider.mismatch"] is False
+    assert plain["sieve.cache.hit"] is False
+    assert plain["sieve.attempt.count"] == 1
+    assert plain["sieve.retry.count"] == 0
+    assert plain["sieve.fallback.fired"] is False
+    assert plain["sieve.fallback.chain"] == ["openai/gpt-4o:ok"]
+    assert plain[
+        "gen_ai.response.model" if instrumentation == "openai-v2" else "llm.model_name"
+    ] == ("gpt-4o-2024-08-06")  # source attributes untouched
+
+    # a 500, then the SDK's own retry succeeds: one LLM span, two HTTP children
+    (retried,) = llm_spans("sdk_retry")
+    assert retried["sieve.fallback.chain"] == ["openai/gpt-4o:error:500", "openai/gpt-4o:ok"]
+    assert retried["sieve.attempt.count"] == 2
+    assert retried["sieve.retry.count"] == 1
+    assert retried["sieve.fallback.fired"] is False
+    assert retried["sieve.provider.served"] == "openai"
+
+    # the app catches the OpenAI error and falls back to Anthropic
+    (failed,) = llm_spans("fallback")
+    assert "sieve.fallback.chain" not in failed  # an attempt, not the logical call
+    assert failed["sieve.provider.requested"] == "openai"
+    (fallback,) = llm_spans("fallback", "anthropic.messages.create")
+    assert fallback["sieve.fallback.chain"] == [
+        "openai/gpt-4o:error:500",
+        "anthropic/claude-sonnet-4-6:ok",
+    ]
+    assert fallback["sieve.fallback.fired"] is True
+    assert fallback["sieve.attempt.count"] == 2
+    assert fallback["sieve.retry.count"] == 0
+    assert fallback["sieve.provider.served"] == "anthropic"
+    assert fallback["sieve.model.served"] == "claude-sonnet-4-6"
+    assert fallback["sieve.provider.mismatch"] is False
+
+    # a replayed answer (same response id as the earlier call) is a cache hit
+    first, replayed = llm_spans("cache")
+    assert first["sieve.cache.hit"] is False
+    assert replayed["sieve.cache.hit"] is True
+    assert replayed["sieve.cache.type"] == "exact"
+    assert replayed["sieve.cache.evidence"] == "response_id_seen"
