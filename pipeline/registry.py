@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from pipeline.component import AnyFactory, Kind, Registry
 from pipeline.connectors import forward
-from pipeline.exporters import debug, file, otlp, otlp_http
+from pipeline.exporters import debug, file, kafka, otlp, otlp_http
 from pipeline.extensions import health_check
+from pipeline.receivers import kafka as kafka_receiver
 from pipeline.receivers import otlp as otlp_receiver
 from processors import batch, memory_limiter
 
-RECEIVERS = (otlp_receiver.factory,)
+RECEIVERS = (otlp_receiver.factory, kafka_receiver.factory)
 PROCESSORS = (batch.factory, memory_limiter.factory)
-EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory)
+EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory, kafka.factory)
 CONNECTORS = (forward.factory,)
 EXTENSIONS = (health_check.factory,)
 
