@@ -31,14 +31,16 @@ def create_topic(bootstrap: str, name: str, partitions: int = 4) -> None:
 
 
 def produce(
-    bootstrap: str, topic: str, values: list[bytes], keys: list[bytes | None] | None = None
+    bootstrap: str, topic: str, values: list[bytes], partitions: list[int] | None = None
 ) -> None:
+    """Write messages (to the given partitions, else as the default partitioner does)."""
+
     async def run() -> None:
         p = AIOKafkaProducer(bootstrap_servers=bootstrap, max_request_size=16 << 20)
         await p.start()
         try:
             futs = [
-                await p.send(topic, v, key=(keys[i] if keys else None))
+                await p.send(topic, v, partition=(partitions[i] if partitions else None))
                 for i, v in enumerate(values)
             ]
             await asyncio.gather(*futs)
@@ -152,3 +154,19 @@ def workdir(base: object, name: str) -> str:
     path = os.path.join(str(base), name)
     os.makedirs(path, exist_ok=True)
     return path
+
+
+EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
+
+
+def otlp_send(endpoint: str, payload: bytes, timeout: float = 10.0) -> object:
+    """One OTLP/gRPC Export call; the status code (grpc.StatusCode.OK on success)."""
+    import grpc
+
+    with grpc.insecure_channel(endpoint) as ch:
+        call = ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
+        try:
+            call(payload, timeout=timeout)
+        except grpc.RpcError as err:
+            return err.code()
+    return grpc.StatusCode.OK
