@@ -245,7 +245,8 @@ class KafkaReceiver:
         self._host: Host | None = None
         self._closing = False
         self._dirty = False  # something became done since the last commit
-        self._next_commit = 0.0
+        self._commit_lock = asyncio.Lock()
+        self._committer: asyncio.Task[None] | None = None
         self._last_warn: dict[str, float] = {}
         tel = settings.telemetry
         self.metrics = tel.receiver(self._name, "kafka")
@@ -359,13 +360,23 @@ class KafkaReceiver:
                 ",".join(self.cfg.brokers),
                 self.cfg.group_id,
             )
+            if self.cfg.autocommit.enable:
+                self._committer = asyncio.get_running_loop().create_task(
+                    self._autocommit(consumer), name=f"{self._name}-commit"
+                )
             await self._loop(consumer)
             return
 
-    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
-        loop = asyncio.get_running_loop()
+    async def _autocommit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit what is done every `autocommit.interval` (apart from the fetch loop, so
+        a slow commit never holds up consumption)."""
         interval = self.cfg.autocommit.interval.seconds
-        self._next_commit = loop.time() + interval
+        while True:
+            await asyncio.sleep(interval)
+            if self._dirty:
+                await self._commit(consumer, timeout=max(5.0, 5 * interval))
+
+    async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self._closing:
             try:
                 await self._redeliver_due(consumer)
@@ -374,10 +385,6 @@ class KafkaReceiver:
                     part = self._parts.get(tp)
                     if part is not None and msgs and not self._closing:
                         await self._take(consumer, part, msgs)
-                if self.cfg.autocommit.enable and loop.time() >= self._next_commit:
-                    self._next_commit = loop.time() + interval
-                    if self._dirty:
-                        await self._commit(consumer)
             except KafkaError as exc:
                 self._warn("fetch", "Kafka consumer error: %s", kafkaclient.describe(exc))
                 await asyncio.sleep(0.5)
@@ -400,12 +407,16 @@ class KafkaReceiver:
             if not done:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
+        committer, self._committer = self._committer, None
+        if committer is not None:
+            committer.cancel()
+            await asyncio.gather(committer, return_exceptions=True)
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             # what is still in flight downstream gets until `end` to finish; then commit
             while any(p.chunks for p in self._parts.values()) and loop.time() < end:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            await self._commit(consumer)
+            await self._commit(consumer, timeout=max(0.5, end - loop.time()))
             pending = sum(len(p.chunks) for p in self._parts.values())
             if pending:
                 self._log.info(
@@ -447,7 +458,7 @@ class KafkaReceiver:
             return
         consumer = self._consumer
         if consumer is not None:
-            await self._commit(consumer, parts)
+            await self._commit(consumer, parts, timeout=5.0)
         in_flight = 0
         for p in parts:
             p.revoked = True
@@ -466,26 +477,34 @@ class KafkaReceiver:
 
     # -- committing --------------------------------------------------------------------
     async def _commit(
-        self, consumer: AIOKafkaConsumer, parts: Sequence[_Partition] | None = None
+        self,
+        consumer: AIOKafkaConsumer,
+        parts: Sequence[_Partition] | None = None,
+        *,
+        timeout: float,
     ) -> None:
-        self._dirty = False
-        offsets: dict[TopicPartition, int] = {}
-        for p in parts if parts is not None else list(self._parts.values()):
-            if p.done_to is not None and p.done_to > p.committed:
-                offsets[p.tp] = p.done_to
-        if not offsets:
-            return
-        try:
-            await consumer.commit(offsets)
-        except Exception as exc:
-            self._dirty = True
-            self._warn("commit", "cannot commit offsets: %s", kafkaclient.describe(exc))
-            return
-        for p in parts if parts is not None else list(self._parts.values()):
-            off = offsets.get(p.tp)
-            if off is not None:
-                p.committed = off
-                p.m_committed.set(off)
+        """Commit, per partition, the end of the done run. aiokafka retries a retriable
+        commit error forever; `timeout` bounds that."""
+        async with self._commit_lock:
+            self._dirty = False
+            chosen = list(parts) if parts is not None else list(self._parts.values())
+            offsets: dict[TopicPartition, int] = {}
+            for p in chosen:
+                if p.done_to is not None and p.done_to > p.committed:
+                    offsets[p.tp] = p.done_to
+            if not offsets:
+                return
+            try:
+                await asyncio.wait_for(consumer.commit(offsets), timeout)
+            except Exception as exc:
+                self._dirty = True
+                self._warn("commit", "cannot commit offsets: %s", kafkaclient.describe(exc))
+                return
+            for p in chosen:
+                off = offsets.get(p.tp)
+                if off is not None:
+                    p.committed = off
+                    p.m_committed.set(off)
 
     # -- taking records ----------------------------------------------------------------
     async def _take(self, consumer: AIOKafkaConsumer, part: _Partition, msgs: list[Any]) -> None:
