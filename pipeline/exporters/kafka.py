@@ -258,7 +258,7 @@ class KafkaExporter:
                 )
                 await producer.stop()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 3.0)
                 continue
             self._producer = producer
             self._connected.set()

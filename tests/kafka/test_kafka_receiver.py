@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import os
 
-from pipeline.testing import free_port, make_span, make_traces, read_json_lines, spans_in, wait_for
+from pipeline.testing import make_span, make_traces, read_json_lines, spans_in, wait_for
+from tests.kafka_broker import KafkaBroker
 from tests.kafka.helpers import (
     committed,
     create_topic,
@@ -13,6 +14,7 @@ from tests.kafka.helpers import (
     produce,
     read_topics,
     scrape,
+    spans_of,
     unique,
     workdir,
 )
@@ -90,25 +92,25 @@ def test_garbage_is_counted_dead_lettered_and_skipped(tmp_path, kafka_broker, co
 
 
 def test_offsets_wait_for_export(tmp_path, kafka_broker, collector_factory):
-    """Data held by a batch processor and an exporter whose backend is down is not
-    committed; once the backend is up and takes it, the offsets are committed."""
+    """Data held by a batch processor, then by an exporter whose Kafka is down, is not
+    committed; once that Kafka is up and has it, the offsets are committed."""
     bs = kafka_broker.bootstrap
-    topic, group = unique("held"), unique("g")
+    topic, group, out_topic = unique("held"), unique("g"), unique("out")
     create_topic(bs, topic, partitions=2)
     msgs = [good_message() for _ in range(10)]
     produce(bs, topic, [v for v, _ in msgs], [i % 2 for i in range(len(msgs))])
     expected = set().union(*(ids for _, ids in msgs))
-    backend_port = free_port()
+    downstream = KafkaBroker()  # not started yet: the exporter's Kafka is down
     b = collector_factory(
         {
             "receivers": {"kafka": receiver(bs, topic, group)},
-            "processors": {"batch": {"timeout": "300ms"}},
+            "processors": {"batch": {"timeout": "1s"}},
             "exporters": {
-                "otlp": {
-                    "endpoint": f"127.0.0.1:{backend_port}",
-                    "tls": {"insecure": True},
+                "kafka": {
+                    "brokers": [downstream.bootstrap],
+                    "topic": out_topic,
                     "timeout": "1s",
-                    "retry_on_failure": {"initial_interval": "200ms", "max_interval": "400ms"},
+                    "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms"},
                 }
             },
             "service": {
@@ -116,7 +118,7 @@ def test_offsets_wait_for_export(tmp_path, kafka_broker, collector_factory):
                     "traces": {
                         "receivers": ["kafka"],
                         "processors": ["batch"],
-                        "exporters": ["otlp"],
+                        "exporters": ["kafka"],
                     }
                 },
                 "telemetry": {"metrics": {"address": "127.0.0.1:0"}},
@@ -126,29 +128,21 @@ def test_offsets_wait_for_export(tmp_path, kafka_broker, collector_factory):
     )
     address = b.endpoints["telemetry/http"]
 
-    def accepted() -> float:
-        return metric(scrape(address), "otelcol_receiver_accepted_spans", receiver="kafka")
+    def value(name: str, **labels: str) -> float:
+        return metric(scrape(address), name, **labels)
 
-    assert wait_for(lambda: accepted() == len(expected), timeout=30)
-    # the exporter has failed and retried for a while (several commit intervals)
-    assert wait_for(lambda: b.output.count("export failed, retrying") >= 2, timeout=20)
+    # taken by the pipeline, then held by the batch processor ...
+    assert wait_for(lambda: value("otelcol_receiver_accepted_spans") == len(expected), 30)
     assert committed(bs, group, topic, 2) == {0: None, 1: None}
-    assert metric(scrape(address), "tracesieve_kafka_receiver_committed_offset") == 0
-
-    out = str(tmp_path / "backend.jsonl")
-    collector_factory(
-        {
-            "receivers": {
-                "otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{backend_port}"}}}
-            },
-            "exporters": {"file": {"path": out, "flush_interval": 0}},
-            "service": {
-                "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["file"]}},
-                "telemetry": {"metrics": {"level": "none"}},
-            },
-        },
-        workdir=workdir(tmp_path, "backend"),
-    )
-    assert wait_for(lambda: len(spans_in(read_json_lines(out))) >= len(expected), timeout=30)
-    assert {s.span_id for s in spans_in(read_json_lines(out))} == expected
-    assert wait_for(lambda: committed(bs, group, topic, 2) == {0: 5, 1: 5}, timeout=15)
+    # ... then by the exporter, which cannot send
+    assert wait_for(lambda: value("otelcol_processor_outgoing_items") == len(expected), 10)
+    assert wait_for(lambda: "cannot connect to Kafka" in b.output, timeout=10)
+    assert committed(bs, group, topic, 2) == {0: None, 1: None}
+    assert value("tracesieve_kafka_receiver_committed_offset") == 0
+    try:
+        downstream.start()
+        records = read_topics(downstream.bootstrap, [out_topic], until=1, timeout=30)
+        assert {s for r in records for _, s in spans_of(r.value)} == expected
+        assert wait_for(lambda: committed(bs, group, topic, 2) == {0: 5, 1: 5}, timeout=15)
+    finally:
+        downstream.stop()
