@@ -22,6 +22,7 @@ OTel Collector's kafka receiver reads) or its OTLP JSON form (`otlp_json`).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -249,14 +250,17 @@ class KafkaExporter:
             producer = AIOKafkaProducer(**self.producer_kwargs())
             try:
                 await producer.start()
-            except Exception as exc:
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    await producer.stop()
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (shutdown)
                 self._warn(
                     "cannot connect to Kafka %s (retrying in %.1fs): %s",
                     ",".join(self.cfg.brokers),
                     delay,
                     kafkaclient.describe(exc),
                 )
-                await producer.stop()
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 3.0)
                 continue

@@ -341,7 +341,11 @@ class KafkaReceiver:
                 consumer.subscribe(topics=self._topics, listener=listener)
             try:
                 await consumer.start()
-            except Exception as exc:
+            except BaseException as exc:
+                with contextlib.suppress(Exception):
+                    await consumer.stop()
+                if not isinstance(exc, Exception):
+                    raise  # cancelled (shutdown)
                 self._warn(
                     "connect",
                     "cannot connect to Kafka %s (retrying in %.1fs): %s",
@@ -349,9 +353,8 @@ class KafkaReceiver:
                     delay,
                     kafkaclient.describe(exc),
                 )
-                await consumer.stop()
                 await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
+                delay = min(delay * 2, 3.0)
                 continue
             self._consumer = consumer
             self._log.info(
@@ -374,7 +377,7 @@ class KafkaReceiver:
         while True:
             await asyncio.sleep(interval)
             if self._dirty:
-                await self._commit(consumer, timeout=max(5.0, 5 * interval))
+                await self._commit(consumer, within=max(5.0, 5 * interval))
 
     async def _loop(self, consumer: AIOKafkaConsumer) -> None:
         while not self._closing:
@@ -416,7 +419,7 @@ class KafkaReceiver:
             # what is still in flight downstream gets until `end` to finish; then commit
             while any(p.chunks for p in self._parts.values()) and loop.time() < end:  # noqa: ASYNC110
                 await asyncio.sleep(0.02)
-            await self._commit(consumer, timeout=max(0.5, end - loop.time()))
+            await self._commit(consumer, within=max(0.5, end - loop.time()))
             pending = sum(len(p.chunks) for p in self._parts.values())
             if pending:
                 self._log.info(
@@ -458,7 +461,7 @@ class KafkaReceiver:
             return
         consumer = self._consumer
         if consumer is not None:
-            await self._commit(consumer, parts, timeout=5.0)
+            await self._commit(consumer, parts, within=5.0)
         in_flight = 0
         for p in parts:
             p.revoked = True
@@ -481,10 +484,10 @@ class KafkaReceiver:
         consumer: AIOKafkaConsumer,
         parts: Sequence[_Partition] | None = None,
         *,
-        timeout: float,
+        within: float,
     ) -> None:
         """Commit, per partition, the end of the done run. aiokafka retries a retriable
-        commit error forever; `timeout` bounds that."""
+        commit error forever; `within` (seconds) bounds that."""
         async with self._commit_lock:
             self._dirty = False
             chosen = list(parts) if parts is not None else list(self._parts.values())
@@ -495,7 +498,7 @@ class KafkaReceiver:
             if not offsets:
                 return
             try:
-                await asyncio.wait_for(consumer.commit(offsets), timeout)
+                await asyncio.wait_for(consumer.commit(offsets), within)
             except Exception as exc:
                 self._dirty = True
                 self._warn("commit", "cannot commit offsets: %s", kafkaclient.describe(exc))

@@ -145,7 +145,7 @@ def test_broker_restart_mid_stream(tmp_path, kafka_broker_factory, collector_fac
         workdir=workdir(tmp_path, "a"),
     )
     out = str(tmp_path / "out.jsonl")
-    b = collector_factory(gateway(bs, topic, group, out), workdir=workdir(tmp_path, "b"))
+    collector_factory(gateway(bs, topic, group, out), workdir=workdir(tmp_path, "b"))
     endpoint = a.endpoints["receivers::otlp/grpc"]
     accepted: set[bytes] = set()
     refused: set[bytes] = set()

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 
 from pipeline.testing import make_span, make_traces, read_json_lines, spans_in, wait_for
-from tests.kafka_broker import KafkaBroker
 from tests.kafka.helpers import (
     committed,
     create_topic,
@@ -18,6 +17,7 @@ from tests.kafka.helpers import (
     unique,
     workdir,
 )
+from tests.kafka_broker import KafkaBroker
 
 
 def good_message(spans: int = 5) -> tuple[bytes, set[bytes]]:
