@@ -62,10 +62,14 @@ class Record:
 
 
 def read_topics(
-    bootstrap: str, topics: list[str], until: int, timeout: float = 30.0
+    bootstrap: str,
+    topics: list[str],
+    until: int = 1 << 30,
+    timeout: float = 30.0,
+    spans: int | None = None,
 ) -> list[Record]:
     """Everything on the topics from the beginning, without a group, until `until`
-    records have been read or `timeout`."""
+    records (or records holding `spans` spans) have been read, or `timeout`."""
 
     async def run() -> list[Record]:
         c = AIOKafkaConsumer(
@@ -79,10 +83,15 @@ def read_topics(
         out: list[Record] = []
         try:
             end = time.monotonic() + timeout
+            seen = 0
             while len(out) < until and time.monotonic() < end:
+                if spans is not None and seen >= spans:
+                    break
                 batch = await c.getmany(timeout_ms=200)
                 for msgs in batch.values():
                     for m in msgs:
+                        if spans is not None:
+                            seen += len(spans_of(m.value))
                         out.append(
                             Record(
                                 m.topic,

@@ -123,7 +123,7 @@ def test_sdk_to_kafka_to_collector(tmp_path, kafka_broker, collector_factory):
 
     # what the OTel Collector's kafka receiver would read: every message is one
     # ExportTraceServiceRequest, keyed by its trace id, within max_message_bytes
-    records = read_topics(bs, [topic], until=1_000_000, timeout=3)
+    records = read_topics(bs, [topic], spans=expected, timeout=20)
     seen: Counter[bytes] = Counter()
     keys_per_partition: dict[bytes, set[int]] = {}
     for r in records:

@@ -141,8 +141,70 @@ def test_offsets_wait_for_export(tmp_path, kafka_broker, collector_factory):
     assert value("tracesieve_kafka_receiver_committed_offset") == 0
     try:
         downstream.start()
-        records = read_topics(downstream.bootstrap, [out_topic], until=1, timeout=30)
+        records = read_topics(downstream.bootstrap, [out_topic], spans=len(expected), timeout=30)
         assert {s for r in records for _, s in spans_of(r.value)} == expected
         assert wait_for(lambda: committed(bs, group, topic, 2) == {0: 5, 1: 5}, timeout=15)
+    finally:
+        downstream.stop()
+
+
+def test_refused_data_pauses_the_partition_and_is_offered_again(
+    tmp_path, kafka_broker, collector_factory
+):
+    """A full exporter queue refuses; the receiver pauses those partitions, offers the
+    same data again with backoff (not in a tight loop), and resumes once it is taken."""
+    bs = kafka_broker.bootstrap
+    topic, group, out_topic = unique("refuse"), unique("g"), unique("out")
+    create_topic(bs, topic, partitions=4)
+    msgs = [good_message() for _ in range(40)]
+    produce(bs, topic, [v for v, _ in msgs], [i % 4 for i in range(len(msgs))])
+    expected = set().union(*(ids for _, ids in msgs))
+    downstream = KafkaBroker()
+    b = collector_factory(
+        {
+            "receivers": {
+                "kafka": receiver(
+                    bs,
+                    topic,
+                    group,
+                    error_backoff={"initial_interval": "200ms", "max_interval": "1s"},
+                )
+            },
+            "exporters": {
+                "kafka": {
+                    "brokers": [downstream.bootstrap],
+                    "topic": out_topic,
+                    "timeout": "1s",
+                    "retry_on_failure": {"initial_interval": "100ms", "max_interval": "200ms"},
+                    "sending_queue": {"queue_size": 1, "num_consumers": 1},
+                }
+            },
+            "service": {
+                "pipelines": {"traces": {"receivers": ["kafka"], "exporters": ["kafka"]}},
+                "telemetry": {"metrics": {"address": "127.0.0.1:0"}},
+            },
+        },
+        workdir=workdir(tmp_path, "b"),
+    )
+    address = b.endpoints["telemetry/http"]
+
+    def value(name: str, **labels: str) -> float:
+        return metric(scrape(address), name, **labels)
+
+    assert wait_for(lambda: value("tracesieve_kafka_receiver_paused_partitions") >= 2, 30)
+    assert wait_for(lambda: value("tracesieve_kafka_receiver_redelivered_spans") > 0, 10)
+    # backoff, not a tight loop: over a few seconds, a handful of attempts per partition
+    refusals = value("otelcol_receiver_requests", outcome="refused")
+    assert wait_for(lambda: "cannot connect to Kafka" in b.output, timeout=10)
+    assert refusals < 60, refusals
+    assert committed(bs, group, topic, 4) == {p: None for p in range(4)}
+    try:
+        downstream.start()
+        records = read_topics(downstream.bootstrap, [out_topic], spans=len(expected), timeout=40)
+        assert {s for r in records for _, s in spans_of(r.value)} == expected
+        assert wait_for(lambda: value("tracesieve_kafka_receiver_paused_partitions") == 0, 15)
+        assert wait_for(
+            lambda: committed(bs, group, topic, 4) == {p: 10 for p in range(4)}, timeout=15
+        )
     finally:
         downstream.stop()
