@@ -13,6 +13,7 @@ Cases:
 
 `spans_per_s` is wall-clock throughput of the pinned collector; `spans_per_cpu_s` divides
 by the CPU time the collector used in the window (less sensitive to sharing the core).
+`--profile DIR` writes py-spy collapsed stacks of the collector per case (`DIR/<case>.txt`).
 """
 
 from __future__ import annotations
@@ -129,6 +130,8 @@ async def _load(endpoint: str, payloads: list[bytes], stop: asyncio.Event, conc:
 
 
 PROFILE: str | None = None  # --profile: a py-spy flame graph of the collector per case
+QUEUE_SIZE = 100  # --queue-size: the exporter's sending queue (requests)
+LINGER = "10ms"  # --linger: producer.linger
 
 
 def _profiler(pid: int, seconds: float, name: str) -> Any:
@@ -163,7 +166,8 @@ def _otlp_case(
 ) -> dict[str, Any]:
     rnd = random.Random(1)
     n_traces = SPANS_PER_REQUEST // SPANS_PER_TRACE
-    payloads = [_spans_request(n_traces, SPANS_PER_TRACE, rnd) for _ in range(16)]
+    # 128 distinct requests: 4096 trace ids cycle, more than any cache of them keeps
+    payloads = [_spans_request(n_traces, SPANS_PER_TRACE, rnd) for _ in range(128)]
     topic = f"bench-{case}-{os.getpid()}-{time.monotonic_ns()}"
     if case == "passthrough":
         exporter: dict[str, Any] = {"debug": {"summary_interval": "60s"}}
@@ -174,6 +178,8 @@ def _otlp_case(
                 "brokers": [bootstrap],
                 "topic": topic,
                 "partition_traces_by_id": case == "exporter_by_trace",
+                "sending_queue": {"queue_size": QUEUE_SIZE},
+                "producer": {"linger": LINGER},
             }
         }
         counter = "otelcol_exporter_sent_spans"
@@ -320,9 +326,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=1, help="runs per case; the best is reported")
     ap.add_argument("--cpu", type=int, default=0, help="the core the collector is pinned to")
     ap.add_argument("--profile", metavar="DIR", help="write a py-spy flame graph per case here")
+    ap.add_argument("--queue-size", type=int, default=100, help="exporter sending queue")
+    ap.add_argument("--linger", default="10ms", help="exporter producer.linger")
     args = ap.parse_args(argv)
-    global PROFILE
-    PROFILE = args.profile
+    global PROFILE, QUEUE_SIZE, LINGER
+    PROFILE, QUEUE_SIZE, LINGER = args.profile, args.queue_size, args.linger
     from tests.kafka_broker import KafkaBroker
 
     ncpu = os.cpu_count() or 1

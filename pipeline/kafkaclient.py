@@ -9,10 +9,14 @@ The options follow the OTel Collector's `configkafka`: `brokers`, `client_id`,
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import re
 import ssl
+import struct
 import time
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from aiokafka import errors as kerrors
@@ -127,6 +131,44 @@ def describe(exc: BaseException) -> str:
     text = str(exc)
     name = type(exc).__name__
     return text if text.startswith(name) else f"{name}: {text}" if text else name
+
+
+# -- partitioning -----------------------------------------------------------------------
+
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+
+
+@functools.lru_cache(maxsize=2048)  # a trace's key recurs: its spans arrive in several batches
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's `Utils.murmur2`), as aiokafka's, ~5x faster."""
+    n = len(data)
+    h = (0x9747B28C ^ n) & _MASK
+    n4 = n & ~3
+    for k in struct.unpack(f"<{n4 >> 2}I", data[:n4]):
+        k = (k * _M) & _MASK
+        k ^= k >> 24
+        k = (k * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    extra = n & 3
+    if extra >= 3:
+        h ^= data[n4 + 2] << 16
+    if extra >= 2:
+        h ^= data[n4 + 1] << 8
+    if extra >= 1:
+        h ^= data[n4]
+        h = (h * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    h ^= h >> 15
+    return h
+
+
+def partitioner(key: bytes | None, all_partitions: Sequence[int], available: Sequence[int]) -> int:
+    """aiokafka's (and the Java client's) default partitioner, with the faster murmur2."""
+    if key is None:
+        return random.choice(available or all_partitions)
+    return all_partitions[(murmur2(key) & 0x7FFFFFFF) % len(all_partitions)]
 
 
 # -- aiokafka logging ------------------------------------------------------------------

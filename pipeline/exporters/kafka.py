@@ -232,6 +232,7 @@ class KafkaExporter:
             max_request_size=p.max_message_bytes,
             request_timeout_ms=max(1000, int(cfg.timeout.seconds * 1000)),
             enable_idempotence=False,
+            partitioner=kafkaclient.partitioner,
         )
         return kw
 
@@ -309,6 +310,8 @@ class KafkaExporter:
 
     def encode(self, traces: Traces) -> tuple[list[_Message], int]:
         """The messages for a batch, and how many spans were too large to send."""
+        if traces.span_count == 0:
+            return [], 0
         if self._encoding == "otlp_json":
             return self._encode_json(traces)
         by_id = self.cfg.partition_traces_by_id
