@@ -175,3 +175,21 @@ async def test_lifecycle_without_a_broker():
     await rcv.shutdown()
     await exp.shutdown()
     assert loop.time() - t0 < 5
+
+
+def test_partitioner_matches_kafkas_default():
+    """Same key -> same partition as aiokafka's (the Java client's) default partitioner,
+    so other producers writing the topic keep a trace on one partition."""
+    import random
+
+    from aiokafka.partitioner import DefaultPartitioner
+    from aiokafka.partitioner import murmur2 as reference
+
+    rnd = random.Random(7)
+    for n in [*range(40), 64]:
+        data = rnd.randbytes(n)
+        assert kafkaclient.murmur2(data) == reference(data)
+        parts = list(range(rnd.randint(1, 12)))
+        assert kafkaclient.partitioner(data, parts, parts) == DefaultPartitioner()(
+            data, parts, parts
+        )
