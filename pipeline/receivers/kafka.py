@@ -515,9 +515,10 @@ class KafkaReceiver:
         part.chunks.append(chunk)
         part.m_messages.inc(len(msgs))
         part.m_offset.set(msgs[-1].offset)
-        hw = consumer.highwater(part.tp)
-        if hw is not None:
-            part.m_lag.set(max(0, hw - chunk.end))
+        with contextlib.suppress(Exception):  # unassigned meanwhile: no figure
+            hw = consumer.highwater(part.tp)
+            if hw is not None:
+                part.m_lag.set(max(0, hw - chunk.end))
         traces, bad = self._decode(chunk, msgs)
         if bad:
             await self._reject(part, bad)
