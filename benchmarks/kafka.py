@@ -101,7 +101,11 @@ def _collector(config: dict[str, Any], cpus: set[int]) -> Any:
     from pipeline.testing import Collector
 
     c = Collector(config, workdir=tempfile.mkdtemp(prefix="bench-kafka-"))
-    c.start(timeout=60)
+    try:
+        c.start(timeout=60)
+    except BaseException:
+        c.stop()  # a collector that did not get ready must not outlive the benchmark
+        raise
     assert c.proc is not None
     _pin(c.proc.pid, cpus)
     return c
