@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pipeline.component import AnyFactory, Kind, Registry
 from pipeline.connectors import forward, routing
-from pipeline.exporters import debug, file, otlp, otlp_http
+from pipeline.exporters import debug, file, kafka, otlp, otlp_http
 from pipeline.extensions import health_check
+from pipeline.receivers import kafka as kafka_receiver
 from pipeline.receivers import otlp as otlp_receiver
 from processors import (
     batch,
@@ -17,7 +18,7 @@ from processors import (
     tail_sampling,
 )
 
-RECEIVERS = (otlp_receiver.factory,)
+RECEIVERS = (otlp_receiver.factory, kafka_receiver.factory)
 PROCESSORS = (
     batch.factory,
     memory_limiter.factory,
@@ -27,7 +28,7 @@ PROCESSORS = (
     fallback_chain.factory,
     tail_sampling.factory,
 )
-EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory)
+EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory, kafka.factory)
 CONNECTORS = (forward.factory, routing.factory)
 EXTENSIONS = (health_check.factory,)
 
