@@ -144,6 +144,17 @@ class QueueConfig(Config):
     fsync: Literal["always", "batch", "never"] = "batch"
     fsync_interval: Duration = msgspec.field(default_factory=lambda: Duration(0.2))
 
+    def validate(self) -> list[str]:
+        errs = []
+        if self.storage is not None:
+            if not self.storage.strip():
+                errs.append("storage: is empty (a directory for the persistent queue)")
+            if not self.enabled:
+                errs.append("storage: the persistent queue needs enabled: true")
+        if self.fsync == "batch" and self.fsync_interval.seconds <= 0:
+            errs.append("fsync_interval: must be greater than 0 with fsync: batch")
+        return errs
+
 
 class TLSClientConfig(Config):
     """Client TLS (`tls`): on unless `insecure: true`."""
