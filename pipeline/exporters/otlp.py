@@ -105,6 +105,10 @@ class OTLPExporter:
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", 64 << 20),
             ("grpc.lb_policy_name", self.cfg.balancer_name),
+            # reconnect soon after a backend outage (grpc's default backoff grows to 120s,
+            # leaving the exporter failing fast long after the backend is back)
+            ("grpc.initial_reconnect_backoff_ms", 250),
+            ("grpc.max_reconnect_backoff_ms", 5000),
         ]
         if secure:
             tls = self.cfg.tls

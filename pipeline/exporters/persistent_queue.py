@@ -329,7 +329,11 @@ class PersistentQueue:
         seg = self._current
         seq = self._next_seq
         head = _HEAD.pack(
-            MAGIC, len(payload), _record_crc(seq, traces.span_count, payload), seq, traces.span_count
+            MAGIC,
+            len(payload),
+            _record_crc(seq, traces.span_count, payload),
+            seq,
+            traces.span_count,
         )
         try:
             _write_all(self._write_fd, [head, payload])

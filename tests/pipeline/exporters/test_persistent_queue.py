@@ -79,7 +79,7 @@ async def test_wait_for_room(tmp_path):
     waiter = asyncio.ensure_future(q.wait_for_room())
     await asyncio.sleep(0.01)
     assert not waiter.done()
-    (_, done), = await take(q, 1)
+    ((_, done),) = await take(q, 1)
     done()
     await asyncio.wait_for(waiter, 2)
     q.close()
@@ -141,7 +141,11 @@ async def test_ack_log_is_compacted(tmp_path):
 
 
 def _only_segment(q_dir: str) -> str:
-    (name,) = [f for f in os.listdir(q_dir) if f.endswith(".wal") and os.path.getsize(os.path.join(q_dir, f))]
+    (name,) = [
+        f
+        for f in os.listdir(q_dir)
+        if f.endswith(".wal") and os.path.getsize(os.path.join(q_dir, f))
+    ]
     return os.path.join(q_dir, name)
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks and load tools (soak, load generator)."""
