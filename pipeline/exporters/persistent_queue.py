@@ -34,6 +34,7 @@ import asyncio
 import contextlib
 import errno
 import fcntl
+import functools
 import logging
 import os
 import struct
@@ -376,7 +377,7 @@ class PersistentQueue:
                 continue
             deliveries = self._deliveries.pop(seq, ())
             traces = Traces(raw=payload, span_count=item.spans, deliveries=deliveries)
-            return traces, lambda: self._ack(seq)
+            return traces, functools.partial(self._ack, seq)
 
     def _read(self, item: _Item) -> bytes:
         seg = item.segment

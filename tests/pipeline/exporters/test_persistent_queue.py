@@ -289,49 +289,50 @@ CHILD = textwrap.dedent(
 )
 
 
+async def _drain(path) -> tuple[list[int], bool]:  # type: ignore[no-untyped-def]
+    q = PersistentQueue(cfg(path, queue_size=1 << 40, sizer="bytes"), "x")
+    found: list[int] = []
+    intact = True
+    while not q.empty():
+        t, _done = await q.get()
+        raw = t.to_bytes()
+        i = ident(t)
+        intact &= set(raw[4:]) <= {i % 251}
+        found.append(i)
+    q.close()
+    return found, intact
+
+
 @pytest.mark.parametrize("policy", ["never", "always"])
-async def test_kill_9_mid_write_loses_nothing_offered(tmp_path, policy):
+def test_kill_9_mid_write_loses_nothing_offered(tmp_path, policy):
     """A child process offers and acks as fast as it can and is killed at random moments;
     every batch whose offer returned and whose ack did not start is found again, intact,
     and no acked batch comes back."""
-    offered: set[int] = set()
-    acking: set[int] = set()
-    acked: set[int] = set()
+    seen: dict[str, set[int]] = {"offered": set(), "acking": set(), "acked": set()}
     rnd = random.Random(11)
     next_id = 0
-    for round_ in range(4):
+    for round_ in range(3):
         proc = subprocess.Popen(
             [sys.executable, "-c", CHILD, str(tmp_path), policy, str(round_), str(next_id)],
             stdout=subprocess.PIPE,
             text=True,
         )
         assert proc.stdout is not None
-        lines = 0
-        for line in proc.stdout:
+        kill_after = rnd.randint(20, 200)
+        for n, line in enumerate(proc.stdout):
             word, num = line.split()
-            {"offered": offered, "acking": acking, "acked": acked}[word].add(int(num))
-            lines += 1
-            if lines >= rnd.randint(20, 200):
+            seen[word].add(int(num))
+            if n >= kill_after:
                 proc.send_signal(signal.SIGKILL)
                 break
-        rest = proc.communicate()[0]
-        for line in rest.splitlines():
+        for line in proc.communicate()[0].splitlines():
             word, num = line.split()
-            {"offered": offered, "acking": acking, "acked": acked}[word].add(int(num))
-        # the parent reads what survived, then the next child appends to the same queue
-        q = PersistentQueue(cfg(tmp_path, queue_size=1 << 40, sizer="bytes"), "x")
-        found: list[int] = []
-        payloads_ok = True
-        while not q.empty():
-            t, _done = await q.get()
-            raw = t.to_bytes()
-            i = ident(t)
-            payloads_ok &= set(raw[4:]) <= {i % 251}
-            found.append(i)
-        q.close()
-        must = offered - acking
+            seen[word].add(int(num))
+        # the parent reads what survived; the next child appends to the same queue
+        found, intact = asyncio.run(_drain(tmp_path))
+        must = seen["offered"] - seen["acking"]
         assert must <= set(found), sorted(must - set(found))[:10]
-        assert not (set(found) & acked)
-        assert payloads_ok
+        assert not (set(found) & seen["acked"])
+        assert intact
         assert found == sorted(found)
-        next_id = max(offered | set(found)) + 1000
+        next_id = max(seen["offered"] | set(found)) + 1000
