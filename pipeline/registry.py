@@ -7,10 +7,10 @@ from pipeline.connectors import forward
 from pipeline.exporters import debug, file, otlp, otlp_http
 from pipeline.extensions import health_check
 from pipeline.receivers import otlp as otlp_receiver
-from processors import batch, memory_limiter
+from processors import attributes, batch, memory_limiter
 
 RECEIVERS = (otlp_receiver.factory,)
-PROCESSORS = (batch.factory, memory_limiter.factory)
+PROCESSORS = (batch.factory, memory_limiter.factory, attributes.factory)
 EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory)
 CONNECTORS = (forward.factory,)
 EXTENSIONS = (health_check.factory,)

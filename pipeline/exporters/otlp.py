@@ -53,7 +53,7 @@ class OTLPExporterConfig(Config):
 
 
 def _read(path: str | None) -> bytes | None:
-    if path is None:
+    if not path:
         return None
     with open(path, "rb") as fh:
         return fh.read()

@@ -53,7 +53,7 @@ class OTLPHTTPExporterConfig(Config):
 
 
 def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None)
     if tls.cert_file and tls.key_file:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.insecure_skip_verify:
