@@ -47,6 +47,11 @@ class OTLPExporterConfig(Config):
         target = self.endpoint.split("://", 1)[-1]
         if ":" not in target.rsplit("]", 1)[-1]:
             errs.append(f"endpoint: {self.endpoint!r} has no port (want host:port)")
+        if self.tls.insecure_skip_verify and not self.tls.insecure:
+            errs.append(
+                "tls::insecure_skip_verify: not supported by the gRPC exporter; set "
+                "tls::ca_file to the CA that signed the server's certificate"
+            )
         if self.sending_queue.wait_for_result and self.sending_queue.storage:
             errs.append("sending_queue: wait_for_result cannot be used with storage")
         return errs

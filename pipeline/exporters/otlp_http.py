@@ -109,7 +109,12 @@ class OTLPHTTPExporter:
         if self.cfg.compression == "gzip":
             body = gzip.compress(body, compresslevel=5)
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers=self._headers,
+                server_hostname=self.cfg.tls.server_name_override or None,
+            ) as resp:
                 payload = await resp.read()
                 if resp.status in RETRYABLE_STATUS:
                     raise RetryableError(
