@@ -29,7 +29,11 @@ class HTTPServer:
     async def start(self) -> tuple[str, int]:
         # bodies are decompressed by the handler, under its own size limit
         runner = web.AppRunner(
-            self._app, access_log=None, handle_signals=False, auto_decompress=False
+            self._app,
+            access_log=None,
+            handle_signals=False,
+            auto_decompress=False,
+            shutdown_timeout=5.0,
         )
         await runner.setup()
         site = web.TCPSite(
@@ -38,7 +42,6 @@ class HTTPServer:
             self._port,
             ssl_context=self._ssl,
             reuse_port=self._reuse_port or None,
-            shutdown_timeout=5.0,
         )
         try:
             await site.start()

@@ -219,6 +219,8 @@ class AttributesConfig(Config):
 def _value_problem(v: Any, depth: int = 0) -> str | None:
     if depth > 32:
         return "nested too deeply"
+    if v is None and depth > 0:
+        return None  # an empty value inside a list or map
     if isinstance(v, bool | str | float):
         return None
     if isinstance(v, int):
