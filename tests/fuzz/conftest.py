@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 from tests.fuzz.budget import EXAMPLES
@@ -20,3 +21,11 @@ settings.register_profile(
     print_blob=True,
 )
 settings.load_profile("long" if EXAMPLES else "short")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A long run (`make fuzz`) is not bound by the suite's per-test timeout."""
+    if EXAMPLES:
+        for item in items:
+            if "tests/fuzz/" in str(item.path).replace("\\", "/"):
+                item.add_marker(pytest.mark.timeout(0))
