@@ -263,20 +263,22 @@ class PersistentQueue:
 
     # -- files ----------------------------------------------------------------------------
     def _new_segment(self, first_seq: int) -> _Segment:
+        """Open a segment for writing and make it the current one."""
         path = os.path.join(self.dir, f"seg-{first_seq:020d}.wal")
-        self._write_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        seg = _Segment(first_seq, path, size=os.fstat(self._write_fd).st_size)
-        self._segments[first_seq] = seg
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        seg = _Segment(first_seq, path, size=os.fstat(fd).st_size)
         if self._fsync == "always":
             _fsync_dir(self.dir)
+        self._write_fd = fd
+        self._segments[first_seq] = seg
         return seg
 
     def _rotate(self) -> None:
-        old = self._current
+        old, old_fd = self._current, self._write_fd
         if self._fsync != "never":
-            os.fsync(self._write_fd)
-        os.close(self._write_fd)
-        self._current = self._new_segment(self._next_seq)
+            os.fsync(old_fd)
+        self._current = self._new_segment(self._next_seq)  # on failure: keep the old one
+        os.close(old_fd)
         if not old.unacked:
             self._delete_segment(old)
 
@@ -326,7 +328,10 @@ class PersistentQueue:
             self._has_room.clear()
             return False
         if self._current.size >= self._segment_bytes:
-            self._rotate()
+            try:
+                self._rotate()
+            except OSError as exc:  # go on in the current segment
+                self._warn("cannot start a new queue segment in %s: %s", self.dir, exc)
         seg = self._current
         seq = self._next_seq
         head = _HEAD.pack(

@@ -3,6 +3,7 @@ reclamation, restart, torn and corrupt records, and kill -9 in the middle of wri
 
 from __future__ import annotations
 
+import ast
 import asyncio
 import os
 import random
@@ -336,3 +337,45 @@ def test_kill_9_mid_write_loses_nothing_offered(tmp_path, policy):
         assert intact
         assert found == sorted(found)
         next_id = max(seen["offered"] | set(found)) + 1000
+
+
+DISK_FULL_CHILD = textwrap.dedent(
+    """
+    import asyncio, resource, signal, struct, sys
+    from pipeline.configtypes import QueueConfig
+    from pipeline.exporters.persistent_queue import PersistentQueue
+    from pipeline.pdata import Traces
+
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails (EFBIG)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+
+    async def main():
+        q = PersistentQueue(QueueConfig(storage=sys.argv[1], fsync="never"), "x")
+        ok = [q.offer(Traces(raw=struct.pack(">I", i) + b"x" * 9_000, span_count=1)) for i in range(8)]
+        print("offers", ok)
+        got = []
+        while not q.empty():
+            t, done = await q.get()
+            got.append(struct.unpack(">I", t.to_bytes()[:4])[0])
+            done()
+        print("got", got)
+        q.close()
+
+    asyncio.run(main())
+    """
+)
+
+
+def test_a_full_disk_refuses_and_keeps_the_queue_intact(tmp_path):
+    r = subprocess.run(
+        [sys.executable, "-c", DISK_FULL_CHILD, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert r.returncode == 0, r.stderr
+    offers = ast.literal_eval(r.stdout.splitlines()[0].removeprefix("offers "))
+    got = ast.literal_eval(r.stdout.splitlines()[1].removeprefix("got "))
+    assert offers[:5] == [True] * 5 and not all(offers)  # refused once the disk is "full"
+    assert got == [i for i, ok in enumerate(offers) if ok]  # what was accepted is intact
+    assert "cannot write to the sending queue" in r.stderr
