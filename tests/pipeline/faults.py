@@ -11,10 +11,14 @@ from prometheus_client.parser import text_string_to_metric_families
 from benchmarks.loadgen import read_proto_file, span_ids
 
 
-def backend_config(port: int, out: str) -> dict[str, Any]:
-    """The far end: OTLP/gRPC in on a fixed port (it is restarted), spans to a file."""
+def backend_config(port: int, out: str, http_port: int | None = None) -> dict[str, Any]:
+    """The far end: OTLP/gRPC (and OTLP/HTTP) in on fixed ports (it is restarted), spans
+    to a file."""
+    protocols: dict[str, Any] = {"grpc": {"endpoint": f"127.0.0.1:{port}"}}
+    if http_port is not None:
+        protocols["http"] = {"endpoint": f"127.0.0.1:{http_port}"}
     return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": f"127.0.0.1:{port}"}}}},
+        "receivers": {"otlp": {"protocols": protocols}},
         "exporters": {"file": {"path": out, "format": "proto", "flush_interval": 0}},
         "service": {
             "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["file"]}},
@@ -31,34 +35,38 @@ def middle_config(
     queue: dict[str, Any] | None = None,
     http: bool = False,
     processors: list[str] | None = None,
+    exporter: str = "otlp_grpc",
 ) -> dict[str, Any]:
-    """The collector under test: OTLP in, otlp_grpc out to the backend, retrying fast and
-    forever, /metrics on a free port."""
+    """The collector under test: OTLP in, `exporter` (otlp_grpc, or otlp_http with
+    `backend_port` the backend's HTTP port) out to the backend, retrying fast and forever,
+    /metrics on a free port."""
     protocols: dict[str, Any] = {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}}
     if http:
         protocols["http"] = {"endpoint": "127.0.0.1:0"}
+    common: dict[str, Any] = {
+        "timeout": "2s",
+        "retry_on_failure": {
+            "initial_interval": "100ms",
+            "max_interval": "500ms",
+            "max_elapsed_time": 0,
+        },
+        "sending_queue": queue or {},
+    }
+    if exporter == "otlp_http":
+        common["endpoint"] = f"http://127.0.0.1:{backend_port}"
+    else:
+        common["endpoint"] = f"127.0.0.1:{backend_port}"
+        common["tls"] = {"insecure": True}
     return {
         "receivers": {"otlp": {"protocols": protocols}},
         "processors": {"batch": {"timeout": "20ms", "send_batch_size": 512}},
-        "exporters": {
-            "otlp_grpc": {
-                "endpoint": f"127.0.0.1:{backend_port}",
-                "tls": {"insecure": True},
-                "timeout": "2s",
-                "retry_on_failure": {
-                    "initial_interval": "100ms",
-                    "max_interval": "500ms",
-                    "max_elapsed_time": 0,
-                },
-                "sending_queue": queue or {},
-            }
-        },
+        "exporters": {exporter: common},
         "service": {
             "pipelines": {
                 "traces": {
                     "receivers": ["otlp"],
                     "processors": processors or [],
-                    "exporters": ["otlp_grpc"],
+                    "exporters": [exporter],
                 }
             },
             "telemetry": {"metrics": {"address": "127.0.0.1:0"}},

@@ -12,6 +12,7 @@ import threading
 import time
 
 import httpx
+import pytest
 
 from benchmarks.loadgen import GRPCSender, RequestBuilder, tally
 from pipeline.testing import free_port, wait_for
@@ -65,13 +66,18 @@ def test_backend_down_30s_then_back_loses_nothing(tmp_path, collector_factory):
     assert metric_sum(m, "otelcol_exporter_send_failed_spans") == 0
 
 
-def test_sigkill_with_persistent_queue_loses_nothing(tmp_path, collector_factory):
-    bport, mport = free_port(), free_port()
+@pytest.mark.parametrize("exporter", ["otlp_grpc", "otlp_http"])
+def test_sigkill_with_persistent_queue_loses_nothing(tmp_path, collector_factory, exporter):
+    bport, bhttp, mport = free_port(), free_port(), free_port()
     out = str(tmp_path / "backend.bin")
     queue = {"storage": str(tmp_path / "queue"), "sizer": "bytes", "queue_size": 512 << 20}
-    backend = collector_factory(backend_config(bport, out), workdir=workdir(tmp_path, "backend"))
+    backend = collector_factory(
+        backend_config(bport, out, http_port=bhttp), workdir=workdir(tmp_path, "backend")
+    )
+    target = bhttp if exporter == "otlp_http" else bport
     middle = collector_factory(
-        middle_config(mport, bport, queue=queue), workdir=workdir(tmp_path, "middle")
+        middle_config(mport, target, queue=queue, exporter=exporter),
+        workdir=workdir(tmp_path, "middle"),
     )
     sender = GRPCSender(f"127.0.0.1:{mport}", spans_per_request=50, rate=4000).start()
     try:
@@ -94,7 +100,7 @@ def test_sigkill_with_persistent_queue_loses_nothing(tmp_path, collector_factory
     assert len(pending_at_kill) > 1000  # the kill did hit data in flight
     assert wait_for(lambda: stats.accepted <= set(received(out)), timeout=60)
     t = tally(stats.accepted, received(out))
-    report("SIGKILL + persistent queue", sender, t)
+    report(f"SIGKILL + persistent queue, {exporter}", sender, t)
     assert t.lost == 0
     assert "will be sent" in middle.output  # recovered from disk after the restart
 
