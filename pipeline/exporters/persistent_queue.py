@@ -160,7 +160,8 @@ class PersistentQueue:
         self._items: dict[int, _Item] = {}  # every record not acked
         self._ready: deque[int] = deque()  # not acked and not handed out
         self._deliveries: dict[int, tuple[Delivery, ...]] = {}
-        self._used = 0
+        self._used = 0  # units not acked (queued and in flight): what capacity bounds
+        self._waiting = 0  # units queued, not handed out yet: what size() reports
         self._ack_entries = 0
         self._dirty = False
         self._closed = False
@@ -242,6 +243,7 @@ class PersistentQueue:
         for seq in sorted(self._items):
             self._ready.append(seq)
             self._used += self._items[seq].units
+            self._waiting += self._items[seq].units
         self.recovered = len(self._ready)
         if self._ready:
             self._has_items.set()
@@ -314,7 +316,9 @@ class PersistentQueue:
 
     # -- SendingQueue -----------------------------------------------------------------------
     def size(self) -> int:
-        return self._used
+        """Units waiting to be sent (as the in-memory queue counts); capacity also counts
+        the batches in flight, which are on disk until acknowledged."""
+        return self._waiting
 
     def empty(self) -> bool:
         return not self._ready
@@ -361,6 +365,7 @@ class PersistentQueue:
             self._deliveries[seq] = traces.deliveries
         self._ready.append(seq)
         self._used += units
+        self._waiting += units
         self._has_items.set()
         return True
 
@@ -373,6 +378,7 @@ class PersistentQueue:
             item = self._items.get(seq)
             if item is None:
                 continue
+            self._waiting -= item.units
             try:
                 payload = self._read(item)
             except (OSError, ValueError) as exc:

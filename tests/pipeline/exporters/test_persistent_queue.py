@@ -52,10 +52,11 @@ async def test_fifo_and_capacity_in_requests(tmp_path):
     assert q.size() == 3 and q.capacity == 3
     got = await take(q, 2)
     assert [i for i, _ in got] == [0, 1]
-    # in flight still counts: it is on disk until acked
+    assert q.size() == 1  # waiting to be sent
+    # in flight still counts against the capacity: it is on disk until acked
     assert not q.offer(batch(9))
     got[0][1]()
-    assert q.size() == 2 and q.offer(batch(3))
+    assert q.offer(batch(3)) and q.size() == 2
     q.close()
 
 
