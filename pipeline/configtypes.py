@@ -7,7 +7,9 @@ errors. `decode()` reports every problem in a block, not just the first.
 
 from __future__ import annotations
 
+import os
 import re
+import ssl
 from typing import Annotated, Any, Literal, TypeVar
 
 import msgspec
@@ -144,6 +146,17 @@ class QueueConfig(Config):
     fsync: Literal["always", "batch", "never"] = "batch"
     fsync_interval: Duration = msgspec.field(default_factory=lambda: Duration(0.2))
 
+    def validate(self) -> list[str]:
+        errs = []
+        if self.storage is not None:
+            if not self.storage.strip():
+                errs.append("storage: is empty (a directory for the persistent queue)")
+            if not self.enabled:
+                errs.append("storage: the persistent queue needs enabled: true")
+        if self.fsync == "batch" and self.fsync_interval.seconds <= 0:
+            errs.append("fsync_interval: must be greater than 0 with fsync: batch")
+        return errs
+
 
 class TLSClientConfig(Config):
     """Client TLS (`tls`): on unless `insecure: true`."""
@@ -156,9 +169,13 @@ class TLSClientConfig(Config):
     server_name_override: str | None = None
 
     def validate(self) -> list[str]:
-        if (self.cert_file is None) != (self.key_file is None):
+        if bool(self.cert_file) != bool(self.key_file):
             return ["cert_file and key_file must be set together"]
-        return []
+        errs = _unreadable(self, ("ca_file", "cert_file", "key_file"))
+        if not errs and (self.ca_file or self.cert_file):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            errs += _load(ctx, self.cert_file, self.key_file, self.ca_file, "ca_file")
+        return errs
 
 
 class TLSServerConfig(Config):
@@ -168,6 +185,41 @@ class TLSServerConfig(Config):
     key_file: str
     client_ca_file: str | None = None
     min_version: Literal["1.2", "1.3"] = "1.2"
+
+    def validate(self) -> list[str]:
+        errs = _unreadable(self, ("cert_file", "key_file", "client_ca_file"))
+        if not errs:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            errs += _load(ctx, self.cert_file, self.key_file, self.client_ca_file, "client_ca_file")
+        return errs
+
+
+def _unreadable(cfg: Config, fields: tuple[str, ...]) -> list[str]:
+    errs = []
+    for name in fields:
+        path = getattr(cfg, name)
+        if path and not os.access(path, os.R_OK):
+            why = "no such file" if not os.path.exists(path) else "not readable"
+            errs.append(f"{name}: cannot read {path!r} ({why})")
+    return errs
+
+
+def _load(
+    ctx: ssl.SSLContext, cert: str | None, key: str | None, ca: str | None, ca_field: str
+) -> list[str]:
+    """Load the PEM files as the component will, so a bad file is a config error."""
+    errs = []
+    if cert and key:
+        try:
+            ctx.load_cert_chain(cert, key)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            errs.append(f"cert_file: cannot load the certificate and key: {exc}")
+    if ca:
+        try:
+            ctx.load_verify_locations(ca)
+        except (ssl.SSLError, OSError, ValueError) as exc:
+            errs.append(f"{ca_field}: cannot load the CA certificates: {exc}")
+    return errs
 
 
 # -- decoding with every error reported ---------------------------------------------------

@@ -71,6 +71,8 @@ def decode(body: bytes) -> ExportTraceServiceRequest:
         obj = _json_decoder.decode(body)
     except msgspec.DecodeError as exc:
         raise InvalidTracesError(f"invalid JSON: {exc}") from None
+    except RecursionError:
+        raise InvalidTracesError("invalid JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise InvalidTracesError("invalid OTLP JSON: the top level must be an object")
     for i, rs in enumerate(_items(obj, "resourceSpans", "resource_spans")):

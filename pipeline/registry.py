@@ -9,6 +9,7 @@ from pipeline.extensions import health_check
 from pipeline.receivers import kafka as kafka_receiver
 from pipeline.receivers import otlp as otlp_receiver
 from processors import (
+    attributes,
     batch,
     cache_tagging,
     fallback_chain,
@@ -22,6 +23,7 @@ RECEIVERS = (otlp_receiver.factory, kafka_receiver.factory)
 PROCESSORS = (
     batch.factory,
     memory_limiter.factory,
+    attributes.factory,
     groupbytrace.factory,
     provider_reconciliation.factory,
     cache_tagging.factory,

@@ -53,7 +53,7 @@ class OTLPHTTPExporterConfig(Config):
 
 
 def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cafile=tls.ca_file)
+    ctx = ssl.create_default_context(cafile=tls.ca_file or None)
     if tls.cert_file and tls.key_file:
         ctx.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.insecure_skip_verify:
@@ -109,7 +109,12 @@ class OTLPHTTPExporter:
         if self.cfg.compression == "gzip":
             body = gzip.compress(body, compresslevel=5)
         try:
-            async with self._session.post(self._url, data=body, headers=self._headers) as resp:
+            async with self._session.post(
+                self._url,
+                data=body,
+                headers=self._headers,
+                server_hostname=self.cfg.tls.server_name_override or None,
+            ) as resp:
                 payload = await resp.read()
                 if resp.status in RETRYABLE_STATUS:
                     raise RetryableError(
