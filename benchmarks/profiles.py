@@ -1,0 +1,78 @@
+"""Summaries of py-spy profiles: the functions with the largest share of samples.
+
+    python -m benchmarks.profiles benchmarks/results/profiles/agent_pipeline.txt
+
+Reads py-spy's `--format raw` output (collapsed stacks: `frame;frame;...;frame count`,
+outermost frame first) and prints, per function (`name (file)`, line numbers merged):
+`self` — the share of samples in which it was the innermost frame (where the time is
+spent), and `total` — the share in which it was anywhere on the stack (itself and what it
+calls). Shares are of the samples py-spy took (it skips idle threads).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections import Counter
+from typing import Any
+
+_LINE = re.compile(r":\d+\)$")
+_SITE = re.compile(r".*/(?:site|dist)-packages/")
+
+
+def _function(frame: str) -> str:
+    """`consume (processors/batch.py:81)` -> `consume (processors/batch.py)`, shortened."""
+    frame = _LINE.sub(")", frame.strip())
+    name, _, where = frame.partition(" (")
+    if where:
+        where = _SITE.sub("", where)
+        where = re.sub(r".*/(pipeline|processors|benchmarks)/", r"\1/", where)
+        return f"{name} ({where}"
+    return name
+
+
+def summarize(path: str) -> dict[str, Any]:
+    self_: Counter[str] = Counter()
+    total: Counter[str] = Counter()
+    samples = 0
+    with open(path) as fh:
+        for line in fh:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack or not count.isdigit():
+                continue
+            n = int(count)
+            frames = [_function(f) for f in stack.split(";") if f]
+            if not frames:
+                continue
+            samples += n
+            self_[frames[-1]] += n
+            for f in set(frames):
+                total[f] += n
+
+    def share(c: Counter[str], k: int) -> list[list[Any]]:
+        return [[f, round(100 * n / samples, 1)] for f, n in c.most_common(k)] if samples else []
+
+    return {"samples": samples, "self": share(self_, 25), "total": share(total, 40)}
+
+
+def render(top: dict[str, Any]) -> str:
+    out = [
+        f"{top['samples']} samples",
+        "",
+        "self %  function (innermost frame: where time is spent)",
+    ]
+    out += [f"{pct:6.1f}  {f}" for f, pct in top["self"]]
+    out += ["", "total %  function (anywhere on the stack: itself and its callees)"]
+    out += [f"{pct:7.1f}  {f}" for f, pct in top["total"]]
+    return "\n".join(out) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    for path in args:
+        sys.stdout.write(render(summarize(path)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
