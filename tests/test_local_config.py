@@ -5,16 +5,13 @@ on that file; every span comes out in the file, whole traces enriched and kept."
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from pipeline.testing import attrs, read_json_lines, spans_in, wait_for
+from tests.processors.genai import instrumented_app
 from tests.processors.genai.fake_llm import FakeLLM
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -53,28 +50,9 @@ def test_local_config_runs_the_main_job(tmp_path, collector_factory):
             env=env,
             extra_args=["--config", str(overlay)],
         )
-        app = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "tests.processors.genai.instrumented_app",
-                "--instrumentation",
-                "openai-v2",
-                "--otlp",
-                c.endpoints["receivers::otlp/grpc"],
-                "--openai",
-                openai_api.url,
-                "--anthropic",
-                anthropic_api.url,
-            ],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-            timeout=90,
-            env={**os.environ},
+        trace_ids = instrumented_app.run(
+            "openai-v2", c.endpoints["receivers::otlp/grpc"], openai_api.url, anthropic_api.url
         )
-        assert app.returncode == 0, app.stderr
-        trace_ids: dict[str, str] = json.loads(app.stdout.strip().splitlines()[-1])
     finally:
         openai_api.close()
         anthropic_api.close()
