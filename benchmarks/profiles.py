@@ -5,8 +5,10 @@
 Reads py-spy's `--format raw` output (collapsed stacks: `frame;frame;...;frame count`,
 outermost frame first) and prints, per function (`name (file)`, line numbers merged):
 `self` — the share of samples in which it was the innermost frame (where the time is
-spent), and `total` — the share in which it was anywhere on the stack (itself and what it
-calls). Shares are of the samples py-spy took (it skips idle threads).
+spent), `python` — the same for the innermost Python frame (with `--native` stacks, the
+Python function that was running whatever C code was on top), and `total` — the share in
+which it was anywhere on the stack (itself and what it calls). Shares are of the samples
+py-spy took, less those of threads waiting in the kernel (`IDLE`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from collections import Counter
 from typing import Any
 
 _LINE = re.compile(r":\d+\)$")
+# innermost C frames of a thread that waits (with --native, py-spy samples those too)
+IDLE = ("epoll_wait", "poll", "select", "__futex", "futex", "pthread_cond", "sem_wait", "nanosleep")
 _SITE = re.compile(r".*/(?:site|dist)-packages/")
 
 
@@ -33,8 +37,9 @@ def _function(frame: str) -> str:
 
 def summarize(path: str) -> dict[str, Any]:
     self_: Counter[str] = Counter()
+    py: Counter[str] = Counter()
     total: Counter[str] = Counter()
-    samples = 0
+    samples = idle = 0
     with open(path) as fh:
         for line in fh:
             stack, _, count = line.rstrip("\n").rpartition(" ")
@@ -44,24 +49,40 @@ def summarize(path: str) -> dict[str, Any]:
             frames = [_function(f) for f in stack.split(";") if f]
             if not frames:
                 continue
+            if frames[-1].split(" (")[0].startswith(IDLE):
+                idle += n
+                continue
             samples += n
             self_[frames[-1]] += n
+            py[next((f for f in reversed(frames) if ".py" in f), frames[-1])] += n
             for f in set(frames):
                 total[f] += n
 
     def share(c: Counter[str], k: int) -> list[list[Any]]:
         return [[f, round(100 * n / samples, 1)] for f, n in c.most_common(k)] if samples else []
 
-    return {"samples": samples, "self": share(self_, 25), "total": share(total, 40)}
+    return {
+        "samples": samples,
+        "idle_samples": idle,
+        "self": share(self_, 25),
+        "python": share(py, 25),
+        "total": share(total, 40),
+    }
 
 
 def render(top: dict[str, Any]) -> str:
+    head = f"{top['samples']} samples"
+    if top.get("idle_samples"):
+        head += f" (and {top['idle_samples']} of threads waiting in the kernel, left out)"
     out = [
-        f"{top['samples']} samples",
+        head,
         "",
         "self %  function (innermost frame: where time is spent)",
     ]
     out += [f"{pct:6.1f}  {f}" for f, pct in top["self"]]
+    if top.get("python") and top["python"] != top["self"]:
+        out += ["", "self %  Python function (innermost Python frame, C frames below it folded in)"]
+        out += [f"{pct:6.1f}  {f}" for f, pct in top["python"]]
     out += ["", "total %  function (anywhere on the stack: itself and its callees)"]
     out += [f"{pct:7.1f}  {f}" for f, pct in top["total"]]
     return "\n".join(out) + "\n"

@@ -48,7 +48,7 @@ _QUICK_AGENT = [*_QUICK_NET, "--templates", "20", "--spans-per-request", "64"]
 CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "floor": (
         "benchmarks.cases.floor",
-        [*_AGENT, "--duration", "6", "--warmup", "1", "--repeat", "2"],
+        [*_AGENT, "--duration", "6", "--warmup", "1", "--repeat", "3"],
         [
             *("--payload", "agent", "--requests", "4", "--spans-per-request", "64"),
             *("--duration", "0.3", "--warmup", "0.1", "--repeat", "1"),
@@ -56,22 +56,22 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "receive_floor": (
         "benchmarks.cases.receive_floor",
-        [*_AGENT, "--duration", "6", "--warmup", "2", "--repeat", "2"],
+        [*_AGENT, "--duration", "8", "--warmup", "2", "--repeat", "2"],
         ["--payload", "agent", "--requests", "4", "--spans-per-request", "64", *_QUICK_NET],
     ),
     "passthrough": (
         "benchmarks.cases.passthrough",
-        [*_AGENT, "--duration", "6", "--warmup", "2", "--repeat", "2"],
+        [*_AGENT, "--duration", "8", "--warmup", "2", "--repeat", "2"],
         ["--payload", "agent", "--requests", "4", "--spans-per-request", "64", *_QUICK_NET],
     ),
     "agent_pipeline": (
         "benchmarks.cases.agent_pipeline",
-        ["--duration", "10", "--warmup", "5", "--repeat", "2", "--profile", "txt"],
+        ["--duration", "10", "--warmup", "5", "--repeat", "3", "--profile", "txt", "--native"],
         _QUICK_AGENT,
     ),
     "kafka": (
         "benchmarks.cases.kafka",
-        ["--seconds", "8", "--spans", "300000"],
+        ["--seconds", "8", "--spans", "400000"],
         ["--seconds", "1", "--spans", "40000"],
     ),
     "processors": (
@@ -81,7 +81,7 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "latency": (
         "benchmarks.cases.latency",
-        [],
+        ["--duration", "20"],
         [
             *("--max-duration", "0.5", "--duration", "0.5", "--warmup", "0.5"),
             *("--templates", "20", "--spans-per-request", "64"),
@@ -89,7 +89,11 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "memory": ("benchmarks.cases.memory", [], ["--spans", "2000", "10000"]),
     "accuracy": ("benchmarks.accuracy", [], ["--traces", "300"]),
-    "two_process": ("benchmarks.cases.two_process", [], _QUICK_AGENT),
+    "two_process": (
+        "benchmarks.cases.two_process",
+        ["--duration", "10", "--repeat", "2"],
+        _QUICK_AGENT,
+    ),
 }
 
 

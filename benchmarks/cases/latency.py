@@ -57,6 +57,31 @@ def config(sink: str, args: Any) -> dict[str, Any]:
     }
 
 
+SLOW = 0.05  # seconds: latencies above this are grouped into stalls
+
+
+def stalls(slow: list[tuple[float, float]], start: float) -> list[dict[str, float]]:
+    """Slow traces grouped by when they were sent (within 0.5 s of each other): each group
+    is one stall of the path; when it began (seconds into the window) and how long."""
+    out: list[dict[str, float]] = []
+    for t0, lat in sorted(slow):
+        if out and t0 - (start + out[-1]["at_s"] + out[-1]["span_s"]) < 0.5:
+            g = out[-1]
+            g["span_s"] = round(t0 - start - g["at_s"], 3)
+            g["traces"] += 1
+            g["worst_ms"] = max(g["worst_ms"], round(lat * 1000, 1))
+        else:
+            out.append(
+                {
+                    "at_s": round(t0 - start, 3),
+                    "span_s": 0.0,
+                    "traces": 1,
+                    "worst_ms": round(lat * 1000, 1),
+                }
+            )
+    return out
+
+
 class TimedSink(passthrough.Sink):
     """The null sink, noting when each trace id arrives (first arrival)."""
 
@@ -64,6 +89,7 @@ class TimedSink(passthrough.Sink):
         super().__init__()
         self.sent: dict[bytes, float] = {}
         self.latencies: list[float] = []
+        self.slow: list[tuple[float, float]] = []  # (sent at, latency) over SLOW seconds
         self.recording = False
 
     async def _export(self, raw: bytes, context: Any) -> bytes:
@@ -81,6 +107,8 @@ class TimedSink(passthrough.Sink):
                             t0 = self.sent.pop(tid, None)
                             if t0 is not None:
                                 self.latencies.append(now - t0)
+                                if now - t0 > SLOW:
+                                    self.slow.append((t0, now - t0))
         self.requests += 1
         return b""
 
@@ -133,6 +161,7 @@ async def open_loop(
                 errors += 1
 
         sink.latencies.clear()
+        sink.slow.clear()
         sink.sent.clear()
         start = time.perf_counter()
         t_next = start
@@ -165,6 +194,8 @@ async def open_loop(
         "lost_or_late": len(sink.sent),
         "errors": errors,
         **percentiles(lat),
+        "over_50ms": len(sink.slow),
+        "stalls": stalls(sink.slow, start + 1.0),
     }
 
 

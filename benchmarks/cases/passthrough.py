@@ -366,6 +366,7 @@ def _profile(
             fh.write(profiles.render(top))
         info["samples"] = top["samples"]
         info["top_self"] = top["self"][:10]
+        info["top_python"] = top["python"][:10]
         info["top_total"] = top["total"][:15]
     return info
 
