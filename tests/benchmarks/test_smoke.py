@@ -144,9 +144,10 @@ def test_profile_summary_counts_self_and_total_shares(tmp_path):
         "main (a.py:1);work (b.py:2);parse (c.py:3) 6\n"
         "main (a.py:1);work (b.py:9) 3\n"
         "main (a.py:1);idle (d.py:1) 1\n"
+        "poller (grpc.py:5);epoll_wait (libc.so.6) 40\n"  # a waiting thread: left out
     )
     top = profiles.summarize(str(raw))
-    assert top["samples"] == 10
+    assert top["samples"] == 10 and top["idle_samples"] == 40
     assert dict(map(tuple, top["self"])) == {
         "parse (c.py)": 60.0,
         "work (b.py)": 30.0,
