@@ -88,7 +88,7 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
         ],
     ),
     "memory": ("benchmarks.cases.memory", [], ["--spans", "2000", "10000"]),
-    "accuracy": ("benchmarks.accuracy", [], ["--traces", "300"]),
+    "accuracy": ("benchmarks.accuracy", ["--traces", "10000"], ["--traces", "300"]),
     "two_process": (
         "benchmarks.cases.two_process",
         ["--duration", "10", "--repeat", "2"],
@@ -109,6 +109,7 @@ def command(name: str, quick: bool, extra: list[str]) -> list[str]:
 
 def run_case(name: str, quick: bool, extra: list[str], timeout: float) -> dict[str, Any]:
     cmd = command(name, quick, extra)
+    before = [round(x, 2) for x in os.getloadavg()]
     env = {
         **os.environ,
         "PYTHONPATH": os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH")))),
@@ -118,6 +119,11 @@ def run_case(name: str, quick: bool, extra: list[str], timeout: float) -> dict[s
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"case {name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     record: dict[str, Any] = json.loads(lines[-1])
+    # for a case that does not say them itself (benchmarks.accuracy): seen from here
+    record.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    record.setdefault("loadavg_before", before)
+    record.setdefault("loadavg_after", [round(x, 2) for x in os.getloadavg()])
+    record.setdefault("command", " ".join(["python", *cmd[1:]]))
     return record
 
 

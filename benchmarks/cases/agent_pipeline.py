@@ -1,7 +1,8 @@
 """`agent_pipeline`: the main job, end to end, on one core.
 
 OTLP/gRPC in -> `groupbytrace` -> `provider_reconciliation`, `cache_tagging`,
-`fallback_chain` -> `cleanliness` (when the processor is there) -> `tail_sampling` ->
+`fallback_chain` -> `cleanliness` (when the processor is there; with the generator's tool
+schemas) -> `tail_sampling` ->
 `otlp_grpc` out to a null sink, through a real `tracesieve run` pinned to CPU 0.
 
 The load (CPU 1) is the labelled agent-trace generator's mix (`benchmarks.generator.
@@ -27,6 +28,18 @@ def has_cleanliness() -> bool:
     return importlib.util.find_spec("processors.cleanliness") is not None
 
 
+def tool_schemas(args: Any) -> str:
+    """The generator's tool JSON Schemas, written once to a temporary directory."""
+    if getattr(args, "schemas_dir", None) is None:
+        import tempfile
+
+        from benchmarks.generator import write_tool_schemas
+
+        args.schemas_dir = tempfile.mkdtemp(prefix="tracesieve-schemas-")
+        write_tool_schemas(args.schemas_dir)
+    return str(args.schemas_dir)
+
+
 def processors(args: Any) -> dict[str, Any]:
     """The processors of the agent pipeline, in order."""
     procs: dict[str, Any] = {
@@ -39,7 +52,7 @@ def processors(args: Any) -> dict[str, Any]:
         "fallback_chain": {},
     }
     if has_cleanliness():
-        procs["cleanliness"] = {}
+        procs["cleanliness"] = {"tool_schemas": tool_schemas(args)}
     procs["tail_sampling"] = {
         "policies": [
             {"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}},
