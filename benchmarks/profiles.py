@@ -7,7 +7,9 @@ outermost frame first) and prints, per function (`name (file)`, line numbers mer
 `self` — the share of samples in which it was the innermost frame (where the time is
 spent), `python` — the same for the innermost Python frame (with `--native` stacks, the
 Python function that was running whatever C code was on top), and `total` — the share in
-which it was anywhere on the stack (itself and what it calls). Shares are of the samples
+which it was anywhere on the stack (itself and what it calls), for Python functions and,
+with `--native` stacks, for C functions (e.g. `gc_collect_main`: the cyclic GC); frames on
+(nearly) every stack, such as the event loop's, are left out of `total`. Shares are of the samples
 py-spy took, less those of threads waiting in the kernel (`IDLE`).
 """
 
@@ -61,12 +63,23 @@ def summarize(path: str) -> dict[str, Any]:
     def share(c: Counter[str], k: int) -> list[list[Any]]:
         return [[f, round(100 * n / samples, 1)] for f, n in c.most_common(k)] if samples else []
 
+    # frames on (nearly) every stack (the event loop, the entry point) say nothing
+    always = {f for f, n in total.items() if n >= 0.95 * samples}
+    total_py = Counter({f: n for f, n in total.items() if ".py" in f and f not in always})
+    total_c = Counter(
+        {
+            f: n
+            for f, n in total.items()
+            if ".py" not in f and f not in always and not f.startswith("0x")  # unnamed
+        }
+    )
     return {
         "samples": samples,
         "idle_samples": idle,
         "self": share(self_, 25),
         "python": share(py, 25),
-        "total": share(total, 40),
+        "total": share(total_py, 30),
+        "total_native": share(total_c, 20),
     }
 
 
@@ -83,8 +96,11 @@ def render(top: dict[str, Any]) -> str:
     if top.get("python") and top["python"] != top["self"]:
         out += ["", "self %  Python function (innermost Python frame, C frames below it folded in)"]
         out += [f"{pct:6.1f}  {f}" for f, pct in top["python"]]
-    out += ["", "total %  function (anywhere on the stack: itself and its callees)"]
+    out += ["", "total %  Python function (anywhere on the stack: itself and its callees)"]
     out += [f"{pct:7.1f}  {f}" for f, pct in top["total"]]
+    if top.get("total_native"):
+        out += ["", "total %  native function (anywhere on the stack; with --native)"]
+        out += [f"{pct:7.1f}  {f}" for f, pct in top["total_native"]]
     return "\n".join(out) + "\n"
 
 
