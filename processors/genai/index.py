@@ -827,9 +827,17 @@ def _break_loops(linked: list[SpanRecord]) -> None:
     cut off then has no parent in the batch. Each record is walked past once."""
     depth: dict[int, int] = {}
     for rec in linked:
+        # the common case first: a short chain that ends (no loop, not deep), seen cheaply
+        r: SpanRecord | None = rec.parent
+        n = 0
+        while r is not None and n < 8:
+            r = r.parent
+            n += 1
+        if r is None:
+            continue
         path: list[SpanRecord] = []
         on_path: set[int] = set()
-        r: SpanRecord | None = rec
+        r = rec
         while r is not None and id(r) not in depth:
             if id(r) in on_path:
                 _cut(path[-1])  # its parent is r: the link that closes the loop
