@@ -642,3 +642,58 @@ def test_pipeline_without_groupbytrace_before_cleanliness_is_refused(processors)
 def test_pipeline_with_groupbytrace_before_cleanliness_is_accepted():
     cfg = config_mod.from_raw(pipeline_config(["groupbytrace", "batch", "cleanliness"]), REGISTRY)
     assert [p.type for p in cfg.pipelines["traces"].processors][-1] == "cleanliness"
+
+
+async def test_the_enrichment_index_of_the_batch_is_shared_not_rebuilt():
+    from processors import provider_reconciliation
+
+    batch = await whole(TraceBuilder(1).llm(error=True).llm())
+    mid = Sink(mutates_data=True)
+    pr = provider_reconciliation.factory.create(
+        settings(id="provider_reconciliation"),
+        msgspec.convert({}, provider_reconciliation.factory.config_type),
+        mid,
+    )
+    await pr.consume_traces(batch)
+    (enriched,) = mid.batches
+    built = enriched.cache["genai.index"]
+    p, sink = processor()
+    await p.consume_traces(enriched)
+    assert enriched.cache["genai.index"] is built
+    assert roots(sink)[tid(1)]["sieve.trace.reasons"] == ["llm_retry"]
+    # with other hosts the index differs (another key): each config gets its own
+    p2, _ = processor(hosts={"llm.internal": "openai"})
+    await p2.consume_traces(enriched)
+    assert enriched.cache["genai.index"] is built
+    assert len([k for k in enriched.cache if k.startswith("genai.index")]) == 2
+
+
+async def test_task_classes_beyond_the_limit_are_forgotten_oldest_first():
+    tel = Telemetry()
+    p, sink = processor(tel=tel, timing={"min_samples": 1, "max_task_classes": 2})
+    first = [clean_trace(n, seconds=10, task=t) for n, t in enumerate("abc", 1)]
+    probes = [
+        clean_trace(4, seconds=20, task="a", start=T0 + 100 * S),  # forgotten: no ratio
+        clean_trace(5, seconds=20, task="c", start=T0 + 200 * S),
+    ]
+    await p.consume_traces(await whole(*first, *probes))
+    got = roots(sink)
+    assert "sieve.trace.duration_ratio" not in got[probes[0].trace_id]
+    assert got[probes[1].trace_id]["sieve.trace.duration_ratio"] == pytest.approx(2.0, rel=0.03)
+    labels = {"processor": "test", "pipeline": "traces"}
+    assert tel.registry.get_sample_value("tracesieve_cleanliness_task_classes", labels) == 2
+
+
+async def test_spans_whose_parents_loop_are_classified():
+    t = tid(1)
+    a, b = b"\x00" * 7 + b"\x01", b"\x00" * 7 + b"\x02"
+    llm = {"gen_ai.provider.name": "openai", "gen_ai.request.model": "gpt-4o"}
+    spans = [
+        make_span("chat gpt-4o", t, a, b, kind=CLIENT, attributes=llm),
+        make_span("chat gpt-4o", t, b, a, kind=CLIENT, attributes=llm, status=ERROR),
+        make_span("execute_tool x", t, b"\x00" * 7 + b"\x03", b"\x00" * 7 + b"\x03"),
+    ]
+    p, sink = processor()
+    await p.consume_traces(make_traces(spans))
+    classes = {attrs(s)["sieve.trace.class"] for s in sink.spans()}
+    assert len(sink.spans()) == 3 and len(classes) == 1  # no root: every span, one verdict
