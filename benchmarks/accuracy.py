@@ -11,8 +11,8 @@ generator's ground truth (`expected` and `expected_strict`).
 
 Prints one JSON record: per config the confusion matrix (`confusion[truth][predicted]`),
 per-class precision, recall, F1 and support, macro-F1, accuracy, the share of traces whose
-reasons are exactly the expected ones, per-reason false positives and negatives, and a
-few mismatched traces (for debugging); plus the classifier's time per trace.
+reasons are exactly the expected ones, traces classified right per convention, per-reason
+false positives and negatives, and a few mismatched traces (for debugging); plus the classifier's time per trace.
 """
 
 from __future__ import annotations
@@ -125,12 +125,16 @@ def score(
     fp: Counter[str] = Counter()
     fn: Counter[str] = Counter()
     wrong: list[dict[str, Any]] = []
+    by_conv: dict[str, dict[str, int]] = {}
     for t in traces:
         exp = t.truth[truth_key]
         cls, reasons = got.get(t.trace_id, ("", []))
         if cls not in CLASSES:
             raise SystemExit(f"trace {t.trace_id.hex()}: no sieve.trace.class written")
         confusion[exp["class"]][cls] += 1
+        conv = by_conv.setdefault(t.truth["convention"], {"traces": 0, "class_right": 0})
+        conv["traces"] += 1
+        conv["class_right"] += cls == exp["class"]
         want, have = set(exp["reasons"]), set(reasons)
         if want == have:
             reasons_exact += 1
@@ -167,6 +171,7 @@ def score(
         "macro_f1": round(sum(v["f1"] for v in per_class.values()) / len(CLASSES), 6),
         "accuracy": round(sum(confusion[c][c] for c in CLASSES) / n, 6) if n else 0.0,
         "reasons_exact": round(reasons_exact / n, 6) if n else 0.0,
+        "by_convention": by_conv,
         "reason_false_positives": {r: fp[r] for r in REASONS if fp[r]},
         "reason_false_negatives": {r: fn[r] for r in REASONS if fn[r]},
         "mismatches": wrong,

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 
-from benchmarks.generator import Generator, write_tool_schemas
+from benchmarks.generator import CONVENTIONS, Generator, write_tool_schemas
 from pipeline import config as config_mod
 from pipeline.configtypes import decode
 from pipeline.errors import ConfigError
@@ -540,7 +540,7 @@ FAULT_CASES = [
 ]
 
 
-@pytest.mark.parametrize("convention", ["otel_genai", "openinference", "openllmetry", "bifrost"])
+@pytest.mark.parametrize("convention", CONVENTIONS)
 async def test_generator_traces_of_every_fault(tmp_path, convention):
     write_tool_schemas(str(tmp_path))
     gen = Generator(7, warmup=0)
