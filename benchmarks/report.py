@@ -6,8 +6,9 @@
 The table goes between `<!-- bench:start -->` and `<!-- bench:end -->` (under
 `## Benchmarks`; the markers are added at the end of that section when missing). One row per
 figure: what was measured, the target, the ratio to the floor measured in the same run
-(throughput figures), the machine, the date, the load average (1 min) when the case
-started and ended, and the command that reproduces it.
+(spans per CPU-second of the collector over the floor's), the machine, the date, the load average (1 min) when the case
+started and ended, and the command that reproduces it. Between `<!-- profile:start -->`
+and `<!-- profile:end -->`, when the README has them: the agent pipeline's profile summary.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any
 
 NONE = "-"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+PSTART, PEND = "<!-- profile:start -->", "<!-- profile:end -->"
 SECTION = "## Benchmarks"
 HERE = os.path.dirname(os.path.abspath(__file__))
 ORDER = [
@@ -106,26 +108,29 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
             add(
                 r,
                 "receive floor: bare grpc.aio server, decode only",
-                f"{_n(r['spans_per_s'])} spans/s (collector CPU {r['collector_cpu']:.0%})",
+                f"{_n(r['spans_per_s'])} spans/s (collector CPU {r['collector_cpu']:.0%}; "
+                f"{_n(r['spans_per_collector_cpu_s'])} per CPU-s)",
                 NONE,
-                r["spans_per_s"],
+                r["spans_per_collector_cpu_s"],
             )
         elif name == "passthrough":
             add(
                 r,
                 "pass-through: OTLP → batch → otlp out",
-                f"**{_n(r['spans_per_s'])} spans/s** (collector CPU {r['collector_cpu']:.0%})",
+                f"**{_n(r['spans_per_s'])} spans/s** (collector CPU {r['collector_cpu']:.0%}; "
+                f"{_n(r['spans_per_collector_cpu_s'])} per CPU-s)",
                 "≥ 150,000 spans/s",
-                r["spans_per_s"],
+                r["spans_per_collector_cpu_s"],
             )
         elif name == "agent_pipeline":
             procs = ", ".join(r.get("processors", []))
             add(
                 r,
                 f"agent pipeline: OTLP → {procs} → otlp out",
-                f"**{_n(r['spans_per_s'])} spans/s** (collector CPU {r['collector_cpu']:.0%})",
+                f"**{_n(r['spans_per_s'])} spans/s** (collector CPU {r['collector_cpu']:.0%}; "
+                f"{_n(r['spans_per_collector_cpu_s'])} per CPU-s)",
                 "≥ 100,000 spans/s",
-                r["spans_per_s"],
+                r["spans_per_collector_cpu_s"],
             )
         elif name == "two_process":
             add(
@@ -134,7 +139,7 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 f"{_n(r['two_process_spans_per_s'])} spans/s vs {_n(r['one_process_spans_per_s'])} "
                 f"with one (x{r.get('speedup')})",
                 NONE,
-                r["two_process_spans_per_s"],
+                None,  # two cores
             )
         elif name == "kafka":
             add(
@@ -142,14 +147,14 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 "kafka: OTLP → kafka exporter",
                 f"{_n(r['exporter_spans_per_s'])} spans/s",
                 NONE,
-                r["exporter_spans_per_s"],
+                r["runs"]["exporter"].get("spans_per_cpu_s"),
             )
             add(
                 r,
                 "kafka: kafka receiver → pipeline",
                 f"{_n(r['receiver_spans_per_s'])} spans/s",
                 NONE,
-                r["receiver_spans_per_s"],
+                r["runs"]["receiver"].get("spans_per_cpu_s"),
             )
         elif name == "processors":
             us = r["us_per_span"]
@@ -192,7 +197,7 @@ HEADER = (
     "figure",
     "measured",
     "target",
-    "ratio to floor",
+    "per collector CPU-s ÷ floor",
     "machine",
     "date",
     "load 1m (start → end)",
@@ -216,13 +221,56 @@ def block(records: dict[str, dict[str, Any]]) -> str:
     )
 
 
+def profile_block(records: dict[str, dict[str, Any]]) -> str:
+    """The agent pipeline's profile summary (the record's `profile`), as Markdown."""
+    r = records.get("agent_pipeline", {})
+    prof = r.get("profile")
+    lines = [PSTART]
+    if not prof or "top_total" not in prof:
+        lines.append("(no profile in benchmarks/results/agent_pipeline.json)")
+        return "\n".join([*lines, PEND])
+    self_py = {f: pct for f, pct in prof.get("top_python", [])}
+    lines += [
+        f"py-spy (`--native`, 100 Hz) on the agent pipeline's collector for {r.get('duration_s')} s "
+        f"right after the measured windows of the run above ({r.get('time', '?')}), "
+        f"{prof['samples']:,} samples ({prof.get('idle_samples', 0):,} more of threads waiting "
+        f"in the kernel left out), at {_n(prof.get('spans_per_s'))} spans/s under the profiler: "
+        f"`{prof['path']}`, summarised in `{prof['path'].replace('.txt', '.top.txt')}`. "
+        "*Total*: samples with the function anywhere on the stack (itself and what it calls); "
+        "*self*: samples where it was the innermost Python frame (C code it called included).",
+        "",
+        "| Python function | total % | self % |",
+        "|---|---|---|",
+    ]
+    for f, pct in prof["top_total"][:18]:
+        lines.append(f"| `{f}` | {pct} | {self_py.get(f, '')} |")
+    native = prof.get("top_native", [])
+    if native:
+        lines += [
+            "",
+            "Native functions (total %): "
+            + ", ".join(f"`{f.split(' (')[0]}` {pct}" for f, pct in native[:10])
+            + ".",
+        ]
+    return "\n".join([*lines, PEND])
+
+
+def _replace(text: str, start: str, end: str, new: str) -> str | None:
+    if start in text and end in text:
+        a, b = text.index(start), text.index(end) + len(end)
+        return text[:a] + new + text[b:]
+    return None
+
+
 def update(readme: str, results: str) -> None:
     with open(readme) as fh:
         text = fh.read()
-    new = block(load(results))
-    if START in text and END in text:
-        a, b = text.index(START), text.index(END) + len(END)
-        text = text[:a] + new + text[b:]
+    records = load(results)
+    text = _replace(text, PSTART, PEND, profile_block(records)) or text
+    new = block(records)
+    replaced = _replace(text, START, END, new)
+    if replaced is not None:
+        text = replaced
     elif SECTION in text:
         i = text.index(SECTION) + len(SECTION)
         nxt = text.find("\n## ", i)

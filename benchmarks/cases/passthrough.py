@@ -272,6 +272,7 @@ async def run(
                 time.monotonic(),
             )
             p0 = [cpu_seconds(c.proc.pid) for c in colls]
+            r0 = sink.requests
             await asyncio.sleep(args.duration)
             dt = time.monotonic() - t0
             cpu = ccpu() - c0
@@ -285,6 +286,8 @@ async def run(
                     "collector_cpu": cpu / dt,
                     "load_cpu": (cpu_seconds() - l0) / dt,
                     "spans_per_cpu_s": (counted() - s0) / cpu if cpu else 0.0,
+                    # at the sink: how big the collector's exports are
+                    "spans_per_export": (counted() - s0) / max(1, sink.requests - r0),
                 }
             )
         profile: dict[str, Any] | None = None
@@ -354,7 +357,7 @@ def _profile(
     res = subprocess.run(cmd, capture_output=True, text=True)
     rate = (counted() - s0) / (time.monotonic() - t0)
     info: dict[str, Any] = {
-        "path": os.path.relpath(out, os.path.dirname(RESULTS)),
+        "path": os.path.relpath(out, os.path.dirname(os.path.dirname(RESULTS))),
         "spans_per_s": round(rate),
     }
     if res.returncode != 0 or not os.path.exists(out):
@@ -367,7 +370,9 @@ def _profile(
         info["samples"] = top["samples"]
         info["top_self"] = top["self"][:10]
         info["top_python"] = top["python"][:10]
-        info["top_total"] = top["total"][:15]
+        info["idle_samples"] = top["idle_samples"]
+        info["top_total"] = top["total"][:20]
+        info["top_native"] = top["total_native"][:12]
     return info
 
 
