@@ -105,8 +105,9 @@ def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
     pt = {
         **record,
         "case": "passthrough",
-        "spans_per_s": 250_000,
-        "collector_cpu": 1.0,
+        "spans_per_s": 240_000,
+        "spans_per_collector_cpu_s": 250_000,
+        "collector_cpu": 0.96,
         "run_id": "b",
     }
     (tmp_path / "passthrough.json").write_text(json.dumps(pt))
@@ -156,3 +157,32 @@ def test_profile_summary_counts_self_and_total_shares(tmp_path):
     total = dict(map(tuple, top["total"]))
     assert "main (a.py)" not in total  # on every stack: says nothing
     assert total["work (b.py)"] == 90.0 and total["parse (c.py)"] == 60.0
+
+
+def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path):
+    record = {
+        "case": "agent_pipeline",
+        "spans_per_s": 30_000,
+        "spans_per_collector_cpu_s": 31_000,
+        "collector_cpu": 0.97,
+        "processors": ["groupbytrace", "tail_sampling"],
+        "duration_s": 10.0,
+        "time": "2026-01-01T00:00:00Z",
+        "profile": {
+            "path": "benchmarks/results/profiles/agent_pipeline.txt",
+            "spans_per_s": 20_000,
+            "samples": 1000,
+            "idle_samples": 10,
+            "top_total": [["work (a.py)", 80.0], ["parse (b.py)", 30.0]],
+            "top_python": [["parse (b.py)", 30.0]],
+            "top_native": [["gc_collect_main (libpython3.11.so)", 12.5]],
+        },
+    }
+    (tmp_path / "agent_pipeline.json").write_text(json.dumps(record))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"## Benchmarks\n{report.PSTART}\nold\n{report.PEND}\nafter\n")
+    report.update(str(readme), str(tmp_path))
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("after\n")
+    assert "| `work (a.py)` | 80.0 |  |" in text and "| `parse (b.py)` | 30.0 | 30.0 |" in text
+    assert "`gc_collect_main` 12.5" in text and "1,000 samples" in text
