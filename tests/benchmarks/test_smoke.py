@@ -180,7 +180,9 @@ def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path)
     }
     (tmp_path / "agent_pipeline.json").write_text(json.dumps(record))
     readme = tmp_path / "README.md"
-    readme.write_text(f"## Benchmarks\n{report.PSTART}\nold\n{report.PEND}\nafter\n")
+    readme.write_text(
+        f"## Benchmarks\n{report.START}\n{report.END}\n{report.PSTART}\nold\n{report.PEND}\nafter\n"
+    )
     report.update(str(readme), str(tmp_path))
     text = readme.read_text()
     assert "old" not in text and text.endswith("after\n")
