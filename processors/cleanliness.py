@@ -109,7 +109,7 @@ class TimingConfig(Config):
     # gen_ai.workflow.name, gen_ai.agent.name, then the root span's name
     class_key: str = "task.class"
     # task classes tracked (least recently seen forgotten beyond it)
-    max_task_classes: PositiveInt = 10_000
+    max_task_classes: PositiveInt = 1_000
     # of the median sketches (DDSketch)
     relative_accuracy: Annotated[float, Meta(gt=0, lt=1)] = 0.01
 
