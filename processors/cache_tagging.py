@@ -16,7 +16,7 @@ from pipeline.configtypes import NonNegInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import GenAIConfig, ResponseIdMemory, index_for, no_gc
-from processors.genai.write import Encoder, attr_bool, attr_str
+from processors.genai.write import Encoder, attr_bool, attr_str, strip
 
 
 class CacheTaggingConfig(GenAIConfig):
@@ -27,6 +27,7 @@ class CacheTaggingConfig(GenAIConfig):
 
 
 _MISS = attr_bool("sieve.cache.hit", False)
+KEYS = frozenset(("sieve.cache.hit", "sieve.cache.type", "sieve.cache.evidence"))
 
 
 def create(
@@ -53,7 +54,9 @@ def create(
         for rec in idx.calls:
             if rec.cache_hit:
                 hits[rec.cache_hit_type] += 1
-            if rec.enriched:
+            if cfg.overwrite:
+                strip(rec.span, KEYS)
+            elif rec.enriched:
                 continue
             if not rec.cache_hit:
                 rec.span.MergeFromString(_MISS)

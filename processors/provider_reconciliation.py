@@ -16,11 +16,23 @@ from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import GenAIConfig, SpanRecord, index_for, no_gc
-from processors.genai.write import Encoder, attr_bool, attr_str
+from processors.genai.write import Encoder, attr_bool, attr_str, strip
 
 
 class ProviderReconciliationConfig(GenAIConfig):
     pass
+
+
+KEYS = frozenset(
+    (
+        "sieve.provider.requested",
+        "sieve.model.requested",
+        "sieve.provider.served",
+        "sieve.model.served",
+        "sieve.provider.evidence",
+        "sieve.provider.mismatch",
+    )
+)
 
 
 def _encode(rec: SpanRecord) -> bytes:
@@ -69,7 +81,9 @@ def create(
         for rec in idx.calls:
             served[(rec.served_provider, rec.served_model)] += 1
             mismatches += rec.mismatch
-            if rec.enriched:
+            if cfg.overwrite:  # whatever an earlier tracesieve wrote goes
+                strip(rec.span, KEYS)
+            elif rec.enriched:
                 continue  # an earlier tracesieve wrote these already
             k = (
                 rec.req_provider,
