@@ -58,6 +58,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
+from pipeline.otlpwire import frame
 from processors.genai.models import compatible, model_family, normalize_model
 
 __all__ = [
@@ -1661,7 +1662,7 @@ class LoadStream:
         self._r = random.Random(seed ^ 0x5EED)
         self.templates: list[tuple[bytes, bytes, int, dict[str, Any]]] = []
         for t in gen.traces(templates):
-            body = b"".join(_ld(b"\x0a", rs.SerializeToString()) for rs in t.resource_spans)
+            body = b"".join(frame(b"\x0a", rs.SerializeToString()) for rs in t.resource_spans)
             self.templates.append((t.trace_id, body, t.span_count, t.truth))
 
     def requests(
@@ -1685,22 +1686,6 @@ class LoadStream:
                 parts, n = [], 0
         if parts:
             yield b"".join(parts), n
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _ld(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
 
 
 def batches(

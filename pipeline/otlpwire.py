@@ -37,6 +37,9 @@ TAG_3 = b"\x1a"  # schema_url
 
 
 def varint(n: int) -> bytes:
+    """A protobuf varint; a negative int64 as its two's complement (ten bytes)."""
+    if n < 0:
+        n += 1 << 64
     out = bytearray()
     while n > 0x7F:
         out.append((n & 0x7F) | 0x80)

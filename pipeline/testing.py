@@ -27,6 +27,7 @@ from pipeline.component import ComponentID, Kind, Settings
 from pipeline.errors import RefusedError
 from pipeline.pdata import Traces
 from pipeline.telemetry import Telemetry
+from pipeline.wholetraces import plain
 
 
 class Sink:
@@ -146,17 +147,6 @@ def make_traces(
 def attrs(span: Span) -> dict[str, Any]:
     """A span's attributes as plain Python values."""
     return {kv.key: plain(kv.value) for kv in span.attributes}
-
-
-def plain(v: AnyValue) -> Any:
-    which = v.WhichOneof("value")
-    if which is None:
-        return None
-    if which == "array_value":
-        return [plain(x) for x in v.array_value.values]
-    if which == "kvlist_value":
-        return {x.key: plain(x.value) for x in v.kvlist_value.values}
-    return getattr(v, which)
 
 
 def sample_request(seed: int, n_spans: int = 20, services: int = 2) -> ExportTraceServiceRequest:

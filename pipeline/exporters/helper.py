@@ -343,3 +343,20 @@ class ExporterHelper:
             self.metrics.queue_size.set(0)
         if self._shutdown_fn is not None:
             await self._shutdown_fn()
+
+
+class HelperExporter:
+    """Base of an exporter built on `ExporterHelper`: the Exporter interface, delegated to
+    `self.helper` (which the subclass sets in `__init__`)."""
+
+    mutates_data = False
+    helper: ExporterHelper
+
+    async def start(self, host: Host) -> None:
+        await self.helper.start(host)
+
+    async def consume_traces(self, traces: Traces) -> None:
+        await self.helper.consume_traces(traces)
+
+    async def shutdown(self) -> None:
+        await self.helper.shutdown()

@@ -45,7 +45,7 @@ from pipeline.configtypes import (
     RetryConfig,
     TLSClientConfig,
 )
-from pipeline.exporters.helper import ExporterHelper, RetryableError
+from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
 from pipeline.kafkaclient import AuthConfig
 from pipeline.pdata import Traces
 
@@ -158,9 +158,7 @@ def _lookup(attributes: Sequence[KeyValue], key: str) -> str | None:
     return None
 
 
-class KafkaExporter:
-    mutates_data = False
-
+class KafkaExporter(HelperExporter):
     def __init__(self, settings: Settings, cfg: KafkaExporterConfig) -> None:
         self.cfg = cfg
         self.settings = settings
@@ -482,16 +480,6 @@ class KafkaExporter:
             if child is None:
                 child = self._children[topic, "bytes"] = self._bytes.labels(name, topic)
             child.inc(n)
-
-    # the Exporter interface, through the helper
-    async def start(self, host: Host) -> None:
-        await self.helper.start(host)
-
-    async def consume_traces(self, traces: Traces) -> None:
-        await self.helper.consume_traces(traces)
-
-    async def shutdown(self) -> None:
-        await self.helper.shutdown()
 
 
 def _request(items: list[tuple[ResourceSpans, ScopeSpans, Span]]) -> ExportTraceServiceRequest:

@@ -18,7 +18,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from pipeline.component import ExporterFactory, Host, Settings
 from pipeline.configtypes import Config, Duration, QueueConfig, RetryConfig, TLSClientConfig
 from pipeline.errors import PermanentError
-from pipeline.exporters.helper import ExporterHelper, RetryableError
+from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
 from pipeline.pdata import Traces
 
 EXPORT = "/opentelemetry.proto.collector.trace.v1.TraceService/Export"
@@ -77,7 +77,7 @@ def retry_delay(err: grpc.aio.AioRpcError) -> float | None:
     return None
 
 
-class OTLPExporter:
+class OTLPExporter(HelperExporter):
     def __init__(self, settings: Settings, cfg: OTLPExporterConfig) -> None:
         self.cfg = cfg
         self._log = settings.logger
@@ -161,18 +161,6 @@ class OTLPExporter:
         if self._channel is not None:
             await self._channel.close()
             self._channel = None
-
-    # the Exporter interface, through the helper
-    mutates_data = False
-
-    async def start(self, host: Host) -> None:
-        await self.helper.start(host)
-
-    async def consume_traces(self, traces: Traces) -> None:
-        await self.helper.consume_traces(traces)
-
-    async def shutdown(self) -> None:
-        await self.helper.shutdown()
 
 
 factory = ExporterFactory(

@@ -19,7 +19,7 @@ from pipeline import otlpjson
 from pipeline.component import ExporterFactory, Host, Settings
 from pipeline.configtypes import Config, Duration, QueueConfig, RetryConfig, TLSClientConfig
 from pipeline.errors import PermanentError
-from pipeline.exporters.helper import ExporterHelper, RetryableError
+from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
 from pipeline.pdata import Traces
 
 RETRYABLE_STATUS = {429, 502, 503, 504}
@@ -71,9 +71,7 @@ def _retry_after(value: str | None) -> float | None:
         return None  # an HTTP date: fall back to our own backoff
 
 
-class OTLPHTTPExporter:
-    mutates_data = False
-
+class OTLPHTTPExporter(HelperExporter):
     def __init__(self, settings: Settings, cfg: OTLPHTTPExporterConfig) -> None:
         self.cfg = cfg
         self._log = settings.logger
@@ -147,15 +145,6 @@ class OTLPHTTPExporter:
         if self._session is not None:
             await self._session.close()
             self._session = None
-
-    async def start(self, host: Host) -> None:
-        await self.helper.start(host)
-
-    async def consume_traces(self, traces: Traces) -> None:
-        await self.helper.consume_traces(traces)
-
-    async def shutdown(self) -> None:
-        await self.helper.shutdown()
 
 
 factory = ExporterFactory(

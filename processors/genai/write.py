@@ -7,35 +7,19 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.otlpwire import frame, varint
+
 __all__ = ["Encoder", "attr_bool", "attr_int", "attr_str", "attr_strs", "strip"]
 
 _ATTR = b"\x4a"  # Span.attributes: field 9, length-delimited
 
 
-def _varint(n: int) -> bytes:
-    if n < 0:
-        n += 1 << 64
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _ld(tag: bytes, payload: bytes) -> bytes:
-    return tag + _varint(len(payload)) + payload
-
-
 def _kv(key: str, any_value: bytes) -> bytes:
-    return _ld(_ATTR, _ld(b"\x0a", key.encode()) + _ld(b"\x12", any_value))
+    return frame(_ATTR, frame(b"\x0a", key.encode()) + frame(b"\x12", any_value))
 
 
 def _s(value: str) -> bytes:
-    return _ld(b"\x0a", value.encode())
+    return frame(b"\x0a", value.encode())
 
 
 def attr_str(key: str, value: str) -> bytes:
@@ -47,12 +31,12 @@ def attr_bool(key: str, value: bool) -> bytes:
 
 
 def attr_int(key: str, value: int) -> bytes:
-    return _kv(key, b"\x18" + _varint(value))
+    return _kv(key, b"\x18" + varint(value))
 
 
 def attr_strs(key: str, values: Iterable[str]) -> bytes:
-    array = b"".join(_ld(b"\x0a", _s(v)) for v in values)
-    return _kv(key, _ld(b"\x2a", array))
+    array = b"".join(frame(b"\x0a", _s(v)) for v in values)
+    return _kv(key, frame(b"\x2a", array))
 
 
 class Encoder:

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pipeline import otlpjson
+from pipeline.otlpwire import frame
 from pipeline.pdata import InvalidTracesError, Traces, count_spans
 from pipeline.receivers.otlp import decode_protobuf
 from tests.fuzz.budget import examples
@@ -75,24 +76,12 @@ def test_deep_wire_nesting_is_refused(depth: int, tag: bytes) -> None:
     """Length-delimited fields nested `depth` deep (deeper than any real span)."""
     body = b"x"
     for _ in range(depth):
-        body = tag + _varint(len(body)) + body
+        body = frame(tag, body)
     try:
         t = decode_protobuf(body)
     except InvalidTracesError:
         return
     check_usable(t)
-
-
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = n & 0x7F
-        n >>= 7
-        if n:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
 
 
 def test_json_nesting_bombs_are_refused() -> None:

@@ -94,5 +94,27 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def run(instrumentation: str, otlp: str, openai_url: str, anthropic_url: str) -> dict[str, str]:
+    """Run the app in a subprocess, as the tests do; returns {scenario: trace id hex}."""
+    import os
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
+    app = subprocess.run(
+        [
+            *(sys.executable, "-m", "tests.processors.genai.instrumented_app"),
+            *("--instrumentation", instrumentation, "--otlp", otlp),
+            *("--openai", openai_url, "--anthropic", anthropic_url),
+        ],
+        cwd=os.path.abspath(root),
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert app.returncode == 0, app.stderr
+    trace_ids: dict[str, str] = json.loads(app.stdout.strip().splitlines()[-1])
+    return trace_ids
+
+
 if __name__ == "__main__":
     sys.exit(main())
