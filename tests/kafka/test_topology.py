@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -80,7 +80,7 @@ def sdk_spans(trace: GeneratedTrace) -> tuple[list[ReadableSpan], list[ReadableS
     """The trace as the SDK's spans of two services, in the order they end: the worker
     step's subtree (the root's second child) is the `agent-worker` service behind sidecar
     B; the root, the planner steps and the rest are `agent-app` behind sidecar A."""
-    spans: list[tuple[KeyValue, Any, Span]] = [
+    spans: list[tuple[Any, Any, Span]] = [
         (rs.resource, ss.scope, s)
         for rs in trace.resource_spans
         for ss in rs.scope_spans
@@ -254,10 +254,8 @@ def test_two_sidecars_to_one_gateway(tmp_path, kafka_broker, collector_factory):
     late = metric(text, "tracesieve_groupbytrace_late_spans_total")
     print(f"gateway: {decided:.0f} trace decisions, {late:.0f} late spans")
     assert decided == len(traces)
-    services = {
-        attrs_of_resource(r): None for req in read_json_lines(out) for r in req.resource_spans
-    }
-    assert {"agent-app", "agent-worker"} <= set(services)
+    services = {service_of(rs) for req in read_json_lines(out) for rs in req.resource_spans}
+    assert {"agent-app", "agent-worker"} <= services
 
     # enriched as the ground truth says, per LLM call and per trace; prompts gone
     check(as_traces([out]), [t.truth for t in traces])
@@ -322,5 +320,5 @@ def _span_ids(t: GeneratedTrace) -> list[str]:
     return [s.span_id.hex() for rs in t.resource_spans for ss in rs.scope_spans for s in ss.spans]
 
 
-def attrs_of_resource(rs: Any) -> str:
+def service_of(rs: Any) -> str:
     return str(_attributes(rs.resource.attributes).get("service.name"))
