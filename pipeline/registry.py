@@ -12,6 +12,7 @@ from processors import (
     attributes,
     batch,
     cache_tagging,
+    cleanliness,
     fallback_chain,
     groupbytrace,
     memory_limiter,
@@ -28,6 +29,7 @@ PROCESSORS = (
     provider_reconciliation.factory,
     cache_tagging.factory,
     fallback_chain.factory,
+    cleanliness.factory,
     tail_sampling.factory,
 )
 EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory, kafka.factory)

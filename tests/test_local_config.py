@@ -1,7 +1,7 @@
 """`make run`'s config, configs/local.yaml, does the main job: an app instrumented for real
 (the openai SDK with the OTel GenAI instrumentation, httpx instrumented, the anthropic SDK,
 against fake providers on loopback) sends its traces to a collector started through the CLI
-on that file; every span comes out in the file, whole traces enriched and kept."""
+on that file; every span comes out in the file, whole traces enriched, classified and kept."""
 
 from __future__ import annotations
 
@@ -33,7 +33,12 @@ def test_local_config_runs_the_main_job(tmp_path, collector_factory):
                 {
                     "processors": {
                         p: {"hosts": hosts}
-                        for p in ("provider_reconciliation", "cache_tagging", "fallback_chain")
+                        for p in (
+                            "provider_reconciliation",
+                            "cache_tagging",
+                            "fallback_chain",
+                            "cleanliness",
+                        )
                     }
                 }
             )
@@ -85,7 +90,9 @@ def test_local_config_runs_the_main_job(tmp_path, collector_factory):
     assert fallback["sieve.provider.served"] == "anthropic"
     _, replayed = llm("cache")
     assert replayed["sieve.cache.hit"] is True
-    # every trace was kept, and the root says by which policy
-    for tid in trace_ids.values():
-        (root,) = [s for s in by_trace[tid] if not s.parent_span_id]
-        assert attrs(root)["sieve.sampling.policy"] == "keep-all"
+    # every trace was classified and kept; its root says why and by which policy
+    classes = {"plain": "clean", "sdk_retry": "noisy", "fallback": "noisy", "cache": "noisy"}
+    for scenario, tid in trace_ids.items():
+        (root,) = [attrs(s) for s in by_trace[tid] if not s.parent_span_id]
+        assert root["sieve.trace.class"] == classes[scenario], (scenario, root)
+        assert root["sieve.sampling.policy"] == "keep-all"

@@ -799,6 +799,7 @@ def _propagate(h: SpanRecord, p: SpanRecord) -> None:
 
 
 def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
+    linked: list[SpanRecord] = []
     for rec in records:
         if rec.parent_key and rec.parent is None:
             p = by_key.get(rec.parent_key)
@@ -808,6 +809,57 @@ def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
                     p.children = [rec]
                 else:
                     p.children.append(rec)
+                linked.append(rec)
+    if linked:
+        _break_loops(linked)
+
+
+_MAX_DEPTH = 128  # records (calls, HTTP, tools) nested deeper are cut off: no real trace is
+
+
+def _break_loops(linked: list[SpanRecord]) -> None:
+    """Keep the linked records a forest of bounded depth, whatever the input.
+
+    Parent chains that loop (hostile or broken input: a span that is its own parent, two
+    spans each the other's parent) would make every walk up or down the tree endless, and
+    thousands of nested call spans would make the recursive analyses overflow the stack.
+    A loop is cut at the link that closes it, a chain at depth `_MAX_DEPTH`; the record
+    cut off then has no parent in the batch. Each record is walked past once."""
+    depth: dict[int, int] = {}
+    for rec in linked:
+        # the common case first: a short chain that ends (no loop, not deep), seen cheaply
+        r: SpanRecord | None = rec.parent
+        n = 0
+        while r is not None and n < 8:
+            r = r.parent
+            n += 1
+        if r is None:
+            continue
+        path: list[SpanRecord] = []
+        on_path: set[int] = set()
+        r = rec
+        while r is not None and id(r) not in depth:
+            if id(r) in on_path:
+                _cut(path[-1])  # its parent is r: the link that closes the loop
+                r = None
+                break
+            path.append(r)
+            on_path.add(id(r))
+            r = r.parent
+        d = -1 if r is None else depth[id(r)]
+        for x in reversed(path):  # from the top down
+            d += 1
+            if d > _MAX_DEPTH:
+                _cut(x)
+                d = 0
+            depth[id(x)] = d
+
+
+def _cut(rec: SpanRecord) -> None:
+    p = rec.parent
+    rec.parent = None
+    if p is not None and p.children is not None:
+        p.children = [c for c in p.children if c is not rec]
 
 
 def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:

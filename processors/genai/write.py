@@ -4,12 +4,13 @@ fields on merge). ~0.15 us per attribute, against ~2 us for `attributes.add()`."
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable
 from typing import Any
 
 from pipeline.otlpwire import frame, varint
 
-__all__ = ["Encoder", "attr_bool", "attr_int", "attr_str", "attr_strs", "strip"]
+__all__ = ["Encoder", "attr_bool", "attr_double", "attr_int", "attr_str", "attr_strs", "strip"]
 
 _ATTR = b"\x4a"  # Span.attributes: field 9, length-delimited
 
@@ -32,6 +33,10 @@ def attr_bool(key: str, value: bool) -> bytes:
 
 def attr_int(key: str, value: int) -> bytes:
     return _kv(key, b"\x18" + varint(value))
+
+
+def attr_double(key: str, value: float) -> bytes:
+    return _kv(key, b"\x21" + struct.pack("<d", value))
 
 
 def attr_strs(key: str, values: Iterable[str]) -> bytes:

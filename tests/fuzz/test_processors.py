@@ -68,6 +68,15 @@ PROCESSOR_CONFIGS: list[tuple[str, dict[str, Any]]] = [
             "actions": [{"key": "gen_ai.output.messages", "action": "delete"}],
         },
     ),
+    (
+        "cleanliness",
+        {
+            "strict_single_model": True,
+            "timing": {"min_samples": 1, "max_ratio": 1.2},
+            "reason_classes": {"cache_hit": "clean"},
+            "late_cache_size": 4,
+        },
+    ),
     # batch last: it is asynchronous (flushes on size, timeout and shutdown)
     ("batch", {"timeout": "1ms", "send_batch_size": 5, "send_batch_max_size": 8}),
 ]

@@ -163,3 +163,91 @@ def test_enrichment_of_real_instrumented_calls(tmp_path, collector_factory, fake
     assert replayed["sieve.cache.hit"] is True
     assert replayed["sieve.cache.type"] == "exact"
     assert replayed["sieve.cache.evidence"] == "response_id_seen"
+
+
+def cleanliness_config(out: str, hosts: dict[str, str], enrich: bool) -> dict[str, Any]:
+    """otlp -> groupbytrace -> (the three enrichment processors) -> cleanliness -> file."""
+    genai = {"hosts": hosts}
+    enrichment = ["provider_reconciliation", "cache_tagging", "fallback_chain"] if enrich else []
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": {
+            "groupbytrace": {"wait_duration": "2s", "wait_duration_after_root": "200ms"},
+            **dict.fromkeys(enrichment, genai),
+            "cleanliness": genai,
+        },
+        "exporters": {"file": {"path": out, "flush_interval": 0}},
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": ["groupbytrace", *enrichment, "cleanliness"],
+                    "exporters": ["file"],
+                }
+            },
+            "telemetry": {"metrics": {"level": "none"}},
+        },
+    }
+
+
+@pytest.mark.parametrize(
+    ("instrumentation", "enrich"), [("openai-v2", True), ("openinference", False)]
+)
+def test_cleanliness_of_real_instrumented_traces(
+    tmp_path, collector_factory, fakes, instrumentation, enrich
+):
+    """Each scenario's trace classified right, whether the enrichment processors ran before
+    cleanliness (sharing their index) or not (cleanliness works the facts out itself)."""
+    openai_api, anthropic_api = fakes
+    out = str(tmp_path / "out.jsonl")
+    hosts = {
+        f"127.0.0.1:{openai_api.port}": "openai",
+        f"127.0.0.1:{anthropic_api.port}": "anthropic",
+    }
+    c = collector_factory(cleanliness_config(out, hosts, enrich))
+    app = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tests.processors.genai.instrumented_app",
+            "--instrumentation",
+            instrumentation,
+            "--otlp",
+            c.endpoints["receivers::otlp/grpc"],
+            "--openai",
+            openai_api.url,
+            "--anthropic",
+            anthropic_api.url,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert app.returncode == 0, app.stderr
+    trace_ids = json.loads(app.stdout.strip().splitlines()[-1])
+
+    def roots() -> dict[str, dict[str, Any]]:
+        return {
+            s.trace_id.hex(): attrs(s)
+            for s in spans_in(read_json_lines(out))
+            if not s.parent_span_id
+        }
+
+    assert wait_for(lambda: set(trace_ids.values()) <= set(roots()), timeout=30), c.output
+    got = {scenario: roots()[t] for scenario, t in trace_ids.items()}
+    expected = {
+        "plain": ("clean", [], ["openai"], ["gpt-4o"]),
+        "sdk_retry": ("noisy", ["llm_retry"], ["openai"], ["gpt-4o"]),
+        "fallback": ("noisy", ["fallback"], ["anthropic"], ["claude-sonnet-4-6"]),
+        "cache": ("noisy", ["cache_hit"], ["openai"], ["gpt-4o"]),
+    }
+    for scenario, want in expected.items():
+        a = got[scenario]
+        assert (
+            a["sieve.trace.class"],
+            a["sieve.trace.reasons"],
+            a["sieve.trace.providers"],
+            a["sieve.trace.models"],
+        ) == want, scenario
+        assert "sieve.trace.duration_ratio" not in a  # 4 traces: no median yet

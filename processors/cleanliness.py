@@ -1,0 +1,523 @@
+"""`cleanliness` processor: classifies each whole trace as `clean`, `noisy`, `corrupted` or
+`failed`, and says why.
+
+It works on the whole traces `groupbytrace` (required before it) releases. Per trace it
+writes on the root span (without a root span in the batch, on every span of the trace):
+
+- `sieve.trace.class`: the worst class among its reasons' classes (failed > corrupted >
+  noisy > clean); `failed` whenever the root span reports an error; `clean` without reasons.
+- `sieve.trace.reasons`: string array, in the order of `REASONS`.
+- `sieve.trace.providers`, `sieve.trace.models`: string arrays, what served the trace's
+  successful LLM calls (normalised, sorted).
+- `sieve.trace.duration_ratio`: root duration / the running median of the trace's task
+  class (only once that median has `timing.min_samples` clean traces behind it).
+
+The enrichment facts (fallback, retries, cache hits, provider mismatch, unrecovered
+failures) come from the batch's shared GenAI index (`processors.genai.index_for`): built
+here when no enrichment processor ran on this batch, shared when one did. The same values
+go into the trace's `facts` in the `groupbytrace` index, for `tail_sampling` and `routing`.
+
+State: one quantile sketch (DDSketch, 1% relative accuracy) of root durations per task
+class, fed only by clean traces; and the results of recent traces, so that late fragments
+of a trace (spans `groupbytrace` passes on after the trace was released) get the same
+attributes instead of a verdict on the fragment alone.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterable
+from typing import Annotated, Any
+
+import fastjsonschema
+import msgspec
+from ddsketch import LogCollapsingLowestDenseDDSketch
+from msgspec import Meta
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
+
+from pipeline.component import ProcessorFactory, Settings, TracesConsumer
+from pipeline.configtypes import Config, NonNegInt, PositiveInt
+from pipeline.consumers import ProcessorHelper
+from pipeline.pdata import Traces
+from pipeline.wholetraces import TraceView, bytes_of, plain, trace_views
+from processors.genai import GenAIConfig, TraceFacts, index_for, no_gc
+from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
+
+__all__ = [
+    "CLASSES",
+    "DEFAULT_CLASSES",
+    "REASONS",
+    "CleanlinessConfig",
+    "CleanlinessProcessor",
+    "TimingConfig",
+    "factory",
+    "load_tool_schemas",
+]
+
+CLASSES = ("clean", "noisy", "corrupted", "failed")  # best to worst
+REASONS = (
+    "fallback",
+    "llm_retry",
+    "tool_retry",
+    "cache_hit",
+    "provider_mismatch",
+    "slow",
+    "multi_model",
+    "tool_schema_invalid",
+    "swallowed_error",
+)
+DEFAULT_CLASSES = {
+    "fallback": "noisy",
+    "llm_retry": "noisy",
+    "tool_retry": "noisy",
+    "cache_hit": "noisy",
+    "provider_mismatch": "noisy",
+    "slow": "noisy",
+    "multi_model": "noisy",
+    "tool_schema_invalid": "corrupted",
+    "swallowed_error": "corrupted",
+}
+
+A_CLASS = "sieve.trace.class"
+A_REASONS = "sieve.trace.reasons"
+A_PROVIDERS = "sieve.trace.providers"
+A_MODELS = "sieve.trace.models"
+A_RATIO = "sieve.trace.duration_ratio"
+_OURS = "sieve.trace."
+_OURS_B = _OURS.encode()
+
+# task class: the configured key, then these, then the root span's name
+_CLASS_FALLBACK_KEYS = ("gen_ai.workflow.name", "gen_ai.agent.name")
+# tool name and result, after the configured keys
+_TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")
+_TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
+_ERROR = 2  # Status.STATUS_CODE_ERROR
+
+
+# -- config -----------------------------------------------------------------------------------
+
+
+class TimingConfig(Config):
+    """`slow`: root duration above `max_ratio` x the running median of its task class."""
+
+    max_ratio: Annotated[float, Meta(gt=0)] = 1.5
+    # clean traces of a task class needed before its median is used
+    min_samples: PositiveInt = 20
+    # the task class: this root span attribute (then the root's resource), then
+    # gen_ai.workflow.name, gen_ai.agent.name, then the root span's name
+    class_key: str = "task.class"
+    # task classes tracked (least recently seen forgotten beyond it)
+    max_task_classes: PositiveInt = 10_000
+    # of the median sketches (DDSketch)
+    relative_accuracy: Annotated[float, Meta(gt=0, lt=1)] = 0.01
+
+
+class CleanlinessConfig(GenAIConfig):
+    timing: TimingConfig = msgspec.field(default_factory=TimingConfig)
+    # more than one served model in a trace is `multi_model` (noisy)
+    strict_single_model: bool = False
+    # directory with one `<tool name>.json` JSON Schema per tool (unset: no schema checks)
+    tool_schemas: str | None = None
+    # attribute holding a tool's result, read before the built-in keys
+    tool_result_key: str = ""
+    # reason -> class, overriding DEFAULT_CLASSES
+    reason_classes: dict[str, str] = msgspec.field(default_factory=dict)
+    # traces whose result is remembered for their late fragments (0: off)
+    late_cache_size: NonNegInt = 100_000
+
+    def validate(self) -> list[str]:
+        errs = super().validate()
+        for reason, cls in self.reason_classes.items():
+            if reason not in REASONS:
+                errs.append(
+                    f"reason_classes: unknown reason {reason!r} (valid: {', '.join(REASONS)})"
+                )
+            elif cls not in CLASSES:
+                errs.append(
+                    f"reason_classes::{reason}: unknown class {cls!r} (valid: {', '.join(CLASSES)})"
+                )
+        if self.tool_schemas is not None:
+            _, problems = load_tool_schemas(self.tool_schemas)
+            errs.extend(f"tool_schemas: {p}" for p in problems)
+        return errs
+
+
+# -- tool schemas -------------------------------------------------------------------------------
+
+Validator = Callable[[Any], Any]
+# (absolute path, file content) -> compiled validator: compiled once per schema, though the
+# config is validated before the processor is made
+_COMPILED: dict[tuple[str, bytes], Validator] = {}
+
+
+def load_tool_schemas(directory: str) -> tuple[dict[str, Validator], list[str]]:
+    """The compiled schema of each `<tool>.json` in `directory`, and the problems found
+    (each naming the file)."""
+    problems: list[str] = []
+    if not directory.strip():
+        return {}, ["is empty (a directory of <tool name>.json JSON Schemas)"]
+    if not os.path.isdir(directory):
+        what = "is not a directory" if os.path.exists(directory) else "does not exist"
+        return {}, [f"{directory!r} {what} (want a directory of <tool name>.json JSON Schemas)"]
+    out: dict[str, Validator] = {}
+    names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
+    for name in names:
+        path = os.path.join(directory, name)
+        if not os.path.isfile(path):
+            continue
+        try:
+            with open(path, "rb") as fh:
+                data = fh.read()
+        except OSError as exc:
+            problems.append(f"{path}: cannot read ({exc.strerror or exc})")
+            continue
+        key = (os.path.abspath(path), data)
+        v = _COMPILED.get(key)
+        if v is None:
+            try:
+                schema = msgspec.json.decode(data)
+            except msgspec.DecodeError as exc:
+                problems.append(f"{path}: not valid JSON ({exc})")
+                continue
+            if not isinstance(schema, dict | bool):
+                problems.append(f"{path}: invalid JSON Schema (want an object or a boolean)")
+                continue
+            try:
+                v = fastjsonschema.compile(schema)
+            except Exception as exc:  # fastjsonschema raises several kinds on bad schemas
+                msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                problems.append(f"{path}: invalid JSON Schema ({msg})")
+                continue
+            if len(_COMPILED) > 10_000:
+                _COMPILED.clear()
+            _COMPILED[key] = v
+        out[name[:-5]] = v
+    if not names:
+        problems.append(f"{directory!r} holds no <tool name>.json schema")
+    return out, problems
+
+
+# -- the processor ------------------------------------------------------------------------------
+
+
+class _Timing:
+    """Running median of root durations per task class (seconds), from clean traces."""
+
+    __slots__ = ("cfg", "classes")
+
+    def __init__(self, cfg: TimingConfig) -> None:
+        self.cfg = cfg
+        self.classes: OrderedDict[str, list[Any]] = OrderedDict()  # key -> [sketch, median]
+
+    def ratio(self, key: str, seconds: float) -> float | None:
+        got = self.classes.get(key)
+        if got is None:
+            return None
+        self.classes.move_to_end(key)
+        sketch, median = got
+        if sketch.count < self.cfg.min_samples:
+            return None
+        if median is None:
+            median = got[1] = sketch.get_quantile_value(0.5)
+        return seconds / median if median and median > 0 else None
+
+    def add(self, key: str, seconds: float) -> None:
+        got = self.classes.get(key)
+        if got is None:
+            got = self.classes[key] = [
+                LogCollapsingLowestDenseDDSketch(self.cfg.relative_accuracy, bin_limit=2048),
+                None,
+            ]
+            if len(self.classes) > self.cfg.max_task_classes:
+                self.classes.popitem(last=False)
+        got[0].add(seconds)
+        got[1] = None
+
+
+class _Result:
+    """What is written for one trace (kept for its late fragments)."""
+
+    __slots__ = ("cls", "data", "facts", "reasons")
+
+    def __init__(self, cls: str, reasons: list[str], data: bytes, facts: dict[str, Any]) -> None:
+        self.cls = cls
+        self.reasons = reasons
+        self.data = data  # the attributes, encoded as Span fields
+        self.facts = facts
+
+
+class CleanlinessProcessor(ProcessorHelper):
+    """Stateful (timing medians, recent results); one `process` per batch."""
+
+    def __init__(
+        self, settings: Settings, cfg: CleanlinessConfig, next_consumer: TracesConsumer
+    ) -> None:
+        super().__init__(settings, next_consumer, self.process, mutates_data=True)
+        self.cfg = cfg
+        rank = {c: i for i, c in enumerate(CLASSES)}
+        classes = {**DEFAULT_CLASSES, **cfg.reason_classes}
+        self._rank = {r: rank[classes[r]] for r in REASONS}
+        self._timing = _Timing(cfg.timing)
+        self._class_keys = (cfg.timing.class_key, *_CLASS_FALLBACK_KEYS)
+        self._schemas: dict[str, Validator] = {}
+        if cfg.tool_schemas is not None:
+            self._schemas, problems = load_tool_schemas(cfg.tool_schemas)
+            if problems:  # validated before; the directory changed since
+                raise ValueError("tool_schemas: " + "; ".join(problems))
+        self._name_keys = (*cfg.attributes.tool_name, *_TOOL_NAME_KEYS)
+        self._result_keys = (
+            (cfg.tool_result_key, *_TOOL_RESULT_KEYS) if cfg.tool_result_key else _TOOL_RESULT_KEYS
+        )
+        self._late: OrderedDict[bytes, _Result] = OrderedDict()
+        self._enc = Encoder()
+        tel = settings.telemetry
+        labels = (str(settings.id), settings.pipeline or "")
+        names = ("processor", "pipeline")
+        by_class = tel.counter(
+            "tracesieve_cleanliness_traces", "Traces classified, by class", (*names, "class")
+        )
+        self._m_class = {c: by_class.labels(*labels, c) for c in CLASSES}
+        by_reason = tel.counter(
+            "tracesieve_cleanliness_reasons", "Traces classified, by reason", (*names, "reason")
+        )
+        self._m_reason = {r: by_reason.labels(*labels, r) for r in REASONS}
+        self._m_late = tel.counter(
+            "tracesieve_cleanliness_late_fragments",
+            "Late fragments given the result of their trace (cached) or classified alone",
+            (*names, "cached"),
+        )
+        self._m_late_l = (
+            self._m_late.labels(*labels, "true"),
+            self._m_late.labels(*labels, "false"),
+        )
+        self._m_task_classes = tel.gauge(
+            "tracesieve_cleanliness_task_classes",
+            "Task classes with a running duration median",
+            names,
+        ).labels(*labels)
+
+    # -- per batch ------------------------------------------------------------------------
+    def process(self, traces: Traces) -> Traces:
+        with no_gc():
+            return self._run(traces)
+
+    def _run(self, traces: Traces) -> Traces:
+        views, tidx = trace_views(traces)
+        if not views:
+            return traces
+        raw = bytes_of(traces, tidx)
+        facts = index_for(traces, self.cfg).facts()
+        tools = self._tools_by_trace(traces) if self._schemas else {}
+        classes: Counter[str] = Counter()
+        reasons_n: Counter[str] = Counter()
+        late_n = [0, 0]
+        work: list[tuple[TraceView, _Result]] = []
+        for v in views:
+            res = self._late.get(v.trace_id) if v.late else None
+            if res is not None:
+                late_n[0] += 1
+            else:
+                if v.late:
+                    late_n[1] += 1
+                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()))
+                classes[res.cls] += 1
+                reasons_n.update(res.reasons)
+                if self.cfg.late_cache_size and not v.late:
+                    self._late[v.trace_id] = res
+                    if len(self._late) > self.cfg.late_cache_size:
+                        self._late.popitem(last=False)
+            if v.entry is not None:
+                v.entry.facts.update(res.facts)
+            work.append((v, res))
+        traces.mutable()
+        for v, res in work:
+            e = v.entry
+            # a span may carry sieve.trace.* already (an earlier tracesieve): replaced, not
+            # repeated; the batch encoding tells when no span of the trace does
+            check = raw is None or e is None or raw.find(_OURS_B, e.byte_start, e.byte_end) >= 0
+            for s in (v.root,) if v.root is not None else v.spans():
+                _write(s, res.data, check)
+        for c, n in classes.items():
+            self._m_class[c].inc(n)
+        for r, n in reasons_n.items():
+            self._m_reason[r].inc(n)
+        if late_n[0]:
+            self._m_late_l[0].inc(late_n[0])
+        if late_n[1]:
+            self._m_late_l[1].inc(late_n[1])
+        self._m_task_classes.set(len(self._timing.classes))
+        return traces
+
+    def _tools_by_trace(self, traces: Traces) -> dict[bytes, list[Span]]:
+        out: dict[bytes, list[Span]] = {}
+        for s in index_for(traces, self.cfg).tool_spans:
+            t = s.trace_id
+            got = out.get(t)
+            if got is None:
+                out[t] = [s]
+            else:
+                got.append(s)
+        return out
+
+    # -- per trace ------------------------------------------------------------------------
+    def _classify(self, v: TraceView, f: TraceFacts | None, tools: Iterable[Span]) -> _Result:
+        cfg = self.cfg
+        reasons: set[str] = set(f.reasons()) if f is not None else set()
+        root = v.root
+        root_error = root is not None and root.status.code == _ERROR
+        ratio: float | None = None
+        task = ""
+        seconds = 0.0
+        if root is not None and not v.late:
+            seconds = (root.end_time_unix_nano - root.start_time_unix_nano) / 1e9
+            if seconds > 0:
+                task = self._task_class(root, v.root_resource)
+                ratio = self._timing.ratio(task, seconds)
+                if ratio is not None and ratio > cfg.timing.max_ratio:
+                    reasons.add("slow")
+        if f is not None:
+            if cfg.strict_single_model and len(f.models) > 1:
+                reasons.add("multi_model")
+            if f.unrecovered and not root_error:
+                reasons.add("swallowed_error")
+        if self._schemas and self._invalid_tool_result(tools):
+            reasons.add("tool_schema_invalid")
+        ordered = [r for r in REASONS if r in reasons]
+        rank = max((self._rank[r] for r in ordered), default=0)
+        cls = "failed" if root_error else CLASSES[rank]
+        if cls == "clean" and seconds > 0 and task:
+            self._timing.add(task, seconds)
+        providers = sorted(f.providers) if f is not None else []
+        models = sorted(f.models) if f is not None else []
+        key = (cls, tuple(ordered), tuple(providers), tuple(models))
+        data = self._enc.get(key)
+        if data is None:
+            data = self._enc.put(
+                key,
+                attr_str(A_CLASS, cls)
+                + attr_strs(A_REASONS, ordered)
+                + attr_strs(A_PROVIDERS, providers)
+                + attr_strs(A_MODELS, models),
+            )
+        facts: dict[str, Any] = {
+            A_CLASS: cls,
+            A_REASONS: ordered,
+            A_PROVIDERS: providers,
+            A_MODELS: models,
+        }
+        if ratio is not None:
+            data += attr_double(A_RATIO, ratio)
+            facts[A_RATIO] = ratio
+        return _Result(cls, ordered, data, facts)
+
+    def _task_class(self, root: Span, resource: ResourceSpans | None) -> str:
+        """The first of the class keys present on the root span (the configured key also on
+        its resource), else the root span's name."""
+        keys = self._class_keys
+        found: dict[str, str] = {}
+        for kv in root.attributes:
+            k = kv.key
+            if k in keys:
+                s = kv.value.string_value or _text(plain(kv.value))
+                if s:
+                    found[k] = s
+        for k in keys:
+            if k in found:
+                return found[k]
+            if k == keys[0] and resource is not None:
+                for kv in resource.resource.attributes:
+                    if kv.key == k:
+                        s = kv.value.string_value or _text(plain(kv.value))
+                        if s:
+                            return s
+        return root.name
+
+    def _invalid_tool_result(self, tools: Iterable[Span]) -> bool:
+        """Whether a successful tool call's result fails its tool's schema."""
+        schemas = self._schemas
+        for s in tools:
+            if s.status.code == _ERROR:
+                continue  # failed: retries and swallowed errors speak for it
+            name = _name_from_span(s.name)
+            if name is not None and name not in schemas:
+                continue
+            result, attr_name = self._tool_fields(s)
+            name = name or attr_name
+            if not name or result is None:
+                continue
+            validate = schemas.get(name)
+            if validate is not None and not _valid(validate, result):
+                return True
+        return False
+
+    def _tool_fields(self, s: Span) -> tuple[Any, str]:
+        """(result, tool name from attributes) of a tool span, in one pass."""
+        rkeys, nkeys = self._result_keys, self._name_keys
+        results: dict[str, Any] = {}
+        names: dict[str, str] = {}
+        for kv in s.attributes:
+            k = kv.key
+            if k in rkeys:
+                results[k] = kv.value
+            elif k in nkeys:
+                names[k] = kv.value.string_value
+        result = None
+        for k in rkeys:
+            if k in results:
+                result = plain(results[k])
+                break
+        name = next((names[k] for k in nkeys if names.get(k)), "")
+        return result, name
+
+
+def _name_from_span(name: str) -> str | None:
+    """The tool's name when the span name says it (`execute_tool X`, Traceloop `X.tool`)."""
+    if name.startswith("execute_tool ") and len(name) > 13:
+        return name[13:]
+    if name.endswith(".tool") and len(name) > 5:
+        return name[:-5]
+    return None
+
+
+def _valid(validate: Validator, result: Any) -> bool:
+    """A result is JSON text (checked as the value it encodes), else checked as it is."""
+    if isinstance(result, str):
+        with contextlib.suppress(msgspec.DecodeError):  # plain text: checked as a string
+            result = msgspec.json.decode(result)
+    try:
+        validate(result)
+    except Exception:  # JsonSchemaException, or a value the compiled code cannot handle
+        return False
+    return True
+
+
+def _text(v: Any) -> str:
+    if v is None or isinstance(v, dict | list | bytes):
+        return ""
+    return str(v)
+
+
+def _write(span: Span, data: bytes, check: bool) -> None:
+    """Append the encoded attributes, replacing any `sieve.trace.*` the span had."""
+    if check:
+        attrs = span.attributes
+        for i in range(len(attrs) - 1, -1, -1):
+            if attrs[i].key.startswith(_OURS):
+                del attrs[i]
+    span.MergeFromString(data)
+
+
+factory = ProcessorFactory(
+    type="cleanliness",
+    config_type=CleanlinessConfig,
+    create=CleanlinessProcessor,
+    stability="alpha",
+    description="classifies whole traces clean/noisy/corrupted/failed and says why (sieve.trace.*)",
+    requires_before=("groupbytrace",),
+    requires_reason=(
+        "cleanliness classifies whole traces, and groupbytrace is what holds spans "
+        "until their trace is complete"
+    ),
+)
