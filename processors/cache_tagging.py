@@ -15,11 +15,12 @@ from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import NonNegInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, ResponseIdMemory, index_for, no_gc
+from processors.genai import ResponseIdMemory, index_for, no_gc
+from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_bool, attr_str, strip
 
 
-class CacheTaggingConfig(GenAIConfig):
+class CacheTaggingConfig(EnrichmentConfig):
     # response ids remembered across batches: a later call replaying one is a hit (0: off)
     response_id_memory: NonNegInt = 100_000
     # cost 0 with tokens > 0 (LiteLLM prices cache hits at 0) counts as a hit

@@ -11,7 +11,8 @@ from __future__ import annotations
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, index_for, no_gc
+from processors.genai import index_for, no_gc
+from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs, strip
 
 KEYS = frozenset(
@@ -20,7 +21,7 @@ KEYS = frozenset(
 _TOOL_KEYS = frozenset(("sieve.retry.count",))
 
 
-class FallbackChainConfig(GenAIConfig):
+class FallbackChainConfig(EnrichmentConfig):
     tools: bool = True  # also mark tool retries
 
 

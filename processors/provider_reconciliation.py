@@ -15,11 +15,12 @@ from collections import Counter
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, SpanRecord, index_for, no_gc
+from processors.genai import SpanRecord, index_for, no_gc
+from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_bool, attr_str, strip
 
 
-class ProviderReconciliationConfig(GenAIConfig):
+class ProviderReconciliationConfig(EnrichmentConfig):
     pass
 
 

@@ -6,7 +6,7 @@ import msgspec
 
 from pipeline.configtypes import Config
 
-__all__ = ["AttributeMappings", "GenAIConfig"]
+__all__ = ["AttributeMappings", "EnrichmentConfig", "GenAIConfig"]
 
 
 class AttributeMappings(Config):
@@ -36,9 +36,15 @@ class GenAIConfig(Config):
     # host suffix (`.internal.example`), exact host, or `host:port` -> provider
     hosts: dict[str, str] = msgspec.field(default_factory=dict)
     attributes: AttributeMappings = msgspec.field(default_factory=AttributeMappings)
-    # what an earlier tracesieve wrote (a sidecar that saw part of a trace): false keeps
-    # it; true replaces it with what this processor finds (after groupbytrace, whole traces)
-    overwrite: bool = False
 
     def validate(self) -> list[str]:
         return [f"hosts: empty provider for {h!r}" for h, p in self.hosts.items() if not p.strip()]
+
+
+class EnrichmentConfig(GenAIConfig):
+    """Options of the three enrichment processors (not of `cleanliness`)."""
+
+    # what an earlier tracesieve wrote (a sidecar that saw part of a trace): false keeps
+    # it; true replaces this processor's keys with what it finds now (whole traces, after
+    # groupbytrace)
+    overwrite: bool = False

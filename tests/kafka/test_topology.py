@@ -6,8 +6,9 @@ consume the topic as one consumer group.
 
 What test_kafka_e2e.py already covers (message format, keys, size limit) is not repeated;
 these check what the topology promises: traces whose spans come through two sidecars are
-whole at one gateway, enriched, and land exactly once; with two gateways the group splits
-the work by trace, never a trace between them."""
+whole at one gateway, enriched, classified, sampled by class and land exactly once, each on
+the topic of its class; with two gateways the group splits the work by trace, never a trace
+between them."""
 
 from __future__ import annotations
 
@@ -28,9 +29,10 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import SpanContext, SpanKind, Status, StatusCode, TraceFlags
 
-from benchmarks.generator import FaultRates, GeneratedTrace, Generator
+from benchmarks.generator import FaultRates, GeneratedTrace, Generator, write_tool_schemas
 from pipeline.pdata import Traces
 from pipeline.testing import attrs, read_json_lines, spans_in, wait_for
+from processors.tail_sampling import TraceHash, threshold
 from tests.kafka.helpers import create_topic, metric, read_topics, scrape, spans_of, unique
 from tests.processors.genai.test_generator_truth import check
 
@@ -167,34 +169,60 @@ def sidecar(collector_factory: Any, bs: str, topic: str, name: str, tmp: Path) -
 
 
 def gateway(
-    collector_factory: Any, bs: str, topic: str, group: str, prefix: str, out: str, tmp: Path
+    collector_factory: Any,
+    bs: str,
+    topic: str,
+    group: str,
+    prefix: str,
+    out: str,
+    tmp: Path,
+    keep_noisy: str | None = None,
 ) -> Any:
     """configs/gateway.yaml as shipped, plus a second config file that adds a `file`
-    exporter beside the per-class topics."""
+    exporter beside the per-class topics and the generator's tool schemas."""
     name = Path(out).stem
     os.makedirs(tmp / name, exist_ok=True)
+    schemas = tmp / "tool-schemas"
+    if not schemas.exists():
+        write_tool_schemas(str(schemas))
     overlay = tmp / name / "with-file.yaml"
     overlay.write_text(
         yaml.safe_dump(
             {
+                "processors": {"cleanliness": {"tool_schemas": str(schemas)}},
                 "exporters": {"file": {"path": out, "flush_interval": "0s"}},
                 "service": {"pipelines": {"traces": {"exporters": ["kafka/by_class", "file"]}}},
             }
         )
     )
+    env = {
+        **LOCAL,
+        "TRACESIEVE_KAFKA_BROKERS": bs,
+        "TRACESIEVE_SPANS_TOPIC": topic,
+        "TRACESIEVE_GATEWAY_GROUP": group,
+        "TRACESIEVE_TRACES_TOPIC_PREFIX": prefix,
+    }
+    if keep_noisy is not None:
+        env["TRACESIEVE_KEEP_NOISY"] = keep_noisy
     return collector_factory(
         (ROOT / "configs/gateway.yaml").read_text(),
-        env={
-            **LOCAL,
-            "TRACESIEVE_KAFKA_BROKERS": bs,
-            "TRACESIEVE_SPANS_TOPIC": topic,
-            "TRACESIEVE_GATEWAY_GROUP": group,
-            "TRACESIEVE_TRACES_TOPIC_PREFIX": prefix,
-            "TRACESIEVE_KEEP_NOISY": "keep",
-        },
+        env=env,
         extra_args=["--config", str(overlay)],
         workdir=str(tmp / name),
     )
+
+
+def check_classes(spans: list[Span], truths: list[dict[str, Any]]) -> Counter[str]:
+    """Every trace's root span carries the class and reasons its ground truth gives."""
+    roots = {s.trace_id.hex(): attrs(s) for s in spans if not s.parent_span_id}
+    classes: Counter[str] = Counter()
+    for t in truths:
+        a = roots[t["trace_id"]]
+        where = f"{t['convention']}/{t['stack']} faults={t['faults']}"
+        assert a.get("sieve.trace.class") == t["expected"]["class"], where
+        assert sorted(a.get("sieve.trace.reasons") or []) == sorted(t["expected"]["reasons"])
+        classes[t["expected"]["class"]] += 1
+    return classes
 
 
 def exported(out: str) -> list[Span]:
@@ -207,6 +235,10 @@ def as_traces(spans_from: list[str]) -> Traces:
         for r in read_json_lines(out):
             req.resource_spans.extend(r.resource_spans)
     return Traces(req)
+
+
+def decisions(c: Any) -> float:
+    return metric(scrape(c.endpoints["telemetry/http"]), "tracesieve_tail_sampling_decisions_total")
 
 
 def owned(c: Any) -> float:
@@ -224,43 +256,52 @@ def test_two_sidecars_to_one_gateway(tmp_path, kafka_broker, collector_factory):
     topic, group, prefix = unique("spans"), unique("gw"), unique("traces") + "."
     create_topic(bs, topic, partitions=PARTITIONS)
     out = str(tmp_path / "gateway.jsonl")
-    gw = gateway(collector_factory, bs, topic, group, prefix, out, tmp_path)
+    gw = gateway(collector_factory, bs, topic, group, prefix, out, tmp_path)  # noisy: 25%
     side_a = sidecar(collector_factory, bs, topic, "sidecar-a", tmp_path)
     side_b = sidecar(collector_factory, bs, topic, "sidecar-b", tmp_path)
 
     traces = labelled_traces(40, seed=5)
-    sent = {bytes.fromhex(c) for t in traces for c in _span_ids(t)}
     n_a, n_b = send(
         traces, side_a.endpoints["receivers::otlp/grpc"], side_b.endpoints["receivers::otlp/grpc"]
     )
-    assert n_a + n_b == len(sent) and n_a > 0 and n_b > 0
+    assert n_a + n_b == sum(t.span_count for t in traces) and n_a > 0 and n_b > 0
     assert side_a.stop() == 0 and side_b.stop() == 0  # a clean stop delivers to Kafka
 
+    # what the cleanliness policy keeps: every trace but 75% of the noisy ones, chosen by
+    # the trace id hash (the same at every gateway)
+    sampled = TraceHash("")
+    kept = [
+        t
+        for t in traces
+        if t.truth["expected"]["class"] != "noisy" or sampled.sampled(t.trace_id, threshold(25))
+    ]
+    dropped = [t for t in traces if t not in kept]
+    assert kept and dropped, "the sample should keep some noisy traces and drop others"
+    sent = {bytes.fromhex(c) for t in kept for c in _span_ids(t)}
     assert wait_for(lambda: len(exported(out)) >= len(sent), timeout=60), (
         len(exported(out)),
         len(sent),
         gw.output[-3000:],
     )
-    time.sleep(0.5)  # a duplicate, if any, would come right behind
+    assert wait_for(lambda: decisions(gw) >= len(traces), timeout=20)
+    time.sleep(0.5)  # a duplicate or a dropped trace's span, if any, would come right behind
     spans = exported(out)
     counts = Counter(s.span_id for s in spans)
-    assert set(counts) == sent, "spans lost or invented"
+    assert set(counts) == sent, "spans lost, or spans of dropped traces exported"
     assert max(counts.values()) == 1, "a span arrived twice"
-    print(f"\n{len(sent)} spans of {len(traces)} traces: {n_a} via sidecar A, {n_b} via B")
 
     # both services' spans of each trace met in the gateway, which decided on whole traces
     text = scrape(gw.endpoints["telemetry/http"])
     decided = metric(text, "tracesieve_tail_sampling_decisions_total")
     late = metric(text, "tracesieve_groupbytrace_late_spans_total")
-    print(f"gateway: {decided:.0f} trace decisions, {late:.0f} late spans")
     assert decided == len(traces)
+    assert metric(text, "tracesieve_tail_sampling_decisions_total", decision="sampled") == len(kept)
     services = {service_of(rs) for req in read_json_lines(out) for rs in req.resource_spans}
     assert {"agent-app", "agent-worker"} <= services
 
-    # enriched as the ground truth says, per LLM call and per trace; prompts gone
-    check(as_traces([out]), [t.truth for t in traces])
-    llm = [s for s in spans if "sieve.provider.evidence" in attrs(s)]
-    assert len(llm) >= sum(len(t.truth["llm_calls"]) for t in traces)
+    # enriched and classified as the ground truth says; prompts gone
+    check(as_traces([out]), [t.truth for t in kept])
+    classes = check_classes(spans, [t.truth for t in kept])
     for s in spans:
         a = attrs(s)
         assert len(a) == len(s.attributes), "a key written twice (sidecar and gateway)"
@@ -268,10 +309,23 @@ def test_two_sidecars_to_one_gateway(tmp_path, kafka_broker, collector_factory):
         if a.get("openinference.span.kind") != "TOOL":  # tool results stay, for cleanliness
             assert "output.value" not in a and "input.value" not in a
 
-    # the per-class topics hold the same spans (no class yet: agent-traces.unclassified)
-    records = read_topics(bs, [prefix + "unclassified"], spans=len(sent), timeout=30)
-    in_topics = Counter(sid for r in records for _, sid in spans_of(r.value))
+    # each kept trace, whole, on the topic of its class
+    topics = [prefix + c for c in ("clean", "noisy", "corrupted", "failed", "unclassified")]
+    records = read_topics(bs, topics, spans=len(sent), timeout=30)
+    on_topic: dict[bytes, set[str]] = defaultdict(set)
+    in_topics: Counter[bytes] = Counter()
+    for r in records:
+        for tid, sid in spans_of(r.value):
+            on_topic[tid].add(r.topic)
+            in_topics[sid] += 1
     assert in_topics == counts
+    for t in kept:
+        assert on_topic[t.trace_id] == {prefix + t.truth["expected"]["class"]}
+    print(
+        f"\n{sum(t.span_count for t in traces)} spans of {len(traces)} traces: {n_a} via "
+        f"sidecar A, {n_b} via B; {len(kept)} traces kept ({dict(classes)}), "
+        f"{len(dropped)} noisy dropped; {decided:.0f} decisions, {late:.0f} late spans"
+    )
 
 
 def test_two_gateways_share_the_traces_never_split_one(tmp_path, kafka_broker, collector_factory):
@@ -279,7 +333,10 @@ def test_two_gateways_share_the_traces_never_split_one(tmp_path, kafka_broker, c
     topic, group, prefix = unique("spans"), unique("gw"), unique("traces") + "."
     create_topic(bs, topic, partitions=PARTITIONS)
     outs = [str(tmp_path / "gateway-1.jsonl"), str(tmp_path / "gateway-2.jsonl")]
-    gws = [gateway(collector_factory, bs, topic, group, prefix, o, tmp_path) for o in outs]
+    gws = [
+        gateway(collector_factory, bs, topic, group, prefix, o, tmp_path, keep_noisy="keep")
+        for o in outs
+    ]
     # the group has settled: each gateway owns some of the partitions, all are owned
     assert wait_for(
         lambda: all(owned(g) > 0 for g in gws) and sum(owned(g) for g in gws) == PARTITIONS,
@@ -304,16 +361,14 @@ def test_two_gateways_share_the_traces_never_split_one(tmp_path, kafka_broker, c
     traces_at = [{s.trace_id for s in spans} for spans in per_gateway]
     assert all(traces_at), "one gateway got nothing"
     assert not traces_at[0] & traces_at[1], "a trace was split between the gateways"
-    decided = [
-        metric(scrape(g.endpoints["telemetry/http"]), "tracesieve_tail_sampling_decisions_total")
-        for g in gws
-    ]
+    decided = [decisions(g) for g in gws]
     assert decided == [len(traces_at[0]), len(traces_at[1])], "a trace decided twice"
     print(
         f"\n{len(sent)} spans of {len(traces)} traces: gateway 1 got {len(traces_at[0])} "
         f"traces, gateway 2 {len(traces_at[1])}; decisions {decided}"
     )
     check(as_traces(outs), [t.truth for t in traces])
+    check_classes([s for spans in per_gateway for s in spans], [t.truth for t in traces])
 
 
 def _span_ids(t: GeneratedTrace) -> list[str]:
