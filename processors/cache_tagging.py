@@ -55,7 +55,7 @@ def create(
         for rec in idx.calls:
             if rec.cache_hit:
                 hits[rec.cache_hit_type] += 1
-            if cfg.overwrite:
+            if rec.enriched and cfg.overwrite:
                 strip(rec.span, KEYS)
             elif rec.enriched:
                 continue

@@ -52,7 +52,8 @@ def create(
         traces.mutable()
         n_fallbacks = n_llm = n_tool = 0
         for rec in idx.calls:
-            if cfg.overwrite:  # also from calls an earlier tracesieve took for logical ones
+            if rec.enriched and cfg.overwrite:
+                # also from calls an earlier tracesieve took for logical ones
                 strip(rec.span, KEYS)
             if not rec.logical:
                 continue
@@ -76,7 +77,7 @@ def create(
             for t in idx.tools:
                 if t.tool_retries:
                     n_tool += t.tool_retries
-                    done = not t.scanned and t.attribute("sieve.retry.count") is not None
+                    done = t.attribute("sieve.retry.count") is not None
                     if cfg.overwrite:
                         strip(t.span, _TOOL_KEYS)
                     elif t.enriched or done:

@@ -82,7 +82,7 @@ def create(
         for rec in idx.calls:
             served[(rec.served_provider, rec.served_model)] += 1
             mismatches += rec.mismatch
-            if cfg.overwrite:  # whatever an earlier tracesieve wrote goes
+            if rec.enriched and cfg.overwrite:  # what an earlier tracesieve wrote goes
                 strip(rec.span, KEYS)
             elif rec.enriched:
                 continue  # an earlier tracesieve wrote these already
