@@ -1,6 +1,6 @@
 """Accuracy of the `cleanliness` processor on labelled generator traces.
 
-    python -m benchmarks.accuracy --traces 12000 --seed 1
+    python -m benchmarks.accuracy --traces 12000 --seed 1 [--rates all=0.1]
 
 Generates `--traces` traces (every convention, every fault type at the generator's rates),
 hands them to the processor in trace-aligned batches indexed as `groupbytrace` releases
@@ -178,9 +178,9 @@ def score(
     }
 
 
-def evaluate(n: int, seed: int) -> dict[str, Any]:
+def evaluate(n: int, seed: int, rates: str = "") -> dict[str, Any]:
     t0 = time.perf_counter()
-    traces = list(Generator(seed, rates=FaultRates()).traces(n))
+    traces = list(Generator(seed, rates=FaultRates.parse(rates)).traces(n))
     gen_s = time.perf_counter() - t0
     with tempfile.TemporaryDirectory(prefix="tracesieve-schemas-") as schemas:
         write_tool_schemas(schemas)
@@ -188,6 +188,7 @@ def evaluate(n: int, seed: int) -> dict[str, Any]:
             "case": "accuracy",
             "traces": n,
             "seed": seed,
+            "rates": rates or "default",
             "spans": sum(t.span_count for t in traces),
             "truth_classes": dict(Counter(t.truth["expected"]["class"] for t in traces)),
             "generate_s": round(gen_s, 3),
@@ -211,10 +212,19 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n", 1)[0])
     ap.add_argument("--traces", type=int, default=12_000)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument(
+        "--rates",
+        default="",
+        help="generator fault rates, e.g. all=0.1 or slow=0.2 (default: its own)",
+    )
     args = ap.parse_args(argv)
     if args.traces < 1:
         ap.error("--traces must be at least 1")
-    print(json.dumps(evaluate(args.traces, args.seed), sort_keys=False))
+    try:
+        FaultRates.parse(args.rates)
+    except ValueError as exc:
+        ap.error(str(exc))
+    print(json.dumps(evaluate(args.traces, args.seed, args.rates), sort_keys=False))
     return 0
 
 

@@ -29,7 +29,7 @@ import contextlib
 import os
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import fastjsonschema
 import msgspec
@@ -109,7 +109,7 @@ class TimingConfig(Config):
     # gen_ai.workflow.name, gen_ai.agent.name, then the root span's name
     class_key: str = "task.class"
     # task classes tracked (least recently seen forgotten beyond it)
-    max_task_classes: PositiveInt = 10_000
+    max_task_classes: PositiveInt = 1_000
     # of the median sketches (DDSketch)
     relative_accuracy: Annotated[float, Meta(gt=0, lt=1)] = 0.01
 
@@ -236,16 +236,18 @@ class _Timing:
         got[1] = None
 
 
-class _Result:
-    """What is written for one trace (kept for its late fragments)."""
+class _Verdict(NamedTuple):
+    """What a trace is, but for its duration ratio: one shared object per distinct value."""
 
-    __slots__ = ("cls", "data", "facts", "reasons")
+    cls: str
+    reasons: tuple[str, ...]
+    providers: tuple[str, ...]
+    models: tuple[str, ...]
 
-    def __init__(self, cls: str, reasons: list[str], data: bytes, facts: dict[str, Any]) -> None:
-        self.cls = cls
-        self.reasons = reasons
-        self.data = data  # the attributes, encoded as Span fields
-        self.facts = facts
+
+# a trace's result: its verdict and duration ratio (kept this small for late fragments:
+# ~0.25 KB a remembered trace, the verdicts being shared)
+_Result = tuple[_Verdict, float | None]
 
 
 class CleanlinessProcessor(ProcessorHelper):
@@ -271,6 +273,7 @@ class CleanlinessProcessor(ProcessorHelper):
             (cfg.tool_result_key, *_TOOL_RESULT_KEYS) if cfg.tool_result_key else _TOOL_RESULT_KEYS
         )
         self._late: OrderedDict[bytes, _Result] = OrderedDict()
+        self._verdicts: dict[_Verdict, _Verdict] = {}  # interned
         self._enc = Encoder()
         tel = settings.telemetry
         labels = (str(settings.id), settings.pipeline or "")
@@ -322,23 +325,27 @@ class CleanlinessProcessor(ProcessorHelper):
                 if v.late:
                     late_n[1] += 1
                 res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()))
-                classes[res.cls] += 1
-                reasons_n.update(res.reasons)
+                classes[res[0].cls] += 1
+                reasons_n.update(res[0].reasons)
                 if self.cfg.late_cache_size and not v.late:
                     self._late[v.trace_id] = res
                     if len(self._late) > self.cfg.late_cache_size:
                         self._late.popitem(last=False)
             if v.entry is not None:
-                v.entry.facts.update(res.facts)
+                v.entry.facts.update(_facts(res))
             work.append((v, res))
         traces.mutable()
         for v, res in work:
+            verdict, ratio = res
+            data = self._encoded(verdict)
+            if ratio is not None:
+                data += attr_double(A_RATIO, ratio)
             e = v.entry
             # a span may carry sieve.trace.* already (an earlier tracesieve): replaced, not
             # repeated; the batch encoding tells when no span of the trace does
             check = raw is None or e is None or raw.find(_OURS_B, e.byte_start, e.byte_end) >= 0
             for s in (v.root,) if v.root is not None else v.spans():
-                _write(s, res.data, check)
+                _write(s, data, check)
         for c, n in classes.items():
             self._m_class[c].inc(n)
         for r, n in reasons_n.items():
@@ -349,6 +356,18 @@ class CleanlinessProcessor(ProcessorHelper):
             self._m_late_l[1].inc(late_n[1])
         self._m_task_classes.set(len(self._timing.classes))
         return traces
+
+    def _encoded(self, verdict: _Verdict) -> bytes:
+        data = self._enc.get(verdict)
+        if data is None:
+            data = self._enc.put(
+                verdict,
+                attr_str(A_CLASS, verdict.cls)
+                + attr_strs(A_REASONS, verdict.reasons)
+                + attr_strs(A_PROVIDERS, verdict.providers)
+                + attr_strs(A_MODELS, verdict.models),
+            )
+        return data
 
     def _tools_by_trace(self, traces: Traces) -> dict[bytes, list[Span]]:
         out: dict[bytes, list[Span]] = {}
@@ -389,28 +408,18 @@ class CleanlinessProcessor(ProcessorHelper):
         cls = "failed" if root_error else CLASSES[rank]
         if cls == "clean" and seconds > 0 and task:
             self._timing.add(task, seconds)
-        providers = sorted(f.providers) if f is not None else []
-        models = sorted(f.models) if f is not None else []
-        key = (cls, tuple(ordered), tuple(providers), tuple(models))
-        data = self._enc.get(key)
-        if data is None:
-            data = self._enc.put(
-                key,
-                attr_str(A_CLASS, cls)
-                + attr_strs(A_REASONS, ordered)
-                + attr_strs(A_PROVIDERS, providers)
-                + attr_strs(A_MODELS, models),
-            )
-        facts: dict[str, Any] = {
-            A_CLASS: cls,
-            A_REASONS: ordered,
-            A_PROVIDERS: providers,
-            A_MODELS: models,
-        }
-        if ratio is not None:
-            data += attr_double(A_RATIO, ratio)
-            facts[A_RATIO] = ratio
-        return _Result(cls, ordered, data, facts)
+        verdict = _Verdict(
+            cls,
+            tuple(ordered),
+            tuple(sorted(f.providers)) if f is not None else (),
+            tuple(sorted(f.models)) if f is not None else (),
+        )
+        shared = self._verdicts.get(verdict)
+        if shared is None:
+            if len(self._verdicts) > 10_000:
+                self._verdicts.clear()
+            shared = self._verdicts[verdict] = verdict
+        return shared, ratio
 
     def _task_class(self, root: Span, resource: ResourceSpans | None) -> str:
         """The first of the class keys present on the root span (the configured key also on
@@ -470,6 +479,20 @@ class CleanlinessProcessor(ProcessorHelper):
                 break
         name = next((names[k] for k in nkeys if names.get(k)), "")
         return result, name
+
+
+def _facts(res: _Result) -> dict[str, Any]:
+    """A result as the values written (for the trace's entry in the groupbytrace index)."""
+    verdict, ratio = res
+    out: dict[str, Any] = {
+        A_CLASS: verdict.cls,
+        A_REASONS: list(verdict.reasons),
+        A_PROVIDERS: list(verdict.providers),
+        A_MODELS: list(verdict.models),
+    }
+    if ratio is not None:
+        out[A_RATIO] = ratio
+    return out
 
 
 def _name_from_span(name: str) -> str | None:

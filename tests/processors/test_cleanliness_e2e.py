@@ -173,3 +173,52 @@ def test_sdk_traces_classified_and_routed_through_the_cli(tmp_path, collector_fa
     assert metric(m, "tracesieve_cleanliness_traces_total", **{"class": "corrupted"}) == 2
     assert metric(m, "tracesieve_cleanliness_traces_total", **{"class": "clean"}) == 1
     assert metric(m, "tracesieve_cleanliness_reasons_total", reason="llm_retry") == 1
+
+
+def test_traces_pending_at_shutdown_are_classified_on_what_arrived(tmp_path, collector_factory):
+    """A trace still held by groupbytrace when the collector stops is released and
+    classified; without its root span, every span that arrived carries the verdict."""
+    out = str(tmp_path / "out.jsonl")
+    c = collector_factory(
+        {
+            "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+            "processors": {"groupbytrace": {"wait_duration": "10m"}, "cleanliness": {}},
+            "exporters": {"file": {"path": out, "flush_interval": 0}},
+            "service": {
+                "pipelines": {
+                    "traces": {
+                        "receivers": ["otlp"],
+                        "processors": ["groupbytrace", "cleanliness"],
+                        "exporters": ["file"],
+                    }
+                },
+                "telemetry": {"metrics": {"level": "none"}},
+            },
+        }
+    )
+    from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, set_span_in_context
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent"}))
+    provider.add_span_processor(
+        SimpleSpanProcessor(
+            OTLPSpanExporter(endpoint=c.endpoints["receivers::otlp/grpc"], insecure=True)
+        )
+    )
+    tracer = provider.get_tracer("agent-app")
+    # the root span lives in another process and has not been exported
+    remote = SpanContext(0xABC, 0xDEF, is_remote=True, trace_flags=TraceFlags(1))
+    with tracer.start_as_current_span(
+        "step", context=set_span_in_context(NonRecordingSpan(remote))
+    ):
+        llm(tracer, fail=True)
+        llm(tracer)
+        tool(tracer, fail=True)
+    provider.shutdown()
+    assert not spans_in(read_json_lines(out))  # held: the trace is not complete
+    assert c.stop() == 0
+    spans = spans_in(read_json_lines(out))
+    assert len(spans) == 4
+    for s in spans:
+        a = attrs(s)
+        assert a["sieve.trace.class"] == "corrupted"
+        assert a["sieve.trace.reasons"] == ["llm_retry", "swallowed_error"]
