@@ -49,3 +49,15 @@ def test_payload_file_source_reads_the_file_exporters_proto_format(tmp_path):
             fh.write(struct.pack(">I", len(raw)) + raw)
     p = load(f"file:{path}")
     assert p.span_counts == [4, 4, 4] and p.source == f"file:{path}"
+
+
+def test_topology_benchmark_on_a_few_traces(capsys):
+    from benchmarks import topology
+
+    assert topology.main(["--traces", "30", "--max-batch", "5"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert record["traces"] == 30 and record["sidecar_requests"] > 30
+    # the gateway with overwrite gets every value right; the benchmark's figures rest on it
+    assert record["wrong_traces_gateway_overwrite"] == 0
+    assert record["wrong_traces_sidecar"] > 0
