@@ -3,7 +3,10 @@
 #   docker run --rm -p 4317:4317 -p 4318:4318 -p 8888:8888 -p 13133:13133 tracesieve:0.1.0
 # The default config is configs/local.yaml (spans to /var/lib/tracesieve/spans.jsonl);
 # as a sidecar forwarding upstream:
-#   docker run ... -e TRACESIEVE_UPSTREAM=gateway:4317 tracesieve:0.1.0 --config /app/configs/sidecar.yaml
+#   docker run ... -e TRACESIEVE_UPSTREAM=gateway:4317 tracesieve:0.1.0 --config /app/configs/sidecar-otlp.yaml
+# the two tiers over Kafka (README, "The two-tier topology"):
+#   docker run ... -e TRACESIEVE_KAFKA_BROKERS=kafka:9092 tracesieve:0.1.0 --config /app/configs/sidecar.yaml
+#   docker run ... -e TRACESIEVE_KAFKA_BROKERS=kafka:9092 tracesieve:0.1.0 --config /app/configs/gateway.yaml
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \

@@ -3,8 +3,9 @@ SASL, TLS) turned into aiokafka keyword arguments, error classification, and a
 rate limit on aiokafka's own logging (it logs every failed reconnect at ERROR).
 
 The options follow the OTel Collector's `configkafka`: `brokers`, `client_id`,
-`protocol_version`, `auth.sasl` {`username`, `password`, `mechanism`}, and `tls`
-(absent: plaintext; present: TLS unless `insecure: true`).
+`protocol_version`, `auth.sasl` {`username`, `password`, `mechanism`} (plus
+`username_file`/`password_file`), and `tls` (absent: plaintext; present: TLS unless
+`insecure: true`).
 """
 
 from __future__ import annotations
@@ -30,10 +31,46 @@ _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")
 
 
 class SASLConfig(Config):
-    username: str
-    password: str
+    """`username`/`password` inline (or from the environment: `${env:VAR}`), or read from
+    `username_file`/`password_file` (a mounted secret; read at start, one trailing newline
+    dropped)."""
+
+    username: str | None = None
+    username_file: str | None = None
+    password: str | None = None
+    password_file: str | None = None
     mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     version: int = 0  # accepted for OTel compatibility; aiokafka negotiates the handshake
+
+    def validate(self) -> list[str]:
+        errs: list[str] = []
+        for name in ("username", "password"):
+            value, path = getattr(self, name), getattr(self, f"{name}_file")
+            if (value is None) == (path is None):
+                errs.append(f"{name}: set exactly one of {name}, {name}_file")
+            elif value is not None and not value:
+                errs.append(f"{name}: is empty")
+            elif path is not None:
+                try:
+                    text = _read_secret(path)
+                except OSError as exc:
+                    errs.append(f"{name}_file: cannot read {path!r} ({exc.strerror})")
+                else:
+                    if not text:
+                        errs.append(f"{name}_file: {path!r} is empty")
+        return errs
+
+    def credentials(self) -> tuple[str, str]:
+        """(username, password), reading the files now."""
+        user = self.username if self.username_file is None else _read_secret(self.username_file)
+        pw = self.password if self.password_file is None else _read_secret(self.password_file)
+        return user or "", pw or ""
+
+
+def _read_secret(path: str) -> str:
+    with open(path, encoding="utf-8") as fh:
+        text = fh.read()
+    return text[:-1] if text.endswith("\n") else text
 
 
 class AuthConfig(Config):
@@ -52,9 +89,23 @@ def check_brokers(brokers: list[str], field: str = "brokers") -> list[str]:
 
 
 def check_tls(tls: TLSClientConfig | None, field: str = "tls") -> list[str]:
-    if tls is not None and tls.server_name_override:
-        return [f"{field}::server_name_override: not supported by the Kafka client"]
-    return []
+    if tls is None:
+        return []
+    errs = []
+    if tls.server_name_override:
+        errs.append(f"{field}::server_name_override: not supported by the Kafka client")
+    if tls.insecure:
+        given = [
+            name
+            for name in ("ca_file", "cert_file", "key_file", "insecure_skip_verify")
+            if getattr(tls, name)
+        ]
+        if given:
+            errs.append(
+                f"{field}::insecure: true means plaintext (no TLS), so {', '.join(given)} "
+                "would be ignored; remove insecure to use TLS"
+            )
+    return errs
 
 
 def valid_topic(name: str) -> bool:
@@ -92,8 +143,8 @@ def client_kwargs(
     if sasl is not None:
         kw["security_protocol"] = "SASL_SSL" if ctx else "SASL_PLAINTEXT"
         kw["sasl_mechanism"] = sasl.mechanism
-        kw["sasl_plain_username"] = sasl.username
-        kw["sasl_plain_password"] = sasl.password
+        # aiokafka takes these for SCRAM too
+        kw["sasl_plain_username"], kw["sasl_plain_password"] = sasl.credentials()
     elif ctx is not None:
         kw["security_protocol"] = "SSL"
     if ctx is not None:

@@ -15,11 +15,12 @@ from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import NonNegInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, ResponseIdMemory, index_for, no_gc
-from processors.genai.write import Encoder, attr_bool, attr_str
+from processors.genai import ResponseIdMemory, index_for, no_gc
+from processors.genai.config import EnrichmentConfig
+from processors.genai.write import Encoder, attr_bool, attr_str, strip
 
 
-class CacheTaggingConfig(GenAIConfig):
+class CacheTaggingConfig(EnrichmentConfig):
     # response ids remembered across batches: a later call replaying one is a hit (0: off)
     response_id_memory: NonNegInt = 100_000
     # cost 0 with tokens > 0 (LiteLLM prices cache hits at 0) counts as a hit
@@ -27,6 +28,7 @@ class CacheTaggingConfig(GenAIConfig):
 
 
 _MISS = attr_bool("sieve.cache.hit", False)
+KEYS = frozenset(("sieve.cache.hit", "sieve.cache.type", "sieve.cache.evidence"))
 
 
 def create(
@@ -53,7 +55,9 @@ def create(
         for rec in idx.calls:
             if rec.cache_hit:
                 hits[rec.cache_hit_type] += 1
-            if rec.enriched:
+            if rec.enriched and cfg.overwrite:
+                strip(rec.span, KEYS)
+            elif rec.enriched:
                 continue
             if not rec.cache_hit:
                 rec.span.MergeFromString(_MISS)

@@ -11,11 +11,17 @@ from __future__ import annotations
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, index_for, no_gc
-from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs
+from processors.genai import index_for, no_gc
+from processors.genai.config import EnrichmentConfig
+from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs, strip
+
+KEYS = frozenset(
+    ("sieve.attempt.count", "sieve.retry.count", "sieve.fallback.fired", "sieve.fallback.chain")
+)
+_TOOL_KEYS = frozenset(("sieve.retry.count",))
 
 
-class FallbackChainConfig(GenAIConfig):
+class FallbackChainConfig(EnrichmentConfig):
     tools: bool = True  # also mark tool retries
 
 
@@ -46,11 +52,14 @@ def create(
         traces.mutable()
         n_fallbacks = n_llm = n_tool = 0
         for rec in idx.calls:
+            if rec.enriched and cfg.overwrite:
+                # also from calls an earlier tracesieve took for logical ones
+                strip(rec.span, KEYS)
             if not rec.logical:
                 continue
             n_fallbacks += rec.fallback_fired
             n_llm += rec.retry_count
-            if rec.enriched:
+            if rec.enriched and not cfg.overwrite:
                 continue
             chain = rec.chain or []
             k = (tuple(chain), rec.retry_count, rec.fallback_fired)
@@ -68,8 +77,10 @@ def create(
             for t in idx.tools:
                 if t.tool_retries:
                     n_tool += t.tool_retries
-                    done = not t.scanned and t.attribute("sieve.retry.count") is not None
-                    if t.enriched or done:
+                    done = t.attribute("sieve.retry.count") is not None
+                    if cfg.overwrite:
+                        strip(t.span, _TOOL_KEYS)
+                    elif t.enriched or done:
                         continue
                     t.span.MergeFromString(attr_int("sieve.retry.count", t.tool_retries))
         if n_fallbacks:

@@ -15,12 +15,25 @@ from collections import Counter
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import GenAIConfig, SpanRecord, index_for, no_gc
-from processors.genai.write import Encoder, attr_bool, attr_str
+from processors.genai import SpanRecord, index_for, no_gc
+from processors.genai.config import EnrichmentConfig
+from processors.genai.write import Encoder, attr_bool, attr_str, strip
 
 
-class ProviderReconciliationConfig(GenAIConfig):
+class ProviderReconciliationConfig(EnrichmentConfig):
     pass
+
+
+KEYS = frozenset(
+    (
+        "sieve.provider.requested",
+        "sieve.model.requested",
+        "sieve.provider.served",
+        "sieve.model.served",
+        "sieve.provider.evidence",
+        "sieve.provider.mismatch",
+    )
+)
 
 
 def _encode(rec: SpanRecord) -> bytes:
@@ -69,7 +82,9 @@ def create(
         for rec in idx.calls:
             served[(rec.served_provider, rec.served_model)] += 1
             mismatches += rec.mismatch
-            if rec.enriched:
+            if rec.enriched and cfg.overwrite:  # what an earlier tracesieve wrote goes
+                strip(rec.span, KEYS)
+            elif rec.enriched:
                 continue  # an earlier tracesieve wrote these already
             k = (
                 rec.req_provider,

@@ -71,7 +71,7 @@ def test_chaining_example_end_to_end(collector_factory, tmp_path):
 def test_sidecar_config_forwards_upstream(collector_factory):
     with OTLPServer() as up:
         sidecar = collector_factory(
-            (ROOT / "configs/sidecar.yaml").read_text(),
+            (ROOT / "configs/sidecar-otlp.yaml").read_text(),
             env={**LOCAL, "TRACESIEVE_UPSTREAM": up.endpoint},
         )
         sent = [sample_request(seed, n_spans=10) for seed in range(3)]

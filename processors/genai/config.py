@@ -6,7 +6,7 @@ import msgspec
 
 from pipeline.configtypes import Config
 
-__all__ = ["AttributeMappings", "GenAIConfig"]
+__all__ = ["AttributeMappings", "EnrichmentConfig", "GenAIConfig"]
 
 
 class AttributeMappings(Config):
@@ -39,3 +39,12 @@ class GenAIConfig(Config):
 
     def validate(self) -> list[str]:
         return [f"hosts: empty provider for {h!r}" for h, p in self.hosts.items() if not p.strip()]
+
+
+class EnrichmentConfig(GenAIConfig):
+    """Options of the three enrichment processors (not of `cleanliness`)."""
+
+    # what an earlier tracesieve wrote (a sidecar that saw part of a trace): false keeps
+    # it; true replaces this processor's keys with what it finds now (whole traces, after
+    # groupbytrace)
+    overwrite: bool = False

@@ -361,7 +361,14 @@ FIELD_KEYS: dict[int, tuple[str, ...]] = {
     F_TOOL_NAME: ("gen_ai.tool.name", "tool.name"),
     F_TOOL_RESULT: ("gen_ai.tool.call.result", "traceloop.entity.output"),
     F_TOOL_CALL_ID: ("gen_ai.tool.call.id", "tool.id", "tool_call.id"),
-    F_SIEVE: ("sieve.provider.evidence",),  # an earlier tracesieve already enriched
+    # an earlier tracesieve already enriched: keys written on every call span it saw
+    # (evidence is left out when nothing tells, so it alone misses some)
+    F_SIEVE: (
+        "sieve.provider.mismatch",
+        "sieve.cache.hit",
+        "sieve.attempt.count",
+        "sieve.provider.evidence",
+    ),
 }
 # config (`attributes:`) fields -> the field they feed (None: a field of their own)
 _CONFIG_FIELDS: dict[str, int] = {

@@ -6,10 +6,11 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
+from typing import Any
 
 from pipeline.otlpwire import frame, varint
 
-__all__ = ["Encoder", "attr_bool", "attr_double", "attr_int", "attr_str", "attr_strs"]
+__all__ = ["Encoder", "attr_bool", "attr_double", "attr_int", "attr_str", "attr_strs", "strip"]
 
 _ATTR = b"\x4a"  # Span.attributes: field 9, length-delimited
 
@@ -58,3 +59,12 @@ class Encoder:
             self._memo.clear()
         self._memo[key] = data
         return data
+
+
+def strip(span: Any, keys: frozenset[str]) -> None:
+    """Remove every attribute of `span` whose key is in `keys` (values an earlier
+    tracesieve wrote, before writing them again)."""
+    attributes = span.attributes
+    for i in range(len(attributes) - 1, -1, -1):
+        if attributes[i].key in keys:
+            del attributes[i]

@@ -188,3 +188,15 @@ def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path)
     assert "old" not in text and text.endswith("after\n")
     assert "| `work (a.py)` | 80.0 |  |" in text and "| `parse (b.py)` | 30.0 | 30.0 |" in text
     assert "`gc_collect_main` 12.5" in text and "1,000 samples" in text
+
+
+def test_topology_benchmark_on_a_few_traces(capsys):
+    from benchmarks import topology
+
+    assert topology.main(["--traces", "30", "--max-batch", "5"]) == 0
+    (line,) = capsys.readouterr().out.splitlines()
+    record = json.loads(line)
+    assert record["traces"] == 30 and record["sidecar_requests"] > 30
+    # the gateway with overwrite gets every value right; the benchmark's figures rest on it
+    assert record["wrong_traces_gateway_overwrite"] == 0
+    assert record["wrong_traces_sidecar"] > 0

@@ -193,3 +193,181 @@ def test_partitioner_matches_kafkas_default():
         assert kafkaclient.partitioner(data, parts, parts) == DefaultPartitioner()(
             data, parts, parts
         )
+
+
+# -- SASL and TLS --------------------------------------------------------------------------
+# Tansu (the test broker) cannot create SASL users nor serve TLS in this build, so these
+# check the mapping onto aiokafka's client and, for TLS, the context in a real handshake.
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"])
+@pytest.mark.parametrize("with_tls", [False, True])
+async def test_sasl_maps_onto_aiokafka_and_aiokafka_accepts_it(mechanism, with_tls):
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+    common: dict = {
+        "brokers": ["k1:9092"],
+        "auth": {"sasl": {"username": "svc", "password": "s3cret", "mechanism": mechanism}},
+    }
+    if with_tls:
+        common["tls"] = {}
+    exp = KafkaExporter(settings("exporter", "kafka"), exporter_cfg(common))
+    rcv = KafkaReceiver(settings("receiver", "kafka"), receiver_cfg(common), Sink())
+    for kw in (exp.producer_kwargs(), rcv.consumer_kwargs()):
+        assert kw["security_protocol"] == ("SASL_SSL" if with_tls else "SASL_PLAINTEXT")
+        assert kw["sasl_mechanism"] == mechanism
+        assert (kw["sasl_plain_username"], kw["sasl_plain_password"]) == ("svc", "s3cret")
+        assert ("ssl_context" in kw) == with_tls
+    # aiokafka checks protocol, mechanism, credentials and context when a client is made
+    # (no connection yet); a wrong combination raises here
+    producer = AIOKafkaProducer(**exp.producer_kwargs())
+    consumer = AIOKafkaConsumer(**rcv.consumer_kwargs())
+    await producer.stop()
+    await consumer.stop()
+
+
+def test_sasl_credentials_from_files_and_the_environment(tmp_path, monkeypatch):
+    from pipeline import config as config_mod
+    from pipeline.registry import REGISTRY
+
+    (tmp_path / "password").write_text("from-a-file\n")  # as `echo ... >` writes it
+    monkeypatch.setenv("TS_KAFKA_USER", "from-env")
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        """
+receivers:
+  kafka:
+    brokers: [k1:9092]
+    auth:
+      sasl: {username: "${env:TS_KAFKA_USER}", password_file: PW, mechanism: SCRAM-SHA-256}
+exporters:
+  debug:
+service:
+  pipelines:
+    traces: {receivers: [kafka], exporters: [debug]}
+""".replace("PW", str(tmp_path / "password"))
+    )
+    cfg = config_mod.load([str(path)], REGISTRY)
+    (rcv_cfg,) = cfg.components["receiver"].values()
+    kw = KafkaReceiver(settings("receiver", "kafka"), rcv_cfg, Sink()).consumer_kwargs()
+    assert (kw["sasl_plain_username"], kw["sasl_plain_password"]) == ("from-env", "from-a-file")
+    assert kw["sasl_mechanism"] == "SCRAM-SHA-256"
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"sasl": {"password": "p"}}, "auth::sasl::username: set exactly one of username"),
+        ({"sasl": {"username": "u"}}, "auth::sasl::password: set exactly one of password"),
+        (
+            {"sasl": {"username": "u", "password": "p", "password_file": "/etc/hostname"}},
+            "auth::sasl::password: set exactly one of password, password_file",
+        ),
+        ({"sasl": {"username": "", "password": "p"}}, "auth::sasl::username: is empty"),
+        (
+            {"sasl": {"username": "u", "password_file": "/nonexistent/pw"}},
+            "auth::sasl::password_file: cannot read '/nonexistent/pw'",
+        ),
+        ({"sasl": {"username": "u", "password": "p", "mechanism": "scram"}}, "mechanism"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["exporters", "receivers"])
+def test_bad_sasl_is_refused_with_its_path(kind, raw, expected):
+    type_ = KafkaExporterConfig if kind == "exporters" else KafkaReceiverConfig
+    _, errs = decode({"auth": raw}, type_, f"{kind}::kafka")
+    assert any(e.startswith(f"{kind}::kafka::") and expected in e for e in errs), errs
+
+
+@pytest.mark.parametrize(
+    ("tls", "expected"),
+    [
+        (
+            {"insecure": True, "ca_file": "CA"},
+            "tls::insecure: true means plaintext (no TLS), so ca_file",
+        ),
+        ({"insecure": True, "insecure_skip_verify": True}, "so insecure_skip_verify would be"),
+        ({"cert_file": "CERT"}, "tls: cert_file and key_file must be set together"),
+        ({"ca_file": "/nonexistent/ca.crt"}, "tls::ca_file: cannot read '/nonexistent/ca.crt'"),
+        ({"server_name_override": "k"}, "tls::server_name_override: not supported"),
+    ],
+)
+@pytest.mark.parametrize("kind", ["exporters", "receivers"])
+def test_bad_tls_is_refused_with_its_path(kind, tls, expected, tmp_path):
+    from tests.pipeline.certs import CA
+
+    ca = CA(str(tmp_path), "kafka")
+    client = ca.issue("client", server=False)
+    tls = {
+        k: {"CA": ca.file, "CERT": client.cert}.get(v, v) if isinstance(v, str) else v
+        for k, v in tls.items()
+    }
+    type_ = KafkaExporterConfig if kind == "exporters" else KafkaReceiverConfig
+    _, errs = decode({"tls": tls}, type_, f"{kind}::kafka")
+    assert any(e.startswith(f"{kind}::kafka::") and expected in e for e in errs), errs
+
+
+def _handshake(ctx: ssl.SSLContext, server: object, client_ca: str) -> str:
+    """A TLS handshake of `ctx` against a server requiring client certificates of
+    `client_ca`: "ok" or the error."""
+    import socket
+    import threading
+
+    srv_ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    srv_ctx.load_cert_chain(server.cert, server.key)  # type: ignore[attr-defined]
+    srv_ctx.load_verify_locations(client_ca)
+    srv_ctx.verify_mode = ssl.CERT_REQUIRED
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        try:
+            with srv_ctx.wrap_socket(conn, server_side=True) as tls:
+                tls.recv(1)
+                tls.sendall(b"y")
+        except (ssl.SSLError, OSError):
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    try:
+        with (
+            socket.create_connection(("127.0.0.1", port), timeout=5) as raw,
+            ctx.wrap_socket(raw, server_hostname="localhost") as tls,
+        ):
+            tls.sendall(b"x")
+            reply = tls.recv(1)
+        return "ok" if reply == b"y" else "no reply"
+    except (ssl.SSLError, OSError) as exc:
+        return str(exc)
+    finally:
+        t.join(5)
+        listener.close()
+
+
+def test_tls_files_become_the_ssl_context(tmp_path):
+    """ca_file verifies the broker, cert_file/key_file answer a broker that asks for a
+    client certificate (mTLS); checked by real handshakes with test-made certificates."""
+    from tests.pipeline.certs import CA
+
+    ca, other = CA(str(tmp_path), "kafka"), CA(str(tmp_path), "other")
+    broker = ca.issue("localhost", server=True)
+    client = ca.issue("gateway", server=False)
+    tls = {"ca_file": ca.file, "cert_file": client.cert, "key_file": client.key}
+    kw = KafkaExporter(settings("exporter", "kafka"), exporter_cfg({"tls": tls})).producer_kwargs()
+    assert kw["security_protocol"] == "SSL"
+    ctx = kw["ssl_context"]
+    assert ctx.verify_mode == ssl.CERT_REQUIRED and ctx.check_hostname
+    assert _handshake(ctx, broker, ca.file) == "ok"
+    # a broker whose certificate another CA signed is refused
+    impostor = other.issue("localhost", server=True)
+    assert "certificate verify failed" in _handshake(ctx, impostor, ca.file)
+    # without the client certificate, a broker that requires one refuses us
+    no_cert = KafkaExporter(
+        settings("exporter", "kafka"), exporter_cfg({"tls": {"ca_file": ca.file}})
+    ).producer_kwargs()["ssl_context"]
+    assert _handshake(no_cert, broker, ca.file) != "ok"
+    # insecure_skip_verify: the broker's certificate is not checked
+    skip = exporter_cfg({"tls": {**tls, "insecure_skip_verify": True}}).tls
+    assert skip is not None
+    assert _handshake(kafkaclient.ssl_context(skip), impostor, ca.file) == "ok"

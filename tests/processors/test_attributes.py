@@ -240,6 +240,6 @@ def test_sidecar_config_is_valid():
     import os
 
     here = os.path.dirname(os.path.abspath(__file__))
-    path = os.path.join(here, "..", "..", "configs", "sidecar.yaml")
+    path = os.path.join(here, "..", "..", "configs", "sidecar-otlp.yaml")
     cfg = config_mod.load([path], REGISTRY)
     assert "attributes/redact" in [str(p) for p in cfg.pipelines["traces"].processors]

@@ -118,3 +118,45 @@ async def test_a_second_pass_writes_nothing_more():
     b = {s.span_id: len(s.attributes) for _, _, s in twice.spans()}
     llm_retried_tools = {k for k in a if a[k] != b[k]}
     assert not llm_retried_tools
+
+
+async def test_overwrite_replaces_what_a_partial_view_wrote():
+    """A sidecar enriches each request it gets, seeing part of a trace; after
+    groupbytrace a gateway with `overwrite: true` replaces that with what the whole trace
+    shows (without it, the partial answers stay)."""
+    import random
+
+    g = Generator(seed=21, rates=FaultRates.parse("all=0.15,slow=0"), warmup=0)
+    traces = list(g.traces(60))
+    req, truths = next(batches(traces, per_batch=60))
+    spans = sorted(
+        ((rs, ss, s) for rs in req.resource_spans for ss in rs.scope_spans for s in ss.spans),
+        key=lambda x: x[2].end_time_unix_nano,
+    )
+    r = random.Random(1)
+    partial = type(req)()
+    i = 0
+    while i < len(spans):  # SDK-like export batches: cut anywhere
+        n = r.randint(1, 40)
+        chunk, i = spans[i : i + n], i + n
+        part = type(req)()
+        for rs, ss, s in chunk:
+            prs = part.resource_spans.add()
+            prs.resource.CopyFrom(rs.resource)
+            pss = prs.scope_spans.add()
+            pss.scope.CopyFrom(ss.scope)
+            pss.spans.add().CopyFrom(s)
+        partial.resource_spans.extend((await enrich(Traces(part))).request.resource_spans)
+    over = {
+        f: {"overwrite": True}
+        for f in ("provider_reconciliation", "cache_tagging", "fallback_chain")
+    }
+    out = await enrich(Traces(raw=Traces(partial).to_bytes()), over)
+    check(out, truths)
+    for _, _, s in out.spans():
+        assert len(s.attributes) == len(attrs(s)), "a key written twice"
+    kept = await enrich(Traces(raw=Traces(partial).to_bytes()))
+    with pytest.raises(AssertionError):
+        check(kept, truths)
+    for _, _, s in kept.spans():  # keeping writes nothing on what was enriched
+        assert len(s.attributes) == len(attrs(s)), "a key written twice"
