@@ -128,6 +128,14 @@ class GenAIIndex:
         self._attempts: dict[bytes, list[Attempt]] = {}
         self._facts: dict[bytes, TraceFacts] | None = None
 
+    def __del__(self) -> None:
+        # parent <-> children links are reference cycles: cut with the index, so that
+        # reference counting frees the batch's records at once instead of the cyclic GC
+        # walking them all (~2 us a span in a full collection)
+        for rec in self.records:
+            if rec.children is not None:
+                rec.children = None
+
     # -- reconciliation ------------------------------------------------------------------
     def reconcile(self) -> None:
         if self._reconciled:
