@@ -159,12 +159,12 @@ class GenAIIndex:
             rec.req_provider, rec.req_from_family = fam_req, True
         rec.req_model_n = normalize_model(req_model) if req_model else ""
         sp, sm, ev = "", "", ""
-        inner = self._inner_calls(rec)
         if rec.gw_provider or rec.gw_model:
             ev = "gateway"
             sm = rec.gw_model or rec.resp_model or req_model
             sp = rec.gw_provider or self._provider_without_gateway(rec, sm)[0]
         else:
+            inner = self._inner_calls(rec) if rec.children else None
             last = inner[-1] if inner else None
             if last is not None:
                 self._resolve(last)
@@ -199,9 +199,12 @@ class GenAIIndex:
     def _innermost_ok_host(self, rec: SpanRecord) -> str:
         """Provider of the deepest successful HTTP client span under `rec` (or of `rec`'s own
         server.address when it has no HTTP children)."""
+        hosts = self.keys.hosts
+        if not rec.children:  # the common case: a leaf call
+            host = rec.host
+            return hosts.provider(host) if host and rec.ok else ""
         best, depth = "", -1
         stack: list[tuple[SpanRecord, int]] = [(rec, 0)]
-        hosts = self.keys.hosts
         while stack:
             r, d = stack.pop()
             if r.role == HTTP and r.ok and r.host and d >= depth:
@@ -431,6 +434,9 @@ class GenAIIndex:
         if got is not None:
             return got
         self._resolve(rec)
+        if not rec.children:  # the common case: one span, one attempt
+            only = self._attempts[rec.key] = [self._leaf(rec)]
+            return only
         out: list[Attempt] = []
         calls: list[SpanRecord] = []
         https: list[SpanRecord] = []

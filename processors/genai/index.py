@@ -442,6 +442,17 @@ def plain(v: AnyValue) -> Value:
     return x
 
 
+def _plain_other(v: AnyValue) -> Value:
+    """`plain` of an AnyValue whose string_value is empty."""
+    which = v.WhichOneof("value")
+    if which == "int_value":
+        i: int = v.int_value
+        return i
+    if which is None or which == "string_value":
+        return ""
+    return plain(v)
+
+
 def as_str(v: Value) -> str:
     if type(v) is str:
         return v
@@ -605,6 +616,8 @@ class SpanRecord:
         name: str,
         kind: int,
         role: int,
+        hint: int = SC_APP,
+        scope: str = "",
     ) -> None:
         self.span = span
         self.key = key
@@ -616,9 +629,9 @@ class SpanRecord:
         self.start = span.start_time_unix_nano
         self.end = span.end_time_unix_nano
         self.error = span.status.code == _ERROR
-        self.scope = ""
-        self.hint = SC_APP
-        self.is_root = False
+        self.scope = scope
+        self.hint = hint
+        self.is_root = not parent_key
         self.parent = None
         self.children = None
 
@@ -647,7 +660,7 @@ class SpanRecord:
 # -- building --------------------------------------------------------------------------------
 _NO_RECORD = frozenset({OTHER, AGENT})
 _CALLS = frozenset(CALL_ROLES)
-_role_memo: dict[int, dict[tuple[str, int], int]] = {}
+_role_memo: dict[int, dict[int, dict[str, int]]] = {}  # hint -> kind -> name -> role
 _hint_memo: dict[str, int] = {}
 
 
@@ -686,14 +699,17 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
             memo = _role_memo.get(hint)
             if memo is None:
                 memo = _role_memo[hint] = {}
-            elif len(memo) > 20_000:
-                memo.clear()
             for span in ss.spans:
                 name = span.name
                 kind = span.kind
-                role = memo.get((name, kind))
+                by_name = memo.get(kind)
+                if by_name is None:
+                    by_name = memo[kind] = {}
+                role = by_name.get(name)
                 if role is None:
-                    role = memo[(name, kind)] = name_role(hint, name, kind)
+                    if len(by_name) > 20_000:
+                        by_name.clear()
+                    role = by_name[name] = name_role(hint, name, kind)
                 parent = span.parent_span_id
                 if parent:
                     if role in _NO_RECORD:
@@ -707,15 +723,12 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                             failed_tool_parents.add(parent)
                         continue
                 tid = span.trace_id
+                key = tid + span.span_id
                 rec = SpanRecord(
-                    span, tid + span.span_id, tid + parent if parent else b"", tid, name, kind, role
+                    span, key, tid + parent if parent else b"", tid, name, kind, role, hint, scope
                 )
-                rec.hint = hint
-                rec.scope = scope
-                if not parent:
-                    rec.is_root = True
                 records.append(rec)
-                by_key[rec.key] = rec
+                by_key[key] = rec
                 if role != OTHER and role != AGENT:
                     to_scan.append(rec)
     call_sids: set[bytes] = set()
@@ -739,10 +752,10 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
         p = by_key.get(pk)
         if p is None:
             continue
-        rec = SpanRecord(span, tid + span.span_id, pk, tid, span.name, span.kind, HTTP)
-        rec.hint = SC_HTTP
+        key = tid + span.span_id
+        rec = SpanRecord(span, key, pk, tid, span.name, span.kind, HTTP, SC_HTTP)
         records.append(rec)
-        by_key[rec.key] = rec
+        by_key[key] = rec
         http_recs.append(rec)
         p.n_http += 1
     hosts = keys.hosts
@@ -873,7 +886,7 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
         f = fields.get(k)
         if f is not None:
             v = kv.value
-            val = v.string_value or plain(v)
+            val = v.string_value or _plain_other(v)
             attrs[k] = val
             if f not in b:
                 b[f] = val
@@ -970,13 +983,14 @@ def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     if role != LLM and role != GATEWAY and role != HTTP:
         return
     get = b.get
+    # (values are mostly str and int: `type(v) is str` spares the call to as_str)
     # -- transport (HTTP children, and LLM spans that carry server/http fields) --
     v = get(F_HOST)
-    host = as_str(v) if v is not None else ""
+    host = "" if v is None else v if type(v) is str else as_str(v)
     if not host:
         v = get(F_URL)
         if v is not None:
-            host = host_of_url(as_str(v))
+            host = host_of_url(v if type(v) is str else as_str(v))
     if host:
         v = get(F_PORT)
         if v is not None and ":" not in host:
@@ -984,10 +998,10 @@ def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
         rec.host = host
     v = get(F_STATUS)
     if v is not None:
-        rec.http_status = as_int(v)
+        rec.http_status = v if type(v) is int else as_int(v)
     v = get(F_RESEND)
     if v is not None:
-        rec.resend = as_int(v)
+        rec.resend = v if type(v) is int else as_int(v)
     v = get(F_ERROR_TYPE)
     if v is not None:
         rec.error_type = normalize_error_type(as_str(v))
@@ -998,32 +1012,34 @@ def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     # -- the model call --
     v = get(F_OP)
     if v is not None:
-        rec.op = as_str(v)
+        rec.op = v if type(v) is str else as_str(v)
     v = get(F_PROVIDER)
     if v is not None:
-        rec.provider_attr = canonical_provider(as_str(v))
+        rec.provider_attr = canonical_provider(v if type(v) is str else as_str(v))
     v = get(F_REQ_MODEL)
-    if v is not None:
-        rec.req_model = as_str(v)
+    req_model = "" if v is None else v if type(v) is str else as_str(v)
     v = get(F_RESP_MODEL)
-    if v is not None:
-        rec.resp_model = as_str(v)
+    resp_model = "" if v is None else v if type(v) is str else as_str(v)
     v = get(F_OI_MODEL)
     if v is not None:
-        s = as_str(v)
+        s = v if type(v) is str else as_str(v)
         if rec.hint == SC_OI or F_OI_KIND in b:
-            rec.resp_model = rec.resp_model or s
+            resp_model = resp_model or s
         else:
-            rec.req_model = rec.req_model or s
-    if not rec.req_model:
+            req_model = req_model or s
+    if not req_model:
         v = get(F_OI_PARAMS)
         if v is not None:
             m = _MODEL_IN_JSON.search(as_str(v))
             if m:
-                rec.req_model = m.group(1)
+                req_model = m.group(1)
+    if req_model:
+        rec.req_model = req_model
+    if resp_model:
+        rec.resp_model = resp_model
     v = get(F_RESP_ID)
     if v is not None:
-        rec.resp_id = as_str(v)
+        rec.resp_id = v if type(v) is str else as_str(v)
     elif rec.hint == SC_OI:
         v = get(F_OI_OUTPUT)
         if v is not None:
@@ -1035,10 +1051,10 @@ def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
         rec.cost = as_float(v)
         v = get(F_TOKENS_IN)  # tokens matter only next to a cost (cost 0, tokens > 0)
         if v is not None:
-            rec.tokens_in = as_int(v)
+            rec.tokens_in = v if type(v) is int else as_int(v)
         v = get(F_TOKENS_OUT)
         if v is not None:
-            rec.tokens_out = as_int(v)
+            rec.tokens_out = v if type(v) is int else as_int(v)
 
 
 def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
