@@ -434,9 +434,8 @@ class GenAIIndex:
         if got is not None:
             return got
         self._resolve(rec)
-        if not rec.children:  # the common case: one span, one attempt
-            only = self._attempts[rec.key] = [self._leaf(rec)]
-            return only
+        if not rec.children:  # the common case: one span, one attempt (not kept: cheaper
+            return [self._leaf(rec)]  # to make again than to hold for the GC to walk)
         out: list[Attempt] = []
         calls: list[SpanRecord] = []
         https: list[SpanRecord] = []
