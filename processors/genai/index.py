@@ -628,7 +628,8 @@ class SpanRecord:
         self.role = role
         self.start = span.start_time_unix_nano
         self.end = span.end_time_unix_nano
-        self.error = span.status.code == _ERROR
+        # (most spans have no status: HasField spares making a Status wrapper)
+        self.error = span.HasField("status") and span.status.code == _ERROR
         self.scope = scope
         self.hint = hint
         self.is_root = not parent_key
@@ -719,7 +720,7 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                         continue
                     if role == TOOL and (" " in name or name.endswith(".tool")):
                         tools.append(span)
-                        if span.status.code == _ERROR:
+                        if span.HasField("status") and span.status.code == _ERROR:
                             failed_tool_parents.add(parent)
                         continue
                 tid = span.trace_id
