@@ -132,7 +132,7 @@ class GenAIIndex:
         # parent <-> children links are reference cycles: cut with the index, so that
         # reference counting frees the batch's records at once instead of the cyclic GC
         # walking them all (~2 us a span in a full collection)
-        for rec in self.records:
+        for rec in getattr(self, "records", ()):  # (none if building failed)
             if rec.children is not None:
                 rec.children = None
 
