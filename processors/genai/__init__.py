@@ -40,7 +40,9 @@ collected key present -> its plain Python value), normalised inputs (``provider_
 retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute as a
 plain value (iterating the span when the key was not collected: ~0.4 us per attribute).
 Records keep no protobuf wrappers except ``span`` (wrappers are GC-tracked: kept alive, they
-make every collection slower).
+make every collection slower). Records are the index's: when the index is freed (with its
+batch) their ``children`` links are cut, so that the records, which would otherwise form
+reference cycles, are freed at once by reference counting rather than by the cyclic GC.
 
 Tools: ``tool_spans`` lists every tool span of the batch (protobuf Spans); ``tools`` has
 records only for tool spans scanned (OpenInference, MCP) or under a

@@ -273,6 +273,7 @@ def _header_keys(name: str) -> tuple[str, ...]:
     F_X_CACHE_TYPE,
     F_CF_STEP,
 ) = range(47)
+N_FIELDS = 47
 
 FIELD_KEYS: dict[int, tuple[str, ...]] = {
     F_PROVIDER: ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
@@ -449,6 +450,17 @@ def plain(v: AnyValue) -> Value:
     return x
 
 
+def _plain_other(v: AnyValue) -> Value:
+    """`plain` of an AnyValue whose string_value is empty."""
+    which = v.WhichOneof("value")
+    if which == "int_value":
+        i: int = v.int_value
+        return i
+    if which is None or which == "string_value":
+        return ""
+    return plain(v)
+
+
 def as_str(v: Value) -> str:
     if type(v) is str:
         return v
@@ -612,6 +624,8 @@ class SpanRecord:
         name: str,
         kind: int,
         role: int,
+        hint: int = SC_APP,
+        scope: str = "",
     ) -> None:
         self.span = span
         self.key = key
@@ -622,10 +636,11 @@ class SpanRecord:
         self.role = role
         self.start = span.start_time_unix_nano
         self.end = span.end_time_unix_nano
-        self.error = span.status.code == _ERROR
-        self.scope = ""
-        self.hint = SC_APP
-        self.is_root = False
+        # (most spans have no status: HasField spares making a Status wrapper)
+        self.error = span.HasField("status") and span.status.code == _ERROR
+        self.scope = scope
+        self.hint = hint
+        self.is_root = not parent_key
         self.parent = None
         self.children = None
 
@@ -654,7 +669,7 @@ class SpanRecord:
 # -- building --------------------------------------------------------------------------------
 _NO_RECORD = frozenset({OTHER, AGENT})
 _CALLS = frozenset(CALL_ROLES)
-_role_memo: dict[int, dict[tuple[str, int], int]] = {}
+_role_memo: dict[int, dict[int, dict[str, int]]] = {}  # hint -> kind -> name -> role
 _hint_memo: dict[str, int] = {}
 
 
@@ -693,14 +708,17 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
             memo = _role_memo.get(hint)
             if memo is None:
                 memo = _role_memo[hint] = {}
-            elif len(memo) > 20_000:
-                memo.clear()
             for span in ss.spans:
                 name = span.name
                 kind = span.kind
-                role = memo.get((name, kind))
+                by_name = memo.get(kind)
+                if by_name is None:
+                    by_name = memo[kind] = {}
+                role = by_name.get(name)
                 if role is None:
-                    role = memo[(name, kind)] = name_role(hint, name, kind)
+                    if len(by_name) > 20_000:
+                        by_name.clear()
+                    role = by_name[name] = name_role(hint, name, kind)
                 parent = span.parent_span_id
                 if parent:
                     if role in _NO_RECORD:
@@ -710,19 +728,16 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                         continue
                     if role == TOOL and (" " in name or name.endswith(".tool")):
                         tools.append(span)
-                        if span.status.code == _ERROR:
+                        if span.HasField("status") and span.status.code == _ERROR:
                             failed_tool_parents.add(parent)
                         continue
                 tid = span.trace_id
+                key = tid + span.span_id
                 rec = SpanRecord(
-                    span, tid + span.span_id, tid + parent if parent else b"", tid, name, kind, role
+                    span, key, tid + parent if parent else b"", tid, name, kind, role, hint, scope
                 )
-                rec.hint = hint
-                rec.scope = scope
-                if not parent:
-                    rec.is_root = True
                 records.append(rec)
-                by_key[rec.key] = rec
+                by_key[key] = rec
                 if role != OTHER and role != AGENT:
                     to_scan.append(rec)
     call_sids: set[bytes] = set()
@@ -746,10 +761,10 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
         p = by_key.get(pk)
         if p is None:
             continue
-        rec = SpanRecord(span, tid + span.span_id, pk, tid, span.name, span.kind, HTTP)
-        rec.hint = SC_HTTP
+        key = tid + span.span_id
+        rec = SpanRecord(span, key, pk, tid, span.name, span.kind, HTTP, SC_HTTP)
         records.append(rec)
-        by_key[rec.key] = rec
+        by_key[key] = rec
         http_recs.append(rec)
         p.n_http += 1
     hosts = keys.hosts
@@ -874,33 +889,37 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     of the highest-priority key present, and interpret them."""
     fields = keys.fields
     attrs: dict[str, Value] = {}
-    b: dict[int, Value] = {}  # field -> value of its highest-priority key present
+    # field -> value of its highest-priority key present (None: absent; values never are),
+    # and the fields present as bits
+    b: list[Value] = [None] * N_FIELDS
+    mask = 0
     for kv in rec.span.attributes:
         k = kv.key
         f = fields.get(k)
         if f is not None:
             v = kv.value
-            val = v.string_value or plain(v)
+            val = v.string_value or _plain_other(v)
             attrs[k] = val
-            if f not in b:
+            if b[f] is None:
                 b[f] = val
+                mask |= 1 << f
             else:  # several keys of one field (rare)
                 prio = keys.priority
                 top = min((x for x in attrs if fields[x] == f), key=prio.__getitem__)
                 b[f] = attrs[top]
     rec.attrs = attrs
     rec.scanned = True
-    if not b:
+    if not mask:
         if rec.role == UNKNOWN:
             rec.role = OTHER
         return
-    _interpret(rec, b, keys)
+    _interpret(rec, b, mask, keys)
     if rec.retries_marker or rec.fallback_marker or rec.resend:
         built.has_markers = True
 
 
-def _s(b: dict[int, Value], f: int) -> str:
-    v = b.get(f)
+def _s(b: list[Value], f: int) -> str:
+    v = b[f]
     return "" if v is None else as_str(v)
 
 
@@ -964,11 +983,15 @@ _HTTP_GW_FIELDS = frozenset(
 )
 
 
-def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
+_GW_MASK = sum(1 << f for f in _GW_FIELDS)
+_HTTP_GW_MASK = sum(1 << f for f in _HTTP_GW_FIELDS)
+
+
+def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
     role = rec.role
     if role == UNKNOWN or rec.hint == SC_OI:
         role = rec.role = _role_from_attributes(rec, b)
-    if F_SIEVE in b:
+    if b[F_SIEVE] is not None:
         rec.enriched = True
     if role == TOOL:
         rec.tool_name = _s(b, F_TOOL_NAME) or _tool_name(rec)
@@ -976,82 +999,83 @@ def _interpret(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
         return
     if role != LLM and role != GATEWAY and role != HTTP:
         return
-    get = b.get
+    # (values are mostly str and int: `type(v) is str` spares the call to as_str)
     # -- transport (HTTP children, and LLM spans that carry server/http fields) --
-    v = get(F_HOST)
-    host = as_str(v) if v is not None else ""
+    v = b[F_HOST]
+    host = "" if v is None else v if type(v) is str else as_str(v)
     if not host:
-        v = get(F_URL)
+        v = b[F_URL]
         if v is not None:
-            host = host_of_url(as_str(v))
+            host = host_of_url(v if type(v) is str else as_str(v))
     if host:
-        v = get(F_PORT)
+        v = b[F_PORT]
         if v is not None and ":" not in host:
             host = f"{host}:{as_int(v)}"
         rec.host = host
-    v = get(F_STATUS)
+    v = b[F_STATUS]
     if v is not None:
-        rec.http_status = as_int(v)
-    v = get(F_RESEND)
+        rec.http_status = v if type(v) is int else as_int(v)
+    v = b[F_RESEND]
     if v is not None:
-        rec.resend = as_int(v)
-    v = get(F_ERROR_TYPE)
+        rec.resend = v if type(v) is int else as_int(v)
+    v = b[F_ERROR_TYPE]
     if v is not None:
         rec.error_type = normalize_error_type(as_str(v))
-    if not (_HTTP_GW_FIELDS if role == HTTP else _GW_FIELDS).isdisjoint(b):
+    if mask & (_HTTP_GW_MASK if role == HTTP else _GW_MASK):
         _gateway_fields(rec, b, keys)
     if role == HTTP:
         return
     # -- the model call --
-    v = get(F_OP)
+    v = b[F_OP]
     if v is not None:
-        rec.op = as_str(v)
-    v = get(F_PROVIDER)
+        rec.op = v if type(v) is str else as_str(v)
+    v = b[F_PROVIDER]
     if v is not None:
-        rec.provider_attr = canonical_provider(as_str(v))
-    v = get(F_REQ_MODEL)
+        rec.provider_attr = canonical_provider(v if type(v) is str else as_str(v))
+    v = b[F_REQ_MODEL]
+    req_model = "" if v is None else v if type(v) is str else as_str(v)
+    v = b[F_RESP_MODEL]
+    resp_model = "" if v is None else v if type(v) is str else as_str(v)
+    v = b[F_OI_MODEL]
     if v is not None:
-        rec.req_model = as_str(v)
-    v = get(F_RESP_MODEL)
-    if v is not None:
-        rec.resp_model = as_str(v)
-    v = get(F_OI_MODEL)
-    if v is not None:
-        s = as_str(v)
-        if rec.hint == SC_OI or F_OI_KIND in b:
-            rec.resp_model = rec.resp_model or s
+        s = v if type(v) is str else as_str(v)
+        if rec.hint == SC_OI or b[F_OI_KIND] is not None:
+            resp_model = resp_model or s
         else:
-            rec.req_model = rec.req_model or s
-    if not rec.req_model:
-        v = get(F_OI_PARAMS)
+            req_model = req_model or s
+    if not req_model:
+        v = b[F_OI_PARAMS]
         if v is not None:
             m = _MODEL_IN_JSON.search(as_str(v))
             if m:
-                rec.req_model = m.group(1)
-    v = get(F_RESP_ID)
+                req_model = m.group(1)
+    if req_model:
+        rec.req_model = req_model
+    if resp_model:
+        rec.resp_model = resp_model
+    v = b[F_RESP_ID]
     if v is not None:
-        rec.resp_id = as_str(v)
+        rec.resp_id = v if type(v) is str else as_str(v)
     elif rec.hint == SC_OI:
-        v = get(F_OI_OUTPUT)
+        v = b[F_OI_OUTPUT]
         if v is not None:
             m = _ID_IN_JSON.match(as_str(v)[:200])
             if m:
                 rec.resp_id = m.group(1)
-    v = get(F_COST)
+    v = b[F_COST]
     if v is not None:
         rec.cost = as_float(v)
-        v = get(F_TOKENS_IN)  # tokens matter only next to a cost (cost 0, tokens > 0)
+        v = b[F_TOKENS_IN]  # tokens matter only next to a cost (cost 0, tokens > 0)
         if v is not None:
-            rec.tokens_in = as_int(v)
-        v = get(F_TOKENS_OUT)
+            rec.tokens_in = v if type(v) is int else as_int(v)
+        v = b[F_TOKENS_OUT]
         if v is not None:
-            rec.tokens_out = as_int(v)
+            rec.tokens_out = v if type(v) is int else as_int(v)
 
 
-def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
+def _gateway_fields(rec: SpanRecord, b: list[Value], keys: Keys) -> None:
     """Portkey and LiteLLM headers, LiteLLM V2 attempt and legacy fields, Bifrost fields,
     cache markers, and config-mapped served/cache keys."""
-    get = b.get
     s = _s(b, F_X_SERVED_PROVIDER)
     if s:
         rec.gw, rec.gw_provider = "config", canonical_provider(s)
@@ -1064,20 +1088,20 @@ def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     s = _s(b, F_PK_CACHE)
     if s:
         _portkey_cache(rec, s)
-    v = get(F_PK_RETRIES)
+    v = b[F_PK_RETRIES]
     if v is not None:
         rec.retries_marker = max(rec.retries_marker, as_int(v))
-    v = get(F_PK_OPTION)
+    v = b[F_PK_OPTION]
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
         rec.gw = rec.gw or "portkey"
-    v = get(F_CF_STEP)
+    v = b[F_CF_STEP]
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
-    v = get(F_LL_RETRIES)
+    v = b[F_LL_RETRIES]
     if v is not None:
         rec.retries_marker = max(rec.retries_marker, as_int(v))
-    v = get(F_LL_FALLBACKS)
+    v = b[F_LL_FALLBACKS]
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
     s = _s(b, F_LL_API_BASE)
@@ -1092,27 +1116,27 @@ def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
     if s:
         rec.gw, rec.gw_model, rec.gw_attempt = "litellm", s, True
         if not rec.gw_provider:
-            v = get(F_PROVIDER)
+            v = b[F_PROVIDER]
             rec.gw_provider = canonical_provider(as_str(v)) if v is not None else ""
     # Bifrost
     s = _s(b, F_BF_PROVIDER)
     if s:
         rec.gw, rec.gw_provider = "bifrost", canonical_provider(s)
     bifrost = rec.hint == SC_BIFROST or rec.name in _BIFROST_ATTEMPTS
-    v = get(F_RETRIES)
+    v = b[F_RETRIES]
     if v is not None:
         rec.retries_marker = max(rec.retries_marker, as_int(v))
         rec.gw_attempt = rec.gw_attempt or bifrost
-    v = get(F_FB_INDEX)
+    v = b[F_FB_INDEX]
     if v is not None:
         rec.fallback_marker = max(rec.fallback_marker, as_int(v))
         rec.gw_attempt = rec.gw_attempt or bifrost
     if rec.gw_attempt and not rec.gw_provider:
         # a gateway's own attempt span: the provider it names is the one the gateway called
-        v = get(F_PROVIDER)
+        v = b[F_PROVIDER]
         if v is not None:
             rec.gw, rec.gw_provider = rec.gw or "bifrost", canonical_provider(as_str(v))
-    v = get(F_BF_HIT)
+    v = b[F_BF_HIT]
     if v is not None:
         hit = as_bool(v)
         t = _s(b, F_BF_HIT_TYPE)
@@ -1129,38 +1153,44 @@ def _gateway_fields(rec: SpanRecord, b: dict[int, Value], keys: Keys) -> None:
         if s:
             _cache_debug_json(rec, s)
     # LiteLLM legacy
-    v = get(F_LL_CACHE)
+    v = b[F_LL_CACHE]
     if v is not None:
         _set_cache(rec, as_bool(v), "unknown", "litellm_cache_hit")
     s = _s(b, F_HIDDEN)
     if s:
         _hidden_params(rec, s, keys)
     # config cache keys
-    v = get(F_X_CACHE_HIT)
+    v = b[F_X_CACHE_HIT]
     if v is not None:
         t = _s(b, F_X_CACHE_TYPE)
         _set_cache(rec, as_bool(v), _cache_type(t or as_str(v)), "config_key")
 
 
-def _role_from_attributes(rec: SpanRecord, b: dict[int, Value]) -> int:
-    v = b.get(F_OI_KIND)
+def _role_from_attributes(rec: SpanRecord, b: list[Value]) -> int:
+    v = b[F_OI_KIND]
     if v is not None:
         return _OI_ROLES.get(as_str(v).upper(), OTHER)
-    v = b.get(F_OP)
+    v = b[F_OP]
     if v is not None:
         r = _OP_ROLES.get(as_str(v))
         if r is not None:
             return r
-    v = b.get(F_TL_KIND)
+    v = b[F_TL_KIND]
     if v is not None:
         t = as_str(v)
         if t == "tool":
             return TOOL
         if t in ("workflow", "task", "agent"):
             return AGENT
-    if F_TOOL_NAME in b and F_REQ_MODEL not in b:
+    if b[F_TOOL_NAME] is not None and b[F_REQ_MODEL] is None:
         return TOOL
-    if F_REQ_MODEL in b or F_RESP_MODEL in b or F_HIDDEN in b or F_REQ_TYPE in b or F_PROVIDER in b:
+    if (
+        b[F_REQ_MODEL] is not None
+        or b[F_RESP_MODEL] is not None
+        or b[F_HIDDEN] is not None
+        or b[F_REQ_TYPE] is not None
+        or b[F_PROVIDER] is not None
+    ):
         return LLM
     return rec.role if rec.role != UNKNOWN else OTHER
 
