@@ -14,6 +14,7 @@ from typing import Any
 from benchmarks.payload import Payload, load
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+LOADAVG_BEFORE = os.getloadavg()  # when the case's process started, before any work
 
 
 def parser(description: str) -> argparse.ArgumentParser:
@@ -67,12 +68,25 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def command() -> str:
+    """The command line that reproduces this record: `python -m <module> <arguments>`."""
+    spec = getattr(sys.modules["__main__"], "__spec__", None)
+    head = ["python", "-m", spec.name] if spec is not None else ["python", sys.argv[0]]
+    return " ".join([*head, *sys.argv[1:]])
+
+
 def emit(case: str, record: dict[str, Any]) -> None:
+    """The case's one JSON record, on the last line of stdout: its figures, then the
+    machine, the date, the load average (1, 5, 15 min) when the case started and when it
+    ended, and the command to reproduce it."""
     out = {
         "case": case,
         **record,
         "machine": machine(),
         "time": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "loadavg_before": [round(x, 2) for x in LOADAVG_BEFORE],
+        "loadavg_after": [round(x, 2) for x in os.getloadavg()],
+        "command": command(),
     }
     sys.stdout.write(json.dumps(out) + "\n")
     sys.stdout.flush()

@@ -5,17 +5,26 @@ Span ids are `<8-bit sender tag><24-bit thread-local run id>...<counter>` packed
 8-byte span id, so the far end can count each span as received, missing or duplicated.
 Only a success response counts as accepted; every other outcome is counted by its code.
 Used by the fault tests and `benchmarks.soak`.
+
+As a command (`tracesieve-loadgen`, or `python -m benchmarks.loadgen`), it points load at
+any OTLP/gRPC endpoint and prints what was sent, accepted and refused, and the rate:
+
+    tracesieve-loadgen --endpoint 127.0.0.1:4317 --rate 20000 --duration 30 --concurrency 8
+    tracesieve-loadgen --rate 0 --conventions openinference,litellm --faults fallback=0.2
+    tracesieve-loadgen --mix numbered --spans-per-request 100 --json
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import struct
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -81,6 +90,25 @@ class RequestBuilder:
         return self._req.SerializeToString(), ids
 
 
+class RequestSource(Protocol):
+    def next(self) -> tuple[bytes, Sequence[int]]:
+        """(encoded ExportTraceServiceRequest, the ids of its spans or just as many ints)"""
+        ...
+
+
+class AgentRequests:
+    """The labelled agent-trace generator's mix (`benchmarks.generator.LoadStream`: whole
+    traces, fresh trace ids in every request) as a request source. Spans are not numbered:
+    use with `track_ids=False`."""
+
+    def __init__(self, stream: Any, spans_per_request: int) -> None:
+        self._it = stream.requests(1 << 62, spans_per_request)
+
+    def next(self) -> tuple[bytes, Sequence[int]]:
+        raw, n = next(self._it)
+        return raw, range(n)
+
+
 class GRPCSender:
     """Sends to one OTLP/gRPC endpoint from `threads` threads, optionally rate-limited."""
 
@@ -97,6 +125,7 @@ class GRPCSender:
         tag: int = 1,
         attr_bytes: int = 200,
         track_ids: bool = True,  # keep every accepted id (for exact accounting)
+        source: Callable[[int], RequestSource] | None = None,  # thread index -> requests
     ) -> None:
         self.target = target
         self.spans_per_request = spans_per_request
@@ -108,6 +137,7 @@ class GRPCSender:
         self.tag = tag
         self.attr_bytes = attr_bytes
         self.track_ids = track_ids
+        self.source = source
         self.stats = SendStats()
         self._stop = threading.Event()
         self._pause = threading.Event()
@@ -120,12 +150,14 @@ class GRPCSender:
         return grpc.insecure_channel(self.target, options=opts)
 
     def _run(self, index: int) -> None:
-        builder = RequestBuilder(
-            self.spans_per_request, (self.tag << 4 | index) & 0xFF, attr_bytes=self.attr_bytes
+        builder: RequestSource = (
+            self.source(index)
+            if self.source is not None
+            else RequestBuilder(
+                self.spans_per_request, (self.tag << 4 | index) & 0xFF, attr_bytes=self.attr_bytes
+            )
         )
-        interval = (
-            self.spans_per_request * self.threads / self.rate if self.rate else 0.0
-        )  # seconds between this thread's requests
+        per_span = self.threads / self.rate if self.rate else 0.0  # this thread's s per span
         channel = self._channel()
         call = channel.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
         next_at = time.monotonic()
@@ -146,13 +178,13 @@ class GRPCSender:
                         self.stats.spans_attempted += len(ids)
                 else:
                     with self.stats.lock:
-                        if self.track_ids:
+                        if self.track_ids and self.source is None:
                             self.stats.accepted.update(ids)
                         self.stats.spans_ok += len(ids)
                         self.stats.requests_ok += 1
                         self.stats.spans_attempted += len(ids)
-                if interval:
-                    next_at += interval
+                if per_span:
+                    next_at += len(ids) * per_span
                     delay = next_at - time.monotonic()
                     if delay > 0:
                         self._stop.wait(delay)
@@ -186,6 +218,118 @@ class GRPCSender:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+# -- the command ---------------------------------------------------------------------------
+
+
+def _credentials(args: Any) -> grpc.ChannelCredentials | None:
+    if not args.tls:
+        return None
+    ca = open(args.ca, "rb").read() if args.ca else None  # noqa: SIM115
+    return grpc.ssl_channel_credentials(root_certificates=ca)
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+    import json
+
+    from benchmarks.generator import CONVENTIONS, FaultRates, LoadStream
+
+    ap = argparse.ArgumentParser(
+        prog="tracesieve-loadgen",
+        description="OTLP/gRPC load for any endpoint: the agent-trace generator's mix (or "
+        "numbered spans), at a fixed rate or as fast as the endpoint accepts.",
+    )
+    ap.add_argument("--endpoint", default="127.0.0.1:4317", help="host:port (OTLP/gRPC)")
+    ap.add_argument("--rate", type=float, default=10_000, help="spans/s in all; 0: flat out")
+    ap.add_argument("--duration", type=float, default=10.0, help="seconds")
+    ap.add_argument("--concurrency", type=int, default=4, help="senders (one channel each)")
+    ap.add_argument("--spans-per-request", type=int, default=512)
+    ap.add_argument(
+        "--mix",
+        choices=("agent", "numbered"),
+        default="agent",
+        help="agent: the labelled agent-trace generator (whole traces, every convention); "
+        "numbered: small numbered spans (for loss accounting)",
+    )
+    ap.add_argument(
+        "--conventions",
+        default=",".join(CONVENTIONS),
+        help=f"agent mix: conventions taken in turn (default: all of {', '.join(CONVENTIONS)})",
+    )
+    ap.add_argument(
+        "--faults",
+        default="",
+        help="agent mix: fault rates per trace, e.g. fallback=0.1,slow=0.05, all=0 (none); "
+        "unnamed faults keep their defaults",
+    )
+    ap.add_argument("--templates", type=int, default=500, help="agent mix: distinct traces")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeout", type=float, default=10.0, help="seconds per request")
+    ap.add_argument("--header", action="append", default=[], metavar="K=V", help="metadata")
+    ap.add_argument("--tls", action="store_true", help="TLS (system roots, or --ca)")
+    ap.add_argument("--ca", help="CA certificate (PEM) for --tls")
+    ap.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    args = ap.parse_args(argv)
+    source: Callable[[int], RequestSource] | None = None
+    if args.mix == "agent":
+        try:
+            rates = FaultRates.parse(args.faults)
+        except ValueError as err:
+            ap.error(str(err))
+        conventions = [c for c in args.conventions.split(",") if c]
+        unknown = set(conventions) - set(CONVENTIONS)
+        if unknown or not conventions:
+            ap.error(
+                f"--conventions: {','.join(sorted(unknown)) or 'none given'}: "
+                f"want some of {', '.join(CONVENTIONS)}"
+            )
+        stream = LoadStream(args.seed, args.templates, rates=rates, conventions=conventions)
+
+        def source(_: int) -> RequestSource:
+            return AgentRequests(stream, args.spans_per_request)
+
+    metadata = [tuple(h.split("=", 1)) for h in args.header if "=" in h]
+    sender = GRPCSender(
+        args.endpoint,
+        spans_per_request=args.spans_per_request,
+        threads=args.concurrency,
+        rate=args.rate or None,
+        timeout=args.timeout,
+        metadata=metadata,  # type: ignore[arg-type]
+        credentials=_credentials(args),
+        track_ids=False,
+        source=source,
+    )
+    t0 = time.monotonic()
+    sender.start()
+    with contextlib.suppress(KeyboardInterrupt):
+        time.sleep(args.duration)
+    stats = sender.stop()
+    seconds = time.monotonic() - t0
+    out = {
+        "endpoint": args.endpoint,
+        "mix": args.mix,
+        "seconds": round(seconds, 2),
+        "target_rate": args.rate or None,
+        "sent_spans": stats.spans_attempted,
+        "accepted_spans": stats.spans_ok,
+        "refused_spans": stats.spans_attempted - stats.spans_ok,
+        "accepted_requests": stats.requests_ok,
+        "refused_requests": dict(stats.refused),
+        "achieved_rate": round(stats.spans_ok / seconds),
+    }
+    if args.json:
+        print(json.dumps(out))
+    else:
+        print(f"sent      {out['sent_spans']:,} spans to {args.endpoint} in {seconds:.1f} s")
+        print(f"accepted  {out['accepted_spans']:,} spans ({stats.requests_ok:,} requests)")
+        refused = ", ".join(f"{k} {v:,}" for k, v in stats.refused.items()) or "none"
+        print(f"refused   {out['refused_spans']:,} spans (requests by code: {refused})")
+        target = f" (target {args.rate:,.0f})" if args.rate else " (flat out)"
+        print(f"achieved  {out['achieved_rate']:,} spans/s accepted{target}")
+    return 0 if stats.spans_attempted else 1
 
 
 # -- the far end ---------------------------------------------------------------------------
@@ -237,3 +381,9 @@ def tally(accepted: set[int], received: collections.Counter[int]) -> Tally:
         duplicates=sum(c - 1 for c in received.values() if c > 1),
         unexpected=len(got - accepted),
     )
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

@@ -3,8 +3,9 @@
 Every case takes `--payload SOURCE`, so the data can be swapped without touching a case:
 
     synthetic      a simple, fixed mix of agent-like spans (below); the default
-    agent          `benchmarks.generator.requests(n_requests, spans_per_request, seed)`,
-                   the labelled agent-trace generator, when it is there
+    agent          the labelled agent-trace generator's mix (`benchmarks.generator.LoadStream`:
+                   whole traces, every convention, default fault rates), `n_requests`
+                   requests of about `spans_per_request` spans
     file:PATH      length-prefixed protobuf requests (4-byte big-endian length, then the
                    message), the `file` exporter's `format: proto`
 
@@ -13,7 +14,6 @@ The same bytes feed every case in a run, so `floor` and `passthrough` measure th
 
 from __future__ import annotations
 
-import importlib
 import random
 import struct
 from dataclasses import dataclass
@@ -148,14 +148,11 @@ def synthetic_request(rnd: random.Random, spans: int, seed: int) -> ExportTraceS
 
 
 def _generator_requests(n_requests: int, spans_per_request: int, seed: int) -> list[bytes]:
-    try:
-        gen = importlib.import_module("benchmarks.generator")
-    except ImportError:
-        raise SystemExit("--payload agent: benchmarks/generator.py is not there yet") from None
-    out: list[bytes] = []
-    for r in gen.requests(n_requests, spans_per_request, seed):
-        out.append(r if isinstance(r, bytes) else r.SerializeToString())
-    return out
+    from benchmarks.generator import LoadStream
+
+    stream = LoadStream(seed, templates=min(500, max(20, n_requests * spans_per_request // 58)))
+    out = [raw for raw, _ in stream.requests(2 * n_requests * spans_per_request, spans_per_request)]
+    return out[:n_requests]
 
 
 def _file_requests(path: str) -> list[bytes]:

@@ -1,76 +1,130 @@
-"""Run the benchmarks: each case in its own subprocess, one JSON record each, saved to
-`benchmarks/results/<case>.json`, and a table at the end.
+"""Run the benchmarks (`make bench`): each case in its own subprocess, printing one JSON
+record, saved to `benchmarks/results/<case>.json`; then the README's table is regenerated
+from the results (`benchmarks.report`).
 
-    python -m benchmarks.run                       # every case (make bench)
-    python -m benchmarks.run passthrough           # some cases
-    python -m benchmarks.run --smoke               # a tiny load: checks the machinery only
-    python -m benchmarks.run -- --payload agent    # arguments after -- go to every case
+    python -m benchmarks.run                        # every case, ~10 minutes (make bench)
+    python -m benchmarks.run --case agent_pipeline  # some cases (repeat --case, or list them)
+    python -m benchmarks.run --quick                # a tiny load: checks the machinery only
+    python -m benchmarks.run --case floor -- --payload synthetic   # arguments for the case
 
-Cases: `floor` (protobuf decode + encode of the payload, the least any collector that
-parses OTLP pays), `receive_floor` (a bare grpc.aio server that decodes each request:
-the least a Python OTLP/gRPC receiver pays) and `passthrough` (OTLP/gRPC in -> batch ->
-otlp_grpc out through a real collector pinned to CPU 0, load and sink on CPU 1).
+Cases (every one's module docstring says exactly what it measures):
+  floor           protobuf decode + encode of the same requests, no network (per CPU-second)
+  receive_floor   a bare grpc.aio server that only decodes: the least a Python receiver pays
+  passthrough     OTLP/gRPC in -> batch -> otlp_grpc out to a null sink
+  agent_pipeline  OTLP in -> groupbytrace -> provider_reconciliation, cache_tagging,
+                  fallback_chain -> cleanliness (when there) -> tail_sampling -> null sink
+  kafka           OTLP -> kafka exporter; kafka receiver -> pipeline (a Tansu broker)
+  processors      each processor alone on pre-decoded batches, µs per span
+  latency         added latency p50/p99 on the span-local path at half the maximum
+  memory          RSS against spans held in groupbytrace (100k, 1M)
+  accuracy        cleanliness: confusion matrix and macro-F1 on generator traces (when there)
+  two_process     the agent pipeline in two processes on one port (SO_REUSEPORT) vs one
+
+Collectors run pinned to CPU 0 (`taskset -c 0`), the load generator and sink on CPU 1;
+the load is the agent-trace generator's mix over OTLP/gRPC, closed loop, several streams.
+Quick runs never touch the README.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import subprocess
 import sys
+import time
 from typing import Any
 
-CASES = {
-    "floor": "benchmarks.cases.floor",
-    "receive_floor": "benchmarks.cases.receive_floor",
-    "passthrough": "benchmarks.cases.passthrough",
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+README = os.path.join(ROOT, "README.md")
+
+_AGENT = ["--payload", "agent", "--spans-per-request", "512"]
+_QUICK_NET = ["--duration", "0.5", "--warmup", "1", "--repeat", "1"]
+_QUICK_AGENT = [*_QUICK_NET, "--templates", "20", "--spans-per-request", "64"]
+
+# name -> (module, arguments for `make bench`, arguments for --quick)
+CASES: dict[str, tuple[str, list[str], list[str]]] = {
+    "floor": (
+        "benchmarks.cases.floor",
+        [*_AGENT, "--duration", "6", "--warmup", "1", "--repeat", "3"],
+        [
+            *("--payload", "agent", "--requests", "4", "--spans-per-request", "64"),
+            *("--duration", "0.3", "--warmup", "0.1", "--repeat", "1"),
+        ],
+    ),
+    "receive_floor": (
+        "benchmarks.cases.receive_floor",
+        [*_AGENT, "--duration", "8", "--warmup", "2", "--repeat", "2"],
+        ["--payload", "agent", "--requests", "4", "--spans-per-request", "64", *_QUICK_NET],
+    ),
+    "passthrough": (
+        "benchmarks.cases.passthrough",
+        [*_AGENT, "--duration", "8", "--warmup", "2", "--repeat", "2"],
+        ["--payload", "agent", "--requests", "4", "--spans-per-request", "64", *_QUICK_NET],
+    ),
+    "agent_pipeline": (
+        "benchmarks.cases.agent_pipeline",
+        ["--duration", "10", "--warmup", "5", "--repeat", "3", "--profile", "txt", "--native"],
+        _QUICK_AGENT,
+    ),
+    "kafka": (
+        "benchmarks.cases.kafka",
+        ["--seconds", "8", "--spans", "400000"],
+        ["--seconds", "1", "--spans", "40000"],
+    ),
+    "processors": (
+        "benchmarks.cases.processors",
+        [],
+        ["--traces", "40", "--spans", "3000", "--repeat", "1"],
+    ),
+    "latency": (
+        "benchmarks.cases.latency",
+        ["--duration", "20"],
+        [
+            *("--max-duration", "0.5", "--duration", "0.5", "--warmup", "0.5"),
+            *("--templates", "20", "--spans-per-request", "64"),
+        ],
+    ),
+    "memory": ("benchmarks.cases.memory", [], ["--spans", "2000", "10000"]),
+    "accuracy": ("benchmarks.accuracy", ["--traces", "10000"], ["--traces", "300"]),
+    "two_process": (
+        "benchmarks.cases.two_process",
+        ["--duration", "10", "--repeat", "2"],
+        _QUICK_AGENT,
+    ),
 }
-SMOKE = ["--duration", "0.3", "--warmup", "0.1", "--repeat", "1", "--requests", "4"]
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
-def run_case(name: str, extra: list[str], timeout: float) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", CASES[name], *extra]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+def available() -> list[str]:
+    """Cases whose module is there (`accuracy` comes with the cleanliness processor)."""
+    return [n for n, (mod, _, _) in CASES.items() if importlib.util.find_spec(mod) is not None]
+
+
+def command(name: str, quick: bool, extra: list[str]) -> list[str]:
+    module, full, small = CASES[name]
+    return [sys.executable, "-m", module, *(small if quick else full), *extra]
+
+
+def run_case(name: str, quick: bool, extra: list[str], timeout: float) -> dict[str, Any]:
+    cmd = command(name, quick, extra)
+    before = [round(x, 2) for x in os.getloadavg()]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, (ROOT, os.environ.get("PYTHONPATH")))),
+    }
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
     lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]
     if proc.returncode != 0 or not lines:
         raise SystemExit(f"case {name} failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
     record: dict[str, Any] = json.loads(lines[-1])
+    # for a case that does not say them itself (benchmarks.accuracy): seen from here
+    record.setdefault("time", time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+    record.setdefault("loadavg_before", before)
+    record.setdefault("loadavg_after", [round(x, 2) for x in os.getloadavg()])
+    record.setdefault("command", " ".join(["python", *cmd[1:]]))
     return record
-
-
-def table(records: dict[str, dict[str, Any]]) -> str:
-    rows = [("case", "spans/s", "collector CPU", "spans/CPU-s", "µs/CPU/span", "payload")]
-    for name, r in records.items():
-        per_cpu = r.get("spans_per_collector_cpu_s") or r.get("spans_per_cpu_s") or 0
-        rows.append(
-            (
-                name,
-                f"{r['spans_per_s']:,.0f}" if "collector_cpu" in r else "-",
-                f"{r['collector_cpu']:.0%}" if "collector_cpu" in r else "-",
-                f"{per_cpu:,.0f}",
-                f"{1e6 / per_cpu:.2f}" if per_cpu else "-",
-                f"{r.get('payload')} ({r.get('spans_per_request')} spans/req, {r.get('bytes_per_span')} B/span)",
-            )
-        )
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    out = ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
-    out.insert(1, "  ".join("-" * w for w in widths))
-    if "floor" in records and "passthrough" in records:
-        floor = records["floor"]["spans_per_cpu_s"]
-        pt = records["passthrough"]["spans_per_collector_cpu_s"]
-        out.append(f"passthrough / floor, both per CPU-second: {pt / floor:.2f}")
-    if "receive_floor" in records and "passthrough" in records:
-        rf = records["receive_floor"]["spans_per_collector_cpu_s"]
-        pt = records["passthrough"]["spans_per_collector_cpu_s"]
-        out.append(f"passthrough / receive_floor, both per CPU-second: {pt / rf:.2f}")
-    m = next(iter(records.values()))["machine"]
-    out.append(
-        f"machine: {m['cpu']} x{m['cpus']}, Python {m['python']}, protobuf {m['protobuf_backend']}, "
-        f"load average {m['loadavg_1m']:.2f} at the end"
-    )
-    return "\n".join(out)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,25 +134,55 @@ def main(argv: list[str] | None = None) -> int:
         i = argv.index("--")
         argv, extra = argv[:i], argv[i + 1 :]
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("cases", nargs="*", choices=[*CASES, []], help="default: all")
-    p.add_argument("--smoke", action="store_true", help="a tiny load, to check the machinery")
+    p.add_argument("cases", nargs="*", metavar="CASE", help="cases to run (default: all)")
+    p.add_argument("--case", action="append", default=[], metavar="NAME", help="a case to run")
+    p.add_argument("--quick", "--smoke", action="store_true", help="a tiny load (machinery only)")
     p.add_argument("--results", default=RESULTS, help="where <case>.json go")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="README to update (default: README.md when "
+        "the results go to benchmarks/results and the run is not --quick)",
+    )
+    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
     args = p.parse_args(argv)
-    names = args.cases or list(CASES)
-    if args.smoke:
-        extra = [*SMOKE, *extra]
+    have = available()
+    names = [*args.cases, *args.case] or have
+    for n in names:
+        if n not in CASES:
+            p.error(f"unknown case {n!r}: choose from {', '.join(CASES)}")
+        if n not in have:
+            p.error(f"case {n!r}: its module {CASES[n][0]} is not there")
+    if extra and len(names) != 1:
+        p.error("arguments after -- need exactly one case")
     os.makedirs(args.results, exist_ok=True)
+    run_id = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     records: dict[str, dict[str, Any]] = {}
     for name in names:
-        print(f"running {name} ...", file=sys.stderr, flush=True)
-        record = run_case(name, extra, args.timeout)
+        print(
+            f"running {name}: {' '.join(command(name, args.quick, extra)[1:])}",
+            file=sys.stderr,
+            flush=True,
+        )
+        t0 = time.monotonic()
+        record = run_case(name, args.quick, extra, args.timeout)
+        record["run_id"] = run_id
+        record["quick"] = args.quick
+        record["seconds"] = round(time.monotonic() - t0, 1)
         records[name] = record
-        path = os.path.join(args.results, f"{name}.json")
-        with open(path, "w") as fh:
+        with open(os.path.join(args.results, f"{name}.json"), "w") as fh:
             json.dump(record, fh, indent=2)
             fh.write("\n")
-    print(table(records))
+    from benchmarks import report
+
+    print(report.table(report.load(args.results)))
+    readme = args.readme
+    if readme is None and not args.quick and os.path.abspath(args.results) == RESULTS:
+        readme = README
+    if readme and not args.no_readme:
+        report.update(readme, args.results)
+        print(f"updated the table in {readme}", file=sys.stderr)
     return 0
 
 

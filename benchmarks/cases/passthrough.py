@@ -16,6 +16,7 @@ which is the figure least disturbed by other work on a shared machine.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import itertools
 import os
@@ -28,6 +29,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
@@ -74,10 +76,20 @@ class Sink:
             await self._server.stop(0)
 
 
+Source = Callable[[int], Iterator[tuple[bytes, int]]]
+"""What a load worker sends: worker index -> endless (encoded request, span count)."""
+
+
+def cycling(payload: Payload) -> Source:
+    """The payload's requests in turn, each worker starting at its own offset."""
+    work = list(zip(payload.requests, payload.span_counts, strict=True))
+    return lambda i: itertools.cycle(work[i % len(work) :] + work[: i % len(work)])
+
+
 class Load:
     """Closed-loop senders over a few channels."""
 
-    def __init__(self, endpoint: str, payload: Payload, channels: int, concurrency: int) -> None:
+    def __init__(self, endpoint: str, source: Source, channels: int, concurrency: int) -> None:
         opts = [("grpc.max_send_message_length", -1)]
         self._channels = [
             grpc.aio.insecure_channel(endpoint, options=[*opts, ("grpc.channel_id", i)])
@@ -87,7 +99,7 @@ class Load:
             ch.unary_unary(EXPORT, request_serializer=None, response_deserializer=None)
             for ch in self._channels
         ]
-        self._work = list(zip(payload.requests, payload.span_counts, strict=True))
+        self._source = source
         self.concurrency = concurrency
         self.accepted_spans = 0
         self.errors: Counter[str] = Counter()
@@ -100,7 +112,7 @@ class Load:
 
     async def _worker(self, i: int) -> None:
         call = self._calls[i % len(self._calls)]
-        work = itertools.cycle(self._work[i:] + self._work[:i])
+        work = self._source(i)
         while not self._stop:
             raw, n = next(work)
             try:
@@ -187,68 +199,110 @@ class CollectorProcess:
             return self.proc.wait()
 
 
-async def run(args: Any, target: str = "collector") -> dict[str, Any]:
-    payload = payload_of(args)
+ConfigFn = Callable[[str, Any], dict[str, Any]]
+"""(sink endpoint, arguments) -> the collector's configuration."""
+
+
+async def run(
+    args: Any,
+    target: str = "collector",
+    config_fn: ConfigFn = collector_config,
+    source: Source | None = None,
+    describe: dict[str, Any] | None = None,
+    case: str = "passthrough",
+) -> dict[str, Any]:
+    """Start the sink, `args.processes` collectors (one per CPU from `args.collector_cpu`;
+    more than one share a fixed gRPC port with SO_REUSEPORT), then the closed-loop load;
+    after `args.warmup` seconds, `args.repeat` windows of `args.duration` seconds each,
+    counted at the sink. With `args.profile`, py-spy records the (first) collector for
+    one more window afterwards, so the measured windows are not disturbed."""
+    if source is None:
+        payload = payload_of(args)
+        source, describe = cycling(payload), payload.describe()
     sink = Sink()
     sink_ep = await sink.start()
     workdir = tempfile.mkdtemp(prefix="tracesieve-bench-")
+    processes = getattr(args, "processes", 1)
     if target == "collector":
         # the collector's log level must still print its endpoints: keep info for start-up
-        config = collector_config(sink_ep, args)
+        config = config_fn(sink_ep, args)
         config["service"]["telemetry"]["logs"]["level"] = "info"
+        if processes > 1:
+            from pipeline.testing import free_port
+
+            grpc_cfg = config["receivers"]["otlp"]["protocols"]["grpc"]
+            grpc_cfg["endpoint"] = f"127.0.0.1:{free_port()}"
+            grpc_cfg["reuse_port"] = True
         path = os.path.join(workdir, "collector.yaml")
         with open(path, "w") as fh:
             yaml.safe_dump(config, fh)
         cmd = [sys.executable, "-m", "pipeline", "run", "--config", path]
     else:  # a bare receiver: spans are counted as answered, there is no sink
         cmd = [sys.executable, "-m", "benchmarks.cases.receive_floor", "--serve"]
-    coll = CollectorProcess(cmd, args.collector_cpu, workdir)
     loop = asyncio.get_running_loop()
+    colls: list[CollectorProcess] = []
+    codes: list[int] = []
     try:
-        endpoint = await loop.run_in_executor(None, coll.wait_ready)
-        load = Load(endpoint, payload, args.channels, args.concurrency)
+        for k in range(processes):
+            colls.append(CollectorProcess(cmd, args.collector_cpu + k, workdir))
+            # one at a time: the second must bind the port the first holds
+            endpoint = await loop.run_in_executor(None, colls[-1].wait_ready)
+        load = Load(endpoint, source, args.channels, args.concurrency)
         load.start()
 
         def counted() -> int:
             return sink.spans if target == "collector" else load.accepted_spans
 
+        def ccpu() -> float:
+            return sum(cpu_seconds(c.proc.pid) for c in colls)
+
         t_end = time.monotonic() + args.warmup
         while time.monotonic() < t_end or counted() == 0:
             await asyncio.sleep(0.1)
             if time.monotonic() > t_end + 30:
-                raise SystemExit("nothing arrived at the sink:\n" + "".join(coll.lines))
-        profile = None
-        if args.profile:
-            profile = _profile(coll.proc.pid, args)
+                raise SystemExit("nothing arrived at the sink:\n" + "".join(colls[0].lines))
         windows: list[dict[str, float]] = []
+        per_process: list[list[float]] = []
         for _ in range(args.repeat):
             s0, a0, c0, l0, t0 = (
                 counted(),
                 load.accepted_spans,
-                cpu_seconds(coll.proc.pid),
+                ccpu(),
                 cpu_seconds(),
                 time.monotonic(),
             )
+            p0 = [cpu_seconds(c.proc.pid) for c in colls]
+            r0 = sink.requests
             await asyncio.sleep(args.duration)
             dt = time.monotonic() - t0
-            ccpu = cpu_seconds(coll.proc.pid) - c0
+            cpu = ccpu() - c0
+            per_process.append(
+                [(cpu_seconds(c.proc.pid) - p) / dt for c, p in zip(colls, p0, strict=True)]
+            )
             windows.append(
                 {
                     "spans_per_s": (counted() - s0) / dt,
                     "accepted_per_s": (load.accepted_spans - a0) / dt,
-                    "collector_cpu": ccpu / dt,
+                    "collector_cpu": cpu / dt,
                     "load_cpu": (cpu_seconds() - l0) / dt,
-                    "spans_per_cpu_s": (counted() - s0) / ccpu if ccpu else 0.0,
+                    "spans_per_cpu_s": (counted() - s0) / cpu if cpu else 0.0,
+                    # at the sink: how big the collector's exports are
+                    "spans_per_export": (counted() - s0) / max(1, sink.requests - r0),
                 }
             )
+        profile: dict[str, Any] | None = None
+        if getattr(args, "profile", None):
+            profile = await loop.run_in_executor(
+                None, _profile, colls[0].proc.pid, args, case, sink, counted
+            )
         await load.stop()
-        if profile is not None:
-            await loop.run_in_executor(None, profile.wait)
     finally:
-        code = await loop.run_in_executor(None, coll.stop)
+        for c in colls:
+            codes.append(await loop.run_in_executor(None, c.stop))
         await sink.stop()
-    best = max(windows, key=lambda w: w["spans_per_s"])
-    return {
+    i_best = max(range(len(windows)), key=lambda i: windows[i]["spans_per_s"])
+    best = windows[i_best]
+    record = {
         "spans_per_s": round(best["spans_per_s"]),
         "spans_per_collector_cpu_s": round(best["spans_per_cpu_s"]),
         "collector_cpu": round(best["collector_cpu"], 3),
@@ -256,45 +310,82 @@ async def run(args: Any, target: str = "collector") -> dict[str, Any]:
         "accepted_per_s": round(best["accepted_per_s"]),
         "windows": [{k: round(v, 3) for k, v in w.items()} for w in windows],
         "errors": dict(load.errors),
-        "collector_exit": code,
+        "collector_exit": max(codes, key=abs),
         "concurrency": args.concurrency,
         "channels": args.channels,
-        "compression": args.compression,
-        "batch_size": args.batch_size,
+        "compression": getattr(args, "compression", "none"),
+        "batch_size": getattr(args, "batch_size", None),
         "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
-        **payload.describe(),
+        **(describe or {}),
         "duration_s": args.duration,
+        "warmup_s": args.warmup,
         "repeat": args.repeat,
     }
+    if processes > 1:
+        record["processes"] = processes
+        record["process_cpu"] = [round(x, 3) for x in per_process[i_best]]
+        record["pinned"]["collector"] = list(
+            range(args.collector_cpu, args.collector_cpu + processes)
+        )
+    if profile is not None:
+        record["profile"] = profile
+    return record
 
 
-def _profile(pid: int, args: Any) -> subprocess.Popen[bytes]:
-    """py-spy on the collector for one measurement window, written to
-    results/passthrough-profile.<svg|txt|json> (`--profile`); with `--native`, C frames
-    too (py-spy then pauses the process while sampling)."""
-    out = os.path.join(RESULTS, f"passthrough-profile.{args.profile}")
+PROFILES = os.path.join(RESULTS, "profiles")
+
+
+def _profile(
+    pid: int, args: Any, case: str, sink: Sink, counted: Callable[[], int]
+) -> dict[str, Any]:
+    """py-spy on the collector for one window after the measured ones, written to
+    results/profiles/<case>.<txt|svg|json> (`--profile txt|svg|json`: collapsed stacks,
+    flame graph, speedscope); with `txt`, also <case>.top.txt, the functions with the
+    largest share of samples (`benchmarks.profiles`). With `--native`, C frames too (py-spy
+    then pauses the process while sampling)."""
+    from benchmarks import profiles
+
+    os.makedirs(PROFILES, exist_ok=True)
+    out = os.path.join(PROFILES, f"{case}.{args.profile}")
     fmt = {"svg": "flamegraph", "txt": "raw"}.get(args.profile, "speedscope")
     exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-    cmd = [exe, "record", "--pid", str(pid), "--duration", str(max(1, int(args.duration)))]
-    cmd += ["--rate", "250", "--format", fmt, "--output", out]
+    seconds = max(1, int(args.duration))
+    cmd = [exe, "record", "--pid", str(pid), "--duration", str(seconds)]
+    cmd += ["--rate", "100", "--format", fmt, "--output", out]
     cmd += ["--native"] if args.native else ["--nonblocking"]
-    with open(out + ".log", "wb") as log:
-        return subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log)
+    s0, t0 = counted(), time.monotonic()
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    rate = (counted() - s0) / (time.monotonic() - t0)
+    info: dict[str, Any] = {
+        "path": os.path.relpath(out, os.path.dirname(os.path.dirname(RESULTS))),
+        "spans_per_s": round(rate),
+    }
+    if res.returncode != 0 or not os.path.exists(out):
+        info["error"] = (res.stderr or res.stdout)[-500:]
+        return info
+    if fmt == "raw":
+        top = profiles.summarize(out)
+        with open(os.path.join(PROFILES, f"{case}.top.txt"), "w") as fh:
+            fh.write(profiles.render(top))
+        info["samples"] = top["samples"]
+        info["top_self"] = top["self"][:10]
+        info["top_python"] = top["python"][:10]
+        info["idle_samples"] = top["idle_samples"]
+        info["top_total"] = top["total"][:20]
+        info["top_native"] = top["total_native"][:12]
+    return info
 
 
-def main(case: str = "passthrough", target: str = "collector", doc: str = "") -> None:
-    p = parser(doc or __doc__ or "")
-    p.add_argument("--concurrency", type=int, default=64, help="requests in flight")
-    p.add_argument("--channels", type=int, default=8, help="gRPC channels (connections)")
-    p.add_argument("--compression", default="none", choices=["none", "gzip"])
-    p.add_argument("--batch-size", type=int, default=8192, help="batch send_batch_size")
+def add_arguments(p: argparse.ArgumentParser, concurrency: int = 64, channels: int = 8) -> None:
+    p.add_argument("--concurrency", type=int, default=concurrency, help="requests in flight")
+    p.add_argument("--channels", type=int, default=channels, help="gRPC channels (connections)")
     p.add_argument("--collector-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     p.add_argument("--profile", choices=["svg", "txt", "json"], help="py-spy the collector")
     p.add_argument("--native", action="store_true", help="with --profile: C frames too")
-    args = p.parse_args()
-    if not pin(args.load_cpu):
-        args.load_cpu = None
+
+
+def serve(coro: Any) -> dict[str, Any]:
     try:
         import uvloop
 
@@ -302,8 +393,19 @@ def main(case: str = "passthrough", target: str = "collector", doc: str = "") ->
     except ImportError:  # pragma: no cover
         runner = asyncio.Runner()
     with runner:
-        record = runner.run(run(args, target))
-    emit(case, record)
+        record: dict[str, Any] = runner.run(coro)
+    return record
+
+
+def main(case: str = "passthrough", target: str = "collector", doc: str = "") -> None:
+    p = parser(doc or __doc__ or "")
+    add_arguments(p)
+    p.add_argument("--compression", default="none", choices=["none", "gzip"])
+    p.add_argument("--batch-size", type=int, default=8192, help="batch send_batch_size")
+    args = p.parse_args()
+    if not pin(args.load_cpu):
+        args.load_cpu = None
+    emit(case, serve(run(args, target, case=case)))
 
 
 if __name__ == "__main__":

@@ -1,5 +1,6 @@
-"""The benchmark machinery on a tiny load: every case runs and prints a valid record.
-(The benchmarks themselves run only through `make bench`.)"""
+"""The benchmark machinery on a tiny load: every case starts, runs in its own process and
+prints a valid record; the report turns records into the README table. (The benchmarks
+themselves run only through `make bench`; nothing here asserts a timing.)"""
 
 from __future__ import annotations
 
@@ -7,33 +8,118 @@ import json
 import subprocess
 import sys
 
-from benchmarks.run import CASES
+import pytest
+
+from benchmarks import report
+from benchmarks.run import available
 
 
-def test_every_case_runs_and_writes_a_valid_record(tmp_path):
+def _positive(r: dict, *keys: str) -> None:
+    for k in keys:
+        assert r[k] > 0, (r["case"], k, r[k])
+
+
+@pytest.mark.timeout(240)
+def test_every_case_runs_and_prints_a_valid_record(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Benchmarks\n\nText.\n\n## Next\n")
     res = subprocess.run(
         [
-            *(sys.executable, "-m", "benchmarks.run", "--smoke", "--results", str(tmp_path)),
-            *("--", "--spans-per-request", "10"),
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            "--results",
+            str(tmp_path),
+            "--readme",
+            str(readme),
         ],
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=230,
     )
     assert res.returncode == 0, res.stderr
-    assert "passthrough / floor, both per CPU-second:" in res.stdout
-    for name in CASES:
-        record = json.loads((tmp_path / f"{name}.json").read_text())
-        assert record["case"] == name
-        assert record["spans_per_s"] > 0
-        assert record["payload"] == "synthetic" and record["spans_per_request"] == 10
-        assert record["machine"]["protobuf_backend"]
-    floor = json.loads((tmp_path / "floor.json").read_text())
-    assert floor["decode_spans_per_s"] > 0 and floor["encode_spans_per_s"] > 0
-    pt = json.loads((tmp_path / "passthrough.json").read_text())
-    assert pt["collector_exit"] == 0 and pt["errors"] == {}
-    assert 0 < pt["collector_cpu"] <= 1.5
-    assert pt["spans_per_collector_cpu_s"] > 0
+    names = available()
+    assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
+    assert {"latency", "memory", "two_process", "receive_floor"} <= set(names)
+    records = {}
+    for name in names:
+        r = json.loads((tmp_path / f"{name}.json").read_text())
+        records[name] = r
+        assert r["case"] == name and r["quick"] is True
+        m = r["machine"]
+        assert m["cpu"] and m["cpus"] >= 1 and m["python"] and m["protobuf_backend"]
+        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
+        assert r["command"].startswith("python -m benchmarks.")
+        assert r["time"].endswith("Z")
+    _positive(records["floor"], "spans_per_cpu_s", "decode_spans_per_s", "encode_spans_per_s")
+    for name in ("receive_floor", "passthrough", "agent_pipeline"):
+        _positive(records[name], "spans_per_s", "spans_per_collector_cpu_s")
+        assert records[name]["errors"] == {}
+    assert records["passthrough"]["collector_exit"] == 0
+    ap = records["agent_pipeline"]
+    assert ap["collector_exit"] == 0
+    assert ap["processors"][0] == "groupbytrace" and ap["processors"][-1] == "tail_sampling"
+    assert ap["cleanliness"] == ("cleanliness" in ap["processors"])
+    _positive(records["kafka"], "exporter_spans_per_s", "receiver_spans_per_s")
+    us = records["processors"]["us_per_span"]
+    for p in ("provider_reconciliation", "cache_tagging", "fallback_chain", "groupbytrace"):
+        assert us[p] > 0
+    assert us["tail_sampling"] > 0
+    lat = records["latency"]
+    _positive(lat, "max_spans_per_s", "spans_per_s")
+    assert lat["through_collector"]["traces"] > 0 and lat["p99_ms"] >= lat["p50_ms"] > 0
+    mem = records["memory"]
+    assert all(h["held_spans"] >= n for h, n in zip(mem["runs"], (2000, 10000), strict=True))
+    assert mem["runs"][1]["rss_mib"] > mem["runs"][1]["rss_baseline_mib"]
+    two = records["two_process"]
+    _positive(two, "one_process_spans_per_s", "two_process_spans_per_s")
+    assert two["two"]["processes"] == 2 and len(two["two_process_cpu"]) == 2
+    assert two["grpc_default_so_reuseport"] in (True, False)
+    if "accuracy" in records:
+        assert 0 <= records["accuracy"]["macro_f1"] <= 1
+    # the README block: one row per figure, between the markers, in the section
+    text = readme.read_text()
+    assert text.index("## Benchmarks") < text.index(report.START) < text.index(report.END)
+    assert text.index(report.END) < text.index("## Next")
+    block = text[text.index(report.START) : text.index(report.END)]
+    assert block.count("\n| ") == len(report.rows(records)) + 1  # + the header
+    assert "quick runs, not figures" in block
+    assert "| pass-through: OTLP → batch → otlp out |" in block
+
+
+def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
+    record = {
+        "case": "floor",
+        "spans_per_cpu_s": 1_000_000,
+        "us_per_span": 1.0,
+        "spans_per_request": 512,
+        "machine": {"cpu": "X", "cpus": 2, "python": "3.11"},
+        "time": "2026-01-01T00:00:00Z",
+        "loadavg_before": [1.0, 1.0, 1.0],
+        "loadavg_after": [2.0, 1.0, 1.0],
+        "command": "python -m benchmarks.cases.floor",
+        "run_id": "a",
+    }
+    (tmp_path / "floor.json").write_text(json.dumps(record))
+    pt = {
+        **record,
+        "case": "passthrough",
+        "spans_per_s": 240_000,
+        "spans_per_collector_cpu_s": 250_000,
+        "collector_cpu": 0.96,
+        "run_id": "b",
+    }
+    (tmp_path / "passthrough.json").write_text(json.dumps(pt))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n## Benchmarks\nintro\n{report.START}\nold\n{report.END}\ntail\n")
+    report.update(str(readme), str(tmp_path))
+    report.update(str(readme), str(tmp_path))  # idempotent
+    text = readme.read_text()
+    assert text.count(report.START) == 1 and "old" not in text and text.endswith("tail\n")
+    assert "| 1,000,000 spans per CPU-s" in text
+    assert "0.250 (floor of another run)" in text  # ratios only count within one run
+    assert "1.00 → 2.00" in text
 
 
 def test_payload_file_source_reads_the_file_exporters_proto_format(tmp_path):
@@ -49,6 +135,59 @@ def test_payload_file_source_reads_the_file_exporters_proto_format(tmp_path):
             fh.write(struct.pack(">I", len(raw)) + raw)
     p = load(f"file:{path}")
     assert p.span_counts == [4, 4, 4] and p.source == f"file:{path}"
+
+
+def test_profile_summary_counts_self_and_total_shares(tmp_path):
+    from benchmarks import profiles
+
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "main (a.py:1);work (b.py:2);parse (c.py:3) 6\n"
+        "main (a.py:1);work (b.py:9) 3\n"
+        "main (a.py:1);idle (d.py:1) 1\n"
+        "poller (grpc.py:5);epoll_wait (libc.so.6) 40\n"  # a waiting thread: left out
+    )
+    top = profiles.summarize(str(raw))
+    assert top["samples"] == 10 and top["idle_samples"] == 40
+    assert dict(map(tuple, top["self"])) == {
+        "parse (c.py)": 60.0,
+        "work (b.py)": 30.0,
+        "idle (d.py)": 10.0,
+    }
+    total = dict(map(tuple, top["total"]))
+    assert "main (a.py)" not in total  # on every stack: says nothing
+    assert total["work (b.py)"] == 90.0 and total["parse (c.py)"] == 60.0
+
+
+def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path):
+    record = {
+        "case": "agent_pipeline",
+        "spans_per_s": 30_000,
+        "spans_per_collector_cpu_s": 31_000,
+        "collector_cpu": 0.97,
+        "processors": ["groupbytrace", "tail_sampling"],
+        "duration_s": 10.0,
+        "time": "2026-01-01T00:00:00Z",
+        "profile": {
+            "path": "benchmarks/results/profiles/agent_pipeline.txt",
+            "spans_per_s": 20_000,
+            "samples": 1000,
+            "idle_samples": 10,
+            "top_total": [["work (a.py)", 80.0], ["parse (b.py)", 30.0]],
+            "top_python": [["parse (b.py)", 30.0]],
+            "top_native": [["gc_collect_main (libpython3.11.so)", 12.5]],
+        },
+    }
+    (tmp_path / "agent_pipeline.json").write_text(json.dumps(record))
+    readme = tmp_path / "README.md"
+    readme.write_text(
+        f"## Benchmarks\n{report.START}\n{report.END}\n{report.PSTART}\nold\n{report.PEND}\nafter\n"
+    )
+    report.update(str(readme), str(tmp_path))
+    text = readme.read_text()
+    assert "old" not in text and text.endswith("after\n")
+    assert "| `work (a.py)` | 80.0 |  |" in text and "| `parse (b.py)` | 30.0 | 30.0 |" in text
+    assert "`gc_collect_main` 12.5" in text and "1,000 samples" in text
 
 
 def test_topology_benchmark_on_a_few_traces(capsys):

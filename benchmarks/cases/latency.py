@@ -1,0 +1,292 @@
+"""`latency`: the latency the collector adds on the span-local path, at half of its
+measured maximum throughput.
+
+The span-local path is what every span goes through without waiting for its trace:
+OTLP/gRPC in -> `provider_reconciliation`, `cache_tagging`, `fallback_chain` -> `otlp_grpc`
+out to a null sink (no `batch`, no `groupbytrace`: those hold spans on purpose). The
+collector is `tracesieve run` pinned to CPU 0; load and sink share this process on CPU 1.
+
+1. the maximum: closed loop (as `agent_pipeline`) for `--max-duration` seconds, at the sink;
+2. the baseline: the same requests straight to the sink at half that rate (open loop: a
+   request every interval, whatever the answers), for `--duration` seconds;
+3. through the collector at the same rate, for `--duration` seconds.
+
+Latency is per trace: from just before its request is sent to when the sink receives its
+spans. Reported: p50/p99/max through the collector, of the baseline, and the difference
+(`added_*`: what the collector adds over one direct hop).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import grpc
+import yaml
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+from benchmarks.cases import passthrough
+from benchmarks.common import cpu_seconds, emit, parser, pin
+
+
+def config(sink: str, args: Any) -> dict[str, Any]:
+    procs: dict[str, Any] = {
+        "provider_reconciliation": {},
+        "cache_tagging": {},
+        "fallback_chain": {},
+    }
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": procs,
+        "exporters": {"otlp_grpc/sink": {"endpoint": sink, "tls": {"insecure": True}}},
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": list(procs),
+                    "exporters": ["otlp_grpc/sink"],
+                }
+            },
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
+        },
+    }
+
+
+SLOW = 0.05  # seconds: latencies above this are grouped into stalls
+
+
+def stalls(slow: list[tuple[float, float]], start: float) -> list[dict[str, float]]:
+    """Slow traces grouped by when they were sent (within 0.5 s of each other): each group
+    is one stall of the path; when it began (seconds into the window) and how long."""
+    out: list[dict[str, float]] = []
+    for t0, lat in sorted(slow):
+        if out and t0 - (start + out[-1]["at_s"] + out[-1]["span_s"]) < 0.5:
+            g = out[-1]
+            g["span_s"] = round(t0 - start - g["at_s"], 3)
+            g["traces"] += 1
+            g["worst_ms"] = max(g["worst_ms"], round(lat * 1000, 1))
+        else:
+            out.append(
+                {
+                    "at_s": round(t0 - start, 3),
+                    "span_s": 0.0,
+                    "traces": 1,
+                    "worst_ms": round(lat * 1000, 1),
+                }
+            )
+    return out
+
+
+class TimedSink(passthrough.Sink):
+    """The null sink, noting when each trace id arrives (first arrival)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: dict[bytes, float] = {}
+        self.latencies: list[float] = []
+        self.slow: list[tuple[float, float]] = []  # (sent at, latency) over SLOW seconds
+        self.recording = False
+
+    async def _export(self, raw: bytes, context: Any) -> bytes:
+        now = time.perf_counter()
+        msg = ExportTraceServiceRequest.FromString(raw)
+        seen: set[bytes] = set()
+        for rs in msg.resource_spans:
+            for ss in rs.scope_spans:
+                self.spans += len(ss.spans)
+                if self.recording:
+                    for s in ss.spans:
+                        tid = s.trace_id
+                        if tid not in seen:
+                            seen.add(tid)
+                            t0 = self.sent.pop(tid, None)
+                            if t0 is not None:
+                                self.latencies.append(now - t0)
+                                if now - t0 > SLOW:
+                                    self.slow.append((t0, now - t0))
+        self.requests += 1
+        return b""
+
+
+def stream(args: Any) -> Iterator[tuple[bytes, int, list[bytes]]]:
+    """(request, spans, its trace ids): whole generator traces with fresh trace ids."""
+    import random
+
+    from benchmarks.generator import LoadStream
+
+    ls = LoadStream(args.seed, templates=args.templates)
+    r = random.Random(args.seed)
+    parts: list[bytes] = []
+    tids: list[bytes] = []
+    n = i = 0
+    while True:
+        tid, body, count, _ = ls.templates[i % len(ls.templates)]
+        i += 1
+        new = r.getrandbits(128).to_bytes(16, "big")
+        parts.append(body.replace(tid, new))
+        tids.append(new)
+        n += count
+        if n >= args.spans_per_request:
+            yield b"".join(parts), n, tids
+            parts, tids, n = [], [], 0
+
+
+async def open_loop(
+    endpoint: str,
+    sink: TimedSink,
+    requests: Iterator[tuple[bytes, int, list[bytes]]],
+    rate: float,
+    seconds: float,
+) -> dict[str, Any]:
+    """Send at `rate` spans/s for `seconds` (after one second unrecorded), a request every
+    interval whether or not the last was answered; latencies recorded at the sink."""
+    async with grpc.aio.insecure_channel(endpoint) as ch:
+        call = ch.unary_unary(
+            passthrough.EXPORT, request_serializer=None, response_deserializer=None
+        )
+        inflight: set[asyncio.Task[Any]] = set()
+        errors = 0
+        sent_spans = 0
+
+        async def one(raw: bytes) -> None:
+            nonlocal errors
+            try:
+                await call(raw, timeout=30)
+            except grpc.aio.AioRpcError:
+                errors += 1
+
+        sink.latencies.clear()
+        sink.slow.clear()
+        sink.sent.clear()
+        start = time.perf_counter()
+        t_next = start
+        end = start + 1.0 + seconds
+        while True:
+            now = time.perf_counter()
+            if now >= end:
+                break
+            if t_next > now:
+                await asyncio.sleep(t_next - now)
+            raw, n, tids = next(requests)
+            recording = time.perf_counter() >= start + 1.0
+            sink.recording = sink.recording or recording
+            t = time.perf_counter()
+            if recording:
+                for tid in tids:
+                    sink.sent[tid] = t
+                sent_spans += n
+            task = asyncio.get_running_loop().create_task(one(raw))
+            inflight.add(task)
+            task.add_done_callback(inflight.discard)
+            t_next += n / rate
+        await asyncio.gather(*inflight)
+        await asyncio.sleep(0.5)  # the last spans reach the sink
+        sink.recording = False
+    lat = sorted(sink.latencies)
+    return {
+        "rate_sent": round(sent_spans / seconds),
+        "traces": len(lat),
+        "lost_or_late": len(sink.sent),
+        "errors": errors,
+        **percentiles(lat),
+        "over_50ms": len(sink.slow),
+        "stalls": stalls(sink.slow, start + 1.0),
+    }
+
+
+def percentiles(lat: list[float]) -> dict[str, float | None]:
+    if not lat:
+        return {"p50_ms": None, "p99_ms": None, "max_ms": None}
+
+    def q(p: float) -> float:
+        return round(1000 * lat[min(len(lat) - 1, int(p * len(lat)))], 3)
+
+    return {"p50_ms": q(0.50), "p99_ms": q(0.99), "max_ms": round(1000 * lat[-1], 3)}
+
+
+async def run(args: Any) -> dict[str, Any]:
+    sink = TimedSink()
+    sink_ep = await sink.start()
+    workdir = tempfile.mkdtemp(prefix="tracesieve-bench-")
+    path = os.path.join(workdir, "collector.yaml")
+    with open(path, "w") as fh:
+        yaml.safe_dump(config(sink_ep, args), fh)
+    cmd = [sys.executable, "-m", "pipeline", "run", "--config", path]
+    coll = passthrough.CollectorProcess(cmd, args.collector_cpu, workdir)
+    loop = asyncio.get_running_loop()
+    requests = stream(args)
+    try:
+        endpoint = await loop.run_in_executor(None, coll.wait_ready)
+        # 1. the maximum, closed loop
+        load = passthrough.Load(
+            endpoint,
+            lambda i: ((raw, n) for raw, n, _ in requests),
+            args.channels,
+            args.concurrency,
+        )
+        load.start()
+        await asyncio.sleep(args.warmup)
+        s0, c0, t0 = sink.spans, cpu_seconds(coll.proc.pid), time.monotonic()
+        await asyncio.sleep(args.max_duration)
+        dt = time.monotonic() - t0
+        max_rate = (sink.spans - s0) / dt
+        max_cpu = (cpu_seconds(coll.proc.pid) - c0) / dt
+        await load.stop()
+        await asyncio.sleep(1.0)  # drain
+        rate = max_rate * args.fraction
+        # 2. the baseline: straight to the sink
+        base = await open_loop(sink_ep, sink, requests, rate, args.duration)
+        # 3. through the collector
+        c0, t0 = cpu_seconds(coll.proc.pid), time.monotonic()
+        through = await open_loop(endpoint, sink, requests, rate, args.duration)
+        through["collector_cpu"] = round(
+            (cpu_seconds(coll.proc.pid) - c0) / (time.monotonic() - t0), 3
+        )
+    finally:
+        code = await loop.run_in_executor(None, coll.stop)
+        await sink.stop()
+
+    def diff(k: str) -> float | None:
+        a, b = through.get(k), base.get(k)
+        return round(a - b, 3) if a is not None and b is not None else None
+
+    return {
+        "spans_per_s": round(rate),
+        "max_spans_per_s": round(max_rate),
+        "max_collector_cpu": round(max_cpu, 3),
+        "fraction_of_max": args.fraction,
+        "p50_ms": through["p50_ms"],
+        "p99_ms": through["p99_ms"],
+        "added_p50_ms": diff("p50_ms"),
+        "added_p99_ms": diff("p99_ms"),
+        "through_collector": through,
+        "baseline_direct": base,
+        "collector_exit": code,
+        "processors": ["provider_reconciliation", "cache_tagging", "fallback_chain"],
+        "payload": "agent (benchmarks.generator.LoadStream)",
+        "spans_per_request": args.spans_per_request,
+        "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
+        "duration_s": args.duration,
+    }
+
+
+def main() -> None:
+    p = parser(__doc__ or "")
+    p.add_argument("--templates", type=int, default=500)
+    p.add_argument("--max-duration", type=float, default=6.0, help="seconds at the maximum")
+    p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
+    passthrough.add_arguments(p, concurrency=32, channels=8)
+    p.set_defaults(spans_per_request=512, warmup=2.0, duration=10.0, repeat=1)
+    args = p.parse_args()
+    if not pin(args.load_cpu):
+        args.load_cpu = None
+    emit("latency", passthrough.serve(run(args)))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,299 @@
+"""The README's benchmark table, from `benchmarks/results/*.json`.
+
+    python -m benchmarks.report             # rewrite the table in README.md
+    python -m benchmarks.report --print     # print it only
+
+The table goes between `<!-- bench:start -->` and `<!-- bench:end -->` (under
+`## Benchmarks`; the markers are added at the end of that section when missing). One row per
+figure: what was measured, the target, the ratio to the floor measured in the same run
+(spans per CPU-second of the collector over the floor's), the machine, the date, the load average (1 min) when the case
+started and ended, and the command that reproduces it. Between `<!-- profile:start -->`
+and `<!-- profile:end -->`, when the README has them: the agent pipeline's profile summary.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+from typing import Any
+
+NONE = "-"
+START, END = "<!-- bench:start -->", "<!-- bench:end -->"
+PSTART, PEND = "<!-- profile:start -->", "<!-- profile:end -->"
+SECTION = "## Benchmarks"
+HERE = os.path.dirname(os.path.abspath(__file__))
+ORDER = [
+    "floor",
+    "receive_floor",
+    "passthrough",
+    "agent_pipeline",
+    "two_process",
+    "kafka",
+    "processors",
+    "latency",
+    "memory",
+    "accuracy",
+]
+
+
+def load(results: str) -> dict[str, dict[str, Any]]:
+    out: dict[str, dict[str, Any]] = {}
+    for path in glob.glob(os.path.join(results, "*.json")):
+        with open(path) as fh:
+            try:
+                r = json.load(fh)
+            except json.JSONDecodeError:
+                continue
+        if isinstance(r, dict) and "case" in r:
+            out[r["case"]] = r
+    return {k: out[k] for k in sorted(out, key=lambda k: [*ORDER, k].index(k))}
+
+
+def _n(x: float | None) -> str:
+    return NONE if x is None else f"{x:,.0f}"
+
+
+def _machine(r: dict[str, Any]) -> str:
+    m = r.get("machine", {})
+    return f"{m.get('cpu', '?')} x{m.get('cpus', '?')}, Python {m.get('python', '?')}"
+
+
+def _load(r: dict[str, Any]) -> str:
+    b, a = r.get("loadavg_before"), r.get("loadavg_after")
+    if not b or not a:
+        return NONE
+    return f"{b[0]:.2f} → {a[0]:.2f}"
+
+
+def _ratio(r: dict[str, Any], rate: float | None, floor: dict[str, Any] | None) -> str:
+    if rate is None or floor is None or not floor.get("spans_per_cpu_s"):
+        return ""
+    same = floor.get("run_id") is not None and floor.get("run_id") == r.get("run_id")
+    ratio = f"{rate / floor['spans_per_cpu_s']:.3f}"
+    return ratio if same else f"{ratio} (floor of another run)"
+
+
+def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
+    floor = records.get("floor")
+    out: list[tuple[str, ...]] = []
+
+    def add(r: dict[str, Any], figure: str, measured: str, target: str, rate: float | None) -> None:
+        out.append(
+            (
+                figure,
+                measured,
+                target,
+                _ratio(r, rate, floor),
+                _machine(r),
+                r.get("time", "?").replace("T", " ").rstrip("Z") + " UTC",
+                _load(r),
+                f"`{r.get('command', '?')}`",
+            )
+        )
+
+    for name, r in records.items():
+        if name == "floor":
+            add(
+                r,
+                "floor: protobuf decode + encode, no network",
+                f"{_n(r['spans_per_cpu_s'])} spans per CPU-s "
+                f"({r.get('us_per_span')} µs/span; {r.get('spans_per_request')} spans/request)",
+                NONE,
+                r["spans_per_cpu_s"],
+            )
+        elif name == "receive_floor":
+            add(
+                r,
+                "receive floor: bare grpc.aio server, decode only",
+                f"{_n(r['spans_per_s'])} spans/s (collector CPU {r['collector_cpu']:.0%}; "
+                f"{_n(r.get('spans_per_collector_cpu_s'))} per CPU-s)",
+                NONE,
+                r.get("spans_per_collector_cpu_s", r["spans_per_s"]),
+            )
+        elif name == "passthrough":
+            add(
+                r,
+                "pass-through: OTLP → batch → otlp out",
+                f"**{_n(r['spans_per_s'])} spans/s** (collector CPU {r['collector_cpu']:.0%}; "
+                f"{_n(r.get('spans_per_collector_cpu_s'))} per CPU-s)",
+                "≥ 150,000 spans/s",
+                r.get("spans_per_collector_cpu_s", r["spans_per_s"]),
+            )
+        elif name == "agent_pipeline":
+            procs = ", ".join(r.get("processors", []))
+            add(
+                r,
+                f"agent pipeline: OTLP → {procs} → otlp out",
+                f"**{_n(r['spans_per_s'])} spans/s** (collector CPU {r['collector_cpu']:.0%}; "
+                f"{_n(r.get('spans_per_collector_cpu_s'))} per CPU-s)",
+                "≥ 100,000 spans/s",
+                r.get("spans_per_collector_cpu_s", r["spans_per_s"]),
+            )
+        elif name == "two_process":
+            add(
+                r,
+                "agent pipeline, 2 processes on one port (SO_REUSEPORT)",
+                f"{_n(r['two_process_spans_per_s'])} spans/s vs {_n(r['one_process_spans_per_s'])} "
+                f"with one (x{r.get('speedup')})",
+                NONE,
+                None,  # two cores
+            )
+        elif name == "kafka":
+            add(
+                r,
+                "kafka: OTLP → kafka exporter",
+                f"{_n(r['exporter_spans_per_s'])} spans/s",
+                NONE,
+                r["runs"]["exporter"].get("spans_per_cpu_s"),
+            )
+            add(
+                r,
+                "kafka: kafka receiver → pipeline",
+                f"{_n(r['receiver_spans_per_s'])} spans/s",
+                NONE,
+                r["runs"]["receiver"].get("spans_per_cpu_s"),
+            )
+        elif name == "processors":
+            us = r["us_per_span"]
+            parts = [f"{k} {v}" for k, v in us.items() if k != "decode"]
+            add(
+                r,
+                "processors alone, µs per span (pre-decoded batches)",
+                "; ".join(parts) + f" (decode: {us.get('decode')})",
+                NONE,
+                None,
+            )
+        elif name == "latency":
+            add(
+                r,
+                "added latency, span-local path, at half the maximum",
+                f"p50 {r['added_p50_ms']} ms, p99 **{r['added_p99_ms']} ms** at {_n(r['spans_per_s'])} "
+                f"spans/s (max {_n(r['max_spans_per_s'])})",
+                "p99 ≤ 5 ms",
+                None,
+            )
+        elif name == "memory":
+            held = "; ".join(
+                f"{_n(h['held_spans'])} spans: {h['rss_mib']:,.0f} MiB" for h in r["runs"]
+            )
+            add(r, "RSS with spans held in groupbytrace", held, "≤ 1,536 MiB for 1,000,000", None)
+        elif name == "accuracy":
+            f1, strict = r.get("macro_f1"), r.get("macro_f1_strict")
+            also = f"; {strict} with strict_single_model" if strict is not None else ""
+            add(
+                r,
+                "cleanliness accuracy (macro-F1)",
+                f"**{f1}** on {_n(r.get('traces'))} generator traces{also}",
+                "≥ 0.99",
+                None,
+            )
+    return out
+
+
+HEADER = (
+    "figure",
+    "measured",
+    "target",
+    "per collector CPU-s ÷ floor",
+    "machine",
+    "date",
+    "load 1m (start → end)",
+    "command",
+)
+
+
+def table(records: dict[str, dict[str, Any]]) -> str:
+    lines = ["| " + " | ".join(HEADER) + " |", "|" + "---|" * len(HEADER)]
+    lines += ["| " + " | ".join(row) + " |" for row in rows(records)]
+    quick = [n for n, r in records.items() if r.get("quick")]
+    if quick:
+        lines.append(f"\n(quick runs, not figures: {', '.join(quick)})")
+    return "\n".join(lines)
+
+
+def block(records: dict[str, dict[str, Any]]) -> str:
+    return (
+        f"{START}\n<!-- generated by `python -m benchmarks.report` from benchmarks/results/*.json -->\n"
+        f"{table(records)}\n{END}"
+    )
+
+
+def profile_block(records: dict[str, dict[str, Any]]) -> str:
+    """The agent pipeline's profile summary (the record's `profile`), as Markdown."""
+    r = records.get("agent_pipeline", {})
+    prof = r.get("profile")
+    lines = [PSTART]
+    if not prof or "top_total" not in prof:
+        lines.append("(no profile in benchmarks/results/agent_pipeline.json)")
+        return "\n".join([*lines, PEND])
+    self_py = {f: pct for f, pct in prof.get("top_python", [])}
+    lines += [
+        f"py-spy (`--native`, 100 Hz) on the agent pipeline's collector for {r.get('duration_s')} s "
+        f"right after the measured windows of the run above ({r.get('time', '?')}), "
+        f"{prof['samples']:,} samples ({prof.get('idle_samples', 0):,} more of threads waiting "
+        f"in the kernel left out), at {_n(prof.get('spans_per_s'))} spans/s under the profiler: "
+        f"`{prof['path']}`, summarised in `{prof['path'].replace('.txt', '.top.txt')}`. "
+        "*Total*: samples with the function anywhere on the stack (itself and what it calls); "
+        "*self*: samples where it was the innermost Python frame (C code it called included).",
+        "",
+        "| Python function | total % | self % |",
+        "|---|---|---|",
+    ]
+    for f, pct in prof["top_total"][:18]:
+        lines.append(f"| `{f}` | {pct} | {self_py.get(f, '')} |")
+    native = prof.get("top_native", [])
+    if native:
+        lines += [
+            "",
+            "Native functions (total %): "
+            + ", ".join(f"`{f.split(' (')[0]}` {pct}" for f, pct in native[:10])
+            + ".",
+        ]
+    return "\n".join([*lines, PEND])
+
+
+def _replace(text: str, start: str, end: str, new: str) -> str | None:
+    if start in text and end in text:
+        a, b = text.index(start), text.index(end) + len(end)
+        return text[:a] + new + text[b:]
+    return None
+
+
+def update(readme: str, results: str) -> None:
+    with open(readme) as fh:
+        text = fh.read()
+    records = load(results)
+    text = _replace(text, PSTART, PEND, profile_block(records)) or text
+    new = block(records)
+    replaced = _replace(text, START, END, new)
+    if replaced is not None:
+        text = replaced
+    elif SECTION in text:
+        i = text.index(SECTION) + len(SECTION)
+        nxt = text.find("\n## ", i)
+        nxt = len(text) if nxt < 0 else nxt
+        text = text[:nxt].rstrip("\n") + "\n\n" + new + "\n" + text[nxt:]
+    else:
+        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{new}\n"
+    with open(readme, "w") as fh:
+        fh.write(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--results", default=os.path.join(HERE, "results"))
+    p.add_argument("--readme", default=os.path.join(os.path.dirname(HERE), "README.md"))
+    p.add_argument("--print", action="store_true", help="print the table, change nothing")
+    args = p.parse_args(argv)
+    if args.print:
+        print(table(load(args.results)))
+    else:
+        update(args.readme, args.results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
