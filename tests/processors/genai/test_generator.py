@@ -144,3 +144,9 @@ def test_load_stream_varies_trace_ids():
         total += n
     assert total >= 5000
     assert len(ids) > 10  # more traces than templates
+
+
+def test_load_stream_mixes_faulty_traces_in_from_the_start():
+    ls = LoadStream(seed=1, templates=500)
+    first = [truth for _, _, _, truth in ls.templates[:50]]
+    assert any(t["faults"] for t in first), "the first templates are all warm-up traces"
