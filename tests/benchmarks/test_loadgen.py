@@ -25,7 +25,10 @@ def test_loadgen_sends_the_chosen_mix_and_counts_what_was_accepted(tmp_path):
     config = {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
         "exporters": {"file": {"path": str(out_file), "format": "proto"}},
-        "service": {"pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["file"]}}},
+        "service": {
+            "pipelines": {"traces": {"receivers": ["otlp"], "exporters": ["file"]}},
+            "telemetry": {"metrics": {"level": "none"}},  # no fixed port to collide on
+        },
     }
     c = Collector(config, workdir=str(tmp_path)).start()
     try:
