@@ -5,19 +5,14 @@ LLM APIs are fakes on loopback; the enriched spans are read back from the file e
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from pipeline.testing import attrs, read_json_lines, spans_in, wait_for
+from tests.processors.genai import instrumented_app
 from tests.processors.genai.fake_llm import FakeLLM
-
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 @pytest.fixture(scope="module")
@@ -70,27 +65,9 @@ def test_enrichment_of_real_instrumented_calls(tmp_path, collector_factory, fake
         f"127.0.0.1:{anthropic_api.port}": "anthropic",
     }
     c = collector_factory(collector_config(out, hosts))
-    app = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.processors.genai.instrumented_app",
-            "--instrumentation",
-            instrumentation,
-            "--otlp",
-            c.endpoints["receivers::otlp/grpc"],
-            "--openai",
-            openai_api.url,
-            "--anthropic",
-            anthropic_api.url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
+    trace_ids = instrumented_app.run(
+        instrumentation, c.endpoints["receivers::otlp/grpc"], openai_api.url, anthropic_api.url
     )
-    assert app.returncode == 0, app.stderr
-    trace_ids = json.loads(app.stdout.strip().splitlines()[-1])
 
     def by_trace() -> dict[str, list[Any]]:
         got: dict[str, list[Any]] = {}
@@ -205,27 +182,9 @@ def test_cleanliness_of_real_instrumented_traces(
         f"127.0.0.1:{anthropic_api.port}": "anthropic",
     }
     c = collector_factory(cleanliness_config(out, hosts, enrich))
-    app = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tests.processors.genai.instrumented_app",
-            "--instrumentation",
-            instrumentation,
-            "--otlp",
-            c.endpoints["receivers::otlp/grpc"],
-            "--openai",
-            openai_api.url,
-            "--anthropic",
-            anthropic_api.url,
-        ],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=90,
+    trace_ids = instrumented_app.run(
+        instrumentation, c.endpoints["receivers::otlp/grpc"], openai_api.url, anthropic_api.url
     )
-    assert app.returncode == 0, app.stderr
-    trace_ids = json.loads(app.stdout.strip().splitlines()[-1])
 
     def roots() -> dict[str, dict[str, Any]]:
         return {
