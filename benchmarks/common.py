@@ -98,3 +98,23 @@ def pin(cpu: int) -> bool:
         return False
     os.sched_setaffinity(0, {cpu})
     return True
+
+
+def sink_config(sink: str, procs: dict[str, Any], log_level: str = "warn") -> dict[str, Any]:
+    """A collector config: OTLP/gRPC in on a free port -> `procs` in order -> `otlp_grpc`
+    out to the null sink at `sink`; no metrics endpoint."""
+    return {
+        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
+        "processors": procs,
+        "exporters": {"otlp_grpc/sink": {"endpoint": sink, "tls": {"insecure": True}}},
+        "service": {
+            "pipelines": {
+                "traces": {
+                    "receivers": ["otlp"],
+                    "processors": list(procs),
+                    "exporters": ["otlp_grpc/sink"],
+                }
+            },
+            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": log_level}},
+        },
+    }

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from benchmarks.cases import passthrough
-from benchmarks.common import emit, parser, pin
+from benchmarks.common import emit, parser, pin, sink_config
 
 
 def has_cleanliness() -> bool:
@@ -70,21 +70,7 @@ def processors(args: Any) -> dict[str, Any]:
 
 def config(sink: str, args: Any) -> dict[str, Any]:
     procs = processors(args)
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": procs,
-        "exporters": {"otlp_grpc/sink": {"endpoint": sink, "tls": {"insecure": True}}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": list(procs),
-                    "exporters": ["otlp_grpc/sink"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "warn"}},
-        },
-    }
+    return sink_config(sink, procs)
 
 
 def agent_source(args: Any) -> tuple[passthrough.Source, dict[str, Any]]:

@@ -31,7 +31,7 @@ import yaml
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from benchmarks.cases import passthrough
-from benchmarks.common import cpu_seconds, emit, parser, pin
+from benchmarks.common import cpu_seconds, emit, parser, pin, sink_config
 
 
 def config(sink: str, args: Any) -> dict[str, Any]:
@@ -40,21 +40,7 @@ def config(sink: str, args: Any) -> dict[str, Any]:
         "cache_tagging": {},
         "fallback_chain": {},
     }
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": procs,
-        "exporters": {"otlp_grpc/sink": {"endpoint": sink, "tls": {"insecure": True}}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": list(procs),
-                    "exporters": ["otlp_grpc/sink"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}, "logs": {"level": "info"}},
-        },
-    }
+    return sink_config(sink, procs, log_level="info")
 
 
 SLOW = 0.05  # seconds: latencies above this are grouped into stalls
