@@ -7,7 +7,7 @@ CONFIG ?= configs/local.yaml
 
 .PHONY: run test bench check fmt kafka fuzz clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'

@@ -1,0 +1,738 @@
+/* The native half of pipeline/wirescan.py: the same three functions, the same results.
+ * See that module for the interface. Every read is bounds-checked; malformed input raises
+ * WireError (pipeline.wirescan.WireError, a ValueError). */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <string.h>
+
+#define MAX_DEPTH 100
+
+static PyObject *WireError; /* pipeline.wirescan.WireError, looked up at import */
+
+typedef const uint8_t *ptr;
+
+static int fail(const char *msg) {
+    PyErr_SetString(WireError, msg);
+    return -1;
+}
+
+static inline int rd_varint(ptr *pp, ptr end, uint64_t *out) {
+    ptr p = *pp;
+    uint64_t v = 0;
+    int shift = 0;
+    while (p < end) {
+        uint8_t b = *p++;
+        v |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) {
+            *pp = p;
+            *out = v;
+            return 0;
+        }
+        shift += 7;
+        if (shift > 63) return fail("varint too long");
+    }
+    return fail("truncated varint");
+}
+
+/* One field: its key, and the value's bounds (a LEN value without its length prefix;
+ * other values as they are on the wire). *pp moves past the field. */
+typedef struct {
+    uint64_t key;
+    ptr start; /* of the field (its tag) */
+    ptr v0, v1;
+} field;
+
+static int skip_value(ptr *pp, ptr end, uint64_t key, int depth);
+
+static int next_field(ptr *pp, ptr end, field *f) {
+    f->start = *pp;
+    if (rd_varint(pp, end, &f->key)) return -1;
+    if ((f->key >> 3) == 0) return fail("field number 0");
+    if ((f->key & 7) == 2) {
+        uint64_t n;
+        if (rd_varint(pp, end, &n)) return -1;
+        if (n > (uint64_t)(end - *pp)) return fail("field runs past the end of its message");
+        f->v0 = *pp;
+        *pp += n;
+        f->v1 = *pp;
+        return 0;
+    }
+    f->v0 = *pp;
+    if (skip_value(pp, end, f->key, 0)) return -1;
+    f->v1 = *pp;
+    return 0;
+}
+
+static int skip_value(ptr *pp, ptr end, uint64_t key, int depth) {
+    uint64_t n;
+    switch (key & 7) {
+    case 0:
+        return rd_varint(pp, end, &n);
+    case 1:
+        if (end - *pp < 8) return fail("field runs past the end of its message");
+        *pp += 8;
+        return 0;
+    case 5:
+        if (end - *pp < 4) return fail("field runs past the end of its message");
+        *pp += 4;
+        return 0;
+    case 2:
+        if (rd_varint(pp, end, &n)) return -1;
+        if (n > (uint64_t)(end - *pp)) return fail("field runs past the end of its message");
+        *pp += n;
+        return 0;
+    case 3:
+        if (depth >= MAX_DEPTH) return fail("groups nested too deeply");
+        for (;;) {
+            uint64_t k;
+            if (rd_varint(pp, end, &k)) return -1;
+            if ((k & 7) == 4) {
+                if ((k >> 3) != (key >> 3)) return fail("mismatched end-group tag");
+                return 0;
+            }
+            if (skip_value(pp, end, k, depth + 1)) return -1;
+        }
+    default:
+        return fail("invalid wire type");
+    }
+}
+
+static inline uint64_t le64(ptr p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v; /* little-endian hosts only (x86-64, aarch64) */
+}
+
+static PyObject *mkstr(ptr a, ptr b) {
+    PyObject *s = PyUnicode_DecodeUTF8((const char *)a, b - a, NULL);
+    if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
+        PyErr_Clear();
+        PyErr_SetString(WireError, "invalid UTF-8 in a string field");
+    }
+    return s;
+}
+
+/* -- spans ------------------------------------------------------------------------- */
+
+typedef struct {
+    PyObject *out;
+    PyObject *last_tid; /* the previous span's trace id, shared when equal */
+    ptr base;
+} scan_state;
+
+static int scan_span(scan_state *st, PyObject *scope, ptr start, ptr end) {
+    ptr p = start;
+    ptr tid0 = NULL, tid1 = NULL, sid0 = NULL, sid1 = NULL, pid0 = NULL, pid1 = NULL;
+    ptr nm0 = NULL, nm1 = NULL;
+    int64_t kind = 0, code = 0;
+    uint64_t t0 = 0, t1 = 0, v;
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) return -1;
+        switch (f.key) {
+        case 0x0A: tid0 = f.v0; tid1 = f.v1; break;
+        case 0x12: sid0 = f.v0; sid1 = f.v1; break;
+        case 0x22: pid0 = f.v0; pid1 = f.v1; break;
+        case 0x2A: nm0 = f.v0; nm1 = f.v1; break;
+        case 0x1A: { /* trace_state: validated like the decoder does */
+            PyObject *s = mkstr(f.v0, f.v1);
+            if (s == NULL) return -1;
+            Py_DECREF(s);
+            break;
+        }
+        case 0x30: {
+            ptr q = f.v0;
+            if (rd_varint(&q, f.v1, &v)) return -1;
+            kind = (int32_t)(uint32_t)v;
+            break;
+        }
+        case 0x39: t0 = le64(f.v0); break;
+        case 0x41: t1 = le64(f.v0); break;
+        case 0x7A: { /* status */
+            ptr q = f.v0;
+            field g;
+            while (q < f.v1) {
+                if (next_field(&q, f.v1, &g)) return -1;
+                if (g.key == 0x18) {
+                    ptr r = g.v0;
+                    if (rd_varint(&r, g.v1, &v)) return -1;
+                    code = (int32_t)(uint32_t)v;
+                } else if (g.key == 0x12) {
+                    PyObject *s = mkstr(g.v0, g.v1);
+                    if (s == NULL) return -1;
+                    Py_DECREF(s);
+                }
+            }
+            break;
+        }
+        default: break;
+        }
+    }
+    Py_ssize_t tl = tid0 ? tid1 - tid0 : 0, sl = sid0 ? sid1 - sid0 : 0;
+    Py_ssize_t pl = pid0 ? pid1 - pid0 : 0;
+    PyObject *tid, *key, *pkey, *name, *item;
+    if (st->last_tid && PyBytes_GET_SIZE(st->last_tid) == tl &&
+        memcmp(PyBytes_AS_STRING(st->last_tid), tid0 ? (const char *)tid0 : "", tl) == 0) {
+        tid = st->last_tid;
+        Py_INCREF(tid);
+    } else {
+        tid = PyBytes_FromStringAndSize(tid0 ? (const char *)tid0 : "", tl);
+        if (tid == NULL) return -1;
+        Py_XDECREF(st->last_tid);
+        st->last_tid = tid;
+        Py_INCREF(tid);
+    }
+    key = PyBytes_FromStringAndSize(NULL, tl + sl);
+    if (key == NULL) goto fail_tid;
+    memcpy(PyBytes_AS_STRING(key), PyBytes_AS_STRING(tid), tl);
+    if (sl) memcpy(PyBytes_AS_STRING(key) + tl, sid0, sl);
+    if (pl) {
+        pkey = PyBytes_FromStringAndSize(NULL, tl + pl);
+        if (pkey == NULL) goto fail_key;
+        memcpy(PyBytes_AS_STRING(pkey), PyBytes_AS_STRING(tid), tl);
+        memcpy(PyBytes_AS_STRING(pkey) + tl, pid0, pl);
+    } else {
+        pkey = PyBytes_FromStringAndSize("", 0);
+        if (pkey == NULL) goto fail_key;
+    }
+    name = nm0 ? mkstr(nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
+    if (name == NULL) goto fail_pkey;
+    item = Py_BuildValue("(ONLNNNKKLnn)", scope, name, (long long)kind, tid, key, pkey,
+                         (unsigned long long)t0, (unsigned long long)t1, (long long)code,
+                         (Py_ssize_t)(start - st->base), (Py_ssize_t)(end - st->base));
+    if (item == NULL) return -1; /* N: references stolen even on failure */
+    if (PyList_Append(st->out, item)) {
+        Py_DECREF(item);
+        return -1;
+    }
+    Py_DECREF(item);
+    return 0;
+fail_pkey:
+    Py_DECREF(pkey);
+fail_key:
+    Py_DECREF(key);
+fail_tid:
+    Py_DECREF(tid);
+    return -1;
+}
+
+static int scan_scope(scan_state *st, ptr start, ptr end) {
+    ptr p = start;
+    field f;
+    ptr nm0 = NULL, nm1 = NULL;
+    /* the scope's name first: fields may come in any order */
+    while (p < end) {
+        if (next_field(&p, end, &f)) return -1;
+        if (f.key == 0x0A) {
+            ptr q = f.v0;
+            field g;
+            while (q < f.v1) {
+                if (next_field(&q, f.v1, &g)) return -1;
+                if (g.key == 0x0A) {
+                    nm0 = g.v0;
+                    nm1 = g.v1;
+                }
+            }
+        }
+    }
+    PyObject *scope = nm0 ? mkstr(nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
+    if (scope == NULL) return -1;
+    p = start;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto fail;
+        if (f.key == 0x12 && scan_span(st, scope, f.v0, f.v1)) goto fail;
+    }
+    Py_DECREF(scope);
+    return 0;
+fail:
+    Py_DECREF(scope);
+    return -1;
+}
+
+static PyObject *wire_spans(PyObject *self, PyObject *arg) {
+    Py_buffer buf;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE)) return NULL;
+    scan_state st = {PyList_New(0), NULL, (ptr)buf.buf};
+    if (st.out == NULL) goto done;
+    ptr p = (ptr)buf.buf, end = p + buf.len;
+    field f, g;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto error;
+        if (f.key != 0x0A) continue;
+        ptr q = f.v0;
+        while (q < f.v1) {
+            if (next_field(&q, f.v1, &g)) goto error;
+            if (g.key == 0x12 && scan_scope(&st, g.v0, g.v1)) goto error;
+        }
+    }
+    goto done;
+error:
+    Py_CLEAR(st.out);
+done:
+    Py_XDECREF(st.last_tid);
+    PyBuffer_Release(&buf);
+    return st.out;
+}
+
+/* -- attributes -------------------------------------------------------------------- */
+
+static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth);
+
+/* A KeyValue: its key (new reference) and value (new reference). */
+static int key_value(ptr start, ptr end, PyObject *unset, int depth, PyObject **k,
+                     PyObject **v) {
+    ptr p = start, k0 = NULL, k1 = NULL, v0 = NULL, v1 = NULL;
+    int nvals = 0;
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) return -1;
+        if (f.key == 0x0A) {
+            k0 = f.v0;
+            k1 = f.v1;
+        } else if (f.key == 0x12) {
+            if (nvals == 0) {
+                v0 = f.v0;
+                v1 = f.v1;
+            }
+            nvals++;
+        }
+    }
+    *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
+    if (*k == NULL) return -1;
+    if (nvals == 0) {
+        Py_INCREF(unset);
+        *v = unset;
+    } else if (nvals == 1) {
+        *v = any_value(v0, v1, unset, depth);
+    } else { /* repeated occurrences of a message field merge: parse them as one */
+        Py_ssize_t total = 0;
+        p = start;
+        while (p < end) {
+            if (next_field(&p, end, &f)) goto fail;
+            if (f.key == 0x12) total += f.v1 - f.v0;
+        }
+        uint8_t *joined = PyMem_Malloc(total ? total : 1);
+        if (joined == NULL) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+        Py_ssize_t at = 0;
+        p = start;
+        while (p < end) {
+            if (next_field(&p, end, &f)) {
+                PyMem_Free(joined);
+                goto fail;
+            }
+            if (f.key == 0x12) {
+                memcpy(joined + at, f.v0, f.v1 - f.v0);
+                at += f.v1 - f.v0;
+            }
+        }
+        *v = any_value(joined, joined + total, unset, depth);
+        PyMem_Free(joined);
+    }
+    if (*v == NULL) goto fail;
+    return 0;
+fail:
+    Py_CLEAR(*k);
+    return -1;
+}
+
+static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth) {
+    if (depth > MAX_DEPTH) {
+        fail("values nested too deeply");
+        return NULL;
+    }
+    int which = 0;
+    PyObject *val = unset;
+    Py_INCREF(val);
+    ptr p = start;
+    field f;
+    uint64_t u;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto fail;
+        PyObject *nv = NULL;
+        int w = 0;
+        switch (f.key) {
+        case 0x0A: w = 1; nv = mkstr(f.v0, f.v1); break;
+        case 0x10: {
+            ptr q = f.v0;
+            if (rd_varint(&q, f.v1, &u)) goto fail;
+            w = 2;
+            nv = PyBool_FromLong(u != 0);
+            break;
+        }
+        case 0x18: {
+            ptr q = f.v0;
+            if (rd_varint(&q, f.v1, &u)) goto fail;
+            w = 3;
+            nv = PyLong_FromLongLong((long long)(int64_t)u);
+            break;
+        }
+        case 0x21: {
+            double d;
+            memcpy(&d, f.v0, 8);
+            w = 4;
+            nv = PyFloat_FromDouble(d);
+            break;
+        }
+        case 0x2A: { /* array_value */
+            PyObject *lst;
+            if (which == 5) {
+                lst = val;
+                Py_INCREF(lst);
+            } else {
+                lst = PyList_New(0);
+                if (lst == NULL) goto fail;
+            }
+            ptr q = f.v0;
+            field g;
+            while (q < f.v1) {
+                if (next_field(&q, f.v1, &g)) {
+                    Py_DECREF(lst);
+                    goto fail;
+                }
+                if (g.key != 0x0A) continue;
+                PyObject *x = any_value(g.v0, g.v1, unset, depth + 1);
+                if (x == NULL || PyList_Append(lst, x)) {
+                    Py_XDECREF(x);
+                    Py_DECREF(lst);
+                    goto fail;
+                }
+                Py_DECREF(x);
+            }
+            w = 5;
+            nv = lst;
+            break;
+        }
+        case 0x32: { /* kvlist_value */
+            PyObject *d;
+            if (which == 6) {
+                d = val;
+                Py_INCREF(d);
+            } else {
+                d = PyDict_New();
+                if (d == NULL) goto fail;
+            }
+            ptr q = f.v0;
+            field g;
+            while (q < f.v1) {
+                if (next_field(&q, f.v1, &g)) {
+                    Py_DECREF(d);
+                    goto fail;
+                }
+                if (g.key != 0x0A) continue;
+                PyObject *k, *x;
+                if (key_value(g.v0, g.v1, unset, depth + 1, &k, &x)) {
+                    Py_DECREF(d);
+                    goto fail;
+                }
+                int rc = PyDict_SetItem(d, k, x);
+                Py_DECREF(k);
+                Py_DECREF(x);
+                if (rc) {
+                    Py_DECREF(d);
+                    goto fail;
+                }
+            }
+            w = 6;
+            nv = d;
+            break;
+        }
+        case 0x3A: w = 7; nv = PyBytes_FromStringAndSize((const char *)f.v0, f.v1 - f.v0); break;
+        default: continue;
+        }
+        if (nv == NULL) goto fail;
+        Py_DECREF(val);
+        val = nv;
+        which = w;
+    }
+    return val;
+fail:
+    Py_DECREF(val);
+    return NULL;
+}
+
+static PyObject *wire_attributes(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t s0, s1;
+    PyObject *keys, *unset = Py_None;
+    if (!PyArg_ParseTuple(args, "y*nnO|O", &buf, &s0, &s1, &keys, &unset)) return NULL;
+    PyObject *out = NULL;
+    if (s0 < 0 || s1 < s0 || s1 > buf.len) {
+        PyErr_SetString(PyExc_IndexError, "span bounds out of range");
+        goto done;
+    }
+    if (keys != Py_None && !PyAnySet_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "keys: a frozenset or None");
+        goto done;
+    }
+    out = PyList_New(0);
+    if (out == NULL) goto done;
+    ptr p = (ptr)buf.buf + s0, end = (ptr)buf.buf + s1;
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto error;
+        if (f.key != 0x4A) continue;
+        PyObject *k, *v;
+        if (keys != Py_None) {
+            /* the key alone first: most attributes are not wanted */
+            ptr q = f.v0, k0 = NULL, k1 = NULL;
+            field g;
+            while (q < f.v1) {
+                if (next_field(&q, f.v1, &g)) goto error;
+                if (g.key == 0x0A) {
+                    k0 = g.v0;
+                    k1 = g.v1;
+                }
+            }
+            k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
+            if (k == NULL) goto error;
+            int in = PySet_Contains(keys, k);
+            Py_DECREF(k);
+            if (in < 0) goto error;
+            if (!in) continue;
+        }
+        if (key_value(f.v0, f.v1, unset, 0, &k, &v)) goto error;
+        PyObject *item = PyTuple_Pack(2, k, v);
+        Py_DECREF(k);
+        Py_DECREF(v);
+        if (item == NULL || PyList_Append(out, item)) {
+            Py_XDECREF(item);
+            goto error;
+        }
+        Py_DECREF(item);
+    }
+    goto done;
+error:
+    Py_CLEAR(out);
+done:
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+/* -- splice ------------------------------------------------------------------------ */
+
+typedef struct {
+    Py_ssize_t start;
+    const char *add;
+    Py_ssize_t add_len;
+    PyObject *drop; /* a set, or NULL */
+} patch;
+
+typedef struct {
+    const patch *patches;
+    Py_ssize_t n, next; /* patches in order of start; the next one to meet */
+    ptr base;
+    Py_ssize_t *sizes; /* new body sizes of changed messages, in visiting order */
+    Py_ssize_t nsizes, cap, at;
+    uint8_t *out;
+    Py_ssize_t pos;
+} splicer;
+
+static int varint_len(uint64_t n) {
+    int l = 1;
+    while (n > 0x7F) {
+        n >>= 7;
+        l++;
+    }
+    return l;
+}
+
+static void put_varint(splicer *s, uint64_t n) {
+    while (n > 0x7F) {
+        s->out[s->pos++] = (uint8_t)((n & 0x7F) | 0x80);
+        n >>= 7;
+    }
+    s->out[s->pos++] = (uint8_t)n;
+}
+
+static void put(splicer *s, ptr a, Py_ssize_t n) {
+    memcpy(s->out + s->pos, a, n);
+    s->pos += n;
+}
+
+static int push_size(splicer *s, Py_ssize_t n) {
+    if (s->nsizes == s->cap) {
+        Py_ssize_t cap = s->cap ? s->cap * 2 : 64;
+        Py_ssize_t *m = PyMem_Realloc(s->sizes, cap * sizeof(Py_ssize_t));
+        if (m == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        s->sizes = m;
+        s->cap = cap;
+    }
+    s->sizes[s->nsizes++] = n;
+    return 0;
+}
+
+/* Whether the attribute (a KeyValue body) is to be dropped: 1 yes, 0 no, -1 error. */
+static int dropped(PyObject *drop, ptr v0, ptr v1) {
+    ptr q = v0, k0 = NULL, k1 = NULL;
+    field g;
+    while (q < v1) {
+        if (next_field(&q, v1, &g)) return -1;
+        if (g.key == 0x0A) {
+            k0 = g.v0;
+            k1 = g.v1;
+        }
+    }
+    PyObject *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
+    if (k == NULL) return -1;
+    int in = PySet_Contains(drop, k);
+    Py_DECREF(k);
+    return in;
+}
+
+/* level 0: request (children: resource_spans 1), 1: ResourceSpans (scope_spans 2),
+ * 2: ScopeSpans (spans 2), 3: a Span (patched). Pass 1 (s->out NULL) returns the new body
+ * size, -2 when unchanged, -1 on error, and records sizes of changed children; pass 2
+ * writes, reading the sizes back in the same order. */
+static Py_ssize_t walk(splicer *s, int level, ptr start, ptr end) {
+    ptr p = start;
+    field f;
+    if (level == 3) {
+        const patch *pt = &s->patches[s->next++];
+        Py_ssize_t size = 0;
+        while (p < end) {
+            if (next_field(&p, end, &f)) return -1;
+            if (pt->drop && f.key == 0x4A) {
+                int d = dropped(pt->drop, f.v0, f.v1);
+                if (d < 0) return -1;
+                if (d) continue;
+            }
+            if (s->out) put(s, f.start, p - f.start);
+            size += p - f.start;
+        }
+        if (s->out) put(s, (ptr)pt->add, pt->add_len);
+        return size + pt->add_len;
+    }
+    uint64_t child = level == 0 ? 0x0A : 0x12;
+    Py_ssize_t size = 0;
+    int changed = 0;
+    while (p < end) {
+        if (next_field(&p, end, &f)) return -1;
+        Py_ssize_t body = -2;
+        if (f.key == child && s->next < s->n) {
+            Py_ssize_t v0 = f.v0 - s->base, v1 = f.v1 - s->base;
+            Py_ssize_t ps = s->patches[s->next].start;
+            if (level == 2 ? ps == v0 : (ps >= v0 && ps < v1)) {
+                if (s->out == NULL) {
+                    Py_ssize_t slot = s->nsizes;
+                    if (push_size(s, 0)) return -1;
+                    body = walk(s, level + 1, f.v0, f.v1);
+                    if (body == -1) return -1;
+                    s->sizes[slot] = body;
+                } else {
+                    body = s->sizes[s->at++];
+                    if (body != -2) {
+                        s->out[s->pos++] = (uint8_t)child; /* the tag, canonical */
+                        put_varint(s, (uint64_t)body);
+                        if (walk(s, level + 1, f.v0, f.v1) == -1) return -1;
+                    } else if (walk(s, level + 1, f.v0, f.v1) == -1) {
+                        return -1;
+                    }
+                }
+            } else if (ps < v0 && level > 0) {
+                return fail("a patch names no span");
+            }
+        }
+        if (body == -2) {
+            if (s->out) put(s, f.start, p - f.start);
+            size += p - f.start;
+        } else {
+            changed = 1;
+            size += 1 + varint_len((uint64_t)body) + body;
+        }
+    }
+    return changed ? size : -2;
+}
+
+static void free_patches(patch *ps, Py_ssize_t n) {
+    for (Py_ssize_t i = 0; i < n; i++) Py_XDECREF(ps[i].drop);
+    PyMem_Free(ps);
+}
+
+static PyObject *wire_splice(PyObject *self, PyObject *args) {
+    PyObject *raw, *plist;
+    if (!PyArg_ParseTuple(args, "SO!", &raw, &PyList_Type, &plist)) return NULL;
+    Py_ssize_t n = PyList_GET_SIZE(plist);
+    if (n == 0) {
+        Py_INCREF(raw);
+        return raw;
+    }
+    patch *ps = PyMem_Calloc(n, sizeof(patch));
+    if (ps == NULL) return PyErr_NoMemory();
+    PyObject *result = NULL;
+    /* the list holds the tuples (and they their bytes) while we run */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *t = PyList_GET_ITEM(plist, i), *add, *drop;
+        if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) != 3) {
+            PyErr_SetString(PyExc_TypeError, "a patch is (body_start, bytes, drop_keys|None)");
+            goto done;
+        }
+        ps[i].start = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
+        if (ps[i].start == -1 && PyErr_Occurred()) goto done;
+        add = PyTuple_GET_ITEM(t, 1);
+        drop = PyTuple_GET_ITEM(t, 2);
+        if (!PyBytes_Check(add) || (drop != Py_None && !PyAnySet_Check(drop))) {
+            PyErr_SetString(PyExc_TypeError, "a patch is (body_start, bytes, drop_keys|None)");
+            goto done;
+        }
+        ps[i].add = PyBytes_AS_STRING(add);
+        ps[i].add_len = PyBytes_GET_SIZE(add);
+        if (drop != Py_None && PySet_GET_SIZE(drop)) {
+            Py_INCREF(drop);
+            ps[i].drop = drop;
+        }
+        if (i && ps[i].start <= ps[i - 1].start) {
+            fail(ps[i].start == ps[i - 1].start ? "two patches for one span"
+                                                : "patches not sorted by body_start");
+            goto done;
+        }
+    }
+    ptr base = (ptr)PyBytes_AS_STRING(raw);
+    Py_ssize_t len = PyBytes_GET_SIZE(raw);
+    splicer s = {ps, n, 0, base, NULL, 0, 0, 0, NULL, 0};
+    Py_ssize_t size = walk(&s, 0, base, base + len);
+    if (size == -1) goto done_sizes;
+    if (s.next != n) {
+        fail("a patch names no span");
+        goto done_sizes;
+    }
+    result = PyBytes_FromStringAndSize(NULL, size);
+    if (result == NULL) goto done_sizes;
+    s.out = (uint8_t *)PyBytes_AS_STRING(result);
+    s.next = 0;
+    if (walk(&s, 0, base, base + len) == -1) Py_CLEAR(result);
+done_sizes:
+    PyMem_Free(s.sizes);
+done:
+    free_patches(ps, n);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"spans", wire_spans, METH_O, "Every span's cheap fields; see pipeline.wirescan."},
+    {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
+    {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wirescan", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__wirescan(void) {
+    PyObject *m = PyModule_Create(&module);
+    if (m == NULL) return NULL;
+    PyObject *py = PyImport_ImportModule("pipeline.wirescan");
+    if (py == NULL) goto fail;
+    WireError = PyObject_GetAttrString(py, "WireError");
+    Py_DECREF(py);
+    if (WireError == NULL) goto fail;
+    return m;
+fail:
+    Py_DECREF(m);
+    return NULL;
+}
