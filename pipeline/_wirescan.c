@@ -512,6 +512,94 @@ done:
     return out;
 }
 
+/* collect(raw, b0, b1, slots, n, unset) -> (attrs, by_slot, mask); see wirescan.py */
+static PyObject *wire_collect(PyObject *self, PyObject *args) {
+    Py_buffer buf;
+    Py_ssize_t s0, s1, n;
+    PyObject *slots, *unset;
+    if (!PyArg_ParseTuple(args, "y*nnO!nO", &buf, &s0, &s1, &PyDict_Type, &slots, &n, &unset))
+        return NULL;
+    PyObject *attrs = NULL, *by = NULL, *result = NULL;
+    long *best = NULL;
+    unsigned long long mask = 0;
+    if (s0 < 0 || s1 < s0 || s1 > buf.len || n < 0 || n > 64) {
+        PyErr_SetString(PyExc_ValueError, "bounds out of range, or n not in 0..64");
+        goto done;
+    }
+    attrs = PyDict_New();
+    by = PyList_New(n);
+    best = PyMem_Malloc((n ? n : 1) * sizeof(long));
+    if (attrs == NULL || by == NULL || best == NULL) goto done;
+    for (Py_ssize_t i = 0; i < n; i++) {
+        Py_INCREF(Py_None);
+        PyList_SET_ITEM(by, i, Py_None);
+    }
+    ptr p = (ptr)buf.buf + s0, end = (ptr)buf.buf + s1;
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto done;
+        if (f.key != 0x4A) continue;
+        ptr q = f.v0, k0 = NULL, k1 = NULL;
+        field g;
+        while (q < f.v1) {
+            if (next_field(&q, f.v1, &g)) goto done;
+            if (g.key == 0x0A) {
+                k0 = g.v0;
+                k1 = g.v1;
+            }
+        }
+        PyObject *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
+        if (k == NULL) goto done;
+        PyObject *slot = PyDict_GetItemWithError(slots, k); /* borrowed */
+        if (slot == NULL) {
+            Py_DECREF(k);
+            if (PyErr_Occurred()) goto done;
+            continue;
+        }
+        long fi, prio;
+        if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 2) {
+            Py_DECREF(k);
+            PyErr_SetString(PyExc_TypeError, "slots: key -> (slot, priority)");
+            goto done;
+        }
+        fi = PyLong_AsLong(PyTuple_GET_ITEM(slot, 0));
+        prio = PyLong_AsLong(PyTuple_GET_ITEM(slot, 1));
+        if (PyErr_Occurred() || fi < 0 || fi >= n) {
+            Py_DECREF(k);
+            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "slot out of range");
+            goto done;
+        }
+        PyObject *kk, *v;
+        if (key_value(f.v0, f.v1, unset, 0, &kk, &v)) {
+            Py_DECREF(k);
+            goto done;
+        }
+        Py_DECREF(kk);
+        int rc = PyDict_SetItem(attrs, k, v);
+        Py_DECREF(k);
+        if (rc) {
+            Py_DECREF(v);
+            goto done;
+        }
+        if (!(mask & (1ULL << fi)) || prio <= best[fi]) {
+            best[fi] = prio;
+            mask |= 1ULL << fi;
+            PyObject *old = PyList_GET_ITEM(by, fi);
+            PyList_SET_ITEM(by, fi, v); /* steals v */
+            Py_DECREF(old);
+        } else {
+            Py_DECREF(v);
+        }
+    }
+    result = Py_BuildValue("(OOK)", attrs, by, mask);
+done:
+    Py_XDECREF(attrs);
+    Py_XDECREF(by);
+    PyMem_Free(best);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 /* -- splice ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -717,6 +805,7 @@ done:
 static PyMethodDef methods[] = {
     {"spans", wire_spans, METH_O, "Every span's cheap fields; see pipeline.wirescan."},
     {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
+    {"collect", wire_collect, METH_VARARGS, "A span's wanted attributes, by slot."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {NULL, NULL, 0, NULL},
 };

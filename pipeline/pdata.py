@@ -6,7 +6,11 @@ bytes, as a decoded message, or both:
 - decoded at most once, and only when some component reads it;
 - encoded only if it changed: an untouched batch leaves with the bytes it came in with;
 - merged without decoding: concatenating two encoded requests is, by protobuf's rules
-  for repeated fields, the encoding of one request holding both sets of spans.
+  for repeated fields, the encoding of one request holding both sets of spans;
+- patched without decoding: `patch()` appends attribute fields to a span (and may drop some
+  of its attributes) in the encoding, named by the span's byte offset in `base`
+  (`pipeline.wirescan`); pending patches are spliced in, in one pass, when the bytes or
+  the decoded request are next asked for. Patches change no span's place: `cache` stays.
 
 `Delivery` tokens track data whose source wants to know when it is fully handled (the
 Kafka receiver commits an offset only then). Reference counting: a component that keeps
@@ -21,6 +25,8 @@ from collections.abc import Callable, Iterable, Iterator
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from pipeline import wirescan
 
 __all__ = ["Delivery", "InvalidTracesError", "Traces"]
 
@@ -61,7 +67,7 @@ def count_spans(msg: ExportTraceServiceRequest) -> int:
 class Traces:
     """A batch of spans; see the module docstring."""
 
-    __slots__ = ("_msg", "_raw", "cache", "deliveries", "span_count")
+    __slots__ = ("_msg", "_patches", "_raw", "cache", "deliveries", "span_count")
 
     def __init__(
         self,
@@ -75,6 +81,7 @@ class Traces:
             msg = ExportTraceServiceRequest()
         self._msg = msg
         self._raw = raw
+        self._patches: dict[int, tuple[bytes, frozenset[str] | None]] | None = None
         if span_count is None:
             span_count = count_spans(self.request)
         self.span_count = span_count
@@ -98,8 +105,7 @@ class Traces:
     def request(self) -> ExportTraceServiceRequest:
         """The decoded request. Do not change it: call `mutable()` for that."""
         if self._msg is None:
-            assert self._raw is not None
-            self._msg = ExportTraceServiceRequest.FromString(self._raw)
+            self._msg = ExportTraceServiceRequest.FromString(self.to_bytes())
         return self._msg
 
     @property
@@ -109,8 +115,46 @@ class Traces:
     @property
     def raw(self) -> bytes | None:
         """The wire bytes if the batch is unchanged since it was received or encoded, else
-        None. Never encodes (use `to_bytes()` for that)."""
+        None. Never encodes (use `to_bytes()` for that); splices pending patches in."""
+        if self._patches:
+            self._apply()
         return self._raw
+
+    @property
+    def base(self) -> bytes:
+        """The bytes that `patch()` offsets refer to: the encoding before pending patches
+        (encoded now if the batch has none). The same object until the patches are
+        applied or the batch is changed."""
+        if self._raw is None:
+            self._raw = self.request.SerializeToString()
+        return self._raw
+
+    def patch(
+        self, base: bytes, start: int, data: bytes, drop: frozenset[str] | None = None
+    ) -> None:
+        """Append `data` (encoded Span fields) to the span whose body starts at `start` in
+        `base`, first dropping its attributes whose keys are in `drop`. Several patches of
+        one span add up. Raises ValueError if `base` is no longer the batch's base."""
+        if base is not self._raw or self._raw is None:
+            raise ValueError("patch: the batch changed since its base was read")
+        patches = self._patches
+        if patches is None:
+            patches = self._patches = {}
+            self._msg = None  # stale from now on; decoded again if asked for
+        got = patches.get(start)
+        if got is None:
+            patches[start] = (data, drop)
+        else:
+            old_data, old_drop = got
+            if drop and old_drop:
+                drop = drop | old_drop
+            patches[start] = (old_data + data, drop or old_drop)
+
+    def _apply(self) -> None:
+        patches = self._patches
+        self._patches = None
+        assert self._raw is not None and patches
+        self._raw = wirescan.splice(self._raw, [(k, *patches[k]) for k in sorted(patches)])
 
     def mutable(self) -> ExportTraceServiceRequest:
         """The decoded request, for changing; the original bytes are dropped."""
@@ -126,6 +170,8 @@ class Traces:
         self.cache.clear()
 
     def to_bytes(self) -> bytes:
+        if self._patches:
+            self._apply()
         if self._raw is None:
             self._raw = self.request.SerializeToString()
         return self._raw

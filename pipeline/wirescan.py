@@ -18,6 +18,11 @@ Python functions are the same algorithm, used when it was not (and tested agains
   span's attributes in wire order, only those whose key is in ``keys`` (a frozenset; None:
   all). Values are plain Python: str, bool, int, float, bytes, list (array), dict (kvlist);
   an AnyValue with no value set gives ``unset``.
+- ``collect(raw, body_start, body_end, slots, n, unset) -> (attrs, by_slot, mask)``: the
+  span's attributes whose keys are in ``slots`` (key -> ``(slot, priority)``, slot in
+  0..n-1, n <= 64): ``attrs`` maps each key present to its value (the last of a repeated
+  key), ``by_slot`` gives per slot the value of its key present with the lowest priority
+  number (None: none present), ``mask`` has bit ``slot`` set for each slot present.
 - ``splice(raw, patches) -> bytes``: the request with attributes appended to spans and,
   optionally, some attributes removed: ``patches`` is a list of
   ``(body_start, append_bytes, drop_keys_or_None)`` sorted by ``body_start``, each naming
@@ -36,7 +41,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["NATIVE", "SpanInfo", "WireError", "attributes", "splice", "spans"]
+__all__ = ["NATIVE", "SpanInfo", "WireError", "attributes", "spans", "splice"]
 
 SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
 Patch = tuple[int, bytes, frozenset[str] | None]
@@ -251,6 +256,30 @@ def _py_attributes(
     return out
 
 
+def _py_collect(
+    raw: bytes,
+    start: int,
+    end: int,
+    slots: dict[str, tuple[int, int]],
+    n: int,
+    unset: Any = None,
+) -> tuple[dict[str, Any], list[Any], int]:
+    if not 0 <= n <= 64:
+        raise ValueError("n not in 0..64")
+    attrs: dict[str, Any] = {}
+    by: list[Any] = [None] * n
+    best = [0] * n
+    mask = 0
+    for key, value in _py_attributes(raw, start, end, frozenset(slots), unset):
+        f, prio = slots[key]
+        attrs[key] = value
+        if not mask & (1 << f) or prio <= best[f]:
+            best[f] = prio
+            mask |= 1 << f
+            by[f] = value
+    return attrs, by, mask
+
+
 def _varint_bytes(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -316,11 +345,12 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
 
 
 try:
-    from pipeline._wirescan import attributes, splice, spans
+    from pipeline._wirescan import attributes, collect, spans, splice
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
     attributes = _py_attributes
+    collect = _py_collect
     splice = _py_splice
     NATIVE = False

@@ -17,7 +17,7 @@ from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import ResponseIdMemory, index_for, no_gc
 from processors.genai.config import EnrichmentConfig
-from processors.genai.write import Encoder, attr_bool, attr_str, strip
+from processors.genai.write import Encoder, attr_bool, attr_str
 
 
 class CacheTaggingConfig(EnrichmentConfig):
@@ -50,17 +50,19 @@ def create(
         if not idx.calls:
             return traces
         idx.tag_cache(memory, cfg.zero_cost)
-        traces.mutable()
+        raw = idx.raw
+        patch = traces.patch
         hits: Counter[str] = Counter()
         for rec in idx.calls:
             if rec.cache_hit:
                 hits[rec.cache_hit_type] += 1
+            drop = None
             if rec.enriched and cfg.overwrite:
-                strip(rec.span, KEYS)
+                drop = KEYS
             elif rec.enriched:
                 continue
             if not rec.cache_hit:
-                rec.span.MergeFromString(_MISS)
+                patch(raw, rec.b0, _MISS, drop)
                 continue
             k = (rec.cache_hit_type, rec.cache_evidence)
             data = enc.get(k)
@@ -71,7 +73,7 @@ def create(
                     + attr_str("sieve.cache.type", rec.cache_hit_type)
                     + attr_str("sieve.cache.evidence", rec.cache_evidence),
                 )
-            rec.span.MergeFromString(data)
+            patch(raw, rec.b0, data, drop)
         for t, n in hits.items():
             hits_metric.labels(pid, t).inc(n)
         return traces

@@ -37,11 +37,13 @@ from ddsketch import LogCollapsingLowestDenseDDSketch
 from msgspec import Meta
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
+from pipeline import wirescan
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, NonNegInt, PositiveInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from pipeline.wholetraces import TraceView, bytes_of, plain, trace_views
+from pipeline.wirescan import SpanInfo
 from processors.genai import GenAIConfig, TraceFacts, index_for, no_gc
 from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
 
@@ -272,6 +274,7 @@ class CleanlinessProcessor(ProcessorHelper):
         self._result_keys = (
             (cfg.tool_result_key, *_TOOL_RESULT_KEYS) if cfg.tool_result_key else _TOOL_RESULT_KEYS
         )
+        self._tool_keys = frozenset((*self._name_keys, *self._result_keys))
         self._late: OrderedDict[bytes, _Result] = OrderedDict()
         self._verdicts: dict[_Verdict, _Verdict] = {}  # interned
         self._enc = Encoder()
@@ -307,12 +310,15 @@ class CleanlinessProcessor(ProcessorHelper):
             return self._run(traces)
 
     def _run(self, traces: Traces) -> Traces:
+        # the index first: it reads the encoding as it is (decoding for the views splices
+        # in what the enrichment processors wrote, a new encoding it would be rebuilt for)
+        gidx = index_for(traces, self.cfg)
+        facts = gidx.facts()
+        tools = self._tools_by_trace(gidx.tool_spans) if self._schemas else {}
         views, tidx = trace_views(traces)
         if not views:
             return traces
         raw = bytes_of(traces, tidx)
-        facts = index_for(traces, self.cfg).facts()
-        tools = self._tools_by_trace(traces) if self._schemas else {}
         classes: Counter[str] = Counter()
         reasons_n: Counter[str] = Counter()
         late_n = [0, 0]
@@ -324,7 +330,7 @@ class CleanlinessProcessor(ProcessorHelper):
             else:
                 if v.late:
                     late_n[1] += 1
-                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()))
+                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()), gidx.raw)
                 classes[res[0].cls] += 1
                 reasons_n.update(res[0].reasons)
                 if self.cfg.late_cache_size and not v.late:
@@ -369,10 +375,11 @@ class CleanlinessProcessor(ProcessorHelper):
             )
         return data
 
-    def _tools_by_trace(self, traces: Traces) -> dict[bytes, list[Span]]:
-        out: dict[bytes, list[Span]] = {}
-        for s in index_for(traces, self.cfg).tool_spans:
-            t = s.trace_id
+    @staticmethod
+    def _tools_by_trace(tool_spans: list[SpanInfo]) -> dict[bytes, list[SpanInfo]]:
+        out: dict[bytes, list[SpanInfo]] = {}
+        for s in tool_spans:
+            t = s[3]
             got = out.get(t)
             if got is None:
                 out[t] = [s]
@@ -381,7 +388,9 @@ class CleanlinessProcessor(ProcessorHelper):
         return out
 
     # -- per trace ------------------------------------------------------------------------
-    def _classify(self, v: TraceView, f: TraceFacts | None, tools: Iterable[Span]) -> _Result:
+    def _classify(
+        self, v: TraceView, f: TraceFacts | None, tools: Iterable[SpanInfo], raw: bytes
+    ) -> _Result:
         cfg = self.cfg
         reasons: set[str] = set(f.reasons()) if f is not None else set()
         root = v.root
@@ -401,7 +410,7 @@ class CleanlinessProcessor(ProcessorHelper):
                 reasons.add("multi_model")
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
-        if self._schemas and self._invalid_tool_result(tools):
+        if self._schemas and self._invalid_tool_result(tools, raw):
             reasons.add("tool_schema_invalid")
         ordered = [r for r in REASONS if r in reasons]
         rank = max((self._rank[r] for r in ordered), default=0)
@@ -443,16 +452,17 @@ class CleanlinessProcessor(ProcessorHelper):
                             return s
         return root.name
 
-    def _invalid_tool_result(self, tools: Iterable[Span]) -> bool:
-        """Whether a successful tool call's result fails its tool's schema."""
+    def _invalid_tool_result(self, tools: Iterable[SpanInfo], raw: bytes) -> bool:
+        """Whether a successful tool call's result fails its tool's schema (`tools` are
+        spans of the encoding `raw`)."""
         schemas = self._schemas
         for s in tools:
-            if s.status.code == _ERROR:
+            if s[8] == _ERROR:
                 continue  # failed: retries and swallowed errors speak for it
-            name = _name_from_span(s.name)
+            name = _name_from_span(s[1])
             if name is not None and name not in schemas:
                 continue
-            result, attr_name = self._tool_fields(s)
+            result, attr_name = self._tool_fields(raw, s)
             name = name or attr_name
             if not name or result is None:
                 continue
@@ -461,21 +471,20 @@ class CleanlinessProcessor(ProcessorHelper):
                 return True
         return False
 
-    def _tool_fields(self, s: Span) -> tuple[Any, str]:
+    def _tool_fields(self, raw: bytes, s: SpanInfo) -> tuple[Any, str]:
         """(result, tool name from attributes) of a tool span, in one pass."""
         rkeys, nkeys = self._result_keys, self._name_keys
         results: dict[str, Any] = {}
         names: dict[str, str] = {}
-        for kv in s.attributes:
-            k = kv.key
+        for k, value in wirescan.attributes(raw, s[9], s[10], self._tool_keys, None):
             if k in rkeys:
-                results[k] = kv.value
-            elif k in nkeys:
-                names[k] = kv.value.string_value
+                results[k] = value
+            else:
+                names[k] = value if type(value) is str else ""
         result = None
         for k in rkeys:
             if k in results:
-                result = plain(results[k])
+                result = results[k]
                 break
         name = next((names[k] for k in nkeys if names.get(k)), "")
         return result, name

@@ -13,7 +13,7 @@ from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import index_for, no_gc
 from processors.genai.config import EnrichmentConfig
-from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs, strip
+from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs
 
 KEYS = frozenset(
     ("sieve.attempt.count", "sieve.retry.count", "sieve.fallback.fired", "sieve.fallback.chain")
@@ -49,13 +49,17 @@ def create(
         if not idx.calls and not (cfg.tools and idx.tools):
             return traces
         idx.build_chains()
-        traces.mutable()
+        raw = idx.raw
+        patch = traces.patch
         n_fallbacks = n_llm = n_tool = 0
         for rec in idx.calls:
+            drop = None
             if rec.enriched and cfg.overwrite:
                 # also from calls an earlier tracesieve took for logical ones
-                strip(rec.span, KEYS)
+                drop = KEYS
             if not rec.logical:
+                if drop:
+                    patch(raw, rec.b0, b"", drop)
                 continue
             n_fallbacks += rec.fallback_fired
             n_llm += rec.retry_count
@@ -72,17 +76,20 @@ def create(
                     + attr_bool("sieve.fallback.fired", rec.fallback_fired)
                     + attr_strs("sieve.fallback.chain", chain),
                 )
-            rec.span.MergeFromString(data)
+            patch(raw, rec.b0, data, drop)
         if cfg.tools:
             for t in idx.tools:
                 if t.tool_retries:
                     n_tool += t.tool_retries
                     done = t.attribute("sieve.retry.count") is not None
-                    if cfg.overwrite:
-                        strip(t.span, _TOOL_KEYS)
-                    elif t.enriched or done:
+                    if not cfg.overwrite and (t.enriched or done):
                         continue
-                    t.span.MergeFromString(attr_int("sieve.retry.count", t.tool_retries))
+                    patch(
+                        raw,
+                        t.b0,
+                        attr_int("sieve.retry.count", t.tool_retries),
+                        _TOOL_KEYS if cfg.overwrite else None,
+                    )
         if n_fallbacks:
             fallbacks_metric.inc(n_fallbacks)
         if n_llm:

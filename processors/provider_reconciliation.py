@@ -17,7 +17,7 @@ from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import SpanRecord, index_for, no_gc
 from processors.genai.config import EnrichmentConfig
-from processors.genai.write import Encoder, attr_bool, attr_str, strip
+from processors.genai.write import Encoder, attr_bool, attr_str
 
 
 class ProviderReconciliationConfig(EnrichmentConfig):
@@ -76,14 +76,16 @@ def create(
         if not idx.calls:
             return traces
         idx.reconcile()
-        traces.mutable()
+        raw = idx.raw
+        patch = traces.patch
         served: Counter[tuple[str, str]] = Counter()
         mismatches = 0
         for rec in idx.calls:
             served[(rec.served_provider, rec.served_model)] += 1
             mismatches += rec.mismatch
+            drop = None
             if rec.enriched and cfg.overwrite:  # what an earlier tracesieve wrote goes
-                strip(rec.span, KEYS)
+                drop = KEYS
             elif rec.enriched:
                 continue  # an earlier tracesieve wrote these already
             k = (
@@ -97,7 +99,7 @@ def create(
             data = enc.get(k)
             if data is None:
                 data = enc.put(k, _encode(rec))
-            rec.span.MergeFromString(data)
+            patch(raw, rec.b0, data, drop)
         for (p, m), n in served.items():
             calls_metric.labels(pid, p or "unknown", m or "unknown").inc(n)
         if mismatches:

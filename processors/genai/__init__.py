@@ -116,11 +116,11 @@ def index_for(traces: Traces, cfg: GenAIConfig | None = None) -> GenAIIndex:
     """The batch's shared GenAI index (built once; see the module docstring)."""
     keys = keys_for(cfg)
     ck = CACHE_KEY if not keys.fingerprint else f"{CACHE_KEY}/{keys.fingerprint}"
-    msg = traces.request
+    raw = traces.base
     idx = traces.cache.get(ck)
-    if isinstance(idx, GenAIIndex) and idx.request is msg:
+    if isinstance(idx, GenAIIndex) and idx.raw is raw:
         return idx
-    idx = GenAIIndex(msg, keys)
+    idx = GenAIIndex(raw, keys)
     traces.cache[ck] = idx
     return idx
 

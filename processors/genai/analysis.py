@@ -15,8 +15,6 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
 from processors.genai.index import (
     CALL_ROLES,
     GATEWAY,
@@ -111,10 +109,10 @@ def _start(r: SpanRecord) -> int:
 class GenAIIndex:
     """The per-batch index; see `processors.genai`."""
 
-    def __init__(self, request: ExportTraceServiceRequest, keys: Keys) -> None:
-        self.request = request
+    def __init__(self, raw: bytes, keys: Keys) -> None:
+        self.raw = raw  # the batch encoding the records' offsets refer to
         self.keys = keys
-        built = build_records(request, keys)
+        built = build_records(raw, keys)
         self.records = built.records
         self.by_key = built.by_key
         self.tool_spans = built.tool_spans

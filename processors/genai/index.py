@@ -15,10 +15,10 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
+from pipeline import wirescan
+from pipeline.wirescan import SpanInfo
 from processors.genai.config import AttributeMappings, GenAIConfig
 from processors.genai.models import HostResolver, canonical_provider
 
@@ -405,6 +405,7 @@ class Keys:
         self.fields = {k: f for k, (f, _) in keymap.items()}
         self.priority = {k: p for k, (_, p) in keymap.items()}
         self.wanted: frozenset[str] = frozenset(keymap)
+        self.slots = keymap  # key -> (field, priority), for `wirescan.collect`
         self.hosts = HostResolver(self.cfg.hosts)
         self.fingerprint = _fingerprint(self.cfg)
 
@@ -432,33 +433,6 @@ def keys_for(cfg: GenAIConfig | None) -> Keys:
 
 # -- values ----------------------------------------------------------------------------------
 Value = str | int | float | bool | bytes | list[Any] | dict[str, Any] | None
-
-
-def plain(v: AnyValue) -> Value:
-    """An AnyValue as a plain Python value (the wrapper can then be freed at once)."""
-    s: str = v.string_value
-    if s:
-        return s
-    which = v.WhichOneof("value")
-    if which is None or which == "string_value":
-        return ""
-    if which == "array_value":
-        return [plain(x) for x in v.array_value.values]
-    if which == "kvlist_value":
-        return {x.key: plain(x.value) for x in v.kvlist_value.values}
-    x: Value = getattr(v, which)
-    return x
-
-
-def _plain_other(v: AnyValue) -> Value:
-    """`plain` of an AnyValue whose string_value is empty."""
-    which = v.WhichOneof("value")
-    if which == "int_value":
-        i: int = v.int_value
-        return i
-    if which is None or which == "string_value":
-        return ""
-    return plain(v)
 
 
 def as_str(v: Value) -> str:
@@ -532,6 +506,8 @@ class SpanRecord:
     # when a record gets one of them (fewer GC-tracked objects for plain records)
     __slots__ = (
         "__dict__",
+        "b0",
+        "b1",
         "children",
         "end",
         "error",
@@ -542,13 +518,15 @@ class SpanRecord:
         "name",
         "parent",
         "parent_key",
+        "raw",
         "role",
         "scope",
-        "span",
         "start",
         "trace_id",
     )
-    span: Span
+    raw: bytes  # the batch encoding the span was read from (the index's base)
+    b0: int  # the Span message's bounds in `raw`
+    b1: int
     key: bytes  # trace_id + span_id
     parent_key: bytes  # trace_id + parent_span_id, b"" for a root
     trace_id: bytes
@@ -615,32 +593,26 @@ class SpanRecord:
     final_ok: bool = True  # logical call / tool run: did the last attempt succeed
     tool_retries: int = 0
 
-    def __init__(
-        self,
-        span: Span,
-        key: bytes,
-        parent_key: bytes,
-        trace_id: bytes,
-        name: str,
-        kind: int,
-        role: int,
-        hint: int = SC_APP,
-        scope: str = "",
-    ) -> None:
-        self.span = span
-        self.key = key
-        self.parent_key = parent_key
-        self.trace_id = trace_id
-        self.name = name
-        self.kind = kind
+    def __init__(self, raw: bytes, info: SpanInfo, role: int, hint: int = SC_APP) -> None:
+        self.raw = raw
+        (
+            self.scope,
+            self.name,
+            self.kind,
+            self.trace_id,
+            self.key,
+            pk,
+            self.start,
+            self.end,
+            code,
+            self.b0,
+            self.b1,
+        ) = info
+        self.parent_key = pk
         self.role = role
-        self.start = span.start_time_unix_nano
-        self.end = span.end_time_unix_nano
-        # (most spans have no status: HasField spares making a Status wrapper)
-        self.error = span.HasField("status") and span.status.code == _ERROR
-        self.scope = scope
+        self.error = code == _ERROR
         self.hint = hint
-        self.is_root = not parent_key
+        self.is_root = not pk
         self.parent = None
         self.children = None
 
@@ -654,13 +626,11 @@ class SpanRecord:
 
     def attribute(self, key: str) -> Value:
         """An attribute of the span as a plain value (None when absent): from `attrs` for
-        collected keys of scanned spans, else by iterating the span (~0.4 us an attribute)."""
+        collected keys of scanned spans, else read from the span's encoding."""
         if self.attrs is not None and key in self.attrs:
             return self.attrs[key]
-        for kv in self.span.attributes:
-            if kv.key == key:
-                return plain(kv.value)
-        return None
+        got = wirescan.attributes(self.raw, self.b0, self.b1, frozenset((key,)), "")
+        return got[0][1] if got else None
 
     def __repr__(self) -> str:
         return f"SpanRecord({ROLE_NAMES[self.role]} {self.name!r} {self.key[16:].hex()})"
@@ -681,12 +651,12 @@ class Built:
     def __init__(self) -> None:
         self.records: list[SpanRecord] = []
         self.by_key: dict[bytes, SpanRecord] = {}
-        self.tool_spans: list[Span] = []  # every tool span
+        self.tool_spans: list[SpanInfo] = []  # every tool span
         self.has_markers = False  # any retry/fallback marker > 0 in the batch
 
 
-def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
-    """Records of a batch's spans that can matter, in batch order.
+def build_records(raw: bytes, keys: Keys) -> Built:
+    """Records of a batch's spans that can matter, in batch order, from its encoding.
 
     Phase 1 reads only cheap fields. Records are made for call spans (LLM, gateway), roots
     and spans to classify by attributes; HTTP spans wait until their parent is known to be
@@ -696,75 +666,67 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
     records = out.records
     by_key = out.by_key
     to_scan: list[SpanRecord] = []
-    https: list[Span] = []
+    https: list[SpanInfo] = []
     tools = out.tool_spans
     failed_tool_parents: set[bytes] = set()
-    for rs in msg.resource_spans:
-        for ss in rs.scope_spans:
-            scope = ss.scope.name
-            hint = _hint_memo.get(scope)
+    last_scope = None
+    memo: dict[int, dict[str, int]] = {}
+    hint = SC_APP
+    for info in wirescan.spans(raw):
+        scope, name, kind, _, key, parent, _, _, code, _, _ = info
+        if scope is not last_scope:
+            last_scope = scope
+            hint = _hint_memo.get(scope)  # type: ignore[assignment]
             if hint is None:
                 hint = _hint_memo[scope] = scope_hint(scope)
-            memo = _role_memo.get(hint)
-            if memo is None:
-                memo = _role_memo[hint] = {}
-            for span in ss.spans:
-                name = span.name
-                kind = span.kind
-                by_name = memo.get(kind)
-                if by_name is None:
-                    by_name = memo[kind] = {}
-                role = by_name.get(name)
-                if role is None:
-                    if len(by_name) > 20_000:
-                        by_name.clear()
-                    role = by_name[name] = name_role(hint, name, kind)
-                parent = span.parent_span_id
-                if parent:
-                    if role in _NO_RECORD:
-                        continue  # cannot matter: no record at all
-                    if role == HTTP:
-                        https.append(span)
-                        continue
-                    if role == TOOL and (" " in name or name.endswith(".tool")):
-                        tools.append(span)
-                        if span.HasField("status") and span.status.code == _ERROR:
-                            failed_tool_parents.add(parent)
-                        continue
-                tid = span.trace_id
-                key = tid + span.span_id
-                rec = SpanRecord(
-                    span, key, tid + parent if parent else b"", tid, name, kind, role, hint, scope
-                )
-                records.append(rec)
-                by_key[key] = rec
-                if role != OTHER and role != AGENT:
-                    to_scan.append(rec)
-    call_sids: set[bytes] = set()
+            got = _role_memo.get(hint)
+            if got is None:
+                got = _role_memo[hint] = {}
+            memo = got
+        by_name = memo.get(kind)
+        if by_name is None:
+            by_name = memo[kind] = {}
+        role = by_name.get(name)
+        if role is None:
+            if len(by_name) > 20_000:
+                by_name.clear()
+            role = by_name[name] = name_role(hint, name, kind)
+        if parent:
+            if role in _NO_RECORD:
+                continue  # cannot matter: no record at all
+            if role == HTTP:
+                https.append(info)
+                continue
+            if role == TOOL and (" " in name or name.endswith(".tool")):
+                tools.append(info)
+                if code == _ERROR:
+                    failed_tool_parents.add(parent)
+                continue
+        rec = SpanRecord(raw, info, role, hint)
+        records.append(rec)
+        by_key[key] = rec
+        if role != OTHER and role != AGENT:
+            to_scan.append(rec)
+    call_keys: set[bytes] = set()
     for rec in to_scan:
         _scan(rec, keys, out)
         role = rec.role
         if role in _CALLS:
-            call_sids.add(rec.key[16:])
+            call_keys.add(rec.key)
         elif role == TOOL:
-            tools.append(rec.span)
+            tools.append(_info(rec))
             if rec.error:
-                failed_tool_parents.add(rec.parent_key[16:])
+                failed_tool_parents.add(rec.parent_key)
     # HTTP spans under calls (and the gateway server spans under those HTTP spans)
     http_recs: list[SpanRecord] = []
-    for span in https:
-        parent = span.parent_span_id
-        if parent not in call_sids:
+    for info in https:
+        pk = info[5]
+        if pk not in call_keys:
             continue
-        tid = span.trace_id
-        pk = tid + parent
-        p = by_key.get(pk)
-        if p is None:
-            continue
-        key = tid + span.span_id
-        rec = SpanRecord(span, key, pk, tid, span.name, span.kind, HTTP, SC_HTTP)
+        p = by_key[pk]
+        rec = SpanRecord(raw, info, HTTP, SC_HTTP)
         records.append(rec)
-        by_key[key] = rec
+        by_key[rec.key] = rec
         http_recs.append(rec)
         p.n_http += 1
     hosts = keys.hosts
@@ -783,17 +745,13 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
         rec.deferred = False
     # tools: all tool spans, and records for those under a parent where a tool failed
     tool_recs: list[SpanRecord] = []
-    for span in tools if failed_tool_parents else ():
-        parent = span.parent_span_id
-        if parent in failed_tool_parents:
-            tid = span.trace_id
-            key = tid + span.span_id
-            if key not in by_key:
-                rec = SpanRecord(span, key, tid + parent, tid, span.name, span.kind, TOOL)
-                rec.tool_name = _tool_name(rec)
-                records.append(rec)
-                tool_recs.append(rec)
-                by_key[key] = rec
+    for info in tools if failed_tool_parents else ():
+        if info[5] in failed_tool_parents and info[4] not in by_key:
+            rec = SpanRecord(raw, info, TOOL)
+            rec.tool_name = _tool_name(rec)
+            records.append(rec)
+            tool_recs.append(rec)
+            by_key[rec.key] = rec
     _link(tool_recs, by_key)
     for rec in http_recs:
         if rec.scanned:
@@ -806,6 +764,22 @@ def build_records(msg: ExportTraceServiceRequest, keys: Keys) -> Built:
                     r.marked = True
                     r = r.parent
     return out
+
+
+def _info(rec: SpanRecord) -> SpanInfo:
+    return (
+        rec.scope,
+        rec.name,
+        rec.kind,
+        rec.trace_id,
+        rec.key,
+        rec.parent_key,
+        rec.start,
+        rec.end,
+        _ERROR if rec.error else 0,
+        rec.b0,
+        rec.b1,
+    )
 
 
 def _propagate(h: SpanRecord, p: SpanRecord) -> None:
@@ -887,26 +861,8 @@ def _cut(rec: SpanRecord) -> None:
 def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     """Read the span's attributes once (`attrs`: key -> KeyValue), take per field the value
     of the highest-priority key present, and interpret them."""
-    fields = keys.fields
-    attrs: dict[str, Value] = {}
-    # field -> value of its highest-priority key present (None: absent; values never are),
-    # and the fields present as bits
-    b: list[Value] = [None] * N_FIELDS
-    mask = 0
-    for kv in rec.span.attributes:
-        k = kv.key
-        f = fields.get(k)
-        if f is not None:
-            v = kv.value
-            val = v.string_value or _plain_other(v)
-            attrs[k] = val
-            if b[f] is None:
-                b[f] = val
-                mask |= 1 << f
-            else:  # several keys of one field (rare)
-                prio = keys.priority
-                top = min((x for x in attrs if fields[x] == f), key=prio.__getitem__)
-                b[f] = attrs[top]
+    # per field the value of its highest-priority key present, and the fields present
+    attrs, b, mask = wirescan.collect(rec.raw, rec.b0, rec.b1, keys.slots, N_FIELDS, "")
     rec.attrs = attrs
     rec.scanned = True
     if not mask:

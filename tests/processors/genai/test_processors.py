@@ -16,6 +16,7 @@ from pipeline.pdata import Traces
 from pipeline.registry import REGISTRY
 from pipeline.testing import attrs, make_span
 from processors.genai import GenAIConfig, index_for
+from processors.genai.write import attr_str
 from tests.processors.genai.helpers import enrich
 
 TID = b"\x01" * 16
@@ -422,10 +423,13 @@ async def test_irrelevant_spans_cost_no_record_and_the_index_is_shared():
     assert [r.name for r in idx.records] == ["task", c.name]
     assert index_for(t) is idx and index_for(t, GenAIConfig()) is idx
     assert index_for(t, GenAIConfig(hosts={"x": "openai"})) is not idx
+    t.patch(idx.raw, idx.records[1].b0, attr_str("sieve.x", "1"))
+    assert index_for(t) is idx  # pending patches: still valid
+    t.to_bytes()
+    assert index_for(t) is not idx  # patches spliced in: a new encoding, rebuilt
+    idx = index_for(t)
     t.mutable()
-    assert index_for(t) is idx  # same decoded message: still valid
-    t.changed()
-    assert index_for(t) is not idx  # spans changed: rebuilt
+    assert index_for(t) is not idx  # the message may change: rebuilt
 
 
 @pytest.mark.parametrize("kind", ["provider_reconciliation", "cache_tagging", "fallback_chain"])
