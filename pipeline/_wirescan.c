@@ -275,6 +275,152 @@ done:
     return st.out;
 }
 
+/* -- Slots: a compiled key table ------------------------------------------------- */
+
+typedef struct {
+    PyObject *str; /* the key (NULL: an empty entry) */
+    const char *utf8;
+    Py_ssize_t len;
+    uint64_t hash;
+    long slot, prio;
+} slot_entry;
+
+typedef struct {
+    PyObject_HEAD
+    slot_entry *tab;
+    Py_ssize_t mask; /* table size - 1 (a power of two) */
+    Py_ssize_t n;    /* slots: max slot + 1 */
+    PyObject *keys;  /* frozenset of the keys */
+} SlotsObject;
+
+static inline uint64_t fnv1a(const uint8_t *p, Py_ssize_t len) {
+    uint64_t h = 1469598103934665603ULL;
+    for (Py_ssize_t i = 0; i < len; i++) {
+        h ^= p[i];
+        h *= 1099511628211ULL;
+    }
+    return h;
+}
+
+static const slot_entry *slots_find(const SlotsObject *t, ptr k, Py_ssize_t len) {
+    uint64_t h = fnv1a(k, len);
+    for (Py_ssize_t i = (Py_ssize_t)(h & t->mask);; i = (i + 1) & t->mask) {
+        const slot_entry *e = &t->tab[i];
+        if (e->str == NULL) return NULL;
+        if (e->hash == h && e->len == len && memcmp(e->utf8, k, len) == 0) return e;
+    }
+}
+
+static void Slots_dealloc(SlotsObject *self) {
+    if (self->tab) {
+        for (Py_ssize_t i = 0; i <= self->mask; i++) Py_XDECREF(self->tab[i].str);
+        PyMem_Free(self->tab);
+    }
+    Py_XDECREF(self->keys);
+    Py_TYPE(self)->tp_free((PyObject *)self);
+}
+
+static int Slots_init(SlotsObject *self, PyObject *args, PyObject *kw) {
+    PyObject *src;
+    static char *names[] = {"keys", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", names, &src)) return -1;
+    PyObject *items = PyDict_Check(src) ? PyDict_Items(src) : PySequence_List(src);
+    if (items == NULL) return -1;
+    Py_ssize_t count = PyList_GET_SIZE(items), size = 8;
+    while (size < 2 * count) size *= 2;
+    slot_entry *tab = PyMem_Calloc(size, sizeof(slot_entry));
+    PyObject *keys = PySet_New(NULL);
+    if (tab == NULL || keys == NULL) {
+        PyMem_Free(tab);
+        Py_XDECREF(keys);
+        Py_DECREF(items);
+        PyErr_NoMemory();
+        return -1;
+    }
+    Py_ssize_t n = 0;
+    for (Py_ssize_t j = 0; j < count; j++) {
+        PyObject *it = PyList_GET_ITEM(items, j), *key = it;
+        long slot = 0, prio = 0;
+        if (PyTuple_Check(it)) { /* (key, (slot, priority)) from a dict */
+            key = PyTuple_GET_ITEM(it, 0);
+            if (!PyArg_ParseTuple(PyTuple_GET_ITEM(it, 1), "ll", &slot, &prio)) goto fail;
+        }
+        if (!PyUnicode_Check(key) || slot < 0 || slot >= 64) {
+            PyErr_SetString(PyExc_ValueError, "Slots: str keys, slots in 0..63");
+            goto fail;
+        }
+        Py_ssize_t len;
+        const char *u = PyUnicode_AsUTF8AndSize(key, &len);
+        if (u == NULL || PySet_Add(keys, key)) goto fail;
+        uint64_t h = fnv1a((ptr)u, len);
+        Py_ssize_t i = (Py_ssize_t)(h & (size - 1));
+        while (tab[i].str && !(tab[i].len == len && memcmp(tab[i].utf8, u, len) == 0))
+            i = (i + 1) & (size - 1);
+        if (tab[i].str == NULL) {
+            Py_INCREF(key);
+            tab[i].str = key;
+        }
+        tab[i].utf8 = u;
+        tab[i].len = len;
+        tab[i].hash = h;
+        tab[i].slot = slot;
+        tab[i].prio = prio;
+        if (slot + 1 > n) n = slot + 1;
+    }
+    Py_DECREF(items);
+    self->tab = tab;
+    self->mask = size - 1;
+    self->n = n;
+    self->keys = PyFrozenSet_New(keys);
+    Py_DECREF(keys);
+    return self->keys ? 0 : -1;
+fail:
+    for (Py_ssize_t i = 0; i < size; i++) Py_XDECREF(tab[i].str);
+    PyMem_Free(tab);
+    Py_DECREF(keys);
+    Py_DECREF(items);
+    return -1;
+}
+
+static PyObject *Slots_get_n(SlotsObject *self, void *c) { return PyLong_FromSsize_t(self->n); }
+static PyObject *Slots_get_keys(SlotsObject *self, void *c) {
+    Py_INCREF(self->keys);
+    return self->keys;
+}
+
+static PyGetSetDef Slots_getset[] = {
+    {"n", (getter)Slots_get_n, NULL, "max slot + 1", NULL},
+    {"keys", (getter)Slots_get_keys, NULL, "the keys, a frozenset", NULL},
+    {NULL},
+};
+
+static PyTypeObject SlotsType = {
+    PyVarObject_HEAD_INIT(NULL, 0)
+    .tp_name = "pipeline._wirescan.Slots",
+    .tp_basicsize = sizeof(SlotsObject),
+    .tp_dealloc = (destructor)Slots_dealloc,
+    .tp_flags = Py_TPFLAGS_DEFAULT,
+    .tp_doc = "Attribute keys compiled for lookup from wire bytes: key -> (slot, priority).",
+    .tp_init = (initproc)Slots_init,
+    .tp_new = PyType_GenericNew,
+    .tp_getset = Slots_getset,
+};
+
+/* The key of an attribute (a KeyValue body): its bounds (NULL: none). */
+static int kv_key(ptr v0, ptr v1, ptr *k0, ptr *k1) {
+    ptr q = v0;
+    field g;
+    *k0 = *k1 = NULL;
+    while (q < v1) {
+        if (next_field(&q, v1, &g)) return -1;
+        if (g.key == 0x0A) {
+            *k0 = g.v0;
+            *k1 = g.v1;
+        }
+    }
+    return 0;
+}
+
 /* -- attributes -------------------------------------------------------------------- */
 
 static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth);
@@ -298,8 +444,10 @@ static int key_value(ptr start, ptr end, PyObject *unset, int depth, PyObject **
             nvals++;
         }
     }
-    *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
-    if (*k == NULL) return -1;
+    if (k != NULL) { /* NULL: the caller has the key */
+        *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
+        if (*k == NULL) return -1;
+    }
     if (nvals == 0) {
         Py_INCREF(unset);
         *v = unset;
@@ -335,7 +483,7 @@ static int key_value(ptr start, ptr end, PyObject *unset, int depth, PyObject **
     if (*v == NULL) goto fail;
     return 0;
 fail:
-    Py_CLEAR(*k);
+    if (k != NULL) Py_CLEAR(*k);
     return -1;
 }
 
@@ -464,8 +612,11 @@ static PyObject *wire_attributes(PyObject *self, PyObject *args) {
         PyErr_SetString(PyExc_IndexError, "span bounds out of range");
         goto done;
     }
-    if (keys != Py_None && !PyAnySet_Check(keys)) {
-        PyErr_SetString(PyExc_TypeError, "keys: a frozenset or None");
+    SlotsObject *table = NULL;
+    if (PyObject_TypeCheck(keys, &SlotsType)) {
+        table = (SlotsObject *)keys;
+    } else if (keys != Py_None && !PyAnySet_Check(keys)) {
+        PyErr_SetString(PyExc_TypeError, "keys: a frozenset, Slots or None");
         goto done;
     }
     out = PyList_New(0);
@@ -476,17 +627,14 @@ static PyObject *wire_attributes(PyObject *self, PyObject *args) {
         if (next_field(&p, end, &f)) goto error;
         if (f.key != 0x4A) continue;
         PyObject *k, *v;
-        if (keys != Py_None) {
+        if (table != NULL) {
+            ptr k0, k1;
+            if (kv_key(f.v0, f.v1, &k0, &k1)) goto error;
+            if (slots_find(table, k0 ? k0 : (ptr) "", k0 ? k1 - k0 : 0) == NULL) continue;
+        } else if (keys != Py_None) {
             /* the key alone first: most attributes are not wanted */
-            ptr q = f.v0, k0 = NULL, k1 = NULL;
-            field g;
-            while (q < f.v1) {
-                if (next_field(&q, f.v1, &g)) goto error;
-                if (g.key == 0x0A) {
-                    k0 = g.v0;
-                    k1 = g.v1;
-                }
-            }
+            ptr k0, k1;
+            if (kv_key(f.v0, f.v1, &k0, &k1)) goto error;
             k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
             if (k == NULL) goto error;
             int in = PySet_Contains(keys, k);
@@ -512,25 +660,24 @@ done:
     return out;
 }
 
-/* collect(raw, b0, b1, slots, n, unset) -> (attrs, by_slot, mask); see wirescan.py */
+/* collect(raw, b0, b1, slots: Slots, unset) -> (attrs, by_slot, mask); see wirescan.py */
 static PyObject *wire_collect(PyObject *self, PyObject *args) {
     Py_buffer buf;
-    Py_ssize_t s0, s1, n;
-    PyObject *slots, *unset;
-    if (!PyArg_ParseTuple(args, "y*nnO!nO", &buf, &s0, &s1, &PyDict_Type, &slots, &n, &unset))
-        return NULL;
+    Py_ssize_t s0, s1;
+    SlotsObject *t;
+    PyObject *unset;
+    if (!PyArg_ParseTuple(args, "y*nnO!O", &buf, &s0, &s1, &SlotsType, &t, &unset)) return NULL;
     PyObject *attrs = NULL, *by = NULL, *result = NULL;
-    long *best = NULL;
+    long best[64];
     unsigned long long mask = 0;
-    if (s0 < 0 || s1 < s0 || s1 > buf.len || n < 0 || n > 64) {
-        PyErr_SetString(PyExc_ValueError, "bounds out of range, or n not in 0..64");
+    if (s0 < 0 || s1 < s0 || s1 > buf.len) {
+        PyErr_SetString(PyExc_IndexError, "span bounds out of range");
         goto done;
     }
     attrs = PyDict_New();
-    by = PyList_New(n);
-    best = PyMem_Malloc((n ? n : 1) * sizeof(long));
-    if (attrs == NULL || by == NULL || best == NULL) goto done;
-    for (Py_ssize_t i = 0; i < n; i++) {
+    by = PyList_New(t->n);
+    if (attrs == NULL || by == NULL) goto done;
+    for (Py_ssize_t i = 0; i < t->n; i++) {
         Py_INCREF(Py_None);
         PyList_SET_ITEM(by, i, Py_None);
     }
@@ -539,50 +686,19 @@ static PyObject *wire_collect(PyObject *self, PyObject *args) {
     while (p < end) {
         if (next_field(&p, end, &f)) goto done;
         if (f.key != 0x4A) continue;
-        ptr q = f.v0, k0 = NULL, k1 = NULL;
-        field g;
-        while (q < f.v1) {
-            if (next_field(&q, f.v1, &g)) goto done;
-            if (g.key == 0x0A) {
-                k0 = g.v0;
-                k1 = g.v1;
-            }
-        }
-        PyObject *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
-        if (k == NULL) goto done;
-        PyObject *slot = PyDict_GetItemWithError(slots, k); /* borrowed */
-        if (slot == NULL) {
-            Py_DECREF(k);
-            if (PyErr_Occurred()) goto done;
-            continue;
-        }
-        long fi, prio;
-        if (!PyTuple_Check(slot) || PyTuple_GET_SIZE(slot) != 2) {
-            Py_DECREF(k);
-            PyErr_SetString(PyExc_TypeError, "slots: key -> (slot, priority)");
-            goto done;
-        }
-        fi = PyLong_AsLong(PyTuple_GET_ITEM(slot, 0));
-        prio = PyLong_AsLong(PyTuple_GET_ITEM(slot, 1));
-        if (PyErr_Occurred() || fi < 0 || fi >= n) {
-            Py_DECREF(k);
-            if (!PyErr_Occurred()) PyErr_SetString(PyExc_ValueError, "slot out of range");
-            goto done;
-        }
-        PyObject *kk, *v;
-        if (key_value(f.v0, f.v1, unset, 0, &kk, &v)) {
-            Py_DECREF(k);
-            goto done;
-        }
-        Py_DECREF(kk);
-        int rc = PyDict_SetItem(attrs, k, v);
-        Py_DECREF(k);
-        if (rc) {
+        ptr k0, k1;
+        if (kv_key(f.v0, f.v1, &k0, &k1)) goto done;
+        const slot_entry *e = slots_find(t, k0 ? k0 : (ptr) "", k0 ? k1 - k0 : 0);
+        if (e == NULL) continue; /* not wanted: no object made */
+        PyObject *v;
+        if (key_value(f.v0, f.v1, unset, 0, NULL, &v)) goto done;
+        if (PyDict_SetItem(attrs, e->str, v)) { /* the table's key: hashed once */
             Py_DECREF(v);
             goto done;
         }
-        if (!(mask & (1ULL << fi)) || prio <= best[fi]) {
-            best[fi] = prio;
+        long fi = e->slot;
+        if (!(mask & (1ULL << fi)) || e->prio <= best[fi]) {
+            best[fi] = e->prio;
             mask |= 1ULL << fi;
             PyObject *old = PyList_GET_ITEM(by, fi);
             PyList_SET_ITEM(by, fi, v); /* steals v */
@@ -595,7 +711,6 @@ static PyObject *wire_collect(PyObject *self, PyObject *args) {
 done:
     Py_XDECREF(attrs);
     Py_XDECREF(by);
-    PyMem_Free(best);
     PyBuffer_Release(&buf);
     return result;
 }
@@ -813,8 +928,14 @@ static PyMethodDef methods[] = {
 static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_wirescan", NULL, -1, methods};
 
 PyMODINIT_FUNC PyInit__wirescan(void) {
+    if (PyType_Ready(&SlotsType) < 0) return NULL;
     PyObject *m = PyModule_Create(&module);
     if (m == NULL) return NULL;
+    Py_INCREF(&SlotsType);
+    if (PyModule_AddObject(m, "Slots", (PyObject *)&SlotsType) < 0) {
+        Py_DECREF(&SlotsType);
+        goto fail;
+    }
     PyObject *py = PyImport_ImportModule("pipeline.wirescan");
     if (py == NULL) goto fail;
     WireError = PyObject_GetAttrString(py, "WireError");

@@ -18,11 +18,15 @@ Python functions are the same algorithm, used when it was not (and tested agains
   span's attributes in wire order, only those whose key is in ``keys`` (a frozenset; None:
   all). Values are plain Python: str, bool, int, float, bytes, list (array), dict (kvlist);
   an AnyValue with no value set gives ``unset``.
-- ``collect(raw, body_start, body_end, slots, n, unset) -> (attrs, by_slot, mask)``: the
-  span's attributes whose keys are in ``slots`` (key -> ``(slot, priority)``, slot in
-  0..n-1, n <= 64): ``attrs`` maps each key present to its value (the last of a repeated
-  key), ``by_slot`` gives per slot the value of its key present with the lowest priority
-  number (None: none present), ``mask`` has bit ``slot`` set for each slot present.
+- ``Slots(keys)``: attribute keys compiled for lookup straight from the wire: a dict
+  ``key -> (slot, priority)`` (slot in 0..63) or an iterable of keys (all in slot 0).
+  ``attributes`` takes one in place of a frozenset (faster: a key not wanted costs no
+  Python object).
+- ``collect(raw, body_start, body_end, slots, unset) -> (attrs, by_slot, mask)``: the
+  span's attributes whose keys are in ``slots``: ``attrs`` maps each key present to its
+  value (the last of a repeated key), ``by_slot`` (``slots.n`` long) gives per slot the
+  value of its key present with the lowest priority number (None: none present), and
+  ``mask`` has bit ``slot`` set for each slot present.
 - ``splice(raw, patches) -> bytes``: the request with attributes appended to spans and,
   optionally, some attributes removed: ``patches`` is a list of
   ``(body_start, append_bytes, drop_keys_or_None)`` sorted by ``body_start``, each naming
@@ -39,6 +43,7 @@ accepted never does.
 from __future__ import annotations
 
 import struct
+from collections.abc import Iterable
 from typing import Any
 
 __all__ = ["NATIVE", "SpanInfo", "WireError", "attributes", "spans", "splice"]
@@ -244,8 +249,10 @@ def _py_kv(raw: bytes, start: int, end: int, unset: Any, depth: int) -> tuple[st
 
 
 def _py_attributes(
-    raw: bytes, start: int, end: int, keys: frozenset[str] | None, unset: Any = None
+    raw: bytes, start: int, end: int, keys: frozenset[str] | _PySlots | None, unset: Any = None
 ) -> list[tuple[str, Any]]:
+    if isinstance(keys, _PySlots):
+        keys = keys.keys
     out = []
     for k, _, v0, v1 in _fields(raw, start, end):
         if k != 0x4A:  # attributes = 9, LEN
@@ -256,22 +263,29 @@ def _py_attributes(
     return out
 
 
+class _PySlots:
+    """`Slots` in Python."""
+
+    def __init__(self, keys: dict[str, tuple[int, int]] | Iterable[str]) -> None:
+        table = dict(keys) if isinstance(keys, dict) else {k: (0, 0) for k in keys}
+        for k, (slot, _) in table.items():
+            if not isinstance(k, str) or not 0 <= slot < 64:
+                raise ValueError("Slots: str keys, slots in 0..63")
+        self.table: dict[str, tuple[int, int]] = table
+        self.keys = frozenset(table)
+        self.n = max((slot for slot, _ in table.values()), default=-1) + 1
+
+
 def _py_collect(
-    raw: bytes,
-    start: int,
-    end: int,
-    slots: dict[str, tuple[int, int]],
-    n: int,
-    unset: Any = None,
+    raw: bytes, start: int, end: int, slots: _PySlots, unset: Any = None
 ) -> tuple[dict[str, Any], list[Any], int]:
-    if not 0 <= n <= 64:
-        raise ValueError("n not in 0..64")
+    table = slots.table
     attrs: dict[str, Any] = {}
-    by: list[Any] = [None] * n
-    best = [0] * n
+    by: list[Any] = [None] * slots.n
+    best = [0] * slots.n
     mask = 0
-    for key, value in _py_attributes(raw, start, end, frozenset(slots), unset):
-        f, prio = slots[key]
+    for key, value in _py_attributes(raw, start, end, slots.keys, unset):
+        f, prio = table[key]
         attrs[key] = value
         if not mask & (1 << f) or prio <= best[f]:
             best[f] = prio
@@ -345,12 +359,13 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
 
 
 try:
-    from pipeline._wirescan import attributes, collect, spans, splice
+    from pipeline._wirescan import Slots, attributes, collect, spans, splice
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
     attributes = _py_attributes
     collect = _py_collect
+    Slots = _PySlots
     splice = _py_splice
     NATIVE = False

@@ -405,7 +405,8 @@ class Keys:
         self.fields = {k: f for k, (f, _) in keymap.items()}
         self.priority = {k: p for k, (_, p) in keymap.items()}
         self.wanted: frozenset[str] = frozenset(keymap)
-        self.slots = keymap  # key -> (field, priority), for `wirescan.collect`
+        self.keymap = keymap  # key -> (field, priority)
+        self.slots = wirescan.Slots(keymap)
         self.hosts = HostResolver(self.cfg.hosts)
         self.fingerprint = _fingerprint(self.cfg)
 
@@ -862,7 +863,7 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     """Read the span's attributes once (`attrs`: key -> KeyValue), take per field the value
     of the highest-priority key present, and interpret them."""
     # per field the value of its highest-priority key present, and the fields present
-    attrs, b, mask = wirescan.collect(rec.raw, rec.b0, rec.b1, keys.slots, N_FIELDS, "")
+    attrs, b, mask = wirescan.collect(rec.raw, rec.b0, rec.b1, keys.slots, "")
     rec.attrs = attrs
     rec.scanned = True
     if not mask:
