@@ -359,13 +359,17 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
 
 
 try:
-    from pipeline._wirescan import Slots, attributes, collect, spans, splice
+    from pipeline._wirescan import Slots as Slots
+    from pipeline._wirescan import attributes as attributes
+    from pipeline._wirescan import collect as collect
+    from pipeline._wirescan import spans as spans
+    from pipeline._wirescan import splice as splice
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
-    attributes = _py_attributes
-    collect = _py_collect
-    Slots = _PySlots
+    attributes = _py_attributes  # type: ignore[assignment]
+    collect = _py_collect  # type: ignore[assignment]
+    Slots = _PySlots  # type: ignore[misc, assignment]
     splice = _py_splice
     NATIVE = False

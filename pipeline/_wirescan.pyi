@@ -1,0 +1,18 @@
+from collections.abc import Iterable
+from typing import Any
+
+SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
+
+class Slots:
+    n: int
+    keys: frozenset[str]
+    def __init__(self, keys: dict[str, tuple[int, int]] | Iterable[str]) -> None: ...
+
+def spans(raw: bytes, /) -> list[SpanInfo]: ...
+def attributes(
+    raw: bytes, start: int, end: int, keys: frozenset[str] | Slots | None, unset: Any = ..., /
+) -> list[tuple[str, Any]]: ...
+def collect(
+    raw: bytes, start: int, end: int, slots: Slots, unset: Any, /
+) -> tuple[dict[str, Any], list[Any], int]: ...
+def splice(raw: bytes, patches: list[tuple[int, bytes, frozenset[str] | None]], /) -> bytes: ...
