@@ -660,23 +660,22 @@ done:
     return out;
 }
 
-/* collect(raw, b0, b1, slots: Slots, unset) -> (attrs, by_slot, mask); see wirescan.py */
+/* collect(raw, b0, b1, slots: Slots, unset) -> (by_slot, mask); see wirescan.py */
 static PyObject *wire_collect(PyObject *self, PyObject *args) {
     Py_buffer buf;
     Py_ssize_t s0, s1;
     SlotsObject *t;
     PyObject *unset;
     if (!PyArg_ParseTuple(args, "y*nnO!O", &buf, &s0, &s1, &SlotsType, &t, &unset)) return NULL;
-    PyObject *attrs = NULL, *by = NULL, *result = NULL;
+    PyObject *by = NULL, *result = NULL;
     long best[64];
     unsigned long long mask = 0;
     if (s0 < 0 || s1 < s0 || s1 > buf.len) {
         PyErr_SetString(PyExc_IndexError, "span bounds out of range");
         goto done;
     }
-    attrs = PyDict_New();
     by = PyList_New(t->n);
-    if (attrs == NULL || by == NULL) goto done;
+    if (by == NULL) goto done;
     for (Py_ssize_t i = 0; i < t->n; i++) {
         Py_INCREF(Py_None);
         PyList_SET_ITEM(by, i, Py_None);
@@ -692,10 +691,6 @@ static PyObject *wire_collect(PyObject *self, PyObject *args) {
         if (e == NULL) continue; /* not wanted: no object made */
         PyObject *v;
         if (key_value(f.v0, f.v1, unset, 0, NULL, &v)) goto done;
-        if (PyDict_SetItem(attrs, e->str, v)) { /* the table's key: hashed once */
-            Py_DECREF(v);
-            goto done;
-        }
         long fi = e->slot;
         if (!(mask & (1ULL << fi)) || e->prio <= best[fi]) {
             best[fi] = e->prio;
@@ -707,9 +702,8 @@ static PyObject *wire_collect(PyObject *self, PyObject *args) {
             Py_DECREF(v);
         }
     }
-    result = Py_BuildValue("(OOK)", attrs, by, mask);
+    result = Py_BuildValue("(OK)", by, mask);
 done:
-    Py_XDECREF(attrs);
     Py_XDECREF(by);
     PyBuffer_Release(&buf);
     return result;

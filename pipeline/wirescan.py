@@ -22,11 +22,11 @@ Python functions are the same algorithm, used when it was not (and tested agains
   ``key -> (slot, priority)`` (slot in 0..63) or an iterable of keys (all in slot 0).
   ``attributes`` takes one in place of a frozenset (faster: a key not wanted costs no
   Python object).
-- ``collect(raw, body_start, body_end, slots, unset) -> (attrs, by_slot, mask)``: the
-  span's attributes whose keys are in ``slots``: ``attrs`` maps each key present to its
-  value (the last of a repeated key), ``by_slot`` (``slots.n`` long) gives per slot the
-  value of its key present with the lowest priority number (None: none present), and
-  ``mask`` has bit ``slot`` set for each slot present.
+- ``collect(raw, body_start, body_end, slots, unset) -> (by_slot, mask)``: of the span's
+  attributes whose keys are in ``slots``, ``by_slot`` (``slots.n`` long) gives per slot
+  the value of its key present with the lowest priority number (the last occurrence of a
+  repeated key; None: none present), and ``mask`` has bit ``slot`` set for each slot
+  present.
 - ``splice(raw, patches) -> bytes``: the request with attributes appended to spans and,
   optionally, some attributes removed: ``patches`` is a list of
   ``(body_start, append_bytes, drop_keys_or_None)`` sorted by ``body_start``, each naming
@@ -278,20 +278,18 @@ class _PySlots:
 
 def _py_collect(
     raw: bytes, start: int, end: int, slots: _PySlots, unset: Any = None
-) -> tuple[dict[str, Any], list[Any], int]:
+) -> tuple[list[Any], int]:
     table = slots.table
-    attrs: dict[str, Any] = {}
     by: list[Any] = [None] * slots.n
     best = [0] * slots.n
     mask = 0
     for key, value in _py_attributes(raw, start, end, slots.keys, unset):
         f, prio = table[key]
-        attrs[key] = value
         if not mask & (1 << f) or prio <= best[f]:
             best[f] = prio
             mask |= 1 << f
             by[f] = value
-    return attrs, by, mask
+    return by, mask
 
 
 def _varint_bytes(n: int) -> bytes:

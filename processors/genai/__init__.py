@@ -9,7 +9,8 @@ first use and caching it in ``traces.cache`` (key ``"genai.index"``, plus a conf
 fingerprint when `cfg` maps extra hosts/keys). Every processor that asks for the index of
 the same `Traces` with an equal `GenAIConfig` gets the same object, so the batch's spans are
 classified and their attributes read once, whichever processors run. The cached index is
-dropped when its decoded message is not the batch's current one.
+rebuilt when its encoding is not the batch's current `Traces.base` (pending patches keep
+it; splicing them in or changing the decoded message make a new encoding).
 
 ``GenAIIndex`` (see `processors.genai.analysis`):
 
@@ -29,27 +30,29 @@ dropped when its decoded message is not the batch's current one.
   names), and ``unrecovered``: logical LLM calls and tool runs whose last attempt failed
   (a swallowed error when the root reports success).
 
-``SpanRecord`` fields (see `processors.genai.index`). Always: ``span`` (the protobuf Span,
-for reading more or writing), ``key``, ``parent_key``, ``trace_id``, ``name``, ``kind``,
-``role``, ``start``, ``end``, ``error`` (status ERROR), ``is_root``, ``scope``, ``parent``
-and ``children`` (records only). On scanned spans (calls, OpenInference and unknown app
-spans, tools without a name-derived tool name, HTTP children of calls): ``attrs`` (every
-collected key present -> its plain Python value), normalised inputs (``provider_attr``,
+``SpanRecord`` fields (see `processors.genai.index`). Always: ``raw``, ``b0``, ``b1`` (the
+batch encoding and the span's bounds in it: for reading more, and for `Traces.patch`),
+``key``, ``parent_key``, ``trace_id``, ``name``, ``kind``, ``role``, ``start``, ``end``,
+``error`` (status ERROR), ``is_root``, ``scope``, ``parent`` and ``children`` (records
+only). On scanned spans (calls, OpenInference and unknown app spans, tools without a
+name-derived tool name, HTTP children of calls): normalised inputs (``provider_attr``,
 ``req_model``, ``resp_model``, ``gw_provider``/``gw_model`` asserted by a gateway, ``host``,
 ``http_status``, ``resend``, ``error_type``, ``resp_id``, tokens, ``cost``, cache and
-retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute as a
-plain value (iterating the span when the key was not collected: ~0.4 us per attribute).
-Records keep no protobuf wrappers except ``span`` (wrappers are GC-tracked: kept alive, they
-make every collection slower). Records are the index's: when the index is freed (with its
+retry/fallback markers, ``tool_name``). ``rec.attribute(key)`` reads any attribute of the
+span as a plain value from the encoding. The index is built from the batch's encoding
+(`pipeline.wirescan`), never from decoded protobuf messages, and the processors write by
+patching that encoding (`Traces.patch`): a batch passes through them undecoded.
+Records are the index's: when the index is freed (with its
 batch) their ``children`` links are cut, so that the records, which would otherwise form
 reference cycles, are freed at once by reference counting rather than by the cyclic GC.
 
-Tools: ``tool_spans`` lists every tool span of the batch (protobuf Spans); ``tools`` has
+Tools: ``tool_spans`` lists every tool span of the batch (`wirescan.SpanInfo` tuples, of
+the index's ``raw``); ``tools`` has
 records only for tool spans scanned (OpenInference, MCP) or under a
 parent where a tool failed (retries and swallowed errors need them). OTel ``execute_tool X``
 and Traceloop ``X.tool`` spans are classified by name and not scanned: read their results
 (``gen_ai.tool.call.result``, ``traceloop.entity.output``; OpenInference ``output.value``)
-from the span.
+with `wirescan.attributes`.
 
 Results: after ``reconcile``: ``req_provider``, ``req_model_n``, ``served_provider``,
 ``served_model`` (normalised), ``evidence``, ``mismatch``. After ``tag_cache``:

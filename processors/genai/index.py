@@ -1,10 +1,10 @@
-"""The per-batch GenAI span index: one pass over a decoded batch, one compact record per span
-that can matter (LLM calls, gateway spans, their HTTP children, tool calls, roots).
+"""The per-batch GenAI span index: one pass over a batch's encoding, one compact record per
+span that can matter (LLM calls, gateway spans, their HTTP children, tool calls, roots).
 
-Cost model (upb): reading `name`/`kind`/`parent_span_id` is ~0.1 us, iterating attributes
-~0.3 us per attribute. So each span is first classified from cheap fields (scope name, span
-name, kind; memoised per distinct (scope, name, kind)); attributes are iterated at most once,
-only on spans whose role needs them, and only the keys in `Keys.wanted` are kept. Spans that
+Read from the wire (`pipeline.wirescan`): one native pass gives every span's cheap fields
+(scope name, span name, kind, ids, times, status). Each span is first classified from those
+(memoised per distinct (scope, name, kind)); attributes are read at most once, only on spans
+whose role needs them, and only the keys in `Keys.slots` become Python values. Spans that
 cannot matter (database, web-server, framework spans) get no record at all.
 
 See `processors.genai` for the public interface.
@@ -544,7 +544,6 @@ class SpanRecord:
     children: list[SpanRecord] | None
     # attributes (set when the span was scanned)
     scanned: bool = False
-    attrs: dict[str, Value] | None = None  # collected keys -> plain values (scanned spans)
     provider_attr: str = ""  # canonical provider the span claims
     req_model: str = ""
     resp_model: str = ""
@@ -626,10 +625,8 @@ class SpanRecord:
         return not self.error and self.http_status < 400
 
     def attribute(self, key: str) -> Value:
-        """An attribute of the span as a plain value (None when absent): from `attrs` for
-        collected keys of scanned spans, else read from the span's encoding."""
-        if self.attrs is not None and key in self.attrs:
-            return self.attrs[key]
+        """An attribute of the span as a plain value (None when absent), read from the
+        span's encoding."""
         got = wirescan.attributes(self.raw, self.b0, self.b1, frozenset((key,)), "")
         return got[0][1] if got else None
 
@@ -860,11 +857,10 @@ def _cut(rec: SpanRecord) -> None:
 
 
 def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
-    """Read the span's attributes once (`attrs`: key -> KeyValue), take per field the value
-    of the highest-priority key present, and interpret them."""
+    """Read the span's wanted attributes once, per field the value of its highest-priority
+    key present, and interpret them."""
     # per field the value of its highest-priority key present, and the fields present
-    attrs, b, mask = wirescan.collect(rec.raw, rec.b0, rec.b1, keys.slots, "")
-    rec.attrs = attrs
+    b, mask = wirescan.collect(rec.raw, rec.b0, rec.b1, keys.slots, "")
     rec.scanned = True
     if not mask:
         if rec.role == UNKNOWN:
