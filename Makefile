@@ -4,10 +4,12 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CONFIG ?= configs/local.yaml
+# compiled by setup.py (C, mypyc): a change rebuilds them
+NATIVE := processors/genai/index.py processors/genai/analysis.py processors/genai/models.py
 
 .PHONY: run test bench check fmt kafka fuzz clean
 
-$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c
+$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'
@@ -39,3 +41,4 @@ fuzz: $(STAMP)
 
 clean:
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find pipeline processors -name "*.so" -delete; rm -f *__mypyc*.so

@@ -674,9 +674,10 @@ def build_records(raw: bytes, keys: Keys) -> Built:
         scope, name, kind, _, key, parent, _, _, code, _, _ = info
         if scope is not last_scope:
             last_scope = scope
-            hint = _hint_memo.get(scope)  # type: ignore[assignment]
-            if hint is None:
-                hint = _hint_memo[scope] = scope_hint(scope)
+            h = _hint_memo.get(scope)
+            if h is None:
+                h = _hint_memo[scope] = scope_hint(scope)
+            hint = h
             got = _role_memo.get(hint)
             if got is None:
                 got = _role_memo[hint] = {}

@@ -1,0 +1,49 @@
+"""The native builds (setup.py): the C wire scanner and the mypyc-compiled modules are the
+ones built from the sources here, not stale leftovers of an earlier checkout."""
+
+from __future__ import annotations
+
+import ast
+import importlib
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from pipeline import wirescan
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _compiled() -> list[str]:
+    tree = ast.parse((ROOT / "setup.py").read_text())
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and getattr(node.targets[0], "id", "") == "COMPILED":
+            return [ast.literal_eval(e) for e in node.value.elts]  # type: ignore[attr-defined]
+    raise AssertionError("setup.py has no COMPILED list")
+
+
+@pytest.mark.parametrize("path", _compiled())
+def test_a_compiled_module_is_not_older_than_its_source(path):
+    name = path.removesuffix(".py").replace("/", ".")
+    mod = importlib.import_module(name)
+    if not str(mod.__file__).endswith(".so"):
+        pytest.skip(f"{name} runs as Python (not compiled)")
+    src = ROOT / path
+    assert os.path.getmtime(str(mod.__file__)) >= os.path.getmtime(src), (
+        f"{mod.__file__} is older than {path}: it runs the old code. "
+        "Rebuild with `make` (any target) or `pip install -e .`"
+    )
+
+
+def test_the_makefile_rebuilds_when_a_compiled_source_changes():
+    makefile = (ROOT / "Makefile").read_text()
+    native = next(line for line in makefile.splitlines() if line.startswith("NATIVE :="))
+    assert native.split(":=")[1].split() == _compiled()
+
+
+def test_the_wire_scanner_is_native_where_a_compiler_was_found():
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler here: the pure-Python fallback runs")
+    assert wirescan.NATIVE, "pipeline._wirescan was not built, though a C compiler is here"
