@@ -36,7 +36,7 @@ from __future__ import annotations
 import struct
 from typing import Any
 
-__all__ = ["NATIVE", "SpanInfo", "WireError", "attributes", "splice", "spans"]
+__all__ = ["NATIVE", "SpanInfo", "WireError", "attributes", "spans", "splice"]
 
 SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
 Patch = tuple[int, bytes, frozenset[str] | None]
@@ -316,7 +316,7 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
 
 
 try:
-    from pipeline._wirescan import attributes, splice, spans
+    from pipeline._wirescan import attributes, spans, splice
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
