@@ -113,6 +113,15 @@ static PyObject *mkstr(ptr a, ptr b) {
     return s;
 }
 
+/* An occurrence of a string field that a later one overrides: still validated, as the
+ * decoder does (and the Python functions). */
+static int check_str(ptr a, ptr b) {
+    PyObject *s = mkstr(a, b);
+    if (s == NULL) return -1;
+    Py_DECREF(s);
+    return 0;
+}
+
 /* -- spans ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -134,7 +143,11 @@ static int scan_span(scan_state *st, PyObject *scope, ptr start, ptr end) {
         case 0x0A: tid0 = f.v0; tid1 = f.v1; break;
         case 0x12: sid0 = f.v0; sid1 = f.v1; break;
         case 0x22: pid0 = f.v0; pid1 = f.v1; break;
-        case 0x2A: nm0 = f.v0; nm1 = f.v1; break;
+        case 0x2A:
+            if (nm0 && check_str(nm0, nm1)) return -1;
+            nm0 = f.v0;
+            nm1 = f.v1;
+            break;
         case 0x1A: { /* trace_state: validated like the decoder does */
             PyObject *s = mkstr(f.v0, f.v1);
             if (s == NULL) return -1;
@@ -230,6 +243,7 @@ static int scan_scope(scan_state *st, ptr start, ptr end) {
             while (q < f.v1) {
                 if (next_field(&q, f.v1, &g)) return -1;
                 if (g.key == 0x0A) {
+                    if (nm0 && check_str(nm0, nm1)) return -1;
                     nm0 = g.v0;
                     nm1 = g.v1;
                 }
@@ -414,6 +428,7 @@ static int kv_key(ptr v0, ptr v1, ptr *k0, ptr *k1) {
     while (q < v1) {
         if (next_field(&q, v1, &g)) return -1;
         if (g.key == 0x0A) {
+            if (*k0 && check_str(*k0, *k1)) return -1; /* an overridden key: still UTF-8 */
             *k0 = g.v0;
             *k1 = g.v1;
         }
@@ -434,6 +449,7 @@ static int key_value(ptr start, ptr end, PyObject *unset, int depth, PyObject **
     while (p < end) {
         if (next_field(&p, end, &f)) return -1;
         if (f.key == 0x0A) {
+            if (k0 && check_str(k0, k1)) return -1;
             k0 = f.v0;
             k1 = f.v1;
         } else if (f.key == 0x12) {
@@ -772,6 +788,7 @@ static int dropped(PyObject *drop, ptr v0, ptr v1) {
     while (q < v1) {
         if (next_field(&q, v1, &g)) return -1;
         if (g.key == 0x0A) {
+            if (k0 && check_str(k0, k1)) return -1;
             k0 = g.v0;
             k1 = g.v1;
         }
@@ -815,7 +832,8 @@ static Py_ssize_t walk(splicer *s, int level, ptr start, ptr end) {
         if (f.key == child && s->next < s->n) {
             Py_ssize_t v0 = f.v0 - s->base, v1 = f.v1 - s->base;
             Py_ssize_t ps = s->patches[s->next].start;
-            if (level == 2 ? ps == v0 : (ps >= v0 && ps < v1)) {
+            /* <= v1: an empty span ends its scope (and resource) where it starts */
+            if (level == 2 ? ps == v0 : (ps >= v0 && ps <= v1)) {
                 if (s->out == NULL) {
                     Py_ssize_t slot = s->nsizes;
                     if (push_size(s, 0)) return -1;
@@ -870,8 +888,13 @@ static PyObject *wire_splice(PyObject *self, PyObject *args) {
             PyErr_SetString(PyExc_TypeError, "a patch is (body_start, bytes, drop_keys|None)");
             goto done;
         }
-        ps[i].start = PyLong_AsSsize_t(PyTuple_GET_ITEM(t, 0));
-        if (ps[i].start == -1 && PyErr_Occurred()) goto done;
+        int overflow;
+        long long start = PyLong_AsLongLongAndOverflow(PyTuple_GET_ITEM(t, 0), &overflow);
+        if (start == -1 && PyErr_Occurred()) goto done;
+        /* past any encoding's size: names no span (a WireError below, not OverflowError) */
+        ps[i].start = overflow > 0   ? PY_SSIZE_T_MAX
+                      : overflow < 0 ? PY_SSIZE_T_MIN
+                                     : (Py_ssize_t)start;
         add = PyTuple_GET_ITEM(t, 1);
         drop = PyTuple_GET_ITEM(t, 2);
         if (!PyBytes_Check(add) || (drop != Py_None && !PyAnySet_Check(drop))) {

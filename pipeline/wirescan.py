@@ -42,11 +42,21 @@ accepted never does.
 
 from __future__ import annotations
 
+import operator
 import struct
 from collections.abc import Iterable
 from typing import Any
 
-__all__ = ["NATIVE", "SpanInfo", "WireError", "attributes", "spans", "splice"]
+__all__ = [
+    "NATIVE",
+    "Slots",
+    "SpanInfo",
+    "WireError",
+    "attributes",
+    "collect",
+    "spans",
+    "splice",
+]
 
 SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
 Patch = tuple[int, bytes, frozenset[str] | None]
@@ -251,8 +261,12 @@ def _py_kv(raw: bytes, start: int, end: int, unset: Any, depth: int) -> tuple[st
 def _py_attributes(
     raw: bytes, start: int, end: int, keys: frozenset[str] | _PySlots | None, unset: Any = None
 ) -> list[tuple[str, Any]]:
+    if not 0 <= start <= end <= len(raw):
+        raise IndexError("span bounds out of range")
     if isinstance(keys, _PySlots):
         keys = keys.keys
+    if keys is not None and not isinstance(keys, (set, frozenset)):
+        raise TypeError("keys: a frozenset, Slots or None")
     out = []
     for k, _, v0, v1 in _fields(raw, start, end):
         if k != 0x4A:  # attributes = 9, LEN
@@ -310,11 +324,26 @@ def _attr_key(raw: bytes, start: int, end: int) -> str:
 
 
 def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
+    if not isinstance(raw, bytes) or not isinstance(patches, list):
+        raise TypeError("splice(bytes, list of patches)")
     if not patches:
         return raw
-    by_start = {p[0]: p for p in patches}
-    if len(by_start) != len(patches):
-        raise WireError("two patches for one span")
+    last = None
+    for p in patches:  # the checks the C function makes
+        if not (
+            isinstance(p, tuple)
+            and len(p) == 3
+            and isinstance(p[1], bytes)
+            and (p[2] is None or isinstance(p[2], (set, frozenset)))
+        ):
+            raise TypeError("a patch is (body_start, bytes, drop_keys|None)")
+        start = operator.index(p[0])
+        if last is not None and start <= last:
+            raise WireError(
+                "two patches for one span" if start == last else "patches not sorted by body_start"
+            )
+        last = start
+    by_start = {operator.index(p[0]): p for p in patches}
 
     def span_body(start: int, end: int) -> bytes | None:
         p = by_start.pop(start, None)
