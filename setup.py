@@ -1,8 +1,10 @@
 """Native code; everything else is in pyproject.toml.
 
 - `pipeline._wirescan` (C): reading spans from OTLP wire bytes (see pipeline/wirescan.py).
-- The GenAI index and analyses compiled with mypyc (`COMPILED`): the same typed Python,
-  run as C. About 40% fewer instructions per span through the enrichment processors.
+- The GenAI index and analyses, and the wire splitting and trace views behind
+  groupbytrace, cleanliness and tail_sampling, compiled with mypyc (`COMPILED`): the same
+  typed Python, run as C. About 40% fewer instructions per span through the enrichment
+  processors.
 
 Both are optional: without a compiler the build goes on and the same modules run as
 Python (pipeline/wirescan.py has the scanner's Python twin); TRACESIEVE_PURE_PYTHON=1
@@ -16,6 +18,8 @@ COMPILED = [
     "processors/genai/index.py",
     "processors/genai/analysis.py",
     "processors/genai/models.py",
+    "pipeline/wiresplit.py",
+    "pipeline/wholetraces.py",
 ]
 
 ext_modules = [

@@ -27,6 +27,8 @@ Python functions are the same algorithm, used when it was not (and tested agains
   the value of its key present with the lowest priority number (the last occurrence of a
   repeated key; None: none present), and ``mask`` has bit ``slot`` set for each slot
   present.
+- ``ids_ok(raw) -> bool``: whether every span's trace_id is empty or 16 bytes and its
+  span_id and parent_span_id empty or 8 (what the OTLP receivers require).
 - ``splice(raw, patches) -> bytes``: the request with attributes appended to spans and,
   optionally, some attributes removed: ``patches`` is a list of
   ``(body_start, append_bytes, drop_keys_or_None)`` sorted by ``body_start``, each naming
@@ -54,6 +56,7 @@ __all__ = [
     "WireError",
     "attributes",
     "collect",
+    "ids_ok",
     "spans",
     "splice",
 ]
@@ -306,6 +309,16 @@ def _py_collect(
     return by, mask
 
 
+def _py_ids_ok(raw: bytes) -> bool:
+    for info in _py_spans(raw):
+        tl = len(info[3])
+        sl = len(info[4]) - tl
+        pl = len(info[5]) - tl if info[5] else 0
+        if tl not in (0, 16) or sl not in (0, 8) or pl not in (0, 8):
+            return False
+    return True
+
+
 def _varint_bytes(n: int) -> bytes:
     out = bytearray()
     while n > 0x7F:
@@ -389,6 +402,7 @@ try:
     from pipeline._wirescan import Slots as Slots
     from pipeline._wirescan import attributes as attributes
     from pipeline._wirescan import collect as collect
+    from pipeline._wirescan import ids_ok as ids_ok
     from pipeline._wirescan import spans as spans
     from pipeline._wirescan import splice as splice
 
@@ -397,6 +411,7 @@ except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
     attributes = _py_attributes  # type: ignore[assignment]
     collect = _py_collect  # type: ignore[assignment]
+    ids_ok = _py_ids_ok
     Slots = _PySlots  # type: ignore[misc, assignment]
     splice = _py_splice
     NATIVE = False

@@ -551,30 +551,10 @@ class GroupByTraceProcessor:
                 t.holds = None
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             try:
-                now = time.monotonic()
-                if self._closing:
-                    self._release_all("shutdown")
-                else:
-                    self._expire(now)
-                if self._ready and now >= self._blocked_until:
-                    await self._emit()
-                    continue
-                if self._closing:
-                    if not self._ready:
-                        return
-                    if loop.time() >= self._shutdown_deadline:
-                        self._give_up()
-                        return
-                self._wake.clear()
-                due = self._next_due()
-                self._sleep_until = due
-                timeout = None if math.isinf(due) else max(due - time.monotonic(), 0.0) + _COALESCE
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), timeout)
-                self._sleep_until = -math.inf
+                if not await self._step():
+                    return
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -582,6 +562,32 @@ class GroupByTraceProcessor:
                 await asyncio.sleep(0.1)
             finally:
                 self._update_gauges()
+
+    async def _step(self) -> bool:
+        """One round of the releaser: emit what is ready, or sleep until something is due.
+        False when it is done (shut down)."""
+        now = time.monotonic()
+        if self._closing:
+            self._release_all("shutdown")
+        else:
+            self._expire(now)
+        if self._ready and now >= self._blocked_until:
+            await self._emit()
+            return True
+        if self._closing:
+            if not self._ready:
+                return False
+            if asyncio.get_running_loop().time() >= self._shutdown_deadline:
+                self._give_up()
+                return False
+        self._wake.clear()
+        due = self._next_due()
+        self._sleep_until = due
+        timeout = None if math.isinf(due) else max(due - time.monotonic(), 0.0) + _COALESCE
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout)
+        self._sleep_until = -math.inf
+        return True
 
     # -- telemetry ----------------------------------------------------------------------
     def _update_gauges(self) -> None:

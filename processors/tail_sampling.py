@@ -517,7 +517,7 @@ class NumericAttribute(Policy):
     def _in_range(self, v: AnyValue) -> bool:
         which = v.WhichOneof("value")
         if which == "int_value":
-            x: float = v.int_value
+            x: int | float = v.int_value
         elif which == "double_value":
             x = v.double_value
         else:

@@ -30,7 +30,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
-from pipeline import otlpjson
+from pipeline import otlpjson, wirescan
 from pipeline.component import Host, ReceiverFactory, Settings, TracesConsumer
 from pipeline.configtypes import (
     Config,
@@ -136,7 +136,7 @@ def decode_protobuf(body: bytes) -> Traces:
     """An OTLP/protobuf request as the receiver accepts it; `InvalidTracesError` says why
     not."""
     traces = Traces.decode(body)
-    problem = id_problem(traces.request)
+    problem = None if wirescan.ids_ok(body) else id_problem(traces.request)
     if problem is not None:
         raise InvalidTracesError(f"invalid ExportTraceServiceRequest: {problem}")
     return traces

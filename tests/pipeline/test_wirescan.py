@@ -959,3 +959,19 @@ def test_collect_priority_and_repeats(slots_type: Any, collect: Any, attributes:
     assert by == ["2", None, "5"] and mask == 0b101
     with pytest.raises(ValueError):
         slots_type({"k": (64, 0)})
+
+
+@pytest.mark.parametrize("ids_ok", [w._py_ids_ok] + ([w.ids_ok] if w.NATIVE else []))
+def test_ids_ok_says_whether_every_id_has_a_valid_length(ids_ok: Any) -> None:
+    def req(**ids: bytes) -> bytes:
+        r = ExportTraceServiceRequest()
+        ss = r.resource_spans.add().scope_spans.add()
+        ss.spans.add(trace_id=b"t" * 16, span_id=b"s" * 8, name="fine")
+        ss.spans.add(name="x", **ids)
+        return r.SerializeToString()
+
+    assert ids_ok(req(trace_id=b"t" * 16, span_id=b"s" * 8, parent_span_id=b"p" * 8))
+    assert ids_ok(req())  # empty ids are the next stage's business
+    assert not ids_ok(req(trace_id=b"t" * 15))
+    assert not ids_ok(req(span_id=b"s" * 9))
+    assert not ids_ok(req(parent_span_id=b"p" * 4))
