@@ -32,7 +32,7 @@ if os.environ.get("TRACESIEVE_PURE_PYTHON") != "1":
         from mypyc.build import mypycify
 
         compiled = mypycify(COMPILED, opt_level="3", group_name="tracesieve_native")
-    except Exception as exc:  # mypyc missing or the modules not compilable: run as Python
+    except (Exception, SystemExit) as exc:  # mypyc missing, or a type error: run as Python
         print(f"tracesieve: not compiling with mypyc ({exc!r})")
     else:
         for ext in compiled:
