@@ -49,6 +49,8 @@ import struct
 from collections.abc import Iterable
 from typing import Any
 
+from pipeline.otlpwire import varint
+
 __all__ = [
     "NATIVE",
     "Slots",
@@ -319,15 +321,6 @@ def _py_ids_ok(raw: bytes) -> bool:
     return True
 
 
-def _varint_bytes(n: int) -> bytes:
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
 def _attr_key(raw: bytes, start: int, end: int) -> str:
     key = ""
     for k, _, v0, v1 in _fields(raw, start, end):
@@ -383,7 +376,7 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
                 parts.append(raw[f0:f1])
             else:
                 changed = True
-                parts.append(bytes((child_key,)) + _varint_bytes(len(body)) + body)
+                parts.append(bytes((child_key,)) + varint(len(body)) + body)
         return b"".join(parts) if changed else None
 
     def scope_body(start: int, end: int) -> bytes | None:
