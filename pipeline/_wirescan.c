@@ -122,6 +122,23 @@ static int check_str(ptr a, ptr b) {
     return 0;
 }
 
+/* The last string field 1 of a message (a KeyValue's key, an InstrumentationScope's name):
+ * its bounds (NULL: none). Earlier copies are checked for UTF-8 as a decoder would. */
+static int last_str1(ptr v0, ptr v1, ptr *k0, ptr *k1) {
+    ptr q = v0;
+    field g;
+    *k0 = *k1 = NULL;
+    while (q < v1) {
+        if (next_field(&q, v1, &g)) return -1;
+        if (g.key == 0x0A) {
+            if (*k0 && check_str(*k0, *k1)) return -1;
+            *k0 = g.v0;
+            *k1 = g.v1;
+        }
+    }
+    return 0;
+}
+
 /* -- spans ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -237,16 +254,13 @@ static int scan_scope(scan_state *st, ptr start, ptr end) {
     /* the scope's name first: fields may come in any order */
     while (p < end) {
         if (next_field(&p, end, &f)) return -1;
-        if (f.key == 0x0A) {
-            ptr q = f.v0;
-            field g;
-            while (q < f.v1) {
-                if (next_field(&q, f.v1, &g)) return -1;
-                if (g.key == 0x0A) {
-                    if (nm0 && check_str(nm0, nm1)) return -1;
-                    nm0 = g.v0;
-                    nm1 = g.v1;
-                }
+        if (f.key == 0x0A) { /* scope; repeated occurrences merge: the last name wins */
+            ptr a, b;
+            if (last_str1(f.v0, f.v1, &a, &b)) return -1;
+            if (a != NULL) {
+                if (nm0 && check_str(nm0, nm1)) return -1;
+                nm0 = a;
+                nm1 = b;
             }
         }
     }
@@ -419,62 +433,6 @@ static PyTypeObject SlotsType = {
     .tp_new = PyType_GenericNew,
     .tp_getset = Slots_getset,
 };
-
-/* The key of an attribute (a KeyValue body): its bounds (NULL: none). */
-static int kv_key(ptr v0, ptr v1, ptr *k0, ptr *k1) {
-    ptr q = v0;
-    field g;
-    *k0 = *k1 = NULL;
-    while (q < v1) {
-        if (next_field(&q, v1, &g)) return -1;
-        if (g.key == 0x0A) {
-            if (*k0 && check_str(*k0, *k1)) return -1; /* an overridden key: still UTF-8 */
-            *k0 = g.v0;
-            *k1 = g.v1;
-        }
-    }
-    return 0;
-}
-
-/* -- ids_ok ------------------------------------------------------------------------ */
-
-/* Whether every span's trace_id is 0 or 16 bytes, span_id and parent_span_id 0 or 8 (the
- * last occurrence of each field, as a decoder keeps). */
-static PyObject *wire_ids_ok(PyObject *self, PyObject *arg) {
-    Py_buffer buf;
-    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE)) return NULL;
-    PyObject *result = NULL;
-    ptr p = (ptr)buf.buf, end = p + buf.len;
-    field f, g, h, k;
-    int ok = 1;
-    while (ok && p < end) {
-        if (next_field(&p, end, &f)) goto done;
-        if (f.key != 0x0A) continue;
-        ptr q = f.v0;
-        while (ok && q < f.v1) {
-            if (next_field(&q, f.v1, &g)) goto done;
-            if (g.key != 0x12) continue;
-            ptr r = g.v0;
-            while (ok && r < g.v1) {
-                if (next_field(&r, g.v1, &h)) goto done;
-                if (h.key != 0x12) continue;
-                Py_ssize_t tl = 0, sl = 0, pl = 0;
-                ptr t = h.v0;
-                while (t < h.v1) {
-                    if (next_field(&t, h.v1, &k)) goto done;
-                    if (k.key == 0x0A) tl = k.v1 - k.v0;
-                    else if (k.key == 0x12) sl = k.v1 - k.v0;
-                    else if (k.key == 0x22) pl = k.v1 - k.v0;
-                }
-                ok = (tl == 0 || tl == 16) && (sl == 0 || sl == 8) && (pl == 0 || pl == 8);
-            }
-        }
-    }
-    result = PyBool_FromLong(ok);
-done:
-    PyBuffer_Release(&buf);
-    return result;
-}
 
 /* -- attributes -------------------------------------------------------------------- */
 
@@ -685,12 +643,12 @@ static PyObject *wire_attributes(PyObject *self, PyObject *args) {
         PyObject *k, *v;
         if (table != NULL) {
             ptr k0, k1;
-            if (kv_key(f.v0, f.v1, &k0, &k1)) goto error;
+            if (last_str1(f.v0, f.v1, &k0, &k1)) goto error;
             if (slots_find(table, k0 ? k0 : (ptr) "", k0 ? k1 - k0 : 0) == NULL) continue;
         } else if (keys != Py_None) {
             /* the key alone first: most attributes are not wanted */
             ptr k0, k1;
-            if (kv_key(f.v0, f.v1, &k0, &k1)) goto error;
+            if (last_str1(f.v0, f.v1, &k0, &k1)) goto error;
             k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
             if (k == NULL) goto error;
             int in = PySet_Contains(keys, k);
@@ -742,7 +700,7 @@ static PyObject *wire_collect(PyObject *self, PyObject *args) {
         if (next_field(&p, end, &f)) goto done;
         if (f.key != 0x4A) continue;
         ptr k0, k1;
-        if (kv_key(f.v0, f.v1, &k0, &k1)) goto done;
+        if (last_str1(f.v0, f.v1, &k0, &k1)) goto done;
         const slot_entry *e = slots_find(t, k0 ? k0 : (ptr) "", k0 ? k1 - k0 : 0);
         if (e == NULL) continue; /* not wanted: no object made */
         PyObject *v;
@@ -823,16 +781,8 @@ static int push_size(splicer *s, Py_ssize_t n) {
 
 /* Whether the attribute (a KeyValue body) is to be dropped: 1 yes, 0 no, -1 error. */
 static int dropped(PyObject *drop, ptr v0, ptr v1) {
-    ptr q = v0, k0 = NULL, k1 = NULL;
-    field g;
-    while (q < v1) {
-        if (next_field(&q, v1, &g)) return -1;
-        if (g.key == 0x0A) {
-            if (k0 && check_str(k0, k1)) return -1;
-            k0 = g.v0;
-            k1 = g.v1;
-        }
-    }
+    ptr k0, k1;
+    if (last_str1(v0, v1, &k0, &k1)) return -1;
     PyObject *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
     if (k == NULL) return -1;
     int in = PySet_Contains(drop, k);

@@ -402,9 +402,6 @@ class Keys:
         for name, f in _CONFIG_FIELDS.items():
             for prio, k in enumerate(getattr(a, name)):
                 keymap[k] = (f, prio - 100)  # config keys first
-        self.fields = {k: f for k, (f, _) in keymap.items()}
-        self.priority = {k: p for k, (_, p) in keymap.items()}
-        self.wanted: frozenset[str] = frozenset(keymap)
         self.keymap = keymap  # key -> (field, priority)
         self.slots = wirescan.Slots(keymap)
         self.hosts = HostResolver(self.cfg.hosts)

@@ -1,16 +1,14 @@
-"""Appending attributes to a span fast: the attributes are encoded once (memoised by value)
-as Span wire bytes, and merged with `span.MergeFromString` (protobuf appends repeated
-fields on merge). ~0.15 us per attribute, against ~2 us for `attributes.add()`."""
+"""Attributes as Span wire bytes (tag 9 KeyValue fields), encoded once (memoised by value)
+and appended to a span's encoding with `Traces.patch`."""
 
 from __future__ import annotations
 
 import struct
 from collections.abc import Iterable
-from typing import Any
 
 from pipeline.otlpwire import frame, varint
 
-__all__ = ["Encoder", "attr_bool", "attr_double", "attr_int", "attr_str", "attr_strs", "strip"]
+__all__ = ["Encoder", "attr_bool", "attr_double", "attr_int", "attr_str", "attr_strs"]
 
 _ATTR = b"\x4a"  # Span.attributes: field 9, length-delimited
 
@@ -59,12 +57,3 @@ class Encoder:
             self._memo.clear()
         self._memo[key] = data
         return data
-
-
-def strip(span: Any, keys: frozenset[str]) -> None:
-    """Remove every attribute of `span` whose key is in `keys` (values an earlier
-    tracesieve wrote, before writing them again)."""
-    attributes = span.attributes
-    for i in range(len(attributes) - 1, -1, -1):
-        if attributes[i].key in keys:
-            del attributes[i]
