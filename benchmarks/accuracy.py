@@ -61,24 +61,20 @@ def whole_trace_batches(
 def _batch(traces: list[GeneratedTrace]) -> Traces:
     pieces: list[bytes] = []
     entries: list[TraceEntry] = []
-    rs_pos = byte_pos = 0
+    byte_pos = 0
     for t in traces:
         piece = b"".join(frame(TAG_1, rs.SerializeToString()) for rs in t.resource_spans)
-        n_rs = len(t.resource_spans)
         entries.append(
             TraceEntry(
                 t.trace_id,
-                rs_pos,
-                rs_pos + n_rs,
                 t.span_count,
-                True,
                 "root",
                 byte_pos,
                 byte_pos + len(piece),
+                len(t.resource_spans),
             )
         )
         pieces.append(piece)
-        rs_pos += n_rs
         byte_pos += len(piece)
     raw = b"".join(pieces)
     out = Traces(raw=raw, span_count=sum(e.span_count for e in entries))

@@ -11,6 +11,9 @@ bytes, as a decoded message, or both:
   of its attributes) in the encoding, named by the span's byte offset in `base`
   (`pipeline.wirescan`); pending patches are spliced in, in one pass, when the bytes or
   the decoded request are next asked for. Patches change no span's place: `cache` stays.
+  `slice()` cuts a batch by byte ranges (whole traces) with their pending patches, and
+  `settle()` splices patches in range by range, saying where each range went;
+- scanned once: `scan()` gives every span's cheap fields and byte bounds in `base`.
 
 `Delivery` tokens track data whose source wants to know when it is fully handled (the
 Kafka receiver commits an offset only then). Reference counting: a component that keeps
@@ -20,15 +23,28 @@ a batch beyond the `consume_traces` call that handed it over calls `retain()`, a
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
 from pipeline import wirescan
+from pipeline.wirescan import SpanInfo
 
 __all__ = ["Delivery", "InvalidTracesError", "Traces"]
+
+_Patch = tuple[bytes, frozenset[str] | None]
+_SCAN = "wirescan.spans"
+
+
+class _Scan:
+    __slots__ = ("raw", "spans")
+
+    def __init__(self, raw: bytes, spans: list[SpanInfo]) -> None:
+        self.raw = raw
+        self.spans = spans
 
 
 class InvalidTracesError(ValueError):
@@ -81,7 +97,7 @@ class Traces:
             msg = ExportTraceServiceRequest()
         self._msg = msg
         self._raw = raw
-        self._patches: dict[int, tuple[bytes, frozenset[str] | None]] | None = None
+        self._patches: dict[int, _Patch] | None = None
         if span_count is None:
             span_count = count_spans(self.request)
         self.span_count = span_count
@@ -150,6 +166,77 @@ class Traces:
                 drop = drop | old_drop
             patches[start] = (old_data + data, drop or old_drop)
 
+    @property
+    def pending(self) -> bool:
+        """Whether patches are waiting to be spliced in."""
+        return bool(self._patches)
+
+    def scan(self) -> list[SpanInfo]:
+        """Every span of `base` as a `wirescan.SpanInfo`, in wire order (scanned once per
+        base, for every stage that reads the batch from its encoding)."""
+        base = self.base
+        got = self.cache.get(_SCAN)
+        if isinstance(got, _Scan) and got.raw is base:
+            return got.spans
+        spans = wirescan.spans(base)
+        self.cache[_SCAN] = _Scan(base, spans)
+        return spans
+
+    def _patches_in(self, ranges: Sequence[tuple[int, int]]) -> list[dict[int, _Patch]]:
+        """The pending patches of each range of `base`, with offsets made relative to it."""
+        patches = self._patches or {}
+        starts = sorted(patches)
+        out: list[dict[int, _Patch]] = []
+        for a, b in ranges:
+            got: dict[int, _Patch] = {}
+            for i in range(bisect_left(starts, a), bisect_left(starts, b)):
+                s = starts[i]
+                got[s - a] = patches[s]
+            out.append(got)
+        return out
+
+    def slice(self, ranges: Sequence[tuple[int, int]], span_count: int) -> Traces:
+        """A new batch of these byte ranges of `base` (whole top-level fields, sorted and
+        disjoint), with their pending patches and this batch's deliveries. Nothing is
+        decoded or spliced."""
+        base = self.base
+        raw = (
+            base
+            if len(ranges) == 1 and ranges[0] == (0, len(base))
+            else b"".join([base[a:b] for a, b in ranges])
+        )
+        out = Traces(raw=raw, span_count=span_count, deliveries=self.deliveries)
+        if self._patches:
+            moved: dict[int, _Patch] = {}
+            pos = 0
+            for (a, b), got in zip(ranges, self._patches_in(ranges), strict=True):
+                for s, p in got.items():
+                    moved[s + pos] = p
+                pos += b - a
+            out._patches = moved or None
+        return out
+
+    def settle(self, ranges: Sequence[tuple[int, int]]) -> list[tuple[int, int]]:
+        """Splice the pending patches in range by range (`ranges`: whole top-level fields
+        of `base`, sorted, disjoint, covering every patched span) and return where each
+        range is in the new encoding."""
+        if not self._patches:
+            return list(ranges)
+        base = self.base
+        pieces: list[bytes] = []
+        out: list[tuple[int, int]] = []
+        pos = 0
+        for (a, b), got in zip(ranges, self._patches_in(ranges), strict=True):
+            piece = base[a:b]
+            if got:
+                piece = wirescan.splice(piece, [(k, *got[k]) for k in sorted(got)])
+            pieces.append(piece)
+            out.append((pos, pos + len(piece)))
+            pos += len(piece)
+        self._raw = b"".join(pieces)
+        self._patches = None
+        return out
+
     def _apply(self) -> None:
         patches = self._patches
         self._patches = None
@@ -161,6 +248,15 @@ class Traces:
         msg = self.request
         self._raw = None
         return msg
+
+    def reset(self, raw: bytes, span_count: int) -> None:
+        """Replace the batch's content with another encoding (same deliveries); derived
+        data in `cache` is dropped."""
+        self._raw = raw
+        self._msg = None
+        self._patches = None
+        self.span_count = span_count
+        self.cache.clear()
 
     def changed(self) -> None:
         """Tell the batch that its spans were changed or removed (recount and re-encode).

@@ -1,60 +1,81 @@
 """Batches of whole traces, as `groupbytrace` releases them, and what later components
-(`cleanliness`, `tail_sampling`, the `routing` connector) need to work on them per trace.
+(`cleanliness`, `tail_sampling`, the `routing` connector) need to work on them per trace,
+read from the batch's encoding: nothing here decodes a span into protobuf objects.
 
 A batch from `groupbytrace` is *trace-aligned*: each trace occupies a contiguous run of
-`resource_spans` and of bytes in the encoding. It carries a `TraceIndex` in
+bytes (whole `resource_spans` fields) in the encoding. It carries a `TraceIndex` in
 `traces.cache[INDEX]`:
 
-    TraceIndex.entries[i]  one per trace: trace_id, its resource_spans range [rs_start,
-                           rs_end), its byte range in `TraceIndex.raw`, span_count, whether
-                           the root span is in it, why it was released (`release`), and
-                           `facts`, a dict where processors leave per-trace results for
-                           later ones (e.g. the cleanliness class), keyed by the attribute
-                           name they also write.
-    TraceIndex.raw         the encoding the byte ranges refer to; they are valid only
-                           while `traces.raw is index.raw` (nobody changed the batch).
+    TraceIndex.entries[i]  one per trace: trace_id, span_count, why it was released
+                           (`release`), its byte range [byte_start, byte_end) in
+                           `TraceIndex.raw` and the `frames` (resource_spans fields) in
+                           it, and `facts`, a dict where processors leave
+                           per-trace results for later ones (e.g. the cleanliness class),
+                           keyed by the attribute name they also write.
+    TraceIndex.raw         the encoding the byte ranges refer to: valid while it is the
+                           batch's `Traces.base` (pending patches keep it valid).
 
 `release` is one of: "wait" (quiet for `wait_duration`), "root" (root arrived, then quiet
 for `wait_duration_after_root`), "num_traces" / "memory" (evicted to stay within limits:
 possibly incomplete), "shutdown" (released at shutdown: possibly incomplete) and "late"
 (spans of a trace already released: a fragment, to follow the decision made for it).
 
-A component that removes traces keeps the index right (`select`); one that only adds
-attributes leaves it valid. Without an index (a batch that did not come from
-`groupbytrace`, or a copy made by a fan-out) `trace_views` groups the spans by trace id.
+`aligned` makes any batch trace-aligned: a batch that did not come from `groupbytrace`, or
+that a component changed, is regrouped by trace id on the wire (spans kept byte for
+byte), keeping the entries' release and facts by trace id. `select` and `split` keep or
+route whole traces by byte range, pending patches included, and leave the index right.
 
-The root span of a trace is its span without a parent span id.
+The root span of a trace is its first span without a parent span id.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from bisect import bisect_left
 from typing import Any
 
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
+from pipeline import wirescan, wiresplit
 from pipeline.otlpwire import TAG_1, frame
-from pipeline.pdata import Traces, traces_from_spans
+from pipeline.pdata import Traces
+from pipeline.wirescan import SpanInfo
 
 INDEX = "wholetraces"
 
 RELEASES = ("wait", "root", "num_traces", "memory", "shutdown", "late")
 
+_RS_KEY = 0x0A  # ExportTraceServiceRequest.resource_spans = 1, LEN
+_SS_KEY = 0x12  # ResourceSpans.scope_spans = 2, LEN
 
-@dataclass(slots=True)
+
 class TraceEntry:
-    trace_id: bytes
-    rs_start: int
-    rs_end: int
-    span_count: int
-    root: bool
-    release: str
-    byte_start: int = 0
-    byte_end: int = 0
-    facts: dict[str, Any] = field(default_factory=dict)
+    __slots__ = (
+        "byte_end",
+        "byte_start",
+        "facts",
+        "frames",
+        "release",
+        "span_count",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        trace_id: bytes,
+        span_count: int,
+        release: str,
+        byte_start: int = 0,
+        byte_end: int = 0,
+        frames: int = 1,
+        facts: dict[str, Any] | None = None,
+    ) -> None:
+        self.trace_id = trace_id
+        self.span_count = span_count
+        self.release = release
+        self.byte_start = byte_start
+        self.byte_end = byte_end
+        self.frames = frames  # resource_spans fields in the range
+        self.facts: dict[str, Any] = {} if facts is None else facts
 
     @property
     def late(self) -> bool:
@@ -69,108 +90,185 @@ class TraceIndex:
         self.raw = raw
 
 
-def index_of(traces: Traces) -> TraceIndex | None:
-    """The batch's trace index if it still describes the batch."""
+# -- alignment -----------------------------------------------------------------------------
+
+
+def aligned(traces: Traces) -> TraceIndex:
+    """The batch's trace index, valid for `traces.base`. After a change that kept every
+    trace's `resource_spans` fields (patches spliced in, a re-encoding) only the byte
+    ranges are found again; a batch that is not trace-aligned is regrouped by trace on the
+    wire first (spans kept byte for byte; release and facts kept by trace id)."""
     idx = traces.cache.get(INDEX)
-    if not isinstance(idx, TraceIndex):
-        return None
-    if idx.raw is not None and traces.raw is idx.raw:
-        return idx
-    n = idx.entries[-1].rs_end if idx.entries else 0
-    return idx if len(traces.request.resource_spans) == n else None
+    old = idx if isinstance(idx, TraceIndex) else None
+    base = traces.base
+    if old is not None:
+        if old.raw is base:
+            return old
+        if _relocate(old, base):
+            return old
+    raw = traces.to_bytes()
+    known = {e.trace_id: e for e in old.entries} if old is not None else {}
+    pieces: list[bytes] = []
+    entries: list[TraceEntry] = []
+    pos = 0
+    for tid, refs in wiresplit.by_trace(wiresplit.parse(raw)).items():
+        piece = wiresplit.build(refs)
+        frames = 0
+        last: object = None
+        for scope, _, _ in refs:
+            if scope.resource is not last:
+                last = scope.resource
+                frames += 1
+        was = known.get(tid)
+        release = was.release if was is not None else "wait"
+        facts = was.facts if was is not None else None
+        entries.append(TraceEntry(tid, len(refs), release, pos, pos + len(piece), frames, facts))
+        pieces.append(piece)
+        pos += len(piece)
+    raw = b"".join(pieces)
+    traces.reset(raw, sum(e.span_count for e in entries))
+    out = TraceIndex(entries, raw)
+    traces.cache[INDEX] = out
+    return out
 
 
-def bytes_of(traces: Traces, idx: TraceIndex | None) -> bytes | None:
-    """The encoding the index's byte ranges refer to, if they are still valid."""
-    if idx is not None and idx.raw is not None and traces.raw is idx.raw:
-        return idx.raw
-    return None
+def _relocate(idx: TraceIndex, raw: bytes) -> bool:
+    """Find the entries' byte ranges in `raw` if it has as many `resource_spans` fields as
+    they cover, and nothing else at the top level."""
+    tops = wiresplit.fields(raw, 0, len(raw))
+    if len(tops) != sum(e.frames for e in idx.entries):
+        return False
+    for key, _, _, _ in tops:
+        if key != _RS_KEY:
+            return False
+    i = 0
+    for e in idx.entries:
+        e.byte_start = tops[i][1]
+        i += e.frames
+        e.byte_end = tops[i - 1][3]
+    idx.raw = raw
+    return True
 
 
 # -- views ---------------------------------------------------------------------------------
 
 
 class TraceView:
-    """The spans of one trace in a batch: `parts` are (resource, scope, spans) groups."""
+    """The spans of one trace in a batch: `spans` are `wirescan.SpanInfo` of `raw`."""
 
-    __slots__ = ("entry", "parts", "root", "root_resource", "trace_id")
+    __slots__ = ("_resources", "entry", "raw", "root", "spans", "trace_id")
 
-    def __init__(
-        self,
-        trace_id: bytes,
-        parts: list[tuple[ResourceSpans, ScopeSpans, list[Span]]],
-        entry: TraceEntry | None,
-    ) -> None:
-        self.trace_id = trace_id
-        self.parts = parts
+    def __init__(self, entry: TraceEntry, spans: list[SpanInfo], raw: bytes) -> None:
         self.entry = entry
-        self.root: Span | None = None
-        self.root_resource: ResourceSpans | None = None
-        for rs, _, spans in parts:
-            for s in spans:
-                if not s.parent_span_id:
-                    self.root = s
-                    self.root_resource = rs
-                    break
-            if self.root is not None:
+        self.trace_id = entry.trace_id
+        self.spans = spans
+        self.raw = raw
+        self.root: SpanInfo | None = None
+        for s in spans:
+            if not s[5]:
+                self.root = s
                 break
+        self._resources: list[tuple[int, bytes]] | None = None
 
     @property
     def span_count(self) -> int:
-        return sum(len(spans) for _, _, spans in self.parts)
-
-    def spans(self) -> Iterator[Span]:
-        for _, _, spans in self.parts:
-            yield from spans
-
-    def resources(self) -> Iterator[ResourceSpans]:
-        seen: set[int] = set()
-        for rs, _, _ in self.parts:
-            if id(rs) not in seen:
-                seen.add(id(rs))
-                yield rs
+        return len(self.spans)
 
     @property
     def late(self) -> bool:
-        return self.entry is not None and self.entry.late
+        return self.entry.release == "late"
+
+    def resources(self) -> list[tuple[int, bytes]]:
+        """(end offset, head) of each ResourceSpans of the trace, in order; the head is its
+        fields but `scope_spans` (the resource and schema URL), as encoded."""
+        got = self._resources
+        if got is None:
+            got = self._resources = _resource_heads(
+                self.raw, self.entry.byte_start, self.entry.byte_end
+            )
+        return got
+
+    def resource_of(self, pos: int) -> bytes:
+        """The head of the ResourceSpans holding byte offset `pos`."""
+        for end, head in self.resources():
+            if pos < end:
+                return head
+        return b""
+
+    def has(self, needle: bytes) -> bool:
+        """Whether the trace's bytes contain `needle` (a cheap test before reading)."""
+        e = self.entry
+        return self.raw.find(needle, e.byte_start, e.byte_end) >= 0
 
 
-def trace_views(traces: Traces) -> tuple[list[TraceView], TraceIndex | None]:
-    """One view per trace in the batch (decodes it), and the index they came from."""
-    req = traces.request
-    idx = index_of(traces)
-    if idx is not None:
-        all_rs = req.resource_spans
-        views = []
-        for e in idx.entries:
-            parts = [
-                (rs, ss, list(ss.spans))
-                for rs in all_rs[e.rs_start : e.rs_end]
-                for ss in rs.scope_spans
-            ]
-            views.append(TraceView(e.trace_id, parts, e))
-        return views, idx
-    by_id: dict[bytes, list[tuple[ResourceSpans, ScopeSpans, list[Span]]]] = {}
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            groups: dict[bytes, list[Span]] = {}
-            for s in ss.spans:
-                tid = s.trace_id
-                g = groups.get(tid)
-                if g is None:
-                    groups[tid] = [s]
-                else:
-                    g.append(s)
-            for tid, spans in groups.items():
-                by_id.setdefault(tid, []).append((rs, ss, spans))
-    return [TraceView(tid, parts, None) for tid, parts in by_id.items()], None
+def trace_views(traces: Traces, settle: bool = True) -> list[TraceView]:
+    """One view per trace in the batch, from its encoding (made trace-aligned if it was
+    not). With `settle`, pending patches are spliced in first (the views see what earlier
+    processors wrote); without, the views read `base` and the patches stay pending."""
+    idx = aligned(traces)
+    if settle and traces.pending:
+        ranges = traces.settle([(e.byte_start, e.byte_end) for e in idx.entries])
+        for e, (a, b) in zip(idx.entries, ranges, strict=True):
+            e.byte_start, e.byte_end = a, b
+        idx.raw = traces.base
+    raw = traces.base
+    spans = traces.scan()
+    starts = [s[9] for s in spans]
+    views: list[TraceView] = []
+    for e in idx.entries:
+        i = bisect_left(starts, e.byte_start)
+        j = bisect_left(starts, e.byte_end, i)
+        views.append(TraceView(e, spans[i:j], raw))
+    return views
+
+
+def _resource_heads(raw: bytes, lo: int, hi: int) -> list[tuple[int, bytes]]:
+    out: list[tuple[int, bytes]] = []
+    for key, _, rs_start, rs_end in wiresplit.fields(raw, lo, hi):
+        if key != _RS_KEY:
+            continue
+        head = [
+            raw[start:end]
+            for k, start, _, end in wiresplit.fields(raw, rs_start, rs_end)
+            if k != _SS_KEY
+        ]
+        out.append((rs_end, b"".join(head)))
+    return out
 
 
 # -- attributes ----------------------------------------------------------------------------
 
+_RESOURCE_ATTRS: dict[bytes, dict[str, Any]] = {}
+_KEY_FIELDS: dict[str, bytes] = {}
 
-def plain(v: AnyValue) -> Any:
-    """An attribute value as a Python value (arrays as lists, kvlists as dicts)."""
+
+def _key_field(key: str) -> bytes:
+    """A KeyValue's encoded key field (what an attribute `key` looks like on the wire)."""
+    got = _KEY_FIELDS.get(key)
+    if got is None:
+        if len(_KEY_FIELDS) > 10_000:
+            _KEY_FIELDS.clear()
+        got = _KEY_FIELDS[key] = frame(TAG_1, key.encode())
+    return got
+
+
+def resource_attributes(head: bytes) -> dict[str, Any]:
+    """The attributes of a ResourceSpans head as plain values (the first of a repeated
+    key); decoded once per distinct resource."""
+    got = _RESOURCE_ATTRS.get(head)
+    if got is None:
+        got = {}
+        for kv in ResourceSpans.FromString(head).resource.attributes:
+            if kv.key not in got:
+                got[kv.key] = plain(kv.value)
+        if len(_RESOURCE_ATTRS) > 10_000:
+            _RESOURCE_ATTRS.clear()
+        _RESOURCE_ATTRS[head] = got
+    return got
+
+
+def plain(v: Any) -> Any:
+    """An AnyValue as a Python value (arrays as lists, kvlists as dicts; unset: None)."""
     which = v.WhichOneof("value")
     if which is None:
         return None
@@ -181,163 +279,111 @@ def plain(v: AnyValue) -> Any:
     return getattr(v, which)
 
 
-def get_attribute(attributes: Iterable[KeyValue], key: str) -> AnyValue | None:
-    for kv in attributes:
-        if kv.key == key:
-            return kv.value
+def span_attribute(raw: bytes, span: SpanInfo, key: str) -> Any:
+    """A span's attribute as a plain value (the first of a repeated key), None if absent."""
+    for _, value in wirescan.attributes(raw, span[9], span[10], frozenset((key,)), None):
+        return value
     return None
 
 
-def trace_attribute(view: TraceView, key: str, raw: bytes | None = None) -> Any:
+def trace_attribute(view: TraceView, key: str) -> Any:
     """A trace-level attribute: `facts` first, then the root span, then the root's
-    resource; without a root, the first span carrying it (then its resource). `raw`, the
-    batch encoding with valid byte ranges, lets traces without the key be skipped."""
-    e = view.entry
-    if e is not None:
-        if key in e.facts:
-            return e.facts[key]
-        if raw is not None and raw.find(key.encode(), e.byte_start, e.byte_end) < 0:
-            return None
-    if view.root is not None:
-        v = get_attribute(view.root.attributes, key)
-        if v is None and view.root_resource is not None:
-            v = get_attribute(view.root_resource.resource.attributes, key)
-        return None if v is None else plain(v)
-    for rs, _, spans in view.parts:
-        for s in spans:
-            v = get_attribute(s.attributes, key)
+    resource; without a root, the first span carrying it (then its resource)."""
+    facts = view.entry.facts
+    if key in facts:
+        return facts[key]
+    if not view.has(key.encode()):
+        return None
+    raw = view.raw
+    root = view.root
+    if root is not None:
+        v = span_attribute(raw, root, key)
+        if v is None:
+            v = resource_attributes(view.resource_of(root[9])).get(key)
+        return v
+    resources = view.resources()
+    r = 0
+    for s in view.spans:
+        while r < len(resources) - 1 and s[9] >= resources[r][0]:
+            v = resource_attributes(resources[r][1]).get(key)
             if v is not None:
-                return plain(v)
-        v = get_attribute(rs.resource.attributes, key)
+                return v
+            r += 1
+        v = span_attribute(raw, s, key)
         if v is not None:
-            return plain(v)
+            return v
+    for _, head in resources[r:]:
+        v = resource_attributes(head).get(key)
+        if v is not None:
+            return v
     return None
 
 
-def set_attribute(span: Span, key: str, value: AnyValue, known_absent: bool = False) -> None:
-    """Set (replace or add) an attribute; the caller has made the batch mutable."""
-    if not known_absent:
-        for kv in span.attributes:
-            if kv.key == key:
-                kv.value.CopyFrom(value)
-                return
-    span.attributes.append(KeyValue(key=key, value=value))
+def trace_values(view: TraceView, keys: frozenset[str]) -> dict[str, list[Any]]:
+    """Every value of the attributes `keys` on the trace's resources and spans (plain);
+    only resources and spans whose bytes hold a wanted key are read."""
+    found: dict[str, list[Any]] = {}
+    raw = view.raw
+    wanted = [k for k in keys if view.has(k.encode())]
+    if not wanted:
+        return found
+    patterns = [_key_field(k) for k in wanted]
+    for _, head in view.resources():
+        if any(p in head for p in patterns):
+            attrs = resource_attributes(head)
+            for k in wanted:
+                if k in attrs:
+                    found.setdefault(k, []).append(attrs[k])
+    want = frozenset(wanted)
+    for s in view.spans:
+        b0, b1 = s[9], s[10]
+        if any(raw.find(p, b0, b1) >= 0 for p in patterns):
+            for k, value in wirescan.attributes(raw, b0, b1, want, None):
+                found.setdefault(k, []).append(value)
+    return found
 
 
 # -- keeping and splitting -------------------------------------------------------------------
 
 
 def select(traces: Traces, views: list[TraceView], keep: list[bool]) -> Traces | None:
-    """The batch with only the kept traces (changed in place), or None if none is kept."""
+    """The batch with only the kept traces (a new batch unless all are kept), or None if
+    none is kept. Pending patches of kept traces go along."""
     if all(keep):
         return traces
     if not any(keep):
         return None
-    idx = index_of(traces)
-    req = traces.mutable()
-    if idx is not None and len(idx.entries) == len(views):
-        entries: list[TraceEntry] = []
-        # delete from the end so that earlier ranges stay put
-        for e, k in zip(reversed(idx.entries), reversed(keep), strict=True):
-            if not k:
-                del req.resource_spans[e.rs_start : e.rs_end]
-        pos = 0
-        for e, k in zip(idx.entries, keep, strict=True):
-            if k:
-                n = e.rs_end - e.rs_start
-                entries.append(
-                    TraceEntry(
-                        e.trace_id, pos, pos + n, e.span_count, e.root, e.release, 0, 0, e.facts
-                    )
-                )
-                pos += n
-        traces.changed()
-        traces.cache[INDEX] = TraceIndex(entries, None)
-        return traces
-    dropped = {v.trace_id for v, k in zip(views, keep, strict=True) if not k}
-    for rs in req.resource_spans:
-        for ss in rs.scope_spans:
-            spans = ss.spans
-            for i in range(len(spans) - 1, -1, -1):
-                if spans[i].trace_id in dropped:
-                    del spans[i]
-        for j in range(len(rs.scope_spans) - 1, -1, -1):
-            if not rs.scope_spans[j].spans:
-                del rs.scope_spans[j]
-    for j in range(len(req.resource_spans) - 1, -1, -1):
-        if not req.resource_spans[j].scope_spans:
-            del req.resource_spans[j]
-    traces.changed()
-    traces.cache.pop(INDEX, None)
-    return traces
+    return _part(traces, [v for v, k in zip(views, keep, strict=True) if k])
 
 
 def split(traces: Traces, views: list[TraceView], routes: list[int]) -> dict[int, Traces]:
-    """Split a batch by trace: `routes[i]` is where `views[i]` goes. Each part is a new
+    """Split a batch by trace: `routes[i]` is where `views[i]` goes. Each part is a
     trace-aligned batch with its own index, carrying the batch's deliveries."""
     if not views:
         return {}
     first = routes[0]
     if all(r == first for r in routes):
         return {first: traces}
-    idx = index_of(traces)
-    aligned = idx is not None and len(idx.entries) == len(views)
-    pieces: list[bytes]
-    if aligned:
-        assert idx is not None
-        raw = bytes_of(traces, idx)
-        if raw is not None:
-            pieces = [raw[e.byte_start : e.byte_end] for e in idx.entries]
-        else:
-            framed = [frame(TAG_1, rs.SerializeToString()) for rs in traces.request.resource_spans]
-            pieces = [b"".join(framed[e.rs_start : e.rs_end]) for e in idx.entries]
-        rs_counts = [e.rs_end - e.rs_start for e in idx.entries]
-    else:
-        pieces, rs_counts = [], []
-        for v in views:
-            req = traces_from_spans(v.parts)
-            pieces.append(req.SerializeToString())
-            rs_counts.append(len(v.parts))
-    by_route: dict[int, list[int]] = {}
-    for i, r in enumerate(routes):
-        by_route.setdefault(r, []).append(i)
-    out: dict[int, Traces] = {}
-    for r, members in by_route.items():
-        entries: list[TraceEntry] = []
-        rs_pos = byte_pos = 0
-        for i in members:
-            v = views[i]
-            e = v.entry
-            n_rs, n_bytes = rs_counts[i], len(pieces[i])
-            entries.append(
-                TraceEntry(
-                    v.trace_id,
-                    rs_pos,
-                    rs_pos + n_rs,
-                    e.span_count if e is not None else v.span_count,
-                    e.root if e is not None else v.root is not None,
-                    e.release if e is not None else "wait",
-                    byte_pos,
-                    byte_pos + n_bytes,
-                    e.facts if e is not None else {},
-                )
-            )
-            rs_pos += n_rs
-            byte_pos += n_bytes
-        raw_part = b"".join(pieces[i] for i in members)
-        part = Traces(
-            raw=raw_part,
-            span_count=sum(en.span_count for en in entries),
-            deliveries=traces.deliveries,
+    by_route: dict[int, list[TraceView]] = {}
+    for v, r in zip(views, routes, strict=True):
+        by_route.setdefault(r, []).append(v)
+    return {r: _part(traces, members) for r, members in by_route.items()}
+
+
+def _part(traces: Traces, views: list[TraceView]) -> Traces:
+    ranges = [(v.entry.byte_start, v.entry.byte_end) for v in views]
+    part = traces.slice(ranges, sum(len(v.spans) for v in views))
+    entries: list[TraceEntry] = []
+    pos = 0
+    for v in views:
+        e = v.entry
+        n = e.byte_end - e.byte_start
+        entries.append(
+            TraceEntry(e.trace_id, e.span_count, e.release, pos, pos + n, e.frames, e.facts)
         )
-        part.cache[INDEX] = TraceIndex(entries, raw_part)
-        out[r] = part
-    return out
-
-
-def build_request(views: Iterable[TraceView]) -> ExportTraceServiceRequest:
-    """A new request holding copies of the given traces (for tests and slow paths)."""
-    return traces_from_spans(p for v in views for p in v.parts)
+        pos += n
+    part.cache[INDEX] = TraceIndex(entries, part.base)
+    return part
 
 
 __all__ = [
@@ -346,14 +392,13 @@ __all__ = [
     "TraceEntry",
     "TraceIndex",
     "TraceView",
-    "build_request",
-    "bytes_of",
-    "get_attribute",
-    "index_of",
+    "aligned",
     "plain",
+    "resource_attributes",
     "select",
-    "set_attribute",
+    "span_attribute",
     "split",
     "trace_attribute",
+    "trace_values",
     "trace_views",
 ]

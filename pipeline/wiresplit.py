@@ -27,6 +27,7 @@ __all__ = [
     "build",
     "by_trace",
     "chunk",
+    "fields",
     "group",
     "parse",
     "size_bound",
@@ -97,7 +98,7 @@ def _skip(buf: bytes, pos: int, wire: int, end: int) -> int:
     return pos
 
 
-def _fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
+def fields(buf: bytes, pos: int, end: int) -> list[tuple[int, int, int, int]]:
     """(key, start of field, start of value, end of field) for each field; for LEN
     fields the value starts after the length prefix. key = field number << 3 | wire type."""
     out = []
@@ -124,12 +125,12 @@ def parse(raw: bytes) -> list[SpanRef]:
     out: list[SpanRef] = []
     append = out.append
     ri = 0
-    for key, _, rs_start, rs_end in _fields(raw, 0, len(raw)):
+    for key, _, rs_start, rs_end in fields(raw, 0, len(raw)):
         if key != 0x0A:
             continue  # not resource_spans: an unknown top-level field, nothing to carry
         head: list[bytes] = []
         scopes: list[tuple[int, int]] = []
-        for fkey, fstart, vstart, fend in _fields(raw, rs_start, rs_end):
+        for fkey, fstart, vstart, fend in fields(raw, rs_start, rs_end):
             if fkey == 0x12:  # scope_spans = 2, LEN
                 scopes.append((vstart, fend))
             else:

@@ -35,14 +35,13 @@ import fastjsonschema
 import msgspec
 from ddsketch import LogCollapsingLowestDenseDDSketch
 from msgspec import Meta
-from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from pipeline import wirescan
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, NonNegInt, PositiveInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from pipeline.wholetraces import TraceView, bytes_of, plain, trace_views
+from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from pipeline.wirescan import SpanInfo
 from processors.genai import GenAIConfig, TraceFacts, index_for, no_gc
 from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
@@ -87,8 +86,8 @@ A_REASONS = "sieve.trace.reasons"
 A_PROVIDERS = "sieve.trace.providers"
 A_MODELS = "sieve.trace.models"
 A_RATIO = "sieve.trace.duration_ratio"
-_OURS = "sieve.trace."
-_OURS_B = _OURS.encode()
+_OURS_B = b"sieve.trace."
+_OURS_KEYS = frozenset((A_CLASS, A_REASONS, A_PROVIDERS, A_MODELS, A_RATIO))
 
 # task class: the configured key, then these, then the root span's name
 _CLASS_FALLBACK_KEYS = ("gen_ai.workflow.name", "gen_ai.agent.name")
@@ -265,6 +264,7 @@ class CleanlinessProcessor(ProcessorHelper):
         self._rank = {r: rank[classes[r]] for r in REASONS}
         self._timing = _Timing(cfg.timing)
         self._class_keys = (cfg.timing.class_key, *_CLASS_FALLBACK_KEYS)
+        self._class_key_set = frozenset(self._class_keys)
         self._schemas: dict[str, Validator] = {}
         if cfg.tool_schemas is not None:
             self._schemas, problems = load_tool_schemas(cfg.tool_schemas)
@@ -275,6 +275,12 @@ class CleanlinessProcessor(ProcessorHelper):
             (cfg.tool_result_key, *_TOOL_RESULT_KEYS) if cfg.tool_result_key else _TOOL_RESULT_KEYS
         )
         self._tool_keys = frozenset((*self._name_keys, *self._result_keys))
+        # slot 0: the result, slot 1: the name; each the first of its keys present
+        slots: dict[str, tuple[int, int]] = {}
+        for slot, keys in enumerate((self._result_keys, self._name_keys)):
+            for prio, k in enumerate(keys):
+                slots.setdefault(k, (slot, prio))
+        self._tool_slots = wirescan.Slots(slots)
         self._late: OrderedDict[bytes, _Result] = OrderedDict()
         self._verdicts: dict[_Verdict, _Verdict] = {}  # interned
         self._enc = Encoder()
@@ -310,19 +316,18 @@ class CleanlinessProcessor(ProcessorHelper):
             return self._run(traces)
 
     def _run(self, traces: Traces) -> Traces:
-        # the index first: it reads the encoding as it is (decoding for the views splices
-        # in what the enrichment processors wrote, a new encoding it would be rebuilt for)
+        # views first (they regroup a batch that is not trace-aligned), then the index:
+        # both read `base`, and what the enrichment processors wrote stays pending
+        views = trace_views(traces, settle=False)
+        if not views:
+            return traces
         gidx = index_for(traces, self.cfg)
         facts = gidx.facts()
         tools = self._tools_by_trace(gidx.tool_spans) if self._schemas else {}
-        views, tidx = trace_views(traces)
-        if not views:
-            return traces
-        raw = bytes_of(traces, tidx)
+        base = traces.base
         classes: Counter[str] = Counter()
         reasons_n: Counter[str] = Counter()
         late_n = [0, 0]
-        work: list[tuple[TraceView, _Result]] = []
         for v in views:
             res = self._late.get(v.trace_id) if v.late else None
             if res is not None:
@@ -330,28 +335,23 @@ class CleanlinessProcessor(ProcessorHelper):
             else:
                 if v.late:
                     late_n[1] += 1
-                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()), gidx.raw)
+                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()))
                 classes[res[0].cls] += 1
                 reasons_n.update(res[0].reasons)
                 if self.cfg.late_cache_size and not v.late:
                     self._late[v.trace_id] = res
                     if len(self._late) > self.cfg.late_cache_size:
                         self._late.popitem(last=False)
-            if v.entry is not None:
-                v.entry.facts.update(_facts(res))
-            work.append((v, res))
-        traces.mutable()
-        for v, res in work:
+            v.entry.facts.update(_facts(res))
             verdict, ratio = res
             data = self._encoded(verdict)
             if ratio is not None:
                 data += attr_double(A_RATIO, ratio)
-            e = v.entry
             # a span may carry sieve.trace.* already (an earlier tracesieve): replaced, not
-            # repeated; the batch encoding tells when no span of the trace does
-            check = raw is None or e is None or raw.find(_OURS_B, e.byte_start, e.byte_end) >= 0
-            for s in (v.root,) if v.root is not None else v.spans():
-                _write(s, data, check)
+            # repeated; the trace's bytes tell when none does
+            drop = _OURS_KEYS if v.has(_OURS_B) else None
+            for s in (v.root,) if v.root is not None else v.spans:
+                traces.patch(base, s[9], data, drop)
         for c, n in classes.items():
             self._m_class[c].inc(n)
         for r, n in reasons_n.items():
@@ -388,20 +388,18 @@ class CleanlinessProcessor(ProcessorHelper):
         return out
 
     # -- per trace ------------------------------------------------------------------------
-    def _classify(
-        self, v: TraceView, f: TraceFacts | None, tools: Iterable[SpanInfo], raw: bytes
-    ) -> _Result:
+    def _classify(self, v: TraceView, f: TraceFacts | None, tools: Iterable[SpanInfo]) -> _Result:
         cfg = self.cfg
         reasons: set[str] = set(f.reasons()) if f is not None else set()
         root = v.root
-        root_error = root is not None and root.status.code == _ERROR
+        root_error = root is not None and root[8] == _ERROR
         ratio: float | None = None
         task = ""
         seconds = 0.0
         if root is not None and not v.late:
-            seconds = (root.end_time_unix_nano - root.start_time_unix_nano) / 1e9
+            seconds = (root[7] - root[6]) / 1e9
             if seconds > 0:
-                task = self._task_class(root, v.root_resource)
+                task = self._task_class(v, root)
                 ratio = self._timing.ratio(task, seconds)
                 if ratio is not None and ratio > cfg.timing.max_ratio:
                     reasons.add("slow")
@@ -410,7 +408,7 @@ class CleanlinessProcessor(ProcessorHelper):
                 reasons.add("multi_model")
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
-        if self._schemas and self._invalid_tool_result(tools, raw):
+        if self._schemas and self._invalid_tool_result(tools, v.raw):
             reasons.add("tool_schema_invalid")
         ordered = [r for r in REASONS if r in reasons]
         rank = max((self._rank[r] for r in ordered), default=0)
@@ -430,27 +428,23 @@ class CleanlinessProcessor(ProcessorHelper):
             shared = self._verdicts[verdict] = verdict
         return shared, ratio
 
-    def _task_class(self, root: Span, resource: ResourceSpans | None) -> str:
+    def _task_class(self, v: TraceView, root: SpanInfo) -> str:
         """The first of the class keys present on the root span (the configured key also on
         its resource), else the root span's name."""
         keys = self._class_keys
         found: dict[str, str] = {}
-        for kv in root.attributes:
-            k = kv.key
-            if k in keys:
-                s = kv.value.string_value or _text(plain(kv.value))
-                if s:
-                    found[k] = s
+        for k, value in wirescan.attributes(v.raw, root[9], root[10], self._class_key_set, None):
+            text = _text(value)
+            if text:
+                found[k] = text
         for k in keys:
             if k in found:
                 return found[k]
-            if k == keys[0] and resource is not None:
-                for kv in resource.resource.attributes:
-                    if kv.key == k:
-                        s = kv.value.string_value or _text(plain(kv.value))
-                        if s:
-                            return s
-        return root.name
+            if k == keys[0]:
+                text = _text(resource_attributes(v.resource_of(root[9])).get(k))
+                if text:
+                    return text
+        return root[1]
 
     def _invalid_tool_result(self, tools: Iterable[SpanInfo], raw: bytes) -> bool:
         """Whether a successful tool call's result fails its tool's schema (`tools` are
@@ -473,21 +467,16 @@ class CleanlinessProcessor(ProcessorHelper):
 
     def _tool_fields(self, raw: bytes, s: SpanInfo) -> tuple[Any, str]:
         """(result, tool name from attributes) of a tool span, in one pass."""
-        rkeys, nkeys = self._result_keys, self._name_keys
-        results: dict[str, Any] = {}
+        (result, name), mask = wirescan.collect(raw, s[9], s[10], self._tool_slots, None)
+        if type(name) is str and name:
+            return result, name
+        if not mask & 2:
+            return result, ""
+        # the first name key present is empty or not a string: the first one that is
         names: dict[str, str] = {}
         for k, value in wirescan.attributes(raw, s[9], s[10], self._tool_keys, None):
-            if k in rkeys:
-                results[k] = value
-            else:
-                names[k] = value if type(value) is str else ""
-        result = None
-        for k in rkeys:
-            if k in results:
-                result = results[k]
-                break
-        name = next((names[k] for k in nkeys if names.get(k)), "")
-        return result, name
+            names[k] = value if type(value) is str else ""
+        return result, next((names[k] for k in self._name_keys if names.get(k)), "")
 
 
 def _facts(res: _Result) -> dict[str, Any]:
@@ -529,16 +518,6 @@ def _text(v: Any) -> str:
     if v is None or isinstance(v, dict | list | bytes):
         return ""
     return str(v)
-
-
-def _write(span: Span, data: bytes, check: bool) -> None:
-    """Append the encoded attributes, replacing any `sieve.trace.*` the span had."""
-    if check:
-        attrs = span.attributes
-        for i in range(len(attrs) - 1, -1, -1):
-            if attrs[i].key.startswith(_OURS):
-                del attrs[i]
-    span.MergeFromString(data)
 
 
 factory = ProcessorFactory(

@@ -475,24 +475,14 @@ class GroupByTraceProcessor:
     def _build(batch: list[_Trace]) -> Traces:
         entries: list[TraceEntry] = []
         pieces: list[bytes] = []
-        rs_pos = byte_pos = spans = 0
+        byte_pos = spans = 0
         for t in batch:
             framed = _encode_trace(t)
             size = sum(map(len, framed))
             entries.append(
-                TraceEntry(
-                    t.tid,
-                    rs_pos,
-                    rs_pos + len(framed),
-                    t.spans,
-                    t.root,
-                    t.release,
-                    byte_pos,
-                    byte_pos + size,
-                )
+                TraceEntry(t.tid, t.spans, t.release, byte_pos, byte_pos + size, len(framed))
             )
             pieces += framed
-            rs_pos += len(framed)
             byte_pos += size
             spans += t.spans
         raw = b"".join(pieces)

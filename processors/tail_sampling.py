@@ -13,8 +13,10 @@ traces that `groupbytrace` (required before it in the pipeline) releases. Decisi
 cached by trace id (`decision_cache`) and applied to later spans of the same trace, such
 as the late fragments `groupbytrace` passes on.
 
-Cost: attribute policies look only at the keys they name, and skip a trace whose encoding
-does not contain the key at all (when the batch is unchanged since `groupbytrace`).
+Cost: the batch is read from its encoding (`pipeline.wholetraces`), never decoded: status,
+times and ids come from one scan of the spans; attribute policies read only the keys they
+name, and only on spans whose bytes hold the key. Kept traces are cut out by byte range
+and the policy attribute is patched in (`Traces.patch`).
 """
 
 from __future__ import annotations
@@ -29,24 +31,18 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
 from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, NonNegInt, Percentage, PositiveInt
-from pipeline.otlpwire import TAG_1, frame, scope_groups
 from pipeline.pdata import Traces
-from pipeline.wholetraces import (
-    TraceView,
-    bytes_of,
-    select,
-    set_attribute,
-    trace_attribute,
-    trace_views,
-)
+from pipeline.wholetraces import TraceView, select, trace_attribute, trace_values, trace_views
+from processors.genai.write import attr_str
 
 POLICY_ATTRIBUTE = "sieve.sampling.policy"
 CLASS_ATTRIBUTE = "sieve.trace.class"
 CLASSES = ("clean", "noisy", "corrupted", "failed")
+_POLICY_KEY = POLICY_ATTRIBUTE.encode()
+_POLICY_DROP = frozenset((POLICY_ATTRIBUTE,))
 
 # -- config -------------------------------------------------------------------------------
 
@@ -327,77 +323,28 @@ class TraceHash:
         return fnv1a_64(trace_id, self._start) <= limit
 
 
-def _gather(attributes: Any, keys: frozenset[str], found: dict[str, list[AnyValue]]) -> None:
-    for kv in attributes:
-        if kv.key in keys:
-            found.setdefault(kv.key, []).append(kv.value)
-
-
-class _KeyFields(dict[str, bytes]):
-    """A KeyValue's encoded key field for an attribute name (memoized)."""
-
-    def __missing__(self, key: str) -> bytes:
-        value = frame(TAG_1, key.encode())
-        self[key] = value
-        return value
-
-
-_KEY_FIELDS = _KeyFields()
-
-
 class _Ctx:
     """One trace being decided: derived facts computed once, on first use."""
 
-    __slots__ = ("_duration", "_values", "keys", "raw", "view")
+    __slots__ = ("_duration", "_values", "keys", "view")
 
-    def __init__(self, view: TraceView, raw: bytes | None, keys: frozenset[str]) -> None:
+    def __init__(self, view: TraceView, keys: frozenset[str]) -> None:
         self.view = view
-        self.raw = raw
         self.keys = keys
-        self._values: dict[str, list[AnyValue]] | None = None
+        self._values: dict[str, list[Any]] | None = None
         self._duration: int | None = None
 
-    def values(self, key: str) -> list[AnyValue]:
-        """Every value of attribute `key` on the trace's resources and spans."""
+    def values(self, key: str) -> list[Any]:
+        """Every value of attribute `key` on the trace's resources and spans (plain)."""
         if self._values is None:
-            self._values = self._collect()
+            self._values = trace_values(self.view, self.keys)
         return self._values.get(key, [])
-
-    def _collect(self) -> dict[str, list[AnyValue]]:
-        keys = self.keys
-        found: dict[str, list[AnyValue]] = {}
-        e = self.view.entry
-        raw = self.raw
-        if raw is None or e is None:
-            for rs in self.view.resources():
-                _gather(rs.resource.attributes, keys, found)
-            for sp in self.view.spans():
-                _gather(sp.attributes, keys, found)
-            return found
-        # the batch is unchanged since groupbytrace: look at the encoding first, and read
-        # the attributes only of the resources and spans whose bytes hold a wanted key
-        patterns = [
-            _KEY_FIELDS[k] for k in keys if raw.find(k.encode(), e.byte_start, e.byte_end) >= 0
-        ]
-        if not patterns:
-            return found
-        groups = scope_groups(raw[e.byte_start : e.byte_end])
-        last_rs = None
-        for (rs, _, spans), g in zip(self.view.parts, groups, strict=True):
-            if rs is not last_rs:
-                last_rs = rs
-                if any(p in g.resource_fields[0] for p in patterns):
-                    _gather(rs.resource.attributes, keys, found)
-            for sp, sb in zip(spans, g.spans, strict=True):
-                if any(p in sb for p in patterns):
-                    _gather(sp.attributes, keys, found)
-        return found
 
     def duration_ns(self) -> int:
         if self._duration is None:
             lo, hi = 0, 0
-            for s in self.view.spans():
-                start, end = s.start_time_unix_nano, s.end_time_unix_nano
+            for s in self.view.spans:
+                start, end = s[6], s[7]
                 if lo == 0 or start < lo:
                     lo = start
                 if end > hi:
@@ -456,8 +403,8 @@ class StatusCode(Policy):
 
     def evaluate(self, ctx: _Ctx) -> Decision:
         codes = self.codes
-        for s in ctx.view.spans():
-            if s.status.code in codes:
+        for s in ctx.view.spans:
+            if s[8] in codes:
                 return Decision.SAMPLED
         return Decision.NOT_SAMPLED
 
@@ -496,12 +443,7 @@ class StringAttribute(Policy):
             self.match = values.__contains__
 
     def evaluate(self, ctx: _Ctx) -> Decision:
-        found = any(
-            v.WhichOneof("value") == "string_value"
-            and v.string_value
-            and self.match(v.string_value)
-            for v in ctx.values(self.key)
-        )
+        found = any(type(v) is str and v and self.match(v) for v in ctx.values(self.key))
         return _matched(found, self.invert)
 
 
@@ -514,14 +456,9 @@ class NumericAttribute(Policy):
         self.hi = cfg.max_value
         self.invert = cfg.invert_match
 
-    def _in_range(self, v: AnyValue) -> bool:
-        which = v.WhichOneof("value")
-        if which == "int_value":
-            x: int | float = v.int_value
-        elif which == "double_value":
-            x = v.double_value
-        else:
-            return False
+    def _in_range(self, x: Any) -> bool:
+        if type(x) is not int and type(x) is not float:
+            return False  # bool is not a number here: OTLP's bool_value is its own kind
         return (self.lo is None or x >= self.lo) and (self.hi is None or x <= self.hi)
 
     def evaluate(self, ctx: _Ctx) -> Decision:
@@ -537,10 +474,7 @@ class BooleanAttribute(Policy):
         self.invert = cfg.invert_match
 
     def evaluate(self, ctx: _Ctx) -> Decision:
-        found = any(
-            v.WhichOneof("value") == "bool_value" and v.bool_value == self.value
-            for v in ctx.values(self.key)
-        )
+        found = any(type(v) is bool and v == self.value for v in ctx.values(self.key))
         return _matched(found, self.invert)
 
 
@@ -577,7 +511,7 @@ class Cleanliness(Policy):
         self.unclassified = _limit(cfg.unclassified)
 
     def evaluate(self, ctx: _Ctx) -> Decision:
-        cls = trace_attribute(ctx.view, CLASS_ATTRIBUTE, ctx.raw)
+        cls = trace_attribute(ctx.view, CLASS_ATTRIBUTE)
         limit = (
             self.rules.get(cls, self.unclassified) if isinstance(cls, str) else self.unclassified
         )
@@ -713,6 +647,7 @@ class TailSamplingProcessor:
         self._first_match = cfg.sample_on_first_match
         self._sampled = _FifoCache(cfg.decision_cache.sampled_cache_size)
         self._not_sampled = _FifoCache(cfg.decision_cache.non_sampled_cache_size)
+        self._policy_attr: dict[str, bytes] = {}  # policy name -> encoded attribute
         tel = settings.telemetry
         labels = (str(settings.id), settings.pipeline or "")
         names = ("processor", "pipeline")
@@ -775,15 +710,15 @@ class TailSamplingProcessor:
         await self._next.consume_traces(out)
 
     def process(self, traces: Traces) -> Traces | None:
-        views, idx = trace_views(traces)
-        raw = bytes_of(traces, idx)
+        # attribute policies read what earlier processors wrote: their patches are
+        # spliced in first; the other policies read spans' ids, times and status only
+        views = trace_views(traces, settle=bool(self._keys))
         keep: list[bool] = []
-        writes: list[tuple[TraceView, str, bool]] = []
         seen: Counter[tuple[str, bool]] = Counter()
         decided: Counter[tuple[str, str]] = Counter()
         cached_n: Counter[str] = Counter()
         late_n: Counter[str] = Counter()
-        key = POLICY_ATTRIBUTE.encode()
+        base = traces.base
         for v in views:
             tid = v.trace_id
             hit = self._cached(tid)
@@ -791,8 +726,9 @@ class TailSamplingProcessor:
                 sampled, policy = hit
                 cached_n["sampled" if sampled else "not_sampled"] += 1
             else:
-                ctx = _Ctx(v, raw, self._keys)
-                decision, policy = decide(self.policies, ctx, self._first_match, seen)
+                decision, policy = decide(
+                    self.policies, _Ctx(v, self._keys), self._first_match, seen
+                )
                 sampled = decision == Decision.SAMPLED
                 decided[(policy, _LABEL[decision])] += 1
                 if sampled:
@@ -803,23 +739,20 @@ class TailSamplingProcessor:
                 late_n["sampled" if sampled else "not_sampled"] += v.span_count
             keep.append(sampled)
             if sampled:
-                e = v.entry
-                absent = (
-                    raw is not None
-                    and e is not None
-                    and raw.find(key, e.byte_start, e.byte_end) < 0
-                )
-                writes.append((v, policy, absent))
-        if writes:
-            traces.mutable()
-            for v, policy, absent in writes:
-                value = AnyValue(string_value=policy)
-                targets = [v.root] if v.root is not None else list(v.spans())
-                for s in targets:
-                    set_attribute(s, POLICY_ATTRIBUTE, value, known_absent=absent)
+                # on the root (else every span), replacing a value an earlier tracesieve wrote
+                data = self._encoded(policy)
+                drop = _POLICY_DROP if v.has(_POLICY_KEY) else None
+                for s in (v.root,) if v.root is not None else v.spans:
+                    traces.patch(base, s[9], data, drop)
         out = select(traces, views, keep)
         self._count(seen, decided, cached_n, late_n)
         return out
+
+    def _encoded(self, policy: str) -> bytes:
+        data = self._policy_attr.get(policy)
+        if data is None:
+            data = self._policy_attr[policy] = attr_str(POLICY_ATTRIBUTE, policy)
+        return data
 
     def _count(
         self,

@@ -32,7 +32,7 @@ from pipeline.configtypes import Config, NonNegInt
 from pipeline.consumers import fanout
 from pipeline.errors import ConfigError, RefusedError
 from pipeline.pdata import Traces
-from pipeline.wholetraces import bytes_of, split, trace_attribute, trace_views
+from pipeline.wholetraces import split, trace_attribute, trace_views
 
 Scalar = str | int | float | bool
 
@@ -146,8 +146,7 @@ class RoutingConnector:
         return len(self._routes)
 
     async def consume_traces(self, traces: Traces) -> None:
-        views, idx = trace_views(traces)
-        raw = bytes_of(traces, idx)
+        views = trace_views(traces)
         routes: list[int] = []
         cache = self._cache
         for v in views:
@@ -157,7 +156,7 @@ class RoutingConnector:
 
                 def value_of(key: str, v: Any = v, memo: dict[str, Any] = memo) -> Any:
                     if key not in memo:
-                        memo[key] = trace_attribute(v, key, raw)
+                        memo[key] = trace_attribute(v, key)
                     return memo[key]
 
                 route = self.route_of(value_of)

@@ -123,7 +123,7 @@ def index_for(traces: Traces, cfg: GenAIConfig | None = None) -> GenAIIndex:
     idx = traces.cache.get(ck)
     if isinstance(idx, GenAIIndex) and idx.raw is raw:
         return idx
-    idx = GenAIIndex(raw, keys)
+    idx = GenAIIndex(raw, keys, traces.scan())
     traces.cache[ck] = idx
     return idx
 

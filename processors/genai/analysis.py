@@ -15,6 +15,8 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from pipeline import wirescan
+from pipeline.wirescan import SpanInfo
 from processors.genai.index import (
     CALL_ROLES,
     GATEWAY,
@@ -109,10 +111,10 @@ def _start(r: SpanRecord) -> int:
 class GenAIIndex:
     """The per-batch index; see `processors.genai`."""
 
-    def __init__(self, raw: bytes, keys: Keys) -> None:
+    def __init__(self, raw: bytes, keys: Keys, spans: list[SpanInfo] | None = None) -> None:
         self.raw = raw  # the batch encoding the records' offsets refer to
         self.keys = keys
-        built = build_records(raw, keys)
+        built = build_records(raw, keys, wirescan.spans(raw) if spans is None else spans)
         self.records = built.records
         self.by_key = built.by_key
         self.tool_spans = built.tool_spans

@@ -650,10 +650,10 @@ class Built:
         self.has_markers = False  # any retry/fallback marker > 0 in the batch
 
 
-def build_records(raw: bytes, keys: Keys) -> Built:
+def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     """Records of a batch's spans that can matter, in batch order, from its encoding.
 
-    Phase 1 reads only cheap fields. Records are made for call spans (LLM, gateway), roots
+    `spans` are `wirescan.spans(raw)`. Phase 1 reads only cheap fields. Records are made for call spans (LLM, gateway), roots
     and spans to classify by attributes; HTTP spans wait until their parent is known to be
     a call; tool spans get a record only when a tool under the same parent failed (retry
     runs and swallowed errors need them)."""
@@ -667,7 +667,7 @@ def build_records(raw: bytes, keys: Keys) -> Built:
     last_scope = None
     memo: dict[int, dict[str, int]] = {}
     hint = SC_APP
-    for info in wirescan.spans(raw):
+    for info in spans:
         scope, name, kind, _, key, parent, _, _, code, _, _ = info
         if scope is not last_scope:
             last_scope = scope

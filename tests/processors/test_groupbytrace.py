@@ -67,7 +67,8 @@ async def test_released_after_wait_duration_as_one_trace():
     await received(sink)
     (batch,) = sink.batches
     (entry,) = index(batch).entries
-    assert entry.trace_id == T1 and entry.release == "wait" and not entry.root
+    assert entry.trace_id == T1 and entry.release == "wait"
+    assert trace_views(batch)[0].root is None
     assert entry.span_count == 2 == batch.span_count
     assert sorted(s.name for s in sink.spans()) == ["a", "b"]
     # two resources: both kept, each with its own spans
@@ -85,7 +86,7 @@ async def test_released_early_once_the_root_arrives():
     await p.consume_traces(make_traces([make_span("root", T1, sid(1))]))
     await received(sink)
     (entry,) = index(sink.batches[0]).entries
-    assert entry.release == "root" and entry.root and entry.span_count == 2
+    assert entry.release == "root" and entry.span_count == 2
     assert metric(tel, "tracesieve_groupbytrace_traces_released_total", release="root") == 1
     assert p.held_traces == 0
     await p.shutdown()
@@ -102,12 +103,20 @@ async def test_traces_released_together_share_a_batch_and_stay_aligned():
     assert [e.trace_id for e in idx.entries] == [T1, T2, T3]
     assert [e.span_count for e in idx.entries] == [2, 2, 1]
     assert {e.release for e in idx.entries} == {"shutdown"}
-    views, _ = trace_views(batch)
+    raw = batch.to_bytes()
+    views = trace_views(batch)
+    assert batch.to_bytes() is raw  # already aligned: nothing regrouped
     for v, e in zip(views, idx.entries, strict=True):
-        assert {s.trace_id for s in v.spans()} == {e.trace_id}
-        # byte ranges cover exactly that trace's resource groups
-        part = ExportTraceServiceRequest.FromString(batch.to_bytes()[e.byte_start : e.byte_end])
-        assert len(part.resource_spans) == e.rs_end - e.rs_start
+        assert {s[3] for s in v.spans} == {e.trace_id}
+        # byte ranges cover exactly that trace's spans
+        part = ExportTraceServiceRequest.FromString(raw[e.byte_start : e.byte_end])
+        assert {
+            s.trace_id for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans
+        } == {e.trace_id}
+        assert (
+            sum(len(ss.spans) for rs in part.resource_spans for ss in rs.scope_spans)
+            == e.span_count
+        )
 
 
 async def test_spans_resource_and_scope_kept_byte_for_byte():
@@ -348,7 +357,8 @@ async def test_a_span_in_another_field_order_joins_its_trace():
     await p.shutdown()
     (batch,) = sink.batches
     (entry,) = index(batch).entries
-    assert entry.root and entry.span_count == 2
+    assert entry.span_count == 2
+    assert trace_views(batch)[0].root is not None
 
 
 def test_config_checks():
@@ -463,15 +473,17 @@ def test_any_batches_come_out_whole_and_intact(batches):
     out_batches, sent = asyncio.run(run())
     got = []
     for b in out_batches:
-        req = ExportTraceServiceRequest.FromString(b.to_bytes())
+        raw = b.to_bytes()
         idx = index(b)
-        assert idx.entries[-1].rs_end == len(req.resource_spans)
-        for e in idx.entries:
-            part = req.resource_spans[e.rs_start : e.rs_end]
-            spans = [(rs, ss, s) for rs in part for ss in rs.scope_spans for s in ss.spans]
+        assert idx.raw is raw and idx.entries[-1].byte_end == len(raw)
+        for e, v in zip(idx.entries, trace_views(b), strict=True):
+            part = ExportTraceServiceRequest.FromString(raw[e.byte_start : e.byte_end])
+            spans = [
+                (rs, ss, s) for rs in part.resource_spans for ss in rs.scope_spans for s in ss.spans
+            ]
             assert {s.trace_id for _, _, s in spans} == {e.trace_id}
-            assert len(spans) == e.span_count
-            assert e.root == any(not s.parent_span_id for _, _, s in spans)
+            assert len(spans) == e.span_count == v.span_count
+            assert (v.root is not None) == any(not s.parent_span_id for _, _, s in spans)
             got += [
                 (
                     s.trace_id,

@@ -8,6 +8,7 @@ import random
 from typing import Any
 
 import pytest
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline import config as config_mod
@@ -17,7 +18,7 @@ from pipeline.pdata import Traces
 from pipeline.registry import REGISTRY
 from pipeline.telemetry import Telemetry
 from pipeline.testing import FakeHost, Sink, attrs, make_span, make_traces, settings
-from pipeline.wholetraces import INDEX, TraceIndex
+from pipeline.wholetraces import INDEX, TraceIndex, aligned, trace_views
 from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
 from processors.tail_sampling import (
     Decision,
@@ -408,6 +409,32 @@ async def test_cleanliness_reads_facts_left_by_an_earlier_processor():
     assert {s.trace_id for s in sink.spans()} == {tid(2)}
 
 
+async def test_attribute_policies_see_what_earlier_processors_patched_in():
+    from processors.genai.write import attr_bool, attr_str
+
+    batch = await whole(*trace(1), *trace(2), *trace(3))
+    views = trace_views(batch, settle=False)
+    # as cache_tagging and an earlier tail_sampling write: patches pending, not yet spliced
+    batch.patch(batch.base, views[1].spans[-1][9], attr_bool("sieve.cache.hit", True))
+    batch.patch(batch.base, views[1].root[9], attr_str("sieve.sampling.policy", "old"))
+    assert batch.pending
+    p, sink = processor(
+        [
+            {
+                "name": "hits",
+                "type": "boolean_attribute",
+                "boolean_attribute": {"key": "sieve.cache.hit", "value": True},
+            }
+        ]
+    )
+    await p.consume_traces(batch)
+    assert {s.trace_id for s in sink.spans()} == {tid(2)}
+    root = next(s for s in sink.spans() if not s.parent_span_id)
+    assert [a.value.string_value for a in root.attributes if a.key == "sieve.sampling.policy"] == [
+        "hits"
+    ]
+
+
 # -- combination -------------------------------------------------------------------------------
 
 
@@ -593,10 +620,12 @@ async def test_dropped_traces_leave_an_aligned_index():
     idx = out.cache[INDEX]
     assert isinstance(idx, TraceIndex)
     assert [e.trace_id for e in idx.entries] == [tid(2), tid(4)]
-    rs = out.request.resource_spans
+    raw = out.to_bytes()  # the policy attribute spliced in: the ranges move with it
+    assert aligned(out) is idx and idx.raw is raw and idx.entries[-1].byte_end == len(raw)
     for e in idx.entries:
+        part = ExportTraceServiceRequest.FromString(raw[e.byte_start : e.byte_end])
         assert {
-            s.trace_id for r in rs[e.rs_start : e.rs_end] for ss in r.scope_spans for s in ss.spans
+            s.trace_id for r in part.resource_spans for ss in r.scope_spans for s in ss.spans
         } == {e.trace_id}
 
 
