@@ -43,12 +43,11 @@ from pipeline.otlpwire import (
     TAG_2,
     DecodeError,
     scope_groups,
-    span_head,
-    span_headers,
     varint,
 )
 from pipeline.pdata import Delivery, Traces
 from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
+from pipeline.wiresplit import group_scope
 
 MIB = 1 << 20
 # Estimated memory beyond the encodings: per blob of spans (a bytes object, a list slot)
@@ -139,16 +138,6 @@ def _encode_trace(t: _Trace) -> list[bytes]:
         rs_body = b"".join(rs_parts)
         out.append(TAG_1 + varint(len(rs_body)) + rs_body)
     return out
-
-
-def _frame_spans(spans: list[bytes]) -> bytes:
-    """Encoded spans as consecutive `spans` fields of a ScopeSpans."""
-    if len(spans) == 1:
-        return span_headers[len(spans[0])] + spans[0]
-    seg: list[bytes] = [b""] * (2 * len(spans))
-    seg[0::2] = map(span_headers.__getitem__, map(len, spans))
-    seg[1::2] = spans
-    return b"".join(seg)
 
 
 class GroupByTraceProcessor:
@@ -275,33 +264,11 @@ class GroupByTraceProcessor:
 
     def _ingest(self, traces: Traces) -> None:
         # first read every span's trace id (nothing is held if the batch is bad) ...
-        per_group: list[tuple[_Group, dict[bytes, list[bytes]]]] = []
+        per_group: list[tuple[_Group, dict[bytes, tuple[bytes, int]]]] = []
         rooted: set[bytes] = set()
         try:
             for g in scope_groups(traces.to_bytes()):
-                by_tid: dict[bytes, list[bytes]] = {}
-                for sb in g.spans:
-                    # span_head's fast path, inlined: canonical trace_id, span_id, no
-                    # trace_state; the root has no parent_span_id (or an empty one)
-                    if (
-                        len(sb) > 29
-                        and sb[0] == 0x0A
-                        and sb[1] == 16
-                        and sb[18] == 0x12
-                        and sb[19] == 8
-                        and sb[28] != 0x1A
-                    ):
-                        tid = sb[2:18]
-                        root = sb[28] != 0x22 or sb[29] == 0
-                    else:
-                        tid, root = span_head(sb)
-                    spans = by_tid.get(tid)
-                    if spans is None:
-                        by_tid[tid] = [sb]
-                    else:
-                        spans.append(sb)
-                    if root:
-                        rooted.add(tid)
+                by_tid = group_scope(g.spans, rooted)
                 per_group.append((self._intern(g.resource_fields, g.scope_fields), by_tid))
         except DecodeError as exc:
             raise InvalidDataError(f"groupbytrace: cannot read the batch: {exc}") from exc
@@ -310,17 +277,15 @@ class GroupByTraceProcessor:
         touched: dict[bytes, _Trace] = {}
         late_spans = 0
         for group, by_tid in per_group:
-            for tid, spans in by_tid.items():
+            for tid, (blob, n) in by_tid.items():
                 t = touched.get(tid)
                 if t is None:
                     t = touched[tid] = self._locate(tid)
-                blob = _frame_spans(spans)
                 last = t.chunks[-1] if t.chunks else None
                 if last is not None and last[0] is group:
                     last[1].append(blob)
                 else:
                     t.chunks.append((group, [blob]))
-                n = len(spans)
                 size = len(blob) + BLOB_OVERHEAD
                 t.spans += n
                 t.size += size
