@@ -232,6 +232,9 @@ static int scan_span(scan_state *st, PyObject *scope, ptr start, ptr end) {
                          (unsigned long long)t0, (unsigned long long)t1, (long long)code,
                          (Py_ssize_t)(start - st->base), (Py_ssize_t)(end - st->base));
     if (item == NULL) return -1; /* N: references stolen even on failure */
+    /* only str, int and bytes inside: no cycle can pass through it, and the cyclic GC
+       need not walk a batch's worth of these (CPython untracks such tuples lazily) */
+    PyObject_GC_UnTrack(item);
     if (PyList_Append(st->out, item)) {
         Py_DECREF(item);
         return -1;

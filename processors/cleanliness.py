@@ -43,7 +43,7 @@ from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from pipeline.wirescan import SpanInfo
-from processors.genai import GenAIConfig, TraceFacts, index_for, no_gc
+from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, no_gc
 from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
 
 __all__ = [
@@ -352,6 +352,7 @@ class CleanlinessProcessor(ProcessorHelper):
             drop = _OURS_KEYS if v.has(_OURS_B) else None
             for s in (v.root,) if v.root is not None else v.spans:
                 traces.patch(base, s[9], data, drop)
+        drop_index(traces)
         for c, n in classes.items():
             self._m_class[c].inc(n)
         for r, n in reasons_n.items():

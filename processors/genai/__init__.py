@@ -10,7 +10,8 @@ fingerprint when `cfg` maps extra hosts/keys). Every processor that asks for the
 the same `Traces` with an equal `GenAIConfig` gets the same object, so the batch's spans are
 classified and their attributes read once, whichever processors run. The cached index is
 rebuilt when its encoding is not the batch's current `Traces.base` (pending patches keep
-it; splicing them in or changing the decoded message make a new encoding).
+it; splicing them in or changing the decoded message make a new encoding). `cleanliness`,
+the last stage that reads it, frees it (``drop_index``).
 
 ``GenAIIndex`` (see `processors.genai.analysis`):
 
@@ -105,6 +106,7 @@ __all__ = [
     "SpanRecord",
     "TraceFacts",
     "canonical_provider",
+    "drop_index",
     "index_for",
     "model_family",
     "no_gc",
@@ -126,6 +128,14 @@ def index_for(traces: Traces, cfg: GenAIConfig | None = None) -> GenAIIndex:
     idx = GenAIIndex(raw, keys, traces.scan())
     traces.cache[ck] = idx
     return idx
+
+
+def drop_index(traces: Traces) -> None:
+    """Free the batch's GenAI indexes now, from the last stage that reads them: their
+    records go at once by reference counting (while the cyclic GC is paused, so that it
+    never walks them) instead of living on until the batch is exported."""
+    for k in [k for k in traces.cache if k.startswith(CACHE_KEY)]:
+        del traces.cache[k]
 
 
 @contextmanager

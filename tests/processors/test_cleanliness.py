@@ -22,6 +22,7 @@ from pipeline.telemetry import Telemetry
 from pipeline.testing import Sink, attrs, make_span, make_traces, settings
 from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
 from processors.cleanliness import CleanlinessConfig, CleanlinessProcessor
+from processors.genai import GenAIConfig, GenAIIndex, index_for
 from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
 from processors.tail_sampling import TailSamplingConfig, TailSamplingProcessor
 
@@ -667,15 +668,17 @@ async def test_the_enrichment_index_of_the_batch_is_shared_not_rebuilt():
     await pr.consume_traces(batch)
     (enriched,) = mid.batches
     built = enriched.cache["genai.index"]
+    assert isinstance(built, GenAIIndex) and built._facts is None
     p, sink = processor()
     await p.consume_traces(enriched)
-    assert enriched.cache["genai.index"] is built
+    assert built._facts is not None  # cleanliness used the index the batch came with
+    # ... and, the last stage that reads it, freed it (rebuilt if another stage asks)
+    assert "genai.index" not in enriched.cache
     assert roots(sink)[tid(1)]["sieve.trace.reasons"] == ["llm_retry"]
     # with other hosts the index differs (another key): each config gets its own
-    p2, _ = processor(hosts={"llm.internal": "openai"})
-    await p2.consume_traces(enriched)
-    other = [v for k, v in enriched.cache.items() if k.startswith("genai.index/")]
-    assert len(other) == 1 and other[0] is not built
+    other = msgspec.convert({"hosts": {"llm.internal": "openai"}}, GenAIConfig)
+    a, b = index_for(enriched), index_for(enriched, other)
+    assert a is not b and index_for(enriched) is a and index_for(enriched, other) is b
 
 
 async def test_task_classes_beyond_the_limit_are_forgotten_oldest_first():
