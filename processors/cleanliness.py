@@ -31,7 +31,7 @@ from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Annotated, Any, NamedTuple
 
-import fastjsonschema
+import jsonschema_rs
 import msgspec
 from ddsketch import LogCollapsingLowestDenseDDSketch
 from msgspec import Meta
@@ -147,7 +147,7 @@ class CleanlinessConfig(GenAIConfig):
 
 # -- tool schemas -------------------------------------------------------------------------------
 
-Validator = Callable[[Any], Any]
+Validator = Callable[[Any], bool]  # True: valid
 # (absolute path, file content) -> compiled validator: compiled once per schema, though the
 # config is validated before the processor is made
 _COMPILED: dict[tuple[str, bytes], Validator] = {}
@@ -186,9 +186,10 @@ def load_tool_schemas(directory: str) -> tuple[dict[str, Validator], list[str]]:
                 problems.append(f"{path}: invalid JSON Schema (want an object or a boolean)")
                 continue
             try:
-                v = fastjsonschema.compile(schema)
-            except Exception as exc:  # fastjsonschema raises several kinds on bad schemas
-                msg = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                v = jsonschema_rs.validator_for(schema).is_valid
+            except Exception as exc:  # ValidationError (against the meta-schema), refs
+                # checked against its meta-schema: the first line says what is wrong
+                msg = (str(exc).splitlines() or [type(exc).__name__])[0]
                 problems.append(f"{path}: invalid JSON Schema ({msg})")
                 continue
             if len(_COMPILED) > 10_000:
@@ -503,16 +504,15 @@ def _name_from_span(name: str) -> str | None:
     return None
 
 
-def _valid(validate: Validator, result: Any) -> bool:
+def _valid(is_valid: Validator, result: Any) -> bool:
     """A result is JSON text (checked as the value it encodes), else checked as it is."""
     if isinstance(result, str):
         with contextlib.suppress(msgspec.DecodeError):  # plain text: checked as a string
             result = msgspec.json.decode(result)
     try:
-        validate(result)
-    except Exception:  # JsonSchemaException, or a value the compiled code cannot handle
+        return is_valid(result)
+    except ValueError:  # a value JSON cannot hold (bytes, a NaN)
         return False
-    return True
 
 
 def _text(v: Any) -> str:
