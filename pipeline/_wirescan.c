@@ -967,12 +967,25 @@ done:
     return result;
 }
 
+static PyObject *wire_untrack(PyObject *self, PyObject *arg) {
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "untrack: want a list");
+        return NULL;
+    }
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(arg); i++) {
+        PyObject *o = PyList_GET_ITEM(arg, i);
+        if (PyObject_IS_GC(o)) PyObject_GC_UnTrack(o);
+    }
+    Py_RETURN_NONE;
+}
+
 static PyMethodDef methods[] = {
     {"spans", wire_spans, METH_O, "Every span's cheap fields; see pipeline.wirescan."},
     {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
     {"collect", wire_collect, METH_VARARGS, "A span's wanted attributes, by slot."},
     {"ids_ok", wire_ids_ok, METH_O, "Whether every span id has a valid length."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
+    {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
     {NULL, NULL, 0, NULL},
 };
 

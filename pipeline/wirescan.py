@@ -35,6 +35,9 @@ Python functions are the same algorithm, used when it was not (and tested agains
   a span by its body start as given by ``spans``. ``append_bytes`` are encoded Span
   fields (tag 9 KeyValue frames); dropped attributes are those whose key is in
   ``drop_keys``. Everything else is kept byte for byte.
+- ``untrack(objects)``: takes the objects of a list off the cyclic GC's lists (C only;
+  a no-op in Python). For objects whose only reference cycles their owner cuts itself
+  (the GenAI index's records): reference counting frees them, the GC never walks them.
 
 Protobuf semantics are followed where they matter: the last occurrence of a scalar field
 wins, repeated occurrences of a message field merge, unknown fields are skipped (groups
@@ -61,6 +64,7 @@ __all__ = [
     "ids_ok",
     "spans",
     "splice",
+    "untrack",
 ]
 
 SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
@@ -391,6 +395,10 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
     return raw if out is None else out
 
 
+def _py_untrack(objects: list[Any]) -> None:
+    """(Python cannot untrack: the cyclic GC keeps walking them.)"""
+
+
 try:
     from pipeline._wirescan import Slots as Slots
     from pipeline._wirescan import attributes as attributes
@@ -398,6 +406,7 @@ try:
     from pipeline._wirescan import ids_ok as ids_ok
     from pipeline._wirescan import spans as spans
     from pipeline._wirescan import splice as splice
+    from pipeline._wirescan import untrack as untrack
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
@@ -407,4 +416,5 @@ except ImportError:  # not built (no compiler): the same algorithm in Python
     ids_ok = _py_ids_ok
     Slots = _PySlots  # type: ignore[misc, assignment]
     splice = _py_splice
+    untrack = _py_untrack
     NATIVE = False

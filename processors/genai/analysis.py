@@ -116,6 +116,8 @@ class GenAIIndex:
         self.keys = keys
         built = build_records(raw, keys, wirescan.spans(raw) if spans is None else spans)
         self.records = built.records
+        # freed by reference counting: `__del__` cuts their only cycles (parent/children)
+        wirescan.untrack(self.records)
         self.by_key = built.by_key
         self.tool_spans = built.tool_spans
         self._has_markers = built.has_markers

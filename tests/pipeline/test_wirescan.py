@@ -975,3 +975,20 @@ def test_ids_ok_says_whether_every_id_has_a_valid_length(ids_ok: Any) -> None:
     assert not ids_ok(req(trace_id=b"t" * 15))
     assert not ids_ok(req(span_id=b"s" * 9))
     assert not ids_ok(req(parent_span_id=b"p" * 4))
+
+
+def test_untrack_takes_objects_off_the_gc_lists_and_they_are_still_freed():
+    import gc
+    import weakref
+
+    from pipeline import wirescan
+
+    class Node:
+        pass
+
+    nodes = [Node(), Node()]
+    ref = weakref.ref(nodes[0])
+    wirescan.untrack([*nodes, 1, "x"])
+    assert [gc.is_tracked(n) for n in nodes] == [not wirescan.NATIVE] * 2
+    del nodes
+    assert ref() is None  # reference counting still frees them
