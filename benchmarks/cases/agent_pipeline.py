@@ -70,7 +70,7 @@ def processors(args: Any) -> dict[str, Any]:
 
 def config(sink: str, args: Any) -> dict[str, Any]:
     procs = processors(args)
-    return sink_config(sink, procs)
+    return sink_config(sink, procs, compression=args.compression)
 
 
 def agent_source(args: Any) -> tuple[passthrough.Source, dict[str, Any]]:
@@ -98,7 +98,7 @@ def add_arguments(p: Any) -> None:
     p.add_argument("--templates", type=int, default=500, help="distinct generator traces")
     p.add_argument("--wait-duration", default="1s", help="groupbytrace wait_duration")
     p.add_argument("--wait-after-root", default="100ms", help="... wait_duration_after_root")
-    passthrough.add_arguments(p, concurrency=32, channels=8)
+    passthrough.add_arguments(p, concurrency=32, channels=8, compression="gzip")
 
 
 def main() -> None:

@@ -40,7 +40,7 @@ def config(sink: str, args: Any) -> dict[str, Any]:
         "cache_tagging": {},
         "fallback_chain": {},
     }
-    return sink_config(sink, procs, log_level="info")
+    return sink_config(sink, procs, log_level="info", compression=args.compression)
 
 
 SLOW = 0.05  # seconds: latencies above this are grouped into stalls
@@ -256,6 +256,7 @@ async def run(args: Any) -> dict[str, Any]:
         "processors": ["provider_reconciliation", "cache_tagging", "fallback_chain"],
         "payload": "agent (benchmarks.generator.LoadStream)",
         "spans_per_request": args.spans_per_request,
+        "compression": args.compression,
         "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
         "duration_s": args.duration,
     }
@@ -266,7 +267,7 @@ def main() -> None:
     p.add_argument("--templates", type=int, default=500)
     p.add_argument("--max-duration", type=float, default=6.0, help="seconds at the maximum")
     p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
-    passthrough.add_arguments(p, concurrency=32, channels=8)
+    passthrough.add_arguments(p, concurrency=32, channels=8, compression="gzip")
     p.set_defaults(spans_per_request=512, warmup=2.0, duration=10.0, repeat=1)
     args = p.parse_args()
     if not pin(args.load_cpu):
