@@ -267,7 +267,7 @@ def main() -> None:
     p.add_argument("--templates", type=int, default=500)
     p.add_argument("--max-duration", type=float, default=6.0, help="seconds at the maximum")
     p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
-    passthrough.add_arguments(p, concurrency=32, channels=8, compression="gzip")
+    passthrough.add_arguments(p, concurrency=32, channels=8)
     p.set_defaults(spans_per_request=512, warmup=2.0, duration=10.0, repeat=1)
     args = p.parse_args()
     if not pin(args.load_cpu):

@@ -62,7 +62,7 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert ap["collector_exit"] == 0
     assert ap["processors"][0] == "groupbytrace" and ap["processors"][-1] == "tail_sampling"
     assert ap["cleanliness"] == ("cleanliness" in ap["processors"])
-    assert ap["compression"] == "gzip"
+    assert ap["compression"] == "none"
     _positive(records["kafka"], "exporter_spans_per_s", "receiver_spans_per_s")
     us = records["processors"]["us_per_span"]
     for p in ("provider_reconciliation", "cache_tagging", "fallback_chain", "groupbytrace"):
@@ -206,14 +206,14 @@ def test_topology_benchmark_on_a_few_traces(capsys):
 
 @pytest.mark.parametrize("choice", [None, "none", "gzip"])
 def test_agent_pipeline_exports_with_the_compression_it_reports(choice):
-    """The exporter to the null sink compresses as `--compression` says (default: gzip, the
-    exporter's own default), and `args.compression` is what the record reports."""
+    """The exporter to the null sink compresses as `--compression` says (default: none, as
+    `passthrough`), and `args.compression` is what the record reports."""
     from benchmarks.cases import agent_pipeline
     from benchmarks.common import parser
 
     p = parser("")
     agent_pipeline.add_arguments(p)
     args = p.parse_args(["--compression", choice] if choice else [])
-    assert args.compression == (choice or "gzip")
+    assert args.compression == (choice or "none")
     cfg = agent_pipeline.config("127.0.0.1:1", args)
     assert cfg["exporters"]["otlp_grpc/sink"]["compression"] == args.compression
