@@ -100,13 +100,21 @@ def pin(cpu: int) -> bool:
     return True
 
 
-def sink_config(sink: str, procs: dict[str, Any], log_level: str = "warn") -> dict[str, Any]:
+def sink_config(
+    sink: str, procs: dict[str, Any], log_level: str = "warn", compression: str = "none"
+) -> dict[str, Any]:
     """A collector config: OTLP/gRPC in on a free port -> `procs` in order -> `otlp_grpc`
-    out to the null sink at `sink`; no metrics endpoint."""
+    out to the null sink at `sink` with `compression`; no metrics endpoint."""
     return {
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
         "processors": procs,
-        "exporters": {"otlp_grpc/sink": {"endpoint": sink, "tls": {"insecure": True}}},
+        "exporters": {
+            "otlp_grpc/sink": {
+                "endpoint": sink,
+                "tls": {"insecure": True},
+                "compression": compression,
+            }
+        },
         "service": {
             "pipelines": {
                 "traces": {

@@ -57,8 +57,9 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 def cmd_run(sources: list[str]) -> int:
-    from pipeline.service import Service
+    from pipeline.service import Service, gc_threshold
 
+    gc_threshold(os.environ.get("TRACESIEVE_GC_THRESHOLD"))  # a bad value fails here, as config
     cfg = config_mod.load(sources, REGISTRY)
     logs = cfg.service.telemetry.logs
     setup_logging(logs.level, logs.encoding)

@@ -21,11 +21,38 @@ from aiohttp import web
 
 from pipeline.component import ComponentID, Registry
 from pipeline.config import CollectorConfig
+from pipeline.errors import ConfigError
 from pipeline.graph import Graph
 from pipeline.httpserver import HTTPServer
 from pipeline.telemetry import Telemetry
 
 log = logging.getLogger("tracesieve")
+
+GC_THRESHOLD = (50_000, 10, 10)
+"""The cyclic GC's thresholds once started (CPython's default: 700, 10, 10). A batch in
+flight holds tens of thousands of container objects (the GenAI index), which a young
+collection every 700 allocations walks again and again; freed by reference counting,
+almost none of them is ever garbage. Cycles are still collected, after 50,000 more
+container objects than were freed."""
+
+
+def gc_threshold(value: str | None) -> tuple[int, ...]:
+    """`TRACESIEVE_GC_THRESHOLD` (1 to 3 comma-separated integers for
+    `gc.set_threshold`), or `GC_THRESHOLD` when unset or empty."""
+    if not value:
+        return GC_THRESHOLD
+    try:
+        parts = tuple(int(x) for x in value.split(","))
+    except ValueError:
+        parts = ()
+    if not 1 <= len(parts) <= 3 or min(parts) < 0:
+        raise ConfigError(
+            [
+                f"TRACESIEVE_GC_THRESHOLD: {value!r}: want 1 to 3 comma-separated integers "
+                "≥ 0, as for gc.set_threshold (e.g. 700,10,10)"
+            ]
+        )
+    return parts
 
 
 class Service:
@@ -33,6 +60,7 @@ class Service:
 
     def __init__(self, cfg: CollectorConfig, registry: Registry) -> None:
         self.cfg = cfg
+        self._gc_threshold = gc_threshold(os.environ.get("TRACESIEVE_GC_THRESHOLD"))
         metrics_cfg = cfg.service.telemetry.metrics
         self.telemetry = Telemetry(metrics_cfg.level)
         self.graph = Graph(cfg, registry, telemetry=self.telemetry)
@@ -99,6 +127,7 @@ class Service:
             # keep it out of every later cyclic-GC pass, which then walks only live data
             gc.collect()
             gc.freeze()
+        gc.set_threshold(*self._gc_threshold)
         self._notify(True)
         n = len(self.cfg.pipelines)
         log.info("tracesieve is ready: %d pipeline%s running", n, "" if n == 1 else "s")

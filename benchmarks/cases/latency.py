@@ -40,7 +40,7 @@ def config(sink: str, args: Any) -> dict[str, Any]:
         "cache_tagging": {},
         "fallback_chain": {},
     }
-    return sink_config(sink, procs, log_level="info")
+    return sink_config(sink, procs, log_level="info", compression=args.compression)
 
 
 SLOW = 0.05  # seconds: latencies above this are grouped into stalls
@@ -256,6 +256,7 @@ async def run(args: Any) -> dict[str, Any]:
         "processors": ["provider_reconciliation", "cache_tagging", "fallback_chain"],
         "payload": "agent (benchmarks.generator.LoadStream)",
         "spans_per_request": args.spans_per_request,
+        "compression": args.compression,
         "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
         "duration_s": args.duration,
     }

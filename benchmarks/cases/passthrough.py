@@ -313,7 +313,7 @@ async def run(
         "collector_exit": max(codes, key=abs),
         "concurrency": args.concurrency,
         "channels": args.channels,
-        "compression": getattr(args, "compression", "none"),
+        "compression": args.compression,
         "batch_size": getattr(args, "batch_size", None),
         "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
         **(describe or {}),
@@ -376,13 +376,21 @@ def _profile(
     return info
 
 
-def add_arguments(p: argparse.ArgumentParser, concurrency: int = 64, channels: int = 8) -> None:
+def add_arguments(
+    p: argparse.ArgumentParser, concurrency: int = 64, channels: int = 8, compression: str = "none"
+) -> None:
     p.add_argument("--concurrency", type=int, default=concurrency, help="requests in flight")
     p.add_argument("--channels", type=int, default=channels, help="gRPC channels (connections)")
     p.add_argument("--collector-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     p.add_argument("--profile", choices=["svg", "txt", "json"], help="py-spy the collector")
     p.add_argument("--native", action="store_true", help="with --profile: C frames too")
+    p.add_argument(
+        "--compression",
+        default=compression,
+        choices=["none", "gzip"],
+        help="the otlp_grpc exporter's compression, to the sink",
+    )
 
 
 def serve(coro: Any) -> dict[str, Any]:
@@ -400,7 +408,6 @@ def serve(coro: Any) -> dict[str, Any]:
 def main(case: str = "passthrough", target: str = "collector", doc: str = "") -> None:
     p = parser(doc or __doc__ or "")
     add_arguments(p)
-    p.add_argument("--compression", default="none", choices=["none", "gzip"])
     p.add_argument("--batch-size", type=int, default=8192, help="batch send_batch_size")
     args = p.parse_args()
     if not pin(args.load_cpu):

@@ -7,6 +7,10 @@ with the OTel Collector's semantics (`exporterhelper`).
   `max_elapsed_time` (0 = forever) or the shutdown deadline.
 - With the queue on, `consume_traces` returns once the batch is queued; a full queue
   refuses with `RefusedError` (clients get UNAVAILABLE / 503) unless `block_on_overflow`.
+- An exporter that sends only the wire bytes (`wire_only`) queues a bare copy of each
+  batch: the bytes, without the decoded request or the processors' `cache` (the GenAI
+  index and the like), so queued and in-flight batches hold no more than they send and
+  the cyclic GC has no per-span objects of theirs to walk.
 - On shutdown, new batches are refused and the queue drains until the deadline; what
   is left is counted as failed (memory queue) or stays on disk for the next start
   (persistent queue, `sending_queue.storage`).
@@ -148,8 +152,10 @@ class ExporterHelper:
         queue: QueueConfig,
         start: Callable[[Host], Awaitable[None]] | None = None,
         shutdown: Callable[[], Awaitable[None]] | None = None,
+        wire_only: bool = False,
     ) -> None:
         self.settings = settings
+        self._wire_only = wire_only
         self._push = push
         self._retry = retry
         self._qcfg = queue
@@ -209,6 +215,8 @@ class ExporterHelper:
             if not ok:
                 raise RefusedError(f"exporter {self.settings.id} could not send the data")
             return
+        if self._wire_only:
+            traces = traces.copy()
         if not q.offer(traces):
             if not self._qcfg.block_on_overflow:
                 self.metrics.enqueue_failed.inc(traces.span_count)

@@ -100,6 +100,7 @@ class OTLPExporter(HelperExporter):
             queue=cfg.sending_queue,
             start=self._start,
             shutdown=self._shutdown,
+            wire_only=True,  # `_push` sends `to_bytes()`, nothing else
         )
 
     async def _start(self, host: Host) -> None:

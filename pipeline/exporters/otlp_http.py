@@ -90,6 +90,7 @@ class OTLPHTTPExporter(HelperExporter):
             queue=cfg.sending_queue,
             start=self._start,
             shutdown=self._shutdown,
+            wire_only=cfg.encoding == "proto",  # JSON is encoded from the decoded request
         )
 
     async def _start(self, host: Host) -> None:

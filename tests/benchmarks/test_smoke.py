@@ -57,10 +57,12 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
         _positive(records[name], "spans_per_s", "spans_per_collector_cpu_s")
         assert records[name]["errors"] == {}
     assert records["passthrough"]["collector_exit"] == 0
+    assert records["passthrough"]["compression"] == "none"
     ap = records["agent_pipeline"]
     assert ap["collector_exit"] == 0
     assert ap["processors"][0] == "groupbytrace" and ap["processors"][-1] == "tail_sampling"
     assert ap["cleanliness"] == ("cleanliness" in ap["processors"])
+    assert ap["compression"] == "none"
     _positive(records["kafka"], "exporter_spans_per_s", "receiver_spans_per_s")
     us = records["processors"]["us_per_span"]
     for p in ("provider_reconciliation", "cache_tagging", "fallback_chain", "groupbytrace"):
@@ -200,3 +202,18 @@ def test_topology_benchmark_on_a_few_traces(capsys):
     # the gateway with overwrite gets every value right; the benchmark's figures rest on it
     assert record["wrong_traces_gateway_overwrite"] == 0
     assert record["wrong_traces_sidecar"] > 0
+
+
+@pytest.mark.parametrize("choice", [None, "none", "gzip"])
+def test_agent_pipeline_exports_with_the_compression_it_reports(choice):
+    """The exporter to the null sink compresses as `--compression` says (default: none, as
+    `passthrough`), and `args.compression` is what the record reports."""
+    from benchmarks.cases import agent_pipeline
+    from benchmarks.common import parser
+
+    p = parser("")
+    agent_pipeline.add_arguments(p)
+    args = p.parse_args(["--compression", choice] if choice else [])
+    assert args.compression == (choice or "none")
+    cfg = agent_pipeline.config("127.0.0.1:1", args)
+    assert cfg["exporters"]["otlp_grpc/sink"]["compression"] == args.compression

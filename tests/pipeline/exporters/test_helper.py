@@ -112,3 +112,54 @@ async def test_full_queue_refuses_and_counts():
     gate.set()
     await h.shutdown()
     assert h.metrics.sent._value.get() == 6
+
+
+def wire_helper(push, queue: QueueConfig) -> ExporterHelper:  # type: ignore[no-untyped-def]
+    return ExporterHelper(
+        settings("exporter", "otlp_grpc/t"), push, retry=FAST, queue=queue, wire_only=True
+    )
+
+
+async def test_wire_only_queues_the_bytes_without_the_decoded_request_or_cache():
+    sent: list[tuple[bytes, bool, dict[str, object]]] = []
+
+    async def push(t: Traces) -> int:
+        sent.append((t.to_bytes(), t.is_decoded, dict(t.cache)))
+        return 0
+
+    h = wire_helper(push, QueueConfig(num_consumers=1))
+    await h.start(FakeHost())
+    outcomes: list[bool] = []
+    t = batch(5)
+    t.deliveries = (Delivery(outcomes.append),)
+    index = object()
+    t.cache["genai.index"] = index
+    assert t.is_decoded
+    await h.consume_traces(t)
+    t.deliveries[0].release()  # the source's own reference: the queue holds another
+    await h.shutdown()
+    assert sent == [(t.to_bytes(), False, {})]
+    assert outcomes == [True]  # reported to the source once sent, not before
+    assert h.metrics.sent._value.get() == 5
+    # the batch handed over is untouched: other consumers of it keep its decoded request
+    # and what processors derived from it
+    assert t.is_decoded and t.cache == {"genai.index": index}
+
+
+@pytest.mark.parametrize("fail", [False, True])
+async def test_wire_only_with_wait_for_result_answers_with_the_send(fail):
+    async def push(t: Traces) -> int:
+        if fail:
+            raise PermanentError("INVALID_ARGUMENT: no")
+        return 0
+
+    h = wire_helper(push, QueueConfig(num_consumers=1, wait_for_result=True))
+    await h.start(FakeHost())
+    if fail:
+        with pytest.raises(RefusedError, match="could not send"):
+            await asyncio.wait_for(h.consume_traces(batch()), 5)
+    else:
+        await asyncio.wait_for(h.consume_traces(batch()), 5)
+    await h.shutdown()
+    assert h.metrics.sent._value.get() == (0 if fail else 3)
+    assert h.metrics.send_failed._value.get() == (3 if fail else 0)
