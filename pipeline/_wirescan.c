@@ -967,6 +967,213 @@ done:
     return result;
 }
 
+/* -- grouping by trace (groupbytrace's ingest) --------------------------------------- */
+
+typedef struct {
+    Py_ssize_t fs, fe; /* the span's field (tag, length, Span) in the buffer */
+    Py_ssize_t next;   /* the next span of the same trace in this scope, -1: none */
+} span_ref;
+
+typedef struct {
+    Py_ssize_t first, last, n, size;
+} trace_run;
+
+/* Every occurrence of field `key` of the message [v0, v1), as encoded (tag and length
+ * included), joined: re-embedded, they decode as protobuf reads them (occurrences of a
+ * message merge, the last scalar wins). */
+static PyObject *fields_of(ptr v0, ptr v1, uint64_t key) {
+    ptr p = v0, a = NULL, b = NULL;
+    Py_ssize_t total = 0, count = 0;
+    field f;
+    while (p < v1) {
+        if (next_field(&p, v1, &f)) return NULL;
+        if (f.key != key) continue;
+        if (!count) a = f.start;
+        b = f.v1;
+        total += f.v1 - f.start;
+        count++;
+    }
+    if (count <= 1) return PyBytes_FromStringAndSize(a ? (const char *)a : "", a ? b - a : 0);
+    PyObject *out = PyBytes_FromStringAndSize(NULL, total);
+    if (out == NULL) return NULL;
+    char *o = PyBytes_AS_STRING(out);
+    for (p = v0; p < v1;) {
+        if (next_field(&p, v1, &f)) {
+            Py_DECREF(out);
+            return NULL;
+        }
+        if (f.key != key) continue;
+        memcpy(o, f.start, f.v1 - f.start);
+        o += f.v1 - f.start;
+    }
+    return out;
+}
+
+/* One ScopeSpans: its spans grouped by trace id into `by_tid` (tid -> (blob, n)); roots'
+ * trace ids into `rooted`. refs/runs are scratch arrays, grown as needed. */
+static int group_scope(ptr base, ptr v0, ptr v1, PyObject *by_tid, PyObject *rooted,
+                       span_ref **refs, Py_ssize_t *rcap, trace_run **runs,
+                       Py_ssize_t *ucap, PyObject **last_tid) {
+    Py_ssize_t nspans = 0, nruns = 0;
+    ptr p = v0;
+    field f;
+    while (p < v1) {
+        if (next_field(&p, v1, &f)) return -1;
+        if (f.key != 0x12) continue;
+        ptr q = f.v0, t0 = NULL, t1 = NULL;
+        int root = 1;
+        field g;
+        while (q < f.v1) {
+            if (next_field(&q, f.v1, &g)) return -1;
+            if (g.key == 0x0A) {
+                t0 = g.v0;
+                t1 = g.v1;
+            } else if (g.key == 0x22) {
+                root = g.v1 == g.v0;
+            }
+        }
+        Py_ssize_t tl = t0 ? t1 - t0 : 0;
+        PyObject *tid;
+        if (*last_tid && PyBytes_GET_SIZE(*last_tid) == tl &&
+            memcmp(PyBytes_AS_STRING(*last_tid), t0 ? (const char *)t0 : "", tl) == 0) {
+            tid = *last_tid;
+        } else {
+            tid = PyBytes_FromStringAndSize(t0 ? (const char *)t0 : "", tl);
+            if (tid == NULL) return -1;
+            Py_XDECREF(*last_tid);
+            *last_tid = tid;
+        }
+        if (nspans == *rcap) {
+            Py_ssize_t cap = *rcap ? 2 * *rcap : 256;
+            span_ref *grown = PyMem_Realloc(*refs, cap * sizeof(span_ref));
+            if (grown == NULL) {
+                PyErr_NoMemory();
+                return -1;
+            }
+            *refs = grown;
+            *rcap = cap;
+        }
+        span_ref *r = &(*refs)[nspans];
+        r->fs = f.start - base;
+        r->fe = f.v1 - base;
+        r->next = -1;
+        PyObject *at = PyDict_GetItemWithError(by_tid, tid); /* borrowed */
+        Py_ssize_t u;
+        if (at == NULL) {
+            if (PyErr_Occurred()) return -1;
+            if (nruns == *ucap) {
+                Py_ssize_t cap = *ucap ? 2 * *ucap : 64;
+                trace_run *grown = PyMem_Realloc(*runs, cap * sizeof(trace_run));
+                if (grown == NULL) {
+                    PyErr_NoMemory();
+                    return -1;
+                }
+                *runs = grown;
+                *ucap = cap;
+            }
+            u = nruns++;
+            (*runs)[u].first = (*runs)[u].last = nspans;
+            (*runs)[u].n = 0;
+            (*runs)[u].size = 0;
+            PyObject *idx = PyLong_FromSsize_t(u);
+            if (idx == NULL) return -1;
+            int err = PyDict_SetItem(by_tid, tid, idx);
+            Py_DECREF(idx);
+            if (err) return -1;
+        } else {
+            u = PyLong_AsSsize_t(at);
+            (*refs)[(*runs)[u].last].next = nspans;
+            (*runs)[u].last = nspans;
+        }
+        (*runs)[u].n += 1;
+        (*runs)[u].size += r->fe - r->fs;
+        if (root && PySet_Add(rooted, tid)) return -1;
+        nspans++;
+    }
+    /* the runs' spans, joined: the dict's values replaced in place (same keys) */
+    Py_ssize_t pos = 0, u = 0;
+    PyObject *k, *v;
+    while (PyDict_Next(by_tid, &pos, &k, &v)) {
+        trace_run *run = &(*runs)[u++];
+        PyObject *blob = PyBytes_FromStringAndSize(NULL, run->size);
+        if (blob == NULL) return -1;
+        char *out = PyBytes_AS_STRING(blob);
+        for (Py_ssize_t i = run->first; i >= 0; i = (*refs)[i].next) {
+            Py_ssize_t n = (*refs)[i].fe - (*refs)[i].fs;
+            memcpy(out, base + (*refs)[i].fs, n);
+            out += n;
+        }
+        PyObject *val = Py_BuildValue("(Nn)", blob, run->n);
+        if (val == NULL) return -1;
+        int err = PyDict_SetItem(by_tid, k, val);
+        Py_DECREF(val);
+        if (err) return -1;
+    }
+    return 0;
+}
+
+static PyObject *wire_group(PyObject *self, PyObject *arg) {
+    Py_buffer buf;
+    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE)) return NULL;
+    ptr base = buf.buf, end = base + buf.len, p = base;
+    PyObject *groups = PyList_New(0), *rooted = PySet_New(NULL), *last_tid = NULL;
+    PyObject *result = NULL;
+    span_ref *refs = NULL;
+    trace_run *runs = NULL;
+    Py_ssize_t rcap = 0, ucap = 0;
+    field f, g;
+    if (groups == NULL || rooted == NULL) goto done;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto done;
+        if (f.key != 0x0A) continue; /* not resource_spans */
+        ptr q;
+        PyObject *res = fields_of(f.v0, f.v1, 0x0A), *url = res ? fields_of(f.v0, f.v1, 0x1A) : NULL;
+        if (url == NULL) {
+            Py_XDECREF(res);
+            goto done;
+        }
+        PyObject *rf = Py_BuildValue("(NN)", res, url);
+        if (rf == NULL) goto done;
+        for (q = f.v0; q < f.v1;) {
+            if (next_field(&q, f.v1, &g)) goto fail_rf;
+            if (g.key != 0x12) continue; /* not scope_spans */
+            PyObject *sc = fields_of(g.v0, g.v1, 0x0A), *su = sc ? fields_of(g.v0, g.v1, 0x1A) : NULL;
+            if (su == NULL) {
+                Py_XDECREF(sc);
+                goto fail_rf;
+            }
+            PyObject *by_tid = PyDict_New();
+            if (by_tid == NULL || group_scope(base, g.v0, g.v1, by_tid, rooted, &refs, &rcap,
+                                              &runs, &ucap, &last_tid)) {
+                Py_XDECREF(by_tid);
+                Py_DECREF(sc);
+                Py_DECREF(su);
+                goto fail_rf;
+            }
+            PyObject *item = Py_BuildValue("(O(NN)N)", rf, sc, su, by_tid);
+            if (item == NULL || PyList_Append(groups, item)) {
+                Py_XDECREF(item);
+                goto fail_rf;
+            }
+            Py_DECREF(item);
+        }
+        Py_DECREF(rf);
+        continue;
+    fail_rf:
+        Py_DECREF(rf);
+        goto done;
+    }
+    result = PyTuple_Pack(2, groups, rooted);
+done:
+    Py_XDECREF(groups);
+    Py_XDECREF(rooted);
+    Py_XDECREF(last_tid);
+    PyMem_Free(refs);
+    PyMem_Free(runs);
+    PyBuffer_Release(&buf);
+    return result;
+}
+
 static PyObject *wire_untrack(PyObject *self, PyObject *arg) {
     if (!PyList_Check(arg)) {
         PyErr_SetString(PyExc_TypeError, "untrack: want a list");
@@ -986,6 +1193,7 @@ static PyMethodDef methods[] = {
     {"ids_ok", wire_ids_ok, METH_O, "Whether every span id has a valid length."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
+    {"group", wire_group, METH_O, "Spans grouped by resource, scope and trace id."},
     {NULL, NULL, 0, NULL},
 };
 

@@ -35,6 +35,12 @@ Python functions are the same algorithm, used when it was not (and tested agains
   a span by its body start as given by ``spans``. ``append_bytes`` are encoded Span
   fields (tag 9 KeyValue frames); dropped attributes are those whose key is in
   ``drop_keys``. Everything else is kept byte for byte.
+- ``group(raw) -> (groups, rooted)``: the spans grouped as `groupbytrace` holds them: per
+  ScopeSpans, ``((resource, schema_url), (scope, scope_schema_url), by_tid)`` where the
+  first four are the encoded fields as they are on the wire (tag and length included;
+  every occurrence, joined; ``b""``: absent) and ``by_tid`` maps each trace id, in order of first
+  appearance, to ``(spans, n)``: its n spans' ``ScopeSpans.spans`` fields, joined; and
+  ``rooted``, the trace ids with a span without a parent span id (the last occurrence).
 - ``untrack(objects)``: takes the objects of a list off the cyclic GC's lists (C only;
   a no-op in Python). For objects whose only reference cycles their owner cuts itself
   (the GenAI index's records): reference counting frees them, the GC never walks them.
@@ -61,6 +67,7 @@ __all__ = [
     "WireError",
     "attributes",
     "collect",
+    "group",
     "ids_ok",
     "spans",
     "splice",
@@ -395,6 +402,52 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
     return raw if out is None else out
 
 
+Grouped = tuple[
+    list[tuple[tuple[bytes, bytes], tuple[bytes, bytes], dict[bytes, tuple[bytes, int]]]],
+    set[bytes],
+]
+
+
+def _joined(raw: bytes, fields: list[tuple[int, int, int, int]], key: int) -> bytes:
+    """Every occurrence of a field, as encoded, joined (re-embedded, they decode as
+    protobuf reads them: message occurrences merge, the last scalar wins)."""
+    return b"".join(raw[start:end] for k, start, _, end in fields if k == key)
+
+
+def _py_group(raw: bytes) -> Grouped:
+    groups = []
+    rooted: set[bytes] = set()
+    for key, _, rs_start, rs_end in _fields(raw, 0, len(raw)):
+        if key != 0x0A:  # resource_spans = 1
+            continue
+        fields = _fields(raw, rs_start, rs_end)
+        res = _joined(raw, fields, 0x0A)  # resource = 1
+        url = _joined(raw, fields, 0x1A)  # schema_url = 3
+        for k, _, ss_start, ss_end in fields:
+            if k != 0x12:  # scope_spans = 2
+                continue
+            sfields = _fields(raw, ss_start, ss_end)
+            scope = _joined(raw, sfields, 0x0A)  # scope = 1
+            surl = _joined(raw, sfields, 0x1A)  # schema_url = 3
+            runs: dict[bytes, list[bytes]] = {}
+            for sk, start, v0, v1 in sfields:
+                if sk != 0x12:  # spans = 2
+                    continue
+                tid = b""
+                root = True
+                for fk, _, f0, f1 in _fields(raw, v0, v1):
+                    if fk == 0x0A:  # trace_id = 1
+                        tid = raw[f0:f1]
+                    elif fk == 0x22:  # parent_span_id = 4
+                        root = f1 == f0
+                runs.setdefault(tid, []).append(raw[start:v1])
+                if root:
+                    rooted.add(tid)
+            by_tid = {tid: (b"".join(spans), len(spans)) for tid, spans in runs.items()}
+            groups.append(((res, url), (scope, surl), by_tid))
+    return groups, rooted
+
+
 def _py_untrack(objects: list[Any]) -> None:
     """(Python cannot untrack: the cyclic GC keeps walking them.)"""
 
@@ -403,6 +456,7 @@ try:
     from pipeline._wirescan import Slots as Slots
     from pipeline._wirescan import attributes as attributes
     from pipeline._wirescan import collect as collect
+    from pipeline._wirescan import group as group
     from pipeline._wirescan import ids_ok as ids_ok
     from pipeline._wirescan import spans as spans
     from pipeline._wirescan import splice as splice
@@ -413,6 +467,7 @@ except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
     attributes = _py_attributes  # type: ignore[assignment]
     collect = _py_collect  # type: ignore[assignment]
+    group = _py_group
     ids_ok = _py_ids_ok
     Slots = _PySlots  # type: ignore[misc, assignment]
     splice = _py_splice

@@ -14,10 +14,10 @@ except the trace id, which encoders write first), then byte joins.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable, Iterable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import TypeVar
 
-from pipeline.otlpwire import span_head, span_headers, varint
+from pipeline.otlpwire import varint
 from pipeline.pdata import InvalidTracesError
 
 __all__ = [
@@ -29,7 +29,6 @@ __all__ = [
     "chunk",
     "fields",
     "group",
-    "group_scope",
     "parse",
     "size_bound",
     "trace_id",
@@ -280,43 +279,3 @@ def chunk(refs: Sequence[SpanRef], budget: int) -> tuple[list[list[SpanRef]], li
     if cur:
         parts.append(cur)
     return parts, oversized
-
-
-def group_scope(spans: Iterable[bytes], rooted: set[bytes]) -> dict[bytes, tuple[bytes, int]]:
-    """One scope's spans (Span encodings) by trace id: per trace its spans as consecutive
-    `ScopeSpans.spans` fields, and how many; the ids of traces whose root span (no parent)
-    is among them are added to `rooted`. Raises `DecodeError` on a malformed span."""
-    by_tid: dict[bytes, list[bytes]] = {}
-    for sb in spans:
-        # span_head's fast path, inlined: canonical trace_id, span_id, no trace_state;
-        # the root has no parent_span_id (or an empty one)
-        if (
-            len(sb) > 29
-            and sb[0] == 0x0A
-            and sb[1] == 16
-            and sb[18] == 0x12
-            and sb[19] == 8
-            and sb[28] != 0x1A
-        ):
-            tid = sb[2:18]
-            root = sb[28] != 0x22 or sb[29] == 0
-        else:
-            tid, root = span_head(sb)
-        got = by_tid.get(tid)
-        if got is None:
-            by_tid[tid] = [sb]
-        else:
-            got.append(sb)
-        if root:
-            rooted.add(tid)
-    out: dict[bytes, tuple[bytes, int]] = {}
-    for tid, group in by_tid.items():
-        if len(group) == 1:
-            out[tid] = (span_headers[len(group[0])] + group[0], 1)
-        else:
-            seg: list[bytes] = []
-            for sb in group:
-                seg.append(span_headers[len(sb)])
-                seg.append(sb)
-            out[tid] = (b"".join(seg), len(group))
-    return out

@@ -35,19 +35,18 @@ from collections import Counter, OrderedDict, deque
 
 import msgspec
 
+from pipeline import wirescan
 from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, Duration, NonNegInt, PositiveInt
 from pipeline.errors import InvalidDataError, RefusedError
 from pipeline.otlpwire import (
     TAG_1,
     TAG_2,
-    DecodeError,
-    scope_groups,
     varint,
 )
 from pipeline.pdata import Delivery, Traces
 from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
-from pipeline.wiresplit import group_scope
+from pipeline.wirescan import WireError
 
 MIB = 1 << 20
 # Estimated memory beyond the encodings: per blob of spans (a bytes object, a list slot)
@@ -264,14 +263,11 @@ class GroupByTraceProcessor:
 
     def _ingest(self, traces: Traces) -> None:
         # first read every span's trace id (nothing is held if the batch is bad) ...
-        per_group: list[tuple[_Group, dict[bytes, tuple[bytes, int]]]] = []
-        rooted: set[bytes] = set()
         try:
-            for g in scope_groups(traces.to_bytes()):
-                by_tid = group_scope(g.spans, rooted)
-                per_group.append((self._intern(g.resource_fields, g.scope_fields), by_tid))
-        except DecodeError as exc:
+            groups, rooted = wirescan.group(traces.to_bytes())
+        except WireError as exc:
             raise InvalidDataError(f"groupbytrace: cannot read the batch: {exc}") from exc
+        per_group = [(self._intern(res, scope), by_tid) for res, scope, by_tid in groups]
         # ... then hold them
         now = time.monotonic()
         touched: dict[bytes, _Trace] = {}

@@ -15,9 +15,10 @@ from google.protobuf.message import Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
 from pipeline import wirescan as w
+from pipeline.otlpwire import varint
 from processors.genai.write import attr_bool, attr_str, attr_strs
 from tests.fuzz.budget import examples
 from tests.fuzz.strategies import KEYS, mutated_bytes, requests
@@ -230,3 +231,57 @@ def test_mutated_noisy_requests(
         pos %= len(raw)
         agree(raw[:pos] + bytes([value]) + raw[pos + 1 :])
         agree(raw[:pos])
+
+
+def _grouped(raw: bytes) -> Any:
+    try:
+        return w._py_group(raw)
+    except w.WireError:
+        return "WireError"
+
+
+def _span_set(spans: Any) -> list[bytes]:
+    out = []
+    for s in spans:
+        s.DiscardUnknownFields()
+        out.append(s.SerializeToString(deterministic=True))
+    return sorted(out)
+
+
+@settings(max_examples=examples(60))
+@given(noisy_requests(), st.integers(0, 1 << 16), st.integers(0, 255))
+def test_group_regroups_what_protobuf_reads_and_c_agrees_with_python(
+    case: tuple[ExportTraceServiceRequest, bytes], pos: int, value: int
+) -> None:
+    """`group`: every span once, under its trace id, with the resource and scope protobuf
+    reads for it; roots found; the same outcome from C and Python, also on a mutation."""
+    req, raw = case
+    groups, rooted = w.group(raw)
+    assert (groups, rooted) == w._py_group(raw)
+    got: list[Any] = []
+    for (res, url), (scope, surl), by_tid in groups:
+        for tid, (blob, n) in by_tid.items():
+            body = res + b"\x12" + varint(len(scope + blob + surl)) + scope + blob + surl + url
+            part = ResourceSpans.FromString(body)
+            (ss,) = part.scope_spans
+            assert len(ss.spans) == n and {s.trace_id for s in ss.spans} == {tid}
+            got += [(part.resource, part.schema_url, ss.scope, ss.schema_url, s) for s in ss.spans]
+    want = [
+        (rs.resource, rs.schema_url, ss.scope, ss.schema_url, s)
+        for rs in req.resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    assert _span_set(g[4] for g in got) == _span_set(x[4] for x in want)
+    for r, u, sc, su, s in got:  # each span with its own resource and scope
+        matches = [x for x in want if x[4].span_id == s.span_id and x[4].trace_id == s.trace_id]
+        assert any((r, u, sc, su) == x[:4] for x in matches)
+    assert rooted == {x[4].trace_id for x in want if not x[4].parent_span_id}
+    if raw:
+        pos %= len(raw)
+        bad = raw[:pos] + bytes([value]) + raw[pos + 1 :]
+        try:
+            c_out: Any = w.group(bad)
+        except w.WireError:
+            c_out = "WireError"
+        assert c_out == _grouped(bad)

@@ -13,9 +13,10 @@ from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
+from pipeline import wirescan
 from pipeline.configtypes import decode
 from pipeline.errors import InvalidDataError, RefusedError
-from pipeline.otlpwire import TAG_1, TAG_2, frame, span_head
+from pipeline.otlpwire import TAG_1, TAG_2, frame
 from pipeline.pdata import Delivery, Traces
 from pipeline.telemetry import Telemetry
 from pipeline.testing import FakeHost, Sink, make_span, make_traces, settings
@@ -303,7 +304,8 @@ async def test_a_malformed_batch_is_refused_and_nothing_is_held():
     assert p.held_spans == 0
 
 
-def test_span_head_reads_any_field_order():
+@pytest.mark.parametrize("group", [wirescan.group, wirescan._py_group], ids=["c", "python"])
+def test_spans_are_grouped_by_trace_id_and_root_in_any_field_order(group):
     tid, span_id, parent = T1, sid(1), sid(2)
     canonical = (
         frame(TAG_1, tid) + frame(TAG_2, span_id) + frame(b"\x22", parent) + frame(b"\x2a", b"n")
@@ -318,12 +320,26 @@ def test_span_head_reads_any_field_order():
     empty_parent = (
         frame(TAG_1, tid) + frame(TAG_2, span_id) + frame(b"\x22", b"") + frame(b"\x2a", b"n")
     )
-    assert span_head(canonical) == (tid, False)
-    assert span_head(shuffled) == (tid, False)
-    assert span_head(with_state) == (tid, True)
-    assert span_head(with_state_parent) == (tid, False)
-    assert span_head(empty_parent) == (tid, True)
-    assert span_head(frame(TAG_1, tid) + frame(TAG_2, span_id)) == (tid, True)
+    bare = frame(TAG_1, tid) + frame(TAG_2, span_id)
+    cases = [
+        (canonical, False),
+        (shuffled, False),
+        (with_state, True),
+        (with_state_parent, False),
+        (empty_parent, True),
+        (bare, True),
+    ]
+    resource = frame(TAG_1, frame(TAG_1, b"k"))
+    for span, root in cases:
+        other = frame(TAG_1, T2) + frame(TAG_2, sid(9)) + frame(b"\x22", sid(8))
+        scope_spans = frame(TAG_2, span) + frame(TAG_2, other) + frame(TAG_2, span)
+        raw = frame(TAG_1, resource + frame(TAG_2, scope_spans))
+        (((res, url), (scope, surl), by_tid),), rooted = group(raw)
+        assert (res, url, scope, surl) == (resource, b"", b"", b"")
+        assert list(by_tid) == [tid, T2]
+        assert by_tid[tid] == (frame(TAG_2, span) * 2, 2)
+        assert by_tid[T2] == (frame(TAG_2, other), 1)
+        assert rooted == ({tid} if root else set())
 
 
 async def test_a_span_in_another_field_order_joins_its_trace():
