@@ -188,9 +188,7 @@ def load_tool_schemas(directory: str) -> tuple[dict[str, Validator], list[str]]:
             try:
                 v = jsonschema_rs.validator_for(schema).is_valid
             except Exception as exc:  # ValidationError (against the meta-schema), refs
-                # checked against its meta-schema: the first line says what is wrong
-                msg = (str(exc).splitlines() or [type(exc).__name__])[0]
-                problems.append(f"{path}: invalid JSON Schema ({msg})")
+                problems.append(f"{path}: invalid JSON Schema ({_schema_problem(exc)})")
                 continue
             if len(_COMPILED) > 10_000:
                 _COMPILED.clear()
@@ -199,6 +197,13 @@ def load_tool_schemas(directory: str) -> tuple[dict[str, Validator], list[str]]:
     if not names:
         problems.append(f"{directory!r} holds no <tool name>.json schema")
     return out, problems
+
+
+def _schema_problem(exc: Exception) -> str:
+    """What is wrong with a schema, and where in it (`at /required`)."""
+    msg = getattr(exc, "message", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+    where = getattr(exc, "instance_path", None)
+    return f"{msg} at /{'/'.join(map(str, where))}" if where else str(msg)
 
 
 # -- the processor ------------------------------------------------------------------------------

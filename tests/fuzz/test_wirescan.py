@@ -248,7 +248,7 @@ def _span_set(spans: Any) -> list[bytes]:
     return sorted(out)
 
 
-@settings(max_examples=examples(60))
+@settings(max_examples=examples(40))
 @given(noisy_requests(), st.integers(0, 1 << 16), st.integers(0, 255))
 def test_group_regroups_what_protobuf_reads_and_c_agrees_with_python(
     case: tuple[ExportTraceServiceRequest, bytes], pos: int, value: int
@@ -263,6 +263,7 @@ def test_group_regroups_what_protobuf_reads_and_c_agrees_with_python(
         for tid, (blob, n) in by_tid.items():
             body = res + b"\x12" + varint(len(scope + blob + surl)) + scope + blob + surl + url
             part = ResourceSpans.FromString(body)
+            part.DiscardUnknownFields()  # the noisy encodings add some
             (ss,) = part.scope_spans
             assert len(ss.spans) == n and {s.trace_id for s in ss.spans} == {tid}
             got += [(part.resource, part.schema_url, ss.scope, ss.schema_url, s) for s in ss.spans]
