@@ -1174,6 +1174,94 @@ done:
     return result;
 }
 
+/* -- validation (the receivers') -------------------------------------------------- */
+
+#define SLOTS 33 /* field numbers 0..32 per message type; above: unknown fields */
+
+/* Strict UTF-8, as protobuf checks proto3 strings: no overlongs, surrogates or code
+ * points past U+10FFFF. */
+static int utf8_ok(ptr s, ptr e) {
+    while (s < e) {
+        uint8_t c = *s;
+        if (c < 0x80) {
+            s++;
+            continue;
+        }
+        if (c < 0xC2) return 0;
+        if (c < 0xE0) {
+            if (e - s < 2 || (s[1] & 0xC0) != 0x80) return 0;
+            s += 2;
+            continue;
+        }
+        if (c < 0xF0) {
+            if (e - s < 3 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80) return 0;
+            if ((c == 0xE0 && s[1] < 0xA0) || (c == 0xED && s[1] >= 0xA0)) return 0;
+            s += 3;
+            continue;
+        }
+        if (c < 0xF5) {
+            if (e - s < 4 || (s[1] & 0xC0) != 0x80 || (s[2] & 0xC0) != 0x80 ||
+                (s[3] & 0xC0) != 0x80)
+                return 0;
+            if ((c == 0xF0 && s[1] < 0x90) || (c == 0xF4 && s[1] >= 0x90)) return 0;
+            s += 4;
+            continue;
+        }
+        return 0;
+    }
+    return 1;
+}
+
+typedef struct {
+    const uint8_t *table; /* per message type, per field: wire type, kind, child type */
+    Py_ssize_t ntypes;
+    int span_type, span_field; /* what to count: ScopeSpans.spans */
+    Py_ssize_t spans;
+} check_state;
+
+enum { K_UNKNOWN = 0, K_SCALAR = 1, K_STRING = 2, K_BYTES = 3, K_MESSAGE = 4 };
+
+/* A message of type `type` at nesting level `level` (the request is 1), as protobuf's
+ * decoder checks it: framing, wire types, UTF-8 of strings, nesting up to 100 levels;
+ * a known field with another wire type is an unknown field, as protobuf reads it. */
+static int check_msg(check_state *st, ptr p, ptr end, int type, int level) {
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) return -1;
+        uint64_t num = f.key >> 3;
+        if (f.key > 0xFFFFFFFFu || num > 536870911u) return fail("field number out of range");
+        if (num >= SLOTS) continue;
+        const uint8_t *e = st->table + ((Py_ssize_t)type * SLOTS + (Py_ssize_t)num) * 3;
+        if (e[1] == K_UNKNOWN || e[0] != (f.key & 7)) continue;
+        if (e[1] == K_STRING) {
+            if (!utf8_ok(f.v0, f.v1)) return fail("invalid UTF-8 in a string field");
+        } else if (e[1] == K_MESSAGE) {
+            if (level >= MAX_DEPTH) return fail("messages nested too deeply");
+            if (type == st->span_type && (int)num == st->span_field) st->spans++;
+            if (check_msg(st, f.v0, f.v1, e[2], level + 1)) return -1;
+        }
+    }
+    return 0;
+}
+
+static PyObject *wire_check(PyObject *self, PyObject *args) {
+    Py_buffer buf, tab;
+    int span_type, span_field;
+    if (!PyArg_ParseTuple(args, "y*y*ii", &buf, &tab, &span_type, &span_field)) return NULL;
+    PyObject *result = NULL;
+    if (tab.len % (SLOTS * 3) != 0) {
+        PyErr_SetString(PyExc_ValueError, "check: malformed type table");
+        goto done;
+    }
+    check_state st = {tab.buf, tab.len / (SLOTS * 3), span_type, span_field, 0};
+    ptr base = buf.buf;
+    if (check_msg(&st, base, base + buf.len, 0, 1) == 0) result = PyLong_FromSsize_t(st.spans);
+done:
+    PyBuffer_Release(&buf);
+    PyBuffer_Release(&tab);
+    return result;
+}
+
 static PyObject *wire_untrack(PyObject *self, PyObject *arg) {
     if (!PyList_Check(arg)) {
         PyErr_SetString(PyExc_TypeError, "untrack: want a list");
@@ -1193,6 +1281,7 @@ static PyMethodDef methods[] = {
     {"ids_ok", wire_ids_ok, METH_O, "Whether every span id has a valid length."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
+    {"check", wire_check, METH_VARARGS, "Validate a request as protobuf's decoder does."},
     {"group", wire_group, METH_O, "Spans grouped by resource, scope and trace id."},
     {NULL, NULL, 0, NULL},
 };

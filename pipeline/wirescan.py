@@ -41,6 +41,10 @@ Python functions are the same algorithm, used when it was not (and tested agains
   every occurrence, joined; ``b""``: absent) and ``by_tid`` maps each trace id, in order of first
   appearance, to ``(spans, n)``: its n spans' ``ScopeSpans.spans`` fields, joined; and
   ``rooted``, the trace ids with a span without a parent span id (the last occurrence).
+- ``check(raw) -> int``: the request's span count if protobuf's decoder would accept
+  `raw` (framing, wire types, strict UTF-8 of string fields, nesting up to 100 levels;
+  the message types come from the OTLP descriptors), else `WireError`; without decoding.
+  The receivers' validation.
 - ``untrack(objects)``: takes the objects of a list off the cyclic GC's lists (C only;
   a no-op in Python). For objects whose only reference cycles their owner cuts itself
   (the GenAI index's records): reference counting frees them, the GC never walks them.
@@ -66,6 +70,7 @@ __all__ = [
     "SpanInfo",
     "WireError",
     "attributes",
+    "check",
     "collect",
     "group",
     "ids_ok",
@@ -448,6 +453,58 @@ def _py_group(raw: bytes) -> Grouped:
     return groups, rooted
 
 
+# -- validation ------------------------------------------------------------------------
+
+_WIRE = {9: 2, 12: 2, 11: 2, 1: 1, 6: 1, 16: 1, 2: 5, 7: 5, 15: 5}  # else varint (0)
+_KIND = {9: 2, 12: 3, 11: 4}  # string, bytes, message; else scalar (1)
+_SLOTS = 33
+
+
+def _type_table() -> tuple[bytes, int, int]:
+    """The request's message types for `check`: per type, per field number 0..32, (wire
+    type, kind, child type); and where spans are (ScopeSpans type, its `spans` field)."""
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+    from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
+
+    types: list[Any] = []
+    index: dict[str, int] = {}
+
+    def add(d: Any) -> int:
+        if d.full_name not in index:
+            index[d.full_name] = len(types)
+            types.append(d)
+            for f in d.fields:
+                if f.message_type is not None:
+                    add(f.message_type)
+        return index[d.full_name]
+
+    add(ExportTraceServiceRequest.DESCRIPTOR)
+    table = bytearray(len(types) * _SLOTS * 3)
+    for t, d in enumerate(types):
+        for f in d.fields:
+            if f.number >= _SLOTS:
+                continue  # read as unknown: none in OTLP's trace messages
+            at = (t * _SLOTS + f.number) * 3
+            child = index[f.message_type.full_name] if f.message_type is not None else 0
+            table[at : at + 3] = bytes((_WIRE.get(f.type, 0), _KIND.get(f.type, 1), child))
+    return bytes(table), index[ScopeSpans.DESCRIPTOR.full_name], 2
+
+
+def _py_check(raw: bytes) -> int:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+        ExportTraceServiceRequest,
+    )
+
+    try:
+        req = ExportTraceServiceRequest.FromString(raw)
+    except DecodeError as exc:
+        raise WireError(str(exc)) from None
+    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+
+
 def _py_untrack(objects: list[Any]) -> None:
     """(Python cannot untrack: the cyclic GC keeps walking them.)"""
 
@@ -455,6 +512,7 @@ def _py_untrack(objects: list[Any]) -> None:
 try:
     from pipeline._wirescan import Slots as Slots
     from pipeline._wirescan import attributes as attributes
+    from pipeline._wirescan import check as _c_check
     from pipeline._wirescan import collect as collect
     from pipeline._wirescan import group as group
     from pipeline._wirescan import ids_ok as ids_ok
@@ -462,12 +520,18 @@ try:
     from pipeline._wirescan import splice as splice
     from pipeline._wirescan import untrack as untrack
 
+    _TABLE = _type_table()
+
+    def check(raw: bytes) -> int:
+        return _c_check(raw, *_TABLE)
+
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
     attributes = _py_attributes  # type: ignore[assignment]
     collect = _py_collect  # type: ignore[assignment]
     group = _py_group
+    check = _py_check
     ids_ok = _py_ids_ok
     Slots = _PySlots  # type: ignore[misc, assignment]
     splice = _py_splice

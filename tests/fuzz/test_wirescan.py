@@ -11,7 +11,7 @@ import struct
 from typing import Any
 
 from google.protobuf.descriptor import FieldDescriptor
-from google.protobuf.message import Message
+from google.protobuf.message import DecodeError, Message
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -286,3 +286,39 @@ def test_group_regroups_what_protobuf_reads_and_c_agrees_with_python(
         except w.WireError:
             c_out = "WireError"
         assert c_out == _grouped(bad)
+
+
+def _checked(check: Any, raw: bytes) -> Any:
+    try:
+        return check(raw)
+    except w.WireError:
+        return "WireError"
+
+
+def _protobuf_count(raw: bytes) -> Any:
+    try:
+        req = ExportTraceServiceRequest.FromString(raw)
+    except DecodeError:
+        return "WireError"
+    return sum(len(ss.spans) for rs in req.resource_spans for ss in rs.scope_spans)
+
+
+@settings(max_examples=examples(150))
+@given(mutated_bytes())
+def test_check_accepts_exactly_what_protobuf_decodes(raw: bytes) -> None:
+    want = _protobuf_count(raw)
+    assert _checked(w.check, raw) == want
+    assert _checked(w._py_check, raw) == want
+
+
+@settings(max_examples=examples(40))
+@given(noisy_requests(), st.integers(0, 1 << 16), st.integers(0, 255))
+def test_check_on_noisy_requests_and_their_mutations(
+    case: tuple[ExportTraceServiceRequest, bytes], pos: int, value: int
+) -> None:
+    _, raw = case
+    assert _checked(w.check, raw) == _protobuf_count(raw)
+    if raw:
+        pos %= len(raw)
+        for bad in (raw[:pos] + bytes([value]) + raw[pos + 1 :], raw[:pos]):
+            assert _checked(w.check, bad) == _protobuf_count(bad)

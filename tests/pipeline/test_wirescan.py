@@ -992,3 +992,32 @@ def test_untrack_takes_objects_off_the_gc_lists_and_they_are_still_freed():
     assert [gc.is_tracked(n) for n in nodes] == [not wirescan.NATIVE] * 2
     del nodes
     assert ref() is None  # reference counting still frees them
+
+
+@pytest.mark.parametrize("depth", [46, 47, 48, 49])
+def test_check_allows_the_nesting_protobuf_allows(depth):
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    from pipeline import wirescan
+
+    v = AnyValue(string_value="x")
+    for _ in range(depth):
+        w_ = AnyValue()
+        w_.array_value.values.append(v)
+        v = w_
+    req = ExportTraceServiceRequest()
+    span = req.resource_spans.add().scope_spans.add().spans.add()
+    span.attributes.add(key="k").value.CopyFrom(v)
+    raw = req.SerializeToString()
+    try:
+        ExportTraceServiceRequest.FromString(raw)
+        want: object = 1
+    except DecodeError:
+        want = "error"
+    for check in (wirescan.check, wirescan._py_check):
+        try:
+            got: object = check(raw)
+        except wirescan.WireError:
+            got = "error"
+        assert got == want, (check, depth)
