@@ -1185,6 +1185,12 @@ static int utf8_ok(ptr s, ptr e) {
         uint8_t c = *s;
         if (c < 0x80) {
             s++;
+            while (e - s >= 8) { /* ASCII, eight bytes at a time */
+                uint64_t v;
+                memcpy(&v, s, 8);
+                if (v & 0x8080808080808080ull) break;
+                s += 8;
+            }
             continue;
         }
         if (c < 0xC2) return 0;
