@@ -1009,6 +1009,19 @@ static PyObject *fields_of(ptr v0, ptr v1, uint64_t key) {
     return out;
 }
 
+/* A scratch array doubled (or made `first` long): 0, or -1 with MemoryError set. */
+static int grow(void **buf, Py_ssize_t *cap, Py_ssize_t first, size_t item) {
+    Py_ssize_t n = *cap ? 2 * *cap : first;
+    void *grown = PyMem_Realloc(*buf, (size_t)n * item);
+    if (grown == NULL) {
+        PyErr_NoMemory();
+        return -1;
+    }
+    *buf = grown;
+    *cap = n;
+    return 0;
+}
+
 /* One ScopeSpans: its spans grouped by trace id into `by_tid` (tid -> (blob, n)); roots'
  * trace ids into `rooted`. refs/runs are scratch arrays, grown as needed. */
 static int group_scope(ptr base, ptr v0, ptr v1, PyObject *by_tid, PyObject *rooted,
@@ -1043,16 +1056,7 @@ static int group_scope(ptr base, ptr v0, ptr v1, PyObject *by_tid, PyObject *roo
             Py_XDECREF(*last_tid);
             *last_tid = tid;
         }
-        if (nspans == *rcap) {
-            Py_ssize_t cap = *rcap ? 2 * *rcap : 256;
-            span_ref *grown = PyMem_Realloc(*refs, cap * sizeof(span_ref));
-            if (grown == NULL) {
-                PyErr_NoMemory();
-                return -1;
-            }
-            *refs = grown;
-            *rcap = cap;
-        }
+        if (nspans == *rcap && grow((void **)refs, rcap, 256, sizeof(span_ref))) return -1;
         span_ref *r = &(*refs)[nspans];
         r->fs = f.start - base;
         r->fe = f.v1 - base;
@@ -1061,16 +1065,7 @@ static int group_scope(ptr base, ptr v0, ptr v1, PyObject *by_tid, PyObject *roo
         Py_ssize_t u;
         if (at == NULL) {
             if (PyErr_Occurred()) return -1;
-            if (nruns == *ucap) {
-                Py_ssize_t cap = *ucap ? 2 * *ucap : 64;
-                trace_run *grown = PyMem_Realloc(*runs, cap * sizeof(trace_run));
-                if (grown == NULL) {
-                    PyErr_NoMemory();
-                    return -1;
-                }
-                *runs = grown;
-                *ucap = cap;
-            }
+            if (nruns == *ucap && grow((void **)runs, ucap, 64, sizeof(trace_run))) return -1;
             u = nruns++;
             (*runs)[u].first = (*runs)[u].last = nspans;
             (*runs)[u].n = 0;

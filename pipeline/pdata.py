@@ -238,10 +238,8 @@ class Traces:
         return out
 
     def _apply(self) -> None:
-        patches = self._patches
-        self._patches = None
-        assert self._raw is not None and patches
-        self._raw = wirescan.splice(self._raw, [(k, *patches[k]) for k in sorted(patches)])
+        assert self._raw is not None
+        self.settle(((0, len(self._raw)),))
 
     def mutable(self) -> ExportTraceServiceRequest:
         """The decoded request, for changing; the original bytes are dropped."""
@@ -256,13 +254,6 @@ class Traces:
         self._msg = None
         self._patches = None
         self.span_count = span_count
-        self.cache.clear()
-
-    def changed(self) -> None:
-        """Tell the batch that its spans were changed or removed (recount and re-encode).
-        Derived data in `cache` is dropped: it may refer to spans no longer there."""
-        self._raw = None
-        self.span_count = count_spans(self.request)
         self.cache.clear()
 
     def to_bytes(self) -> bytes:

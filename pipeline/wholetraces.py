@@ -195,6 +195,15 @@ class TraceView:
                 return head
         return b""
 
+    def write(self, traces: Traces, data: bytes, keys: frozenset[str], needle: bytes) -> None:
+        """Patch `data` (encoded attributes) onto the root span, or without one in the batch
+        onto every span, replacing what an earlier tracesieve wrote under `keys`: dropped
+        only from traces whose bytes hold `needle` (a prefix the keys share)."""
+        drop = keys if self.has(needle) else None
+        base = traces.base
+        for s in (self.root,) if self.root is not None else self.spans:
+            traces.patch(base, s[9], data, drop)
+
     def has(self, needle: bytes) -> bool:
         """Whether the trace's bytes contain `needle` (a cheap test before reading)."""
         e = self.entry

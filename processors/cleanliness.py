@@ -330,7 +330,6 @@ class CleanlinessProcessor(ProcessorHelper):
         gidx = index_for(traces, self.cfg)
         facts = gidx.facts()
         tools = self._tools_by_trace(gidx.tool_spans) if self._schemas else {}
-        base = traces.base
         classes: Counter[str] = Counter()
         reasons_n: Counter[str] = Counter()
         late_n = [0, 0]
@@ -353,11 +352,7 @@ class CleanlinessProcessor(ProcessorHelper):
             data = self._encoded(verdict)
             if ratio is not None:
                 data += attr_double(A_RATIO, ratio)
-            # a span may carry sieve.trace.* already (an earlier tracesieve): replaced, not
-            # repeated; the trace's bytes tell when none does
-            drop = _OURS_KEYS if v.has(_OURS_B) else None
-            for s in (v.root,) if v.root is not None else v.spans:
-                traces.patch(base, s[9], data, drop)
+            v.write(traces, data, _OURS_KEYS, _OURS_B)
         drop_index(traces)
         for c, n in classes.items():
             self._m_class[c].inc(n)

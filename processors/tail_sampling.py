@@ -718,7 +718,6 @@ class TailSamplingProcessor:
         decided: Counter[tuple[str, str]] = Counter()
         cached_n: Counter[str] = Counter()
         late_n: Counter[str] = Counter()
-        base = traces.base
         for v in views:
             tid = v.trace_id
             hit = self._cached(tid)
@@ -739,11 +738,7 @@ class TailSamplingProcessor:
                 late_n["sampled" if sampled else "not_sampled"] += v.span_count
             keep.append(sampled)
             if sampled:
-                # on the root (else every span), replacing a value an earlier tracesieve wrote
-                data = self._encoded(policy)
-                drop = _POLICY_DROP if v.has(_POLICY_KEY) else None
-                for s in (v.root,) if v.root is not None else v.spans:
-                    traces.patch(base, s[9], data, drop)
+                v.write(traces, self._encoded(policy), _POLICY_DROP, _POLICY_KEY)
         out = select(traces, views, keep)
         self._count(seen, decided, cached_n, late_n)
         return out
