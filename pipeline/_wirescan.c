@@ -324,17 +324,22 @@ typedef struct {
     PyObject *keys;  /* frozenset of the keys */
 } SlotsObject;
 
-static inline uint64_t fnv1a(const uint8_t *p, Py_ssize_t len) {
-    uint64_t h = 1469598103934665603ULL;
-    for (Py_ssize_t i = 0; i < len; i++) {
-        h ^= p[i];
-        h *= 1099511628211ULL;
+/* A key's hash: its length and first and last eight bytes (keys are short, and a match
+ * is confirmed with memcmp), so the cost does not grow with the key. */
+static inline uint64_t keyhash(const uint8_t *p, Py_ssize_t len) {
+    uint64_t a = 0, b = 0;
+    if (len >= 8) {
+        a = le64(p);
+        b = le64(p + len - 8);
+    } else {
+        memcpy(&a, p, (size_t)len);
     }
-    return h;
+    uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ ((b + (uint64_t)len) * 0xC2B2AE3D27D4EB4FULL);
+    return h ^ (h >> 29);
 }
 
 static const slot_entry *slots_find(const SlotsObject *t, ptr k, Py_ssize_t len) {
-    uint64_t h = fnv1a(k, len);
+    uint64_t h = keyhash(k, len);
     for (Py_ssize_t i = (Py_ssize_t)(h & t->mask);; i = (i + 1) & t->mask) {
         const slot_entry *e = &t->tab[i];
         if (e->str == NULL) return NULL;
@@ -383,7 +388,7 @@ static int Slots_init(SlotsObject *self, PyObject *args, PyObject *kw) {
         Py_ssize_t len;
         const char *u = PyUnicode_AsUTF8AndSize(key, &len);
         if (u == NULL || PySet_Add(keys, key)) goto fail;
-        uint64_t h = fnv1a((ptr)u, len);
+        uint64_t h = keyhash((ptr)u, len);
         Py_ssize_t i = (Py_ssize_t)(h & (size - 1));
         while (tab[i].str && !(tab[i].len == len && memcmp(tab[i].utf8, u, len) == 0))
             i = (i + 1) & (size - 1);
@@ -717,13 +722,25 @@ done:
     return out;
 }
 
-/* collect(raw, b0, b1, slots: Slots, unset) -> (by_slot, mask); see wirescan.py */
-static PyObject *wire_collect(PyObject *self, PyObject *args) {
+/* collect(raw, b0, b1, slots: Slots, unset) -> (by_slot, mask); see wirescan.py.
+ * Fast-call: it runs once per span that an index reads. */
+static PyObject *wire_collect(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "collect(raw, b0, b1, slots, unset)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[3], &SlotsType)) {
+        PyErr_SetString(PyExc_TypeError, "collect: slots must be a Slots");
+        return NULL;
+    }
+    Py_ssize_t s0 = PyLong_AsSsize_t(args[1]);
+    if (s0 == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t s1 = PyLong_AsSsize_t(args[2]);
+    if (s1 == -1 && PyErr_Occurred()) return NULL;
+    SlotsObject *t = (SlotsObject *)args[3];
+    PyObject *unset = args[4];
     Py_buffer buf;
-    Py_ssize_t s0, s1;
-    SlotsObject *t;
-    PyObject *unset;
-    if (!PyArg_ParseTuple(args, "y*nnO!O", &buf, &s0, &s1, &SlotsType, &t, &unset)) return NULL;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE)) return NULL;
     PyObject *by = NULL, *result = NULL;
     long best[64];
     unsigned long long mask = 0;
@@ -759,7 +776,16 @@ static PyObject *wire_collect(PyObject *self, PyObject *args) {
             Py_DECREF(v);
         }
     }
-    result = Py_BuildValue("(OK)", by, mask);
+    PyObject *m = PyLong_FromUnsignedLongLong(mask);
+    if (m == NULL) goto done;
+    result = PyTuple_New(2);
+    if (result == NULL) {
+        Py_DECREF(m);
+        goto done;
+    }
+    PyTuple_SET_ITEM(result, 0, by); /* steals: `by` is not released below */
+    PyTuple_SET_ITEM(result, 1, m);
+    by = NULL;
 done:
     Py_XDECREF(by);
     PyBuffer_Release(&buf);
@@ -1278,7 +1304,7 @@ static PyObject *wire_untrack(PyObject *self, PyObject *arg) {
 static PyMethodDef methods[] = {
     {"spans", wire_spans, METH_O, "Every span's cheap fields; see pipeline.wirescan."},
     {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
-    {"collect", wire_collect, METH_VARARGS, "A span's wanted attributes, by slot."},
+    {"collect", (PyCFunction)(void (*)(void))wire_collect, METH_FASTCALL, "A span's wanted attributes, by slot."},
     {"ids_ok", wire_ids_ok, METH_O, "Whether every span id has a valid length."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},

@@ -31,21 +31,21 @@ The root span of a trace is its first span without a parent span id.
 from __future__ import annotations
 
 from bisect import bisect_left
-from typing import Any
+from typing import Any, Final, cast
 
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans
 
 from pipeline import wirescan, wiresplit
 from pipeline.otlpwire import TAG_1, frame
 from pipeline.pdata import Traces
-from pipeline.wirescan import SpanInfo
+from pipeline.wirescan import Row, SpanInfo
 
-INDEX = "wholetraces"
+INDEX: Final = "wholetraces"
 
-RELEASES = ("wait", "root", "num_traces", "memory", "shutdown", "late")
+RELEASES: Final = ("wait", "root", "num_traces", "memory", "shutdown", "late")
 
-_RS_KEY = 0x0A  # ExportTraceServiceRequest.resource_spans = 1, LEN
-_SS_KEY = 0x12  # ResourceSpans.scope_spans = 2, LEN
+_RS_KEY: Final = 0x0A  # ExportTraceServiceRequest.resource_spans = 1, LEN
+_SS_KEY: Final = 0x12  # ResourceSpans.scope_spans = 2, LEN
 
 
 class TraceEntry:
@@ -164,7 +164,7 @@ class TraceView:
         self.spans = spans
         self.raw = raw
         self.root: SpanInfo | None = None
-        for s in spans:
+        for s in cast("list[Row]", spans):
             if not s[5]:
                 self.root = s
                 break
@@ -222,7 +222,7 @@ def trace_views(traces: Traces, settle: bool = True) -> list[TraceView]:
         idx.raw = traces.base
     raw = traces.base
     spans = traces.scan()
-    starts = [s[9] for s in spans]
+    starts: list[int] = [s[9] for s in cast("list[Row]", spans)]
     views: list[TraceView] = []
     for e in idx.entries:
         i = bisect_left(starts, e.byte_start)
@@ -247,8 +247,8 @@ def _resource_heads(raw: bytes, lo: int, hi: int) -> list[tuple[int, bytes]]:
 
 # -- attributes ----------------------------------------------------------------------------
 
-_RESOURCE_ATTRS: dict[bytes, dict[str, Any]] = {}
-_KEY_FIELDS: dict[str, bytes] = {}
+_RESOURCE_ATTRS: Final[dict[bytes, dict[str, Any]]] = {}
+_KEY_FIELDS: Final[dict[str, bytes]] = {}
 
 
 def _key_field(key: str) -> bytes:
@@ -344,8 +344,9 @@ def trace_values(view: TraceView, keys: frozenset[str]) -> dict[str, list[Any]]:
                 if k in attrs:
                     found.setdefault(k, []).append(attrs[k])
     want = frozenset(wanted)
-    for s in view.spans:
-        b0, b1 = s[9], s[10]
+    for s in cast("list[Row]", view.spans):
+        b0: int = s[9]
+        b1: int = s[10]
         if any(raw.find(p, b0, b1) >= 0 for p in patterns):
             for k, value in wirescan.attributes(raw, b0, b1, want, None):
                 found.setdefault(k, []).append(value)

@@ -66,6 +66,7 @@ from pipeline.otlpwire import varint
 
 __all__ = [
     "NATIVE",
+    "Row",
     "Slots",
     "SpanInfo",
     "WireError",
@@ -80,6 +81,9 @@ __all__ = [
 ]
 
 SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
+# A SpanInfo as a plain tuple: compiled (mypyc) loops that read a few fields iterate over
+# `list[Row]`, since a typed SpanInfo is unboxed (all eleven fields) on every read
+Row = tuple[Any, ...]
 Patch = tuple[int, bytes, frozenset[str] | None]
 
 

@@ -15,7 +15,7 @@ except the trace id, which encoders write first), then byte joins.
 from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
-from typing import TypeVar
+from typing import Final, TypeVar
 
 from pipeline.otlpwire import varint
 from pipeline.pdata import InvalidTracesError
@@ -38,10 +38,10 @@ K = TypeVar("K", bound=Hashable)
 
 # wire types
 _VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
-_RS_TAG = b"\x0a"  # ExportTraceServiceRequest.resource_spans = 1, LEN
-_SS_TAG = b"\x12"  # ResourceSpans.scope_spans = 2, LEN
-_SPAN_TAG = 0x12  # ScopeSpans.spans = 2, LEN
-_WRAP = 6  # a LEN wrapper's tag + longest length prefix we count on (1 + 5)
+_RS_TAG: Final = b"\x0a"  # ExportTraceServiceRequest.resource_spans = 1, LEN
+_SS_TAG: Final = b"\x12"  # ResourceSpans.scope_spans = 2, LEN
+_SPAN_TAG: Final = 0x12  # ScopeSpans.spans = 2, LEN
+_WRAP: Final = 6  # a LEN wrapper's tag + longest length prefix we count on (1 + 5)
 
 
 class Resource:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Final
 
 from pipeline import wirescan
 from pipeline.wirescan import SpanInfo
 from processors.genai.index import (
-    CALL_ROLES,
     GATEWAY,
     HTTP,
     LLM,
@@ -26,21 +25,35 @@ from processors.genai.index import (
     Keys,
     SpanRecord,
     build_records,
+    is_call,
 )
 from processors.genai.models import compatible, model_family, normalize_model
 
 __all__ = ["Attempt", "GenAIIndex", "ResponseIdMemory", "TraceFacts"]
 
 # evidence, strongest first
-EVIDENCE = ("gateway", "http_host", "response_model", "span_attribute", "model_family")
+EVIDENCE: Final = ("gateway", "http_host", "response_model", "span_attribute", "model_family")
 
 
-class Attempt(NamedTuple):
-    provider: str
-    model: str  # normalised
-    ok: bool
-    outcome: str  # "ok" | "error:<type or status>"
-    record: SpanRecord | None
+class Attempt:
+    """One attempt of a logical call (a native class: made for every call span)."""
+
+    __slots__ = ("model", "ok", "outcome", "provider", "record")
+
+    def __init__(
+        self, provider: str, model: str, ok: bool, outcome: str, record: SpanRecord | None
+    ) -> None:
+        self.provider = provider
+        self.model = model  # normalised
+        self.ok = ok
+        self.outcome = outcome  # "ok" | "error:<type or status>"
+        self.record = record
+
+    def __repr__(self) -> str:
+        return f"Attempt({self.provider!r}, {self.model!r}, {self.ok}, {self.outcome!r})"
+
+    def with_target(self, provider: str, model: str) -> Attempt:
+        return Attempt(provider, model, self.ok, self.outcome, self.record)
 
     def entry(self) -> str:
         key = (self.provider, self.model, self.outcome)
@@ -54,7 +67,7 @@ class Attempt(NamedTuple):
         return got
 
 
-_ENTRIES: dict[tuple[str, str, str], str] = {}
+_ENTRIES: Final[dict[tuple[str, str, str], str]] = {}
 
 
 @dataclass
@@ -121,7 +134,7 @@ class GenAIIndex:
         self.by_key = built.by_key
         self.tool_spans = built.tool_spans
         self._has_markers = built.has_markers
-        self.calls = [r for r in self.records if r.role in CALL_ROLES]
+        self.calls = [r for r in self.records if is_call(r.role)]
         self.tools = [r for r in self.records if r.role == TOOL]
         self.roots = [r for r in self.records if r.is_root]
         self._reconciled = False
@@ -237,10 +250,10 @@ class GenAIIndex:
             return []
         out: list[SpanRecord] = []
         for ch in rec.children:
-            if ch.role in CALL_ROLES:
+            if is_call(ch.role):
                 out.append(ch)
             elif ch.role == HTTP and ch.children:
-                out.extend(g for g in ch.children if g.role in CALL_ROLES)
+                out.extend(g for g in ch.children if is_call(g.role))
         if len(out) > 1:
             out.sort(key=_start)
         return out
@@ -329,7 +342,7 @@ class GenAIIndex:
     def _is_nested(rec: SpanRecord) -> bool:
         anc = rec.parent
         while anc is not None:
-            if anc.role in CALL_ROLES:
+            if is_call(anc.role):
                 return True
             if anc.role != HTTP:
                 return False
@@ -445,7 +458,7 @@ class GenAIIndex:
             r = c.role
             if r == HTTP:
                 https.append(c)
-            elif r in _CALLS:
+            elif is_call(r):
                 calls.append(c)
         if len(calls) > 1:
             calls.sort(key=_start)
@@ -461,7 +474,7 @@ class GenAIIndex:
                 out.append(self._leaf(rec))  # answered without a provider call (cache)
         elif https:
             for h in https:
-                sub = [g for g in h.children if g.role in CALL_ROLES] if h.children else None
+                sub = [g for g in h.children if is_call(g.role)] if h.children else None
                 if sub:
                     sub.sort(key=_start)
                     for g in sub:
@@ -476,7 +489,7 @@ class GenAIIndex:
         if any(not a.provider or not a.model for a in out):
             p = rec.served_provider or rec.req_provider
             m = rec.served_model or rec.req_model_n
-            out = [a._replace(provider=a.provider or p, model=a.model or m) for a in out]
+            out = [a.with_target(a.provider or p, a.model or m) for a in out]
         self._attempts[rec.key] = out
         return out
 
@@ -571,8 +584,7 @@ class GenAIIndex:
         return out
 
 
-_CALLS = frozenset(CALL_ROLES)
-_OVERLAP_NS = 1_000_000  # clocks of sibling spans may disagree by this much
+_OVERLAP_NS: Final = 1_000_000  # clocks of sibling spans may disagree by this much
 
 
 def _close_tool_run(run: list[SpanRecord]) -> None:
@@ -583,7 +595,7 @@ def _close_tool_run(run: list[SpanRecord]) -> None:
     last.final_ok = not last.error
 
 
-_UNK = "error:unknown"
+_UNK: Final = "error:unknown"
 
 
 def _count(atts: list[Attempt]) -> tuple[int, int]:

@@ -13,12 +13,10 @@ See `processors.genai` for the public interface.
 from __future__ import annotations
 
 import re
-from typing import Any
-
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
+from typing import Any, Final, cast
 
 from pipeline import wirescan
-from pipeline.wirescan import SpanInfo
+from pipeline.wirescan import Row, SpanInfo
 from processors.genai.config import AttributeMappings, GenAIConfig
 from processors.genai.models import HostResolver, canonical_provider
 
@@ -34,12 +32,26 @@ __all__ = [
     "Keys",
     "SpanRecord",
     "build_records",
+    "is_call",
 ]
 
 # roles
-OTHER, LLM, GATEWAY, HTTP, TOOL, AGENT, UNKNOWN = 0, 1, 2, 3, 4, 5, 6
-CALL_ROLES = (LLM, GATEWAY)
-ROLE_NAMES = {
+OTHER: Final = 0
+LLM: Final = 1
+GATEWAY: Final = 2
+HTTP: Final = 3
+TOOL: Final = 4
+AGENT: Final = 5
+UNKNOWN: Final = 6
+CALL_ROLES: Final = (LLM, GATEWAY)
+
+
+def is_call(role: int) -> bool:
+    """An LLM or gateway span (one of `CALL_ROLES`)."""
+    return role in (LLM, GATEWAY)
+
+
+ROLE_NAMES: Final = {
     OTHER: "other",
     LLM: "llm",
     GATEWAY: "gateway",
@@ -49,13 +61,19 @@ ROLE_NAMES = {
     UNKNOWN: "unknown",
 }
 
-_CLIENT = Span.SPAN_KIND_CLIENT
-_SERVER = Span.SPAN_KIND_SERVER
-_ERROR = 2  # Status.STATUS_CODE_ERROR
+_CLIENT: Final = 3  # Span.SPAN_KIND_CLIENT
+_SERVER: Final = 2  # Span.SPAN_KIND_SERVER
+_ERROR: Final = 2  # Status.STATUS_CODE_ERROR
 
 # -- scopes ----------------------------------------------------------------------------------
-SC_APP, SC_LLM, SC_HTTP, SC_INFRA, SC_OI, SC_LITELLM, SC_BIFROST = range(7)
-_HTTP_SCOPES = (
+SC_APP: Final = 0
+SC_LLM: Final = 1
+SC_HTTP: Final = 2
+SC_INFRA: Final = 3
+SC_OI: Final = 4
+SC_LITELLM: Final = 5
+SC_BIFROST: Final = 6
+_HTTP_SCOPES: Final = (
     "httpx",
     "requests",
     "aiohttp_client",
@@ -68,7 +86,7 @@ _HTTP_SCOPES = (
     "fetch",
     "undici",
 )
-_INFRA_SCOPES = (
+_INFRA_SCOPES: Final = (
     "sqlalchemy",
     "psycopg",
     "asyncpg",
@@ -107,7 +125,7 @@ _INFRA_SCOPES = (
     "system_metrics",
     "click",
 )
-_LLM_SCOPES = (
+_LLM_SCOPES: Final = (
     "openai",
     "anthropic",
     "bedrock",
@@ -154,16 +172,18 @@ def scope_hint(scope: str) -> int:
 
 
 # -- span names ------------------------------------------------------------------------------
-_LLM_OPS = frozenset({"chat", "text_completion", "generate_content", "embeddings", "completion"})
-_AGENT_OPS = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
-_HTTP_METHODS = frozenset(
+_LLM_OPS: Final = frozenset(
+    {"chat", "text_completion", "generate_content", "embeddings", "completion"}
+)
+_AGENT_OPS: Final = frozenset({"invoke_agent", "create_agent", "invoke_workflow"})
+_HTTP_METHODS: Final = frozenset(
     {"GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS", "CONNECT", "TRACE", "HTTP"}
 )
 # Traceloop/OpenLLMetry `<vendor>.<op>` LLM span names
-_DOTTED_LLM_OPS = frozenset(
+_DOTTED_LLM_OPS: Final = frozenset(
     {"chat", "completion", "completions", "embeddings", "response", "responses", "generate"}
 )
-_TRACELOOP_KINDS = {"tool": TOOL, "agent": AGENT, "workflow": AGENT, "task": AGENT}
+_TRACELOOP_KINDS: Final = {"tool": TOOL, "agent": AGENT, "workflow": AGENT, "task": AGENT}
 
 
 def name_role(hint: int, name: str, kind: int) -> int:
@@ -224,58 +244,56 @@ def _header_keys(name: str) -> tuple[str, ...]:
 
 # fields: each collected key feeds one field; among several keys of a field present on one
 # span, the earlier in its tuple wins (config keys come before all of them)
-(
-    F_PROVIDER,
-    F_REQ_MODEL,
-    F_RESP_MODEL,
-    F_OI_MODEL,
-    F_OI_PARAMS,
-    F_OI_OUTPUT,
-    F_PK_PROVIDER,
-    F_PK_CACHE,
-    F_PK_RETRIES,
-    F_PK_OPTION,
-    F_LL_RETRIES,
-    F_LL_FALLBACKS,
-    F_LL_API_BASE,
-    F_LL_PROVIDER_MODEL,
-    F_HIDDEN,
-    F_LL_CACHE,
-    F_BF_PROVIDER,
-    F_BF_HIT,
-    F_BF_HIT_TYPE,
-    F_BF_CACHE_PROVIDER,
-    F_BF_CACHE_MODEL,
-    F_CACHE_JSON,
-    F_RETRIES,
-    F_FB_INDEX,
-    F_HOST,
-    F_URL,
-    F_PORT,
-    F_STATUS,
-    F_RESEND,
-    F_ERROR_TYPE,
-    F_RESP_ID,
-    F_TOKENS_IN,
-    F_TOKENS_OUT,
-    F_COST,
-    F_OP,
-    F_OI_KIND,
-    F_TL_KIND,
-    F_REQ_TYPE,
-    F_TOOL_NAME,
-    F_TOOL_RESULT,
-    F_TOOL_CALL_ID,
-    F_SIEVE,
-    F_X_SERVED_PROVIDER,
-    F_X_SERVED_MODEL,
-    F_X_CACHE_HIT,
-    F_X_CACHE_TYPE,
-    F_CF_STEP,
-) = range(47)
-N_FIELDS = 47
+F_PROVIDER: Final = 0
+F_REQ_MODEL: Final = 1
+F_RESP_MODEL: Final = 2
+F_OI_MODEL: Final = 3
+F_OI_PARAMS: Final = 4
+F_OI_OUTPUT: Final = 5
+F_PK_PROVIDER: Final = 6
+F_PK_CACHE: Final = 7
+F_PK_RETRIES: Final = 8
+F_PK_OPTION: Final = 9
+F_LL_RETRIES: Final = 10
+F_LL_FALLBACKS: Final = 11
+F_LL_API_BASE: Final = 12
+F_LL_PROVIDER_MODEL: Final = 13
+F_HIDDEN: Final = 14
+F_LL_CACHE: Final = 15
+F_BF_PROVIDER: Final = 16
+F_BF_HIT: Final = 17
+F_BF_HIT_TYPE: Final = 18
+F_BF_CACHE_PROVIDER: Final = 19
+F_BF_CACHE_MODEL: Final = 20
+F_CACHE_JSON: Final = 21
+F_RETRIES: Final = 22
+F_FB_INDEX: Final = 23
+F_HOST: Final = 24
+F_URL: Final = 25
+F_PORT: Final = 26
+F_STATUS: Final = 27
+F_RESEND: Final = 28
+F_ERROR_TYPE: Final = 29
+F_RESP_ID: Final = 30
+F_TOKENS_IN: Final = 31
+F_TOKENS_OUT: Final = 32
+F_COST: Final = 33
+F_OP: Final = 34
+F_OI_KIND: Final = 35
+F_TL_KIND: Final = 36
+F_REQ_TYPE: Final = 37
+F_TOOL_NAME: Final = 38
+F_TOOL_RESULT: Final = 39
+F_TOOL_CALL_ID: Final = 40
+F_SIEVE: Final = 41
+F_X_SERVED_PROVIDER: Final = 42
+F_X_SERVED_MODEL: Final = 43
+F_X_CACHE_HIT: Final = 44
+F_X_CACHE_TYPE: Final = 45
+F_CF_STEP: Final = 46
+N_FIELDS: Final = 47
 
-FIELD_KEYS: dict[int, tuple[str, ...]] = {
+FIELD_KEYS: Final[dict[int, tuple[str, ...]]] = {
     F_PROVIDER: ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
     F_REQ_MODEL: (
         "gen_ai.request.model",
@@ -372,7 +390,7 @@ FIELD_KEYS: dict[int, tuple[str, ...]] = {
     ),
 }
 # config (`attributes:`) fields -> the field they feed (None: a field of their own)
-_CONFIG_FIELDS: dict[str, int] = {
+_CONFIG_FIELDS: Final[dict[str, int]] = {
     "provider": F_PROVIDER,
     "request_model": F_REQ_MODEL,
     "response_model": F_RESP_MODEL,
@@ -385,7 +403,7 @@ _CONFIG_FIELDS: dict[str, int] = {
     "response_id": F_RESP_ID,
     "tool_name": F_TOOL_NAME,
 }
-TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
+TOOL_RESULT_KEYS: Final = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
 
 
 class Keys:
@@ -417,7 +435,7 @@ def _fingerprint(cfg: GenAIConfig) -> str:
     return ";".join(parts)
 
 
-_KEYS: dict[str, Keys] = {}
+_KEYS: Final[dict[str, Keys]] = {}
 
 
 def keys_for(cfg: GenAIConfig | None) -> Keys:
@@ -468,7 +486,7 @@ def as_bool(v: Value) -> bool:
     return as_str(v).strip().lower() in ("true", "1", "yes", "hit", "semantic hit")
 
 
-_CLASS_REPR = re.compile(r"^<class '([^']+)'>$")
+_CLASS_REPR: Final = re.compile(r"^<class '([^']+)'>$")
 
 
 def normalize_error_type(t: str) -> str:
@@ -590,24 +608,22 @@ class SpanRecord:
     final_ok: bool = True  # logical call / tool run: did the last attempt succeed
     tool_retries: int = 0
 
-    def __init__(self, raw: bytes, info: SpanInfo, role: int, hint: int = SC_APP) -> None:
+    def __init__(self, raw: bytes, info: Row, role: int, hint: int = SC_APP) -> None:
+        # `info` is a wirescan.SpanInfo
         self.raw = raw
-        (
-            self.scope,
-            self.name,
-            self.kind,
-            self.trace_id,
-            self.key,
-            pk,
-            self.start,
-            self.end,
-            code,
-            self.b0,
-            self.b1,
-        ) = info
+        self.scope = info[0]
+        self.name = info[1]
+        self.kind = info[2]
+        self.trace_id = info[3]
+        self.key = info[4]
+        pk: bytes = info[5]
         self.parent_key = pk
+        self.start = info[6]
+        self.end = info[7]
+        self.error = info[8] == _ERROR
+        self.b0 = info[9]
+        self.b1 = info[10]
         self.role = role
-        self.error = code == _ERROR
         self.hint = hint
         self.is_root = not pk
         self.parent = None
@@ -632,10 +648,9 @@ class SpanRecord:
 
 
 # -- building --------------------------------------------------------------------------------
-_NO_RECORD = frozenset({OTHER, AGENT})
-_CALLS = frozenset(CALL_ROLES)
-_role_memo: dict[int, dict[int, dict[str, int]]] = {}  # hint -> kind -> name -> role
-_hint_memo: dict[str, int] = {}
+_KINDS: Final = 6  # span kinds: memo lists are indexed by kind (others share slot 0)
+_role_memo: Final[dict[int, list[dict[str, int]]]] = {}  # hint -> kind -> name -> role
+_hint_memo: Final[dict[str, int]] = {}
 
 
 class Built:
@@ -661,14 +676,17 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     records = out.records
     by_key = out.by_key
     to_scan: list[SpanRecord] = []
-    https: list[SpanInfo] = []
-    tools = out.tool_spans
+    https: list[Row] = []
+    tools = cast("list[Row]", out.tool_spans)
     failed_tool_parents: set[bytes] = set()
     last_scope = None
-    memo: dict[int, dict[str, int]] = {}
+    memo: list[dict[str, int]] = []
     hint = SC_APP
-    for info in spans:
-        scope, name, kind, _, key, parent, _, _, code, _, _ = info
+    for info in cast("list[Row]", spans):
+        scope: str = info[0]
+        name: str = info[1]
+        kind: int = info[2]
+        parent: bytes = info[5]
         if scope is not last_scope:
             last_scope = scope
             h = _hint_memo.get(scope)
@@ -677,37 +695,35 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
             hint = h
             got = _role_memo.get(hint)
             if got is None:
-                got = _role_memo[hint] = {}
+                got = _role_memo[hint] = [{} for _ in range(_KINDS)]
             memo = got
-        by_name = memo.get(kind)
-        if by_name is None:
-            by_name = memo[kind] = {}
+        by_name = memo[kind if 0 <= kind < _KINDS else 0]
         role = by_name.get(name)
         if role is None:
             if len(by_name) > 20_000:
                 by_name.clear()
             role = by_name[name] = name_role(hint, name, kind)
         if parent:
-            if role in _NO_RECORD:
+            if role in (OTHER, AGENT):
                 continue  # cannot matter: no record at all
             if role == HTTP:
                 https.append(info)
                 continue
             if role == TOOL and (" " in name or name.endswith(".tool")):
                 tools.append(info)
-                if code == _ERROR:
+                if info[8] == _ERROR:
                     failed_tool_parents.add(parent)
                 continue
         rec = SpanRecord(raw, info, role, hint)
         records.append(rec)
-        by_key[key] = rec
+        by_key[rec.key] = rec
         if role != OTHER and role != AGENT:
             to_scan.append(rec)
     call_keys: set[bytes] = set()
     for rec in to_scan:
         _scan(rec, keys, out)
         role = rec.role
-        if role in _CALLS:
+        if role in (LLM, GATEWAY):
             call_keys.add(rec.key)
         elif role == TOOL:
             tools.append(_info(rec))
@@ -716,7 +732,7 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     # HTTP spans under calls (and the gateway server spans under those HTTP spans)
     http_recs: list[SpanRecord] = []
     for info in https:
-        pk = info[5]
+        pk: bytes = info[5]
         if pk not in call_keys:
             continue
         p = by_key[pk]
@@ -806,7 +822,7 @@ def _link(records: list[SpanRecord], by_key: dict[bytes, SpanRecord]) -> None:
         _break_loops(linked)
 
 
-_MAX_DEPTH = 128  # records (calls, HTTP, tools) nested deeper are cut off: no real trace is
+_MAX_DEPTH: Final = 128  # records (calls, HTTP, tools) nested deeper are cut off: no real trace is
 
 
 def _break_loops(linked: list[SpanRecord]) -> None:
@@ -874,14 +890,14 @@ def _s(b: list[Value], f: int) -> str:
     return "" if v is None else as_str(v)
 
 
-_OI_ROLES = {
+_OI_ROLES: Final = {
     "LLM": LLM,
     "EMBEDDING": LLM,
     "TOOL": TOOL,
     "AGENT": AGENT,
     "CHAIN": AGENT,
 }
-_OP_ROLES = {
+_OP_ROLES: Final = {
     "chat": LLM,
     "text_completion": LLM,
     "generate_content": LLM,
@@ -892,10 +908,10 @@ _OP_ROLES = {
     "create_agent": AGENT,
     "invoke_workflow": AGENT,
 }
-_MODEL_IN_JSON = re.compile(r'"model"\s*:\s*"([^"]+)"')
-_ID_IN_JSON = re.compile(r'^\s*\{\s*"id"\s*:\s*"([^"]+)"')
-_BIFROST_ATTEMPTS = frozenset({"llm.call", "retry", "fallback"})
-_GW_FIELDS = frozenset(
+_MODEL_IN_JSON: Final = re.compile(r'"model"\s*:\s*"([^"]+)"')
+_ID_IN_JSON: Final = re.compile(r'^\s*\{\s*"id"\s*:\s*"([^"]+)"')
+_BIFROST_ATTEMPTS: Final = frozenset({"llm.call", "retry", "fallback"})
+_GW_FIELDS: Final = frozenset(
     {
         F_CF_STEP,
         F_PK_PROVIDER,
@@ -918,7 +934,7 @@ _GW_FIELDS = frozenset(
         F_X_CACHE_HIT,
     }
 )
-_HTTP_GW_FIELDS = frozenset(
+_HTTP_GW_FIELDS: Final = frozenset(
     {
         F_CF_STEP,
         F_PK_PROVIDER,
@@ -934,8 +950,8 @@ _HTTP_GW_FIELDS = frozenset(
 )
 
 
-_GW_MASK = sum(1 << f for f in _GW_FIELDS)
-_HTTP_GW_MASK = sum(1 << f for f in _HTTP_GW_FIELDS)
+_GW_MASK: Final = sum(1 << f for f in _GW_FIELDS)
+_HTTP_GW_MASK: Final = sum(1 << f for f in _HTTP_GW_FIELDS)
 
 
 def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:

@@ -21,6 +21,7 @@ All lookups are memoised: names repeat in every batch.
 from __future__ import annotations
 
 import re
+from typing import Final
 
 __all__ = [
     "PROVIDER_ALIASES",
@@ -33,7 +34,7 @@ __all__ = [
 ]
 
 # spelling -> canonical (OTel GenAI `gen_ai.provider.name` values, plus a few hosts)
-PROVIDER_ALIASES: dict[str, str] = {
+PROVIDER_ALIASES: Final[dict[str, str]] = {
     "openai": "openai",
     "azure": "azure.ai.openai",
     "azure_openai": "azure.ai.openai",
@@ -88,7 +89,7 @@ PROVIDER_ALIASES: dict[str, str] = {
 
 # host suffix -> provider: exact host or any subdomain; a leading '-' matches a name ending
 # (longest match wins)
-HOST_SUFFIXES: dict[str, str] = {
+HOST_SUFFIXES: Final[dict[str, str]] = {
     "api.openai.com": "openai",
     ".openai.azure.com": "azure.ai.openai",
     ".cognitiveservices.azure.com": "azure.ai.openai",
@@ -117,7 +118,7 @@ HOST_SUFFIXES: dict[str, str] = {
 }
 
 # model-name prefix -> family (the vendor whose models these are)
-_FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
+_FAMILY_PREFIXES: Final[tuple[tuple[str, str], ...]] = (
     ("claude", "anthropic"),
     ("anthropic", "anthropic"),
     ("gpt", "openai"),
@@ -144,7 +145,7 @@ _FAMILY_PREFIXES: tuple[tuple[str, str], ...] = (
 )
 
 # family -> providers that serve it (besides gateways, which can serve anything)
-_SERVED_BY: dict[str, frozenset[str]] = {
+_SERVED_BY: Final[dict[str, frozenset[str]]] = {
     "openai": frozenset({"openai", "azure.ai.openai", "azure.ai.inference"}),
     "anthropic": frozenset({"anthropic", "aws.bedrock", "gcp.vertex_ai"}),
     "gcp.gemini": frozenset({"gcp.gemini", "gcp.vertex_ai", "gcp.gen_ai"}),
@@ -153,13 +154,13 @@ _SERVED_BY: dict[str, frozenset[str]] = {
     "mistral_ai": frozenset({"mistral_ai", "aws.bedrock", "gcp.vertex_ai", "azure.ai.inference"}),
     "x_ai": frozenset({"x_ai", "azure.ai.inference"}),
 }
-_GATEWAYS = frozenset({"openrouter", "litellm", "portkey", "bifrost"})
+_GATEWAYS: Final = frozenset({"openrouter", "litellm", "portkey", "bifrost"})
 
-_MEMO_LIMIT = 20_000
-_provider_memo: dict[str, str] = {}
-_host_memo: dict[str, str] = {}
-_model_memo: dict[str, str] = {}
-_family_memo: dict[str, str] = {}
+_MEMO_LIMIT: Final = 20_000
+_provider_memo: Final[dict[str, str]] = {}
+_host_memo: Final[dict[str, str]] = {}
+_model_memo: Final[dict[str, str]] = {}
+_family_memo: Final[dict[str, str]] = {}
 
 
 def _remember(memo: dict[str, str], key: str, value: str) -> str:
@@ -198,7 +199,7 @@ class HostResolver:
         return _remember(self._memo, host, p)
 
 
-_DEFAULT_HOSTS = HostResolver()
+_DEFAULT_HOSTS: Final = HostResolver()
 
 
 def provider_from_host(host: str) -> str:
@@ -224,15 +225,15 @@ def _match_suffix(host: str, table: dict[str, str]) -> str:
     return best
 
 
-_REGION = re.compile(r"^(?:us|eu|apac|us-gov|global|jp|au|ca)\.")
-_BEDROCK = re.compile(r"^([a-z0-9-]+)\.(.+?)(?:-v\d+(?::\d+)?)?$")
-_BEDROCK_VENDORS = frozenset(
+_REGION: Final = re.compile(r"^(?:us|eu|apac|us-gov|global|jp|au|ca)\.")
+_BEDROCK: Final = re.compile(r"^([a-z0-9-]+)\.(.+?)(?:-v\d+(?::\d+)?)?$")
+_BEDROCK_VENDORS: Final = frozenset(
     {"anthropic", "amazon", "meta", "mistral", "cohere", "ai21", "deepseek", "openai", "qwen"}
 )
 # dated snapshots: -2024-08-06, -20240806, -0613 / -1106 (MMDD), @20240620, @latest, -latest
-_DATE_SUFFIX = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{6}|\d{4}|\d{3}|latest))+$")
-_DOTTED = re.compile(r"(\d)\.(\d)")
-_VERSION_SUFFIX = re.compile(r"-v\d+(?::\d+)?$|:\d+$")
+_DATE_SUFFIX: Final = re.compile(r"(?:[-_@](?:\d{4}-\d{2}-\d{2}|\d{8}|\d{6}|\d{4}|\d{3}|latest))+$")
+_DOTTED: Final = re.compile(r"(\d)\.(\d)")
+_VERSION_SUFFIX: Final = re.compile(r"-v\d+(?::\d+)?$|:\d+$")
 
 
 def normalize_model(name: str) -> str:
@@ -278,4 +279,4 @@ def compatible(family: str, provider: str) -> bool:
     return served is None or provider in served or provider not in _KNOWN_PROVIDERS
 
 
-_KNOWN_PROVIDERS = frozenset(PROVIDER_ALIASES.values())
+_KNOWN_PROVIDERS: Final = frozenset(PROVIDER_ALIASES.values())
