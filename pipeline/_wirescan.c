@@ -139,6 +139,35 @@ static int last_str1(ptr v0, ptr v1, ptr *k0, ptr *k1) {
     return 0;
 }
 
+/* A KeyValue in the usual shape, `0A <key> [12 <value>]` and nothing more: the bounds of
+ * its key and value (*x0 NULL: no value). 0 for any other shape (repeated or reordered
+ * fields, unknown fields, a malformed one), which the general path then reads. */
+static inline int kv_simple(ptr p, ptr end, ptr *k0, ptr *k1, ptr *x0, ptr *x1) {
+    if (end - p < 2 || p[0] != 0x0A || p[1] >= 0x80) return 0;
+    Py_ssize_t n = p[1];
+    p += 2;
+    if (n > end - p) return 0;
+    *k0 = p;
+    *k1 = p + n;
+    p += n;
+    if (p == end) {
+        *x0 = *x1 = NULL;
+        return 1;
+    }
+    if (*p++ != 0x12) return 0;
+    uint64_t m = 0;
+    for (int shift = 0;; shift += 7) {
+        if (p >= end || shift > 28) return 0;
+        uint8_t b = *p++;
+        m |= (uint64_t)(b & 0x7F) << shift;
+        if (b < 0x80) break;
+    }
+    if (m != (uint64_t)(end - p)) return 0;
+    *x0 = p;
+    *x1 = end;
+    return 1;
+}
+
 /* -- spans ------------------------------------------------------------------------- */
 
 typedef struct {
@@ -759,12 +788,20 @@ static PyObject *wire_collect(PyObject *self, PyObject *const *args, Py_ssize_t 
     while (p < end) {
         if (next_field(&p, end, &f)) goto done;
         if (f.key != 0x4A) continue;
-        ptr k0, k1;
-        if (last_str1(f.v0, f.v1, &k0, &k1)) goto done;
+        ptr k0, k1, x0, x1;
+        int simple = kv_simple(f.v0, f.v1, &k0, &k1, &x0, &x1);
+        if (!simple && last_str1(f.v0, f.v1, &k0, &k1)) goto done;
         const slot_entry *e = slots_find(t, k0 ? k0 : (ptr) "", k0 ? k1 - k0 : 0);
         if (e == NULL) continue; /* not wanted: no object made */
         PyObject *v;
-        if (key_value(f.v0, f.v1, unset, 0, NULL, &v)) goto done;
+        if (!simple) {
+            if (key_value(f.v0, f.v1, unset, 0, NULL, &v)) goto done;
+        } else if (x0 == NULL) {
+            Py_INCREF(unset);
+            v = unset;
+        } else if ((v = any_value(x0, x1, unset, 0)) == NULL) {
+            goto done;
+        }
         long fi = e->slot;
         if (!(mask & (1ULL << fi)) || e->prio <= best[fi]) {
             best[fi] = e->prio;
