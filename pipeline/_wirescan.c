@@ -104,6 +104,20 @@ static inline uint64_t le64(ptr p) {
     return v; /* little-endian hosts only (x86-64, aarch64) */
 }
 
+/* A key's hash: its length and first and last eight bytes (keys are short, and a match
+ * is confirmed with memcmp), so the cost does not grow with the key. */
+static inline uint64_t keyhash(const uint8_t *p, Py_ssize_t len) {
+    uint64_t a = 0, b = 0;
+    if (len >= 8) {
+        a = le64(p);
+        b = le64(p + len - 8);
+    } else {
+        memcpy(&a, p, (size_t)len);
+    }
+    uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ ((b + (uint64_t)len) * 0xC2B2AE3D27D4EB4FULL);
+    return h ^ (h >> 29);
+}
+
 static PyObject *mkstr(ptr a, ptr b) {
     PyObject *s = PyUnicode_DecodeUTF8((const char *)a, b - a, NULL);
     if (s == NULL && PyErr_ExceptionMatches(PyExc_UnicodeDecodeError)) {
@@ -170,11 +184,45 @@ static inline int kv_simple(ptr p, ptr end, ptr *k0, ptr *k1, ptr *x0, ptr *x1) 
 
 /* -- spans ------------------------------------------------------------------------- */
 
+#define NAME_CACHE 256 /* span names: a batch has few distinct ones */
+typedef struct {
+    PyObject *s; /* an ASCII str, or NULL */
+    uint64_t h;
+} name_slot;
+
 typedef struct {
     PyObject *out;
     PyObject *last_tid; /* the previous span's trace id, shared when equal */
     ptr base;
+    name_slot names[NAME_CACHE]; /* direct-mapped: equal names share one str */
 } scan_state;
+
+/* The span name as a str, shared with earlier spans of the same (ASCII) name: cheaper
+ * than decoding it again, and its hash is computed once for every dict it meets. */
+static PyObject *span_name(scan_state *st, ptr a, ptr b) {
+    Py_ssize_t n = b - a;
+    if (n > 128) return mkstr(a, b);
+    uint64_t h = keyhash(a, n);
+    name_slot *e = &st->names[h & (NAME_CACHE - 1)];
+    if (e->s != NULL && e->h == h && PyUnicode_GET_LENGTH(e->s) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(e->s), a, (size_t)n) == 0) {
+        Py_INCREF(e->s);
+        return e->s;
+    }
+    PyObject *name = mkstr(a, b);
+    if (name != NULL && PyUnicode_IS_ASCII(name)) {
+        Py_XDECREF(e->s);
+        Py_INCREF(name);
+        e->s = name;
+        e->h = h;
+    }
+    return name;
+}
+
+static void scan_state_clear(scan_state *st) {
+    Py_CLEAR(st->last_tid);
+    for (int i = 0; i < NAME_CACHE; i++) Py_CLEAR(st->names[i].s);
+}
 
 static int scan_span(scan_state *st, PyObject *scope, ptr start, ptr end) {
     ptr p = start;
@@ -255,12 +303,41 @@ static int scan_span(scan_state *st, PyObject *scope, ptr start, ptr end) {
         pkey = PyBytes_FromStringAndSize("", 0);
         if (pkey == NULL) goto fail_key;
     }
-    name = nm0 ? mkstr(nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
+    name = nm0 ? span_name(st, nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
     if (name == NULL) goto fail_pkey;
-    item = Py_BuildValue("(ONLNNNKKLnn)", scope, name, (long long)kind, tid, key, pkey,
-                         (unsigned long long)t0, (unsigned long long)t1, (long long)code,
-                         (Py_ssize_t)(start - st->base), (Py_ssize_t)(end - st->base));
-    if (item == NULL) return -1; /* N: references stolen even on failure */
+    item = PyTuple_New(11);
+    if (item == NULL) {
+        Py_DECREF(name);
+        goto fail_pkey;
+    }
+    Py_INCREF(scope);
+    PyTuple_SET_ITEM(item, 0, scope); /* the tuple owns what is set in it from here on */
+    PyTuple_SET_ITEM(item, 1, name);
+    PyTuple_SET_ITEM(item, 3, tid);
+    PyTuple_SET_ITEM(item, 4, key);
+    PyTuple_SET_ITEM(item, 5, pkey);
+    PyObject *ints[6] = {
+        PyLong_FromLongLong((long long)kind),
+        PyLong_FromUnsignedLongLong((unsigned long long)t0),
+        PyLong_FromUnsignedLongLong((unsigned long long)t1),
+        PyLong_FromLongLong((long long)code),
+        PyLong_FromSsize_t((Py_ssize_t)(start - st->base)),
+        PyLong_FromSsize_t((Py_ssize_t)(end - st->base)),
+    };
+    static const int at[6] = {2, 6, 7, 8, 9, 10};
+    int bad = 0;
+    for (int i = 0; i < 6; i++) {
+        if (ints[i] == NULL) {
+            bad = 1;
+            Py_INCREF(Py_None); /* a complete tuple, for its deallocation */
+            ints[i] = Py_None;
+        }
+        PyTuple_SET_ITEM(item, at[i], ints[i]);
+    }
+    if (bad) {
+        Py_DECREF(item);
+        return -1;
+    }
     /* only str, int and bytes inside: no cycle can pass through it, and the cyclic GC
        need not walk a batch's worth of these (CPython untracks such tuples lazily) */
     PyObject_GC_UnTrack(item);
@@ -313,7 +390,7 @@ fail:
 static PyObject *wire_spans(PyObject *self, PyObject *arg) {
     Py_buffer buf;
     if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE)) return NULL;
-    scan_state st = {PyList_New(0), NULL, (ptr)buf.buf};
+    scan_state st = {PyList_New(0), NULL, (ptr)buf.buf, {{NULL, 0}}};
     if (st.out == NULL) goto done;
     ptr p = (ptr)buf.buf, end = p + buf.len;
     field f, g;
@@ -330,7 +407,7 @@ static PyObject *wire_spans(PyObject *self, PyObject *arg) {
 error:
     Py_CLEAR(st.out);
 done:
-    Py_XDECREF(st.last_tid);
+    scan_state_clear(&st);
     PyBuffer_Release(&buf);
     return st.out;
 }
@@ -352,20 +429,6 @@ typedef struct {
     Py_ssize_t n;    /* slots: max slot + 1 */
     PyObject *keys;  /* frozenset of the keys */
 } SlotsObject;
-
-/* A key's hash: its length and first and last eight bytes (keys are short, and a match
- * is confirmed with memcmp), so the cost does not grow with the key. */
-static inline uint64_t keyhash(const uint8_t *p, Py_ssize_t len) {
-    uint64_t a = 0, b = 0;
-    if (len >= 8) {
-        a = le64(p);
-        b = le64(p + len - 8);
-    } else {
-        memcpy(&a, p, (size_t)len);
-    }
-    uint64_t h = (a * 0x9E3779B97F4A7C15ULL) ^ ((b + (uint64_t)len) * 0xC2B2AE3D27D4EB4FULL);
-    return h ^ (h >> 29);
-}
 
 static const slot_entry *slots_find(const SlotsObject *t, ptr k, Py_ssize_t len) {
     uint64_t h = keyhash(k, len);

@@ -37,7 +37,10 @@ __all__ = [
 K = TypeVar("K", bound=Hashable)
 
 # wire types
-_VARINT, _I64, _LEN, _I32 = 0, 1, 2, 5
+_VARINT: Final = 0
+_I64: Final = 1
+_LEN: Final = 2
+_I32: Final = 5
 _RS_TAG: Final = b"\x0a"  # ExportTraceServiceRequest.resource_spans = 1, LEN
 _SS_TAG: Final = b"\x12"  # ResourceSpans.scope_spans = 2, LEN
 _SPAN_TAG: Final = 0x12  # ScopeSpans.spans = 2, LEN
