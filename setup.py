@@ -18,6 +18,7 @@ COMPILED = [
     "processors/genai/index.py",
     "processors/genai/analysis.py",
     "processors/genai/models.py",
+    "processors/genai/tools.py",
     "pipeline/wiresplit.py",
     "pipeline/wholetraces.py",
 ]

@@ -25,10 +25,8 @@ attributes instead of a verdict on the fragment alone.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections import Counter, OrderedDict
-from collections.abc import Callable, Iterable
 from typing import Annotated, Any, NamedTuple
 
 import jsonschema_rs
@@ -42,8 +40,9 @@ from pipeline.configtypes import Config, NonNegInt, PositiveInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from pipeline.wholetraces import TraceView, resource_attributes, trace_views
-from pipeline.wirescan import SpanInfo
+from pipeline.wirescan import Row, SpanInfo
 from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, no_gc
+from processors.genai.tools import ToolChecker, Validator
 from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
 
 __all__ = [
@@ -145,9 +144,10 @@ class CleanlinessConfig(GenAIConfig):
         return errs
 
 
+_NO_TOOLS: list[Row] = []
+
 # -- tool schemas -------------------------------------------------------------------------------
 
-Validator = Callable[[Any], bool]  # True: valid
 # (absolute path, file content) -> compiled validator: compiled once per schema, though the
 # config is validated before the processor is made
 _COMPILED: dict[tuple[str, bytes], Validator] = {}
@@ -276,17 +276,11 @@ class CleanlinessProcessor(ProcessorHelper):
             self._schemas, problems = load_tool_schemas(cfg.tool_schemas)
             if problems:  # validated before; the directory changed since
                 raise ValueError("tool_schemas: " + "; ".join(problems))
-        self._name_keys = (*cfg.attributes.tool_name, *_TOOL_NAME_KEYS)
-        self._result_keys = (
-            (cfg.tool_result_key, *_TOOL_RESULT_KEYS) if cfg.tool_result_key else _TOOL_RESULT_KEYS
+        self._tools = ToolChecker(
+            self._schemas,
+            (cfg.tool_result_key, *_TOOL_RESULT_KEYS) if cfg.tool_result_key else _TOOL_RESULT_KEYS,
+            (*cfg.attributes.tool_name, *_TOOL_NAME_KEYS),
         )
-        self._tool_keys = frozenset((*self._name_keys, *self._result_keys))
-        # slot 0: the result, slot 1: the name; each the first of its keys present
-        slots: dict[str, tuple[int, int]] = {}
-        for slot, keys in enumerate((self._result_keys, self._name_keys)):
-            for prio, k in enumerate(keys):
-                slots.setdefault(k, (slot, prio))
-        self._tool_slots = wirescan.Slots(slots)
         self._late: OrderedDict[bytes, _Result] = OrderedDict()
         self._verdicts: dict[_Verdict, _Verdict] = {}  # interned
         self._enc = Encoder()
@@ -329,7 +323,7 @@ class CleanlinessProcessor(ProcessorHelper):
             return traces
         gidx = index_for(traces, self.cfg)
         facts = gidx.facts()
-        tools = self._tools_by_trace(gidx.tool_spans) if self._schemas else {}
+        tools = self._tools.by_trace(gidx.tool_spans) if self._schemas else {}
         classes: Counter[str] = Counter()
         reasons_n: Counter[str] = Counter()
         late_n = [0, 0]
@@ -340,7 +334,7 @@ class CleanlinessProcessor(ProcessorHelper):
             else:
                 if v.late:
                     late_n[1] += 1
-                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, ()))
+                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, _NO_TOOLS))
                 classes[res[0].cls] += 1
                 reasons_n.update(res[0].reasons)
                 if self.cfg.late_cache_size and not v.late:
@@ -377,20 +371,8 @@ class CleanlinessProcessor(ProcessorHelper):
             )
         return data
 
-    @staticmethod
-    def _tools_by_trace(tool_spans: list[SpanInfo]) -> dict[bytes, list[SpanInfo]]:
-        out: dict[bytes, list[SpanInfo]] = {}
-        for s in tool_spans:
-            t = s[3]
-            got = out.get(t)
-            if got is None:
-                out[t] = [s]
-            else:
-                got.append(s)
-        return out
-
     # -- per trace ------------------------------------------------------------------------
-    def _classify(self, v: TraceView, f: TraceFacts | None, tools: Iterable[SpanInfo]) -> _Result:
+    def _classify(self, v: TraceView, f: TraceFacts | None, tools: list[Row]) -> _Result:
         cfg = self.cfg
         reasons: set[str] = set(f.reasons()) if f is not None else set()
         root = v.root
@@ -410,7 +392,7 @@ class CleanlinessProcessor(ProcessorHelper):
                 reasons.add("multi_model")
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
-        if self._schemas and self._invalid_tool_result(tools, v.raw):
+        if self._schemas and self._tools.invalid(tools, v.raw):
             reasons.add("tool_schema_invalid")
         ordered = [r for r in REASONS if r in reasons]
         rank = max((self._rank[r] for r in ordered), default=0)
@@ -448,38 +430,6 @@ class CleanlinessProcessor(ProcessorHelper):
                     return text
         return root[1]
 
-    def _invalid_tool_result(self, tools: Iterable[SpanInfo], raw: bytes) -> bool:
-        """Whether a successful tool call's result fails its tool's schema (`tools` are
-        spans of the encoding `raw`)."""
-        schemas = self._schemas
-        for s in tools:
-            if s[8] == _ERROR:
-                continue  # failed: retries and swallowed errors speak for it
-            name = _name_from_span(s[1])
-            if name is not None and name not in schemas:
-                continue
-            result, attr_name = self._tool_fields(raw, s)
-            name = name or attr_name
-            if not name or result is None:
-                continue
-            validate = schemas.get(name)
-            if validate is not None and not _valid(validate, result):
-                return True
-        return False
-
-    def _tool_fields(self, raw: bytes, s: SpanInfo) -> tuple[Any, str]:
-        """(result, tool name from attributes) of a tool span, in one pass."""
-        (result, name), mask = wirescan.collect(raw, s[9], s[10], self._tool_slots, None)
-        if type(name) is str and name:
-            return result, name
-        if not mask & 2:
-            return result, ""
-        # the first name key present is empty or not a string: the first one that is
-        names: dict[str, str] = {}
-        for k, value in wirescan.attributes(raw, s[9], s[10], self._tool_keys, None):
-            names[k] = value if type(value) is str else ""
-        return result, next((names[k] for k in self._name_keys if names.get(k)), "")
-
 
 def _facts(res: _Result) -> dict[str, Any]:
     """A result as the values written (for the trace's entry in the groupbytrace index)."""
@@ -493,26 +443,6 @@ def _facts(res: _Result) -> dict[str, Any]:
     if ratio is not None:
         out[A_RATIO] = ratio
     return out
-
-
-def _name_from_span(name: str) -> str | None:
-    """The tool's name when the span name says it (`execute_tool X`, Traceloop `X.tool`)."""
-    if name.startswith("execute_tool ") and len(name) > 13:
-        return name[13:]
-    if name.endswith(".tool") and len(name) > 5:
-        return name[:-5]
-    return None
-
-
-def _valid(is_valid: Validator, result: Any) -> bool:
-    """A result is JSON text (checked as the value it encodes), else checked as it is."""
-    if isinstance(result, str):
-        with contextlib.suppress(msgspec.DecodeError):  # plain text: checked as a string
-            result = msgspec.json.decode(result)
-    try:
-        return is_valid(result)
-    except ValueError:  # a value JSON cannot hold (bytes, a NaN)
-        return False
 
 
 def _text(v: Any) -> str:
