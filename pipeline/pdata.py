@@ -223,6 +223,11 @@ class Traces:
         if not self._patches:
             return list(ranges)
         base = self.base
+        if len(ranges) == 1 and ranges[0] == (0, len(base)):  # the whole encoding at once
+            items = sorted(self._patches.items())
+            self._raw = wirescan.splice(base, [(k, d, x) for k, (d, x) in items])
+            self._patches = None
+            return [(0, len(self._raw))]
         pieces: list[bytes] = []
         out: list[tuple[int, int]] = []
         pos = 0

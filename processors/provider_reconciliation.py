@@ -10,7 +10,7 @@ On every LLM call span (and gateway span standing for one call) it writes
 
 from __future__ import annotations
 
-from collections import Counter
+from typing import Any
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
@@ -67,6 +67,8 @@ def create(
         ("processor",),
     ).labels(pid)
 
+    by_served: dict[tuple[str, str], Any] = {}  # the metric's child per (provider, model)
+
     def process(traces: Traces) -> Traces:
         with no_gc():
             return _process(traces)
@@ -75,14 +77,10 @@ def create(
         idx = index_for(traces, cfg)
         if not idx.calls:
             return traces
-        idx.reconcile()
+        served, mismatches = idx.served_counts()
         raw = idx.raw
         patch = traces.patch
-        served: Counter[tuple[str, str]] = Counter()
-        mismatches = 0
         for rec in idx.calls:
-            served[(rec.served_provider, rec.served_model)] += 1
-            mismatches += rec.mismatch
             drop = None
             if rec.enriched and cfg.overwrite:  # what an earlier tracesieve wrote goes
                 drop = KEYS
@@ -100,8 +98,13 @@ def create(
             if data is None:
                 data = enc.put(k, _encode(rec))
             patch(raw, rec.b0, data, drop)
-        for (p, m), n in served.items():
-            calls_metric.labels(pid, p or "unknown", m or "unknown").inc(n)
+        for pm, n in served.items():
+            child = by_served.get(pm)
+            if child is None:
+                child = by_served[pm] = calls_metric.labels(
+                    pid, pm[0] or "unknown", pm[1] or "unknown"
+                )
+            child.inc(n)
         if mismatches:
             mismatch_metric.inc(mismatches)
         return traces

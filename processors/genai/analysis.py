@@ -159,6 +159,19 @@ class GenAIIndex:
         for rec in self.calls:
             self._resolve(rec)
 
+    def served_counts(self) -> tuple[dict[tuple[str, str], int], int]:
+        """Call spans by the (provider, model) that served them, and how many of them were
+        served by another provider or model than requested (after `reconcile`)."""
+        self.reconcile()
+        served: dict[tuple[str, str], int] = {}
+        mismatches = 0
+        for rec in self.calls:
+            k = (rec.served_provider, rec.served_model)
+            served[k] = served.get(k, 0) + 1
+            if rec.mismatch:
+                mismatches += 1
+        return served, mismatches
+
     def _resolve(self, rec: SpanRecord) -> None:
         if rec.resolved:
             return
