@@ -216,18 +216,23 @@ class _Timing:
 
     def __init__(self, cfg: TimingConfig) -> None:
         self.cfg = cfg
-        self.classes: OrderedDict[str, list[Any]] = OrderedDict()  # key -> [sketch, median]
+        # key -> [sketch, median, sample count when the median was read]
+        self.classes: OrderedDict[str, list[Any]] = OrderedDict()
 
     def ratio(self, key: str, seconds: float) -> float | None:
         got = self.classes.get(key)
         if got is None:
             return None
         self.classes.move_to_end(key)
-        sketch, median = got
-        if sketch.count < self.cfg.min_samples:
+        sketch, median, at = got
+        n = sketch.count
+        if n < self.cfg.min_samples:
             return None
-        if median is None:
+        # read again once the samples grew by 1% (exact up to 100 samples): a median of
+        # many samples barely moves, and reading it walks the sketch's bins
+        if median is None or n - at >= max(1.0, at / 100):
             median = got[1] = sketch.get_quantile_value(0.5)
+            got[2] = n
         return seconds / median if median and median > 0 else None
 
     def add(self, key: str, seconds: float) -> None:
@@ -236,11 +241,11 @@ class _Timing:
             got = self.classes[key] = [
                 LogCollapsingLowestDenseDDSketch(self.cfg.relative_accuracy, bin_limit=2048),
                 None,
+                0,
             ]
             if len(self.classes) > self.cfg.max_task_classes:
                 self.classes.popitem(last=False)
         got[0].add(seconds)
-        got[1] = None
 
 
 class _Verdict(NamedTuple):
