@@ -950,8 +950,26 @@ static int push_size(splicer *s, Py_ssize_t n) {
 
 /* Whether the attribute (a KeyValue body) is to be dropped: 1 yes, 0 no, -1 error. */
 static int dropped(PyObject *drop, ptr v0, ptr v1) {
-    ptr k0, k1;
-    if (last_str1(v0, v1, &k0, &k1)) return -1;
+    ptr k0, k1, x0, x1;
+    if (!kv_simple(v0, v1, &k0, &k1, &x0, &x1) && last_str1(v0, v1, &k0, &k1)) return -1;
+    Py_ssize_t n = k0 ? k1 - k0 : 0;
+    int ascii = 1;
+    for (Py_ssize_t i = 0; i < n && ascii; i++) ascii = k0[i] < 0x80;
+    if (ascii) { /* compared as bytes with the (few) keys: no str made */
+        Py_ssize_t pos = 0;
+        PyObject *item;
+        Py_hash_t hash;
+        while (_PySet_NextEntry(drop, &pos, &item, &hash)) {
+            Py_ssize_t len;
+            const char *u = PyUnicode_Check(item) ? PyUnicode_AsUTF8AndSize(item, &len) : NULL;
+            if (u == NULL) { /* not a str, or one with lone surrogates: matches no key */
+                PyErr_Clear();
+                continue;
+            }
+            if (len == n && (n == 0 || memcmp(u, k0, (size_t)n) == 0)) return 1;
+        }
+        return 0;
+    }
     PyObject *k = k0 ? mkstr(k0, k1) : PyUnicode_FromStringAndSize("", 0);
     if (k == NULL) return -1;
     int in = PySet_Contains(drop, k);
@@ -968,6 +986,13 @@ static Py_ssize_t walk(splicer *s, int level, ptr start, ptr end) {
     field f;
     if (level == 3) {
         const patch *pt = &s->patches[s->next++];
+        if (pt->drop == NULL) { /* nothing dropped: the body as it is, then the addition */
+            if (s->out) {
+                put(s, start, end - start);
+                put(s, (ptr)pt->add, pt->add_len);
+            }
+            return (end - start) + pt->add_len;
+        }
         Py_ssize_t size = 0;
         while (p < end) {
             if (next_field(&p, end, &f)) return -1;
