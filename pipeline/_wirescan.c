@@ -641,6 +641,30 @@ fail:
     return -1;
 }
 
+/* Short ASCII string values (providers, models, hosts, operation names) recur from span
+ * to span: a direct-mapped cache shares one str per value, decoded and hashed once. */
+#define VALUE_CACHE 1024
+static name_slot value_cache[VALUE_CACHE];
+
+static PyObject *value_str(ptr a, ptr b) {
+    Py_ssize_t n = b - a;
+    if (n > 48) return mkstr(a, b);
+    uint64_t h = keyhash(a, n);
+    name_slot *e = &value_cache[h & (VALUE_CACHE - 1)];
+    if (e->s != NULL && e->h == h && PyUnicode_GET_LENGTH(e->s) == n &&
+        memcmp(PyUnicode_1BYTE_DATA(e->s), a, (size_t)n) == 0) {
+        Py_INCREF(e->s);
+        return e->s;
+    }
+    PyObject *v = mkstr(a, b);
+    if (v != NULL && PyUnicode_IS_ASCII(v)) {
+        Py_INCREF(v);
+        Py_XSETREF(e->s, v);
+        e->h = h;
+    }
+    return v;
+}
+
 static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth) {
     if (depth > MAX_DEPTH) {
         fail("values nested too deeply");
@@ -657,7 +681,7 @@ static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth) {
         PyObject *nv = NULL;
         int w = 0;
         switch (f.key) {
-        case 0x0A: w = 1; nv = mkstr(f.v0, f.v1); break;
+        case 0x0A: w = 1; nv = value_str(f.v0, f.v1); break;
         case 0x10: {
             ptr q = f.v0;
             if (rd_varint(&q, f.v1, &u)) goto fail;
