@@ -19,6 +19,7 @@ COMPILED = [
     "processors/genai/analysis.py",
     "processors/genai/models.py",
     "processors/genai/tools.py",
+    "processors/genai/write.py",
     "pipeline/wiresplit.py",
     "pipeline/wholetraces.py",
 ]

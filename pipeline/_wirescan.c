@@ -197,26 +197,26 @@ typedef struct {
     name_slot names[NAME_CACHE]; /* direct-mapped: equal names share one str */
 } scan_state;
 
-/* The span name as a str, shared with earlier spans of the same (ASCII) name: cheaper
- * than decoding it again, and its hash is computed once for every dict it meets. */
-static PyObject *span_name(scan_state *st, ptr a, ptr b) {
+/* The str of UTF-8 bytes [a, b), shared through a direct-mapped cache `tab` of `size`
+ * (a power of two) entries when it is ASCII and at most `max` bytes long: a repeated value
+ * is not decoded again, and its hash is computed once for every dict it meets. */
+static PyObject *cached_str(name_slot *tab, Py_ssize_t size, Py_ssize_t max, ptr a, ptr b) {
     Py_ssize_t n = b - a;
-    if (n > 128) return mkstr(a, b);
+    if (n > max) return mkstr(a, b);
     uint64_t h = keyhash(a, n);
-    name_slot *e = &st->names[h & (NAME_CACHE - 1)];
+    name_slot *e = &tab[h & (uint64_t)(size - 1)];
     if (e->s != NULL && e->h == h && PyUnicode_GET_LENGTH(e->s) == n &&
         memcmp(PyUnicode_1BYTE_DATA(e->s), a, (size_t)n) == 0) {
         Py_INCREF(e->s);
         return e->s;
     }
-    PyObject *name = mkstr(a, b);
-    if (name != NULL && PyUnicode_IS_ASCII(name)) {
-        Py_XDECREF(e->s);
-        Py_INCREF(name);
-        e->s = name;
+    PyObject *v = mkstr(a, b);
+    if (v != NULL && PyUnicode_IS_ASCII(v)) {
+        Py_INCREF(v);
+        Py_XSETREF(e->s, v);
         e->h = h;
     }
-    return name;
+    return v;
 }
 
 static void scan_state_clear(scan_state *st) {
@@ -303,7 +303,7 @@ static int scan_span(scan_state *st, PyObject *scope, ptr start, ptr end) {
         pkey = PyBytes_FromStringAndSize("", 0);
         if (pkey == NULL) goto fail_key;
     }
-    name = nm0 ? span_name(st, nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
+    name = nm0 ? cached_str(st->names, NAME_CACHE, 128, nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
     if (name == NULL) goto fail_pkey;
     item = PyTuple_New(11);
     if (item == NULL) {
@@ -646,25 +646,6 @@ fail:
 #define VALUE_CACHE 1024
 static name_slot value_cache[VALUE_CACHE];
 
-static PyObject *value_str(ptr a, ptr b) {
-    Py_ssize_t n = b - a;
-    if (n > 48) return mkstr(a, b);
-    uint64_t h = keyhash(a, n);
-    name_slot *e = &value_cache[h & (VALUE_CACHE - 1)];
-    if (e->s != NULL && e->h == h && PyUnicode_GET_LENGTH(e->s) == n &&
-        memcmp(PyUnicode_1BYTE_DATA(e->s), a, (size_t)n) == 0) {
-        Py_INCREF(e->s);
-        return e->s;
-    }
-    PyObject *v = mkstr(a, b);
-    if (v != NULL && PyUnicode_IS_ASCII(v)) {
-        Py_INCREF(v);
-        Py_XSETREF(e->s, v);
-        e->h = h;
-    }
-    return v;
-}
-
 static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth) {
     if (depth > MAX_DEPTH) {
         fail("values nested too deeply");
@@ -681,7 +662,7 @@ static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth) {
         PyObject *nv = NULL;
         int w = 0;
         switch (f.key) {
-        case 0x0A: w = 1; nv = value_str(f.v0, f.v1); break;
+        case 0x0A: w = 1; nv = cached_str(value_cache, VALUE_CACHE, 48, f.v0, f.v1); break;
         case 0x10: {
             ptr q = f.v0;
             if (rd_varint(&q, f.v1, &u)) goto fail;

@@ -151,20 +151,27 @@ class Traces:
         """Append `data` (encoded Span fields) to the span whose body starts at `start` in
         `base`, first dropping its attributes whose keys are in `drop`. Several patches of
         one span add up. Raises ValueError if `base` is no longer the batch's base."""
+        self.patch_all(base, ((start, data, drop),))
+
+    def patch_all(
+        self, base: bytes, patches: Iterable[tuple[int, bytes, frozenset[str] | None]]
+    ) -> None:
+        """`patch` for each (start, data, drop) of `patches`."""
         if base is not self._raw or self._raw is None:
             raise ValueError("patch: the batch changed since its base was read")
-        patches = self._patches
-        if patches is None:
-            patches = self._patches = {}
-            self._msg = None  # stale from now on; decoded again if asked for
-        got = patches.get(start)
-        if got is None:
-            patches[start] = (data, drop)
-        else:
-            old_data, old_drop = got
-            if drop and old_drop:
-                drop = drop | old_drop
-            patches[start] = (old_data + data, drop or old_drop)
+        got_patches = self._patches
+        if got_patches is None:
+            got_patches = self._patches = {}
+            self._msg = None
+        for start, data, drop in patches:
+            got = got_patches.get(start)
+            if got is None:
+                got_patches[start] = (data, drop)
+            else:
+                old_data, old_drop = got
+                if drop and old_drop:
+                    drop = drop | old_drop
+                got_patches[start] = (old_data + data, drop or old_drop)
 
     @property
     def pending(self) -> bool:

@@ -8,6 +8,9 @@ attributes of the spans that need them, and writes are spliced into the encoding
 
 A C extension (`pipeline._wirescan`) does the work when it was built; this module's pure
 Python functions are the same algorithm, used when it was not (and tested against it).
+The C functions share equal short ASCII strings (span names, attribute values such as
+providers and models) through small caches: decoded once, hashed once by the dicts they
+meet (values are equal either way; do not rely on identity).
 
 - ``spans(raw) -> list[SpanInfo]``: per span, in wire order, a tuple
   ``(scope_name, name, kind, trace_id, key, parent_key, start, end, status_code,

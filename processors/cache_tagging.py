@@ -9,15 +9,13 @@ call under it, a response id already seen, cost 0 with tokens > 0). Provider pro
 
 from __future__ import annotations
 
-from collections import Counter
-
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import NonNegInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import ResponseIdMemory, index_for, no_gc
 from processors.genai.config import EnrichmentConfig
-from processors.genai.write import Encoder, attr_bool, attr_str
+from processors.genai.write import Encoder, attr_bool, cache_patches
 
 
 class CacheTaggingConfig(EnrichmentConfig):
@@ -50,30 +48,8 @@ def create(
         if not idx.calls:
             return traces
         idx.tag_cache(memory, cfg.zero_cost)
-        raw = idx.raw
-        patch = traces.patch
-        hits: Counter[str] = Counter()
-        for rec in idx.calls:
-            if rec.cache_hit:
-                hits[rec.cache_hit_type] += 1
-            drop = None
-            if rec.enriched and cfg.overwrite:
-                drop = KEYS
-            elif rec.enriched:
-                continue
-            if not rec.cache_hit:
-                patch(raw, rec.b0, _MISS, drop)
-                continue
-            k = (rec.cache_hit_type, rec.cache_evidence)
-            data = enc.get(k)
-            if data is None:
-                data = enc.put(
-                    k,
-                    attr_bool("sieve.cache.hit", True)
-                    + attr_str("sieve.cache.type", rec.cache_hit_type)
-                    + attr_str("sieve.cache.evidence", rec.cache_evidence),
-                )
-            patch(raw, rec.b0, data, drop)
+        patches, hits = cache_patches(idx.calls, enc, cfg.overwrite, KEYS, _MISS)
+        traces.patch_all(idx.raw, patches)
         for t, n in hits.items():
             hits_metric.labels(pid, t).inc(n)
         return traces

@@ -13,7 +13,7 @@ from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from processors.genai import index_for, no_gc
 from processors.genai.config import EnrichmentConfig
-from processors.genai.write import Encoder, attr_bool, attr_int, attr_strs
+from processors.genai.write import Encoder, attr_int, chain_patches
 
 KEYS = frozenset(
     ("sieve.attempt.count", "sieve.retry.count", "sieve.fallback.fired", "sieve.fallback.chain")
@@ -50,33 +50,10 @@ def create(
             return traces
         idx.build_chains()
         raw = idx.raw
+        patches, n_fallbacks, n_llm = chain_patches(idx.calls, enc, cfg.overwrite, KEYS)
+        traces.patch_all(raw, patches)
         patch = traces.patch
-        n_fallbacks = n_llm = n_tool = 0
-        for rec in idx.calls:
-            drop = None
-            if rec.enriched and cfg.overwrite:
-                # also from calls an earlier tracesieve took for logical ones
-                drop = KEYS
-            if not rec.logical:
-                if drop:
-                    patch(raw, rec.b0, b"", drop)
-                continue
-            n_fallbacks += rec.fallback_fired
-            n_llm += rec.retry_count
-            if rec.enriched and not cfg.overwrite:
-                continue
-            chain = rec.chain or []
-            k = (tuple(chain), rec.retry_count, rec.fallback_fired)
-            data = enc.get(k)
-            if data is None:
-                data = enc.put(
-                    k,
-                    attr_int("sieve.attempt.count", rec.attempt_count)
-                    + attr_int("sieve.retry.count", rec.retry_count)
-                    + attr_bool("sieve.fallback.fired", rec.fallback_fired)
-                    + attr_strs("sieve.fallback.chain", chain),
-                )
-            patch(raw, rec.b0, data, drop)
+        n_tool = 0
         if cfg.tools:
             for t in idx.tools:
                 if t.tool_retries:

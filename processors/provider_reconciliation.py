@@ -15,9 +15,9 @@ from typing import Any
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import SpanRecord, index_for, no_gc
+from processors.genai import index_for, no_gc
 from processors.genai.config import EnrichmentConfig
-from processors.genai.write import Encoder, attr_bool, attr_str
+from processors.genai.write import Encoder, reconciliation_patches
 
 
 class ProviderReconciliationConfig(EnrichmentConfig):
@@ -34,20 +34,6 @@ KEYS = frozenset(
         "sieve.provider.mismatch",
     )
 )
-
-
-def _encode(rec: SpanRecord) -> bytes:
-    out = b""
-    for key, value in (
-        ("sieve.provider.requested", rec.req_provider),
-        ("sieve.model.requested", rec.req_model_n),
-        ("sieve.provider.served", rec.served_provider),
-        ("sieve.model.served", rec.served_model),
-        ("sieve.provider.evidence", rec.evidence),
-    ):
-        if value:
-            out += attr_str(key, value)
-    return out + attr_bool("sieve.provider.mismatch", rec.mismatch)
 
 
 def create(
@@ -78,26 +64,7 @@ def create(
         if not idx.calls:
             return traces
         served, mismatches = idx.served_counts()
-        raw = idx.raw
-        patch = traces.patch
-        for rec in idx.calls:
-            drop = None
-            if rec.enriched and cfg.overwrite:  # what an earlier tracesieve wrote goes
-                drop = KEYS
-            elif rec.enriched:
-                continue  # an earlier tracesieve wrote these already
-            k = (
-                rec.req_provider,
-                rec.req_model_n,
-                rec.served_provider,
-                rec.served_model,
-                rec.evidence,
-                rec.mismatch,
-            )
-            data = enc.get(k)
-            if data is None:
-                data = enc.put(k, _encode(rec))
-            patch(raw, rec.b0, data, drop)
+        traces.patch_all(idx.raw, reconciliation_patches(idx.calls, enc, cfg.overwrite, KEYS))
         for pm, n in served.items():
             child = by_served.get(pm)
             if child is None:
