@@ -15,6 +15,8 @@ from __future__ import annotations
 import re
 from typing import Any, Final, cast
 
+import msgspec
+
 from pipeline import wirescan
 from pipeline.wirescan import Row, SpanInfo
 from processors.genai.config import AttributeMappings, GenAIConfig
@@ -1196,11 +1198,12 @@ def _portkey_cache(rec: SpanRecord, status: str) -> None:
         _set_cache(rec, False, "", "portkey_header")
 
 
-def _loads(text: str) -> Any:
-    import msgspec
+_DECODE: Final = msgspec.json.Decoder().decode  # bound once: no lookups per call
 
+
+def _loads(text: str) -> Any:
     try:
-        return msgspec.json.decode(text)
+        return _DECODE(text)
     except msgspec.DecodeError:
         return None
 
