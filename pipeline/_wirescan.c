@@ -1373,7 +1373,9 @@ typedef struct {
     const uint8_t *table; /* per message type, per field: wire type, kind, child type */
     Py_ssize_t ntypes;
     int span_type, span_field; /* what to count: ScopeSpans.spans */
+    int span_msg, kv_type, any_type; /* Span, KeyValue and AnyValue */
     Py_ssize_t spans;
+    int bad_ids; /* a span's trace_id, span_id or parent_span_id has a bad length */
 } check_state;
 
 enum { K_UNKNOWN = 0, K_SCALAR = 1, K_STRING = 2, K_BYTES = 3, K_MESSAGE = 4 };
@@ -1383,6 +1385,32 @@ enum { K_UNKNOWN = 0, K_SCALAR = 1, K_STRING = 2, K_BYTES = 3, K_MESSAGE = 4 };
  * a known field with another wire type is an unknown field, as protobuf reads it. */
 static int check_msg(check_state *st, ptr p, ptr end, int type, int level) {
     field f;
+    if (type == st->kv_type) {
+        /* the usual attribute, `0A <key> [12 <AnyValue>]`, with a string value or none:
+           the same checks without walking it field by field */
+        ptr k0, k1, x0, x1;
+        if (kv_simple(p, end, &k0, &k1, &x0, &x1)) {
+            if (!utf8_ok(k0, k1)) return fail("invalid UTF-8 in a string field");
+            if (x0 == NULL) return 0;
+            if (level >= MAX_DEPTH) return fail("messages nested too deeply");
+            if (x0[0] == 0x0A) { /* string_value, alone */
+                ptr q = x0 + 1;
+                uint64_t n = 0;
+                for (int shift = 0; q < x1 && shift <= 28; shift += 7) {
+                    uint8_t b = *q++;
+                    n |= (uint64_t)(b & 0x7F) << shift;
+                    if (b < 0x80) {
+                        if (n == (uint64_t)(x1 - q))
+                            return utf8_ok(q, x1) ? 0 : fail("invalid UTF-8 in a string field");
+                        break;
+                    }
+                }
+            }
+            return check_msg(st, x0, x1, st->any_type, level + 1);
+        }
+    }
+    /* a Span's ids: the last occurrence of each counts, as when decoded */
+    Py_ssize_t ids[3] = {-1, -1, -1};
     while (p < end) {
         if (next_field(&p, end, &f)) return -1;
         uint64_t num = f.key >> 3;
@@ -1396,23 +1424,37 @@ static int check_msg(check_state *st, ptr p, ptr end, int type, int level) {
             if (level >= MAX_DEPTH) return fail("messages nested too deeply");
             if (type == st->span_type && (int)num == st->span_field) st->spans++;
             if (check_msg(st, f.v0, f.v1, e[2], level + 1)) return -1;
+        } else if (type == st->span_msg && e[1] == K_BYTES) {
+            if (num == 1) ids[0] = f.v1 - f.v0;
+            else if (num == 2) ids[1] = f.v1 - f.v0;
+            else if (num == 4) ids[2] = f.v1 - f.v0;
         }
     }
+    if (type == st->span_msg && !((ids[0] <= 0 || ids[0] == 16) && (ids[1] <= 0 || ids[1] == 8) &&
+                                  (ids[2] <= 0 || ids[2] == 8)))
+        st->bad_ids = 1;
     return 0;
 }
 
 static PyObject *wire_check(PyObject *self, PyObject *args) {
     Py_buffer buf, tab;
-    int span_type, span_field;
-    if (!PyArg_ParseTuple(args, "y*y*ii", &buf, &tab, &span_type, &span_field)) return NULL;
+    int span_type, span_field, kv_type, any_type;
+    if (!PyArg_ParseTuple(args, "y*y*iiii", &buf, &tab, &span_type, &span_field, &kv_type,
+                          &any_type))
+        return NULL;
     PyObject *result = NULL;
-    if (tab.len % (SLOTS * 3) != 0) {
+    Py_ssize_t ntypes = tab.len / (SLOTS * 3);
+    if (tab.len % (SLOTS * 3) != 0 || span_type < 0 || span_type >= ntypes || span_field < 0 ||
+        span_field >= SLOTS || kv_type < 0 || kv_type >= ntypes || any_type < 0 ||
+        any_type >= ntypes) {
         PyErr_SetString(PyExc_ValueError, "check: malformed type table");
         goto done;
     }
-    check_state st = {tab.buf, tab.len / (SLOTS * 3), span_type, span_field, 0};
+    int span_msg = ((const uint8_t *)tab.buf)[(span_type * SLOTS + span_field) * 3 + 2];
+    check_state st = {tab.buf, ntypes, span_type, span_field, span_msg, kv_type, any_type, 0, 0};
     ptr base = buf.buf;
-    if (check_msg(&st, base, base + buf.len, 0, 1) == 0) result = PyLong_FromSsize_t(st.spans);
+    if (check_msg(&st, base, base + buf.len, 0, 1) == 0)
+        result = Py_BuildValue("(nO)", st.spans, st.bad_ids ? Py_False : Py_True);
 done:
     PyBuffer_Release(&buf);
     PyBuffer_Release(&tab);
@@ -1438,7 +1480,7 @@ static PyMethodDef methods[] = {
     {"ids_ok", wire_ids_ok, METH_O, "Whether every span id has a valid length."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
-    {"check", wire_check, METH_VARARGS, "Validate a request as protobuf's decoder does."},
+    {"check", wire_check, METH_VARARGS, "Validate a request as protobuf's decoder does; (spans, ids_ok)."},
     {"group", wire_group, METH_O, "Spans grouped by resource, scope and trace id."},
     {NULL, NULL, 0, NULL},
 };

@@ -47,7 +47,8 @@ meet (values are equal either way; do not rely on identity).
 - ``check(raw) -> int``: the request's span count if protobuf's decoder would accept
   `raw` (framing, wire types, strict UTF-8 of string fields, nesting up to 100 levels;
   the message types come from the OTLP descriptors), else `WireError`; without decoding.
-  The receivers' validation.
+- ``validate(raw) -> (spans, ids_ok)``: `check` and `ids_ok` in one pass (in C). The
+  receivers' validation.
 - ``untrack(objects)``: takes the objects of a list off the cyclic GC's lists (C only;
   a no-op in Python). For objects whose only reference cycles their owner cuts itself
   (the GenAI index's records): reference counting frees them, the GC never walks them.
@@ -81,6 +82,7 @@ __all__ = [
     "spans",
     "splice",
     "untrack",
+    "validate",
 ]
 
 SpanInfo = tuple[str, str, int, bytes, bytes, bytes, int, int, int, int, int]
@@ -467,12 +469,14 @@ _KIND = {9: 2, 12: 3, 11: 4}  # string, bytes, message; else scalar (1)
 _SLOTS = 33
 
 
-def _type_table() -> tuple[bytes, int, int]:
+def _type_table() -> tuple[bytes, int, int, int, int]:
     """The request's message types for `check`: per type, per field number 0..32, (wire
-    type, kind, child type); and where spans are (ScopeSpans type, its `spans` field)."""
+    type, kind, child type); where spans are (ScopeSpans type, its `spans` field); and the
+    KeyValue and AnyValue types (read by a fast path for the usual attribute)."""
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
         ExportTraceServiceRequest,
     )
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
     from opentelemetry.proto.trace.v1.trace_pb2 import ScopeSpans
 
     types: list[Any] = []
@@ -496,7 +500,17 @@ def _type_table() -> tuple[bytes, int, int]:
             at = (t * _SLOTS + f.number) * 3
             child = index[f.message_type.full_name] if f.message_type is not None else 0
             table[at : at + 3] = bytes((_WIRE.get(f.type, 0), _KIND.get(f.type, 1), child))
-    return bytes(table), index[ScopeSpans.DESCRIPTOR.full_name], 2
+    return (
+        bytes(table),
+        index[ScopeSpans.DESCRIPTOR.full_name],
+        2,
+        index[KeyValue.DESCRIPTOR.full_name],
+        index[AnyValue.DESCRIPTOR.full_name],
+    )
+
+
+def _py_validate(raw: bytes) -> tuple[int, bool]:
+    return _py_check(raw), _py_ids_ok(raw)
 
 
 def _py_check(raw: bytes) -> int:
@@ -529,8 +543,11 @@ try:
 
     _TABLE = _type_table()
 
-    def check(raw: bytes) -> int:
+    def validate(raw: bytes) -> tuple[int, bool]:
         return _c_check(raw, *_TABLE)
+
+    def check(raw: bytes) -> int:
+        return _c_check(raw, *_TABLE)[0]
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
@@ -539,6 +556,7 @@ except ImportError:  # not built (no compiler): the same algorithm in Python
     collect = _py_collect  # type: ignore[assignment]
     group = _py_group
     check = _py_check
+    validate = _py_validate
     ids_ok = _py_ids_ok
     Slots = _PySlots  # type: ignore[misc, assignment]
     splice = _py_splice

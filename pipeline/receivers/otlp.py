@@ -138,11 +138,11 @@ def decode_protobuf(body: bytes) -> Traces:
     # checked as protobuf's decoder would, without decoding (stages after this one read
     # the encoding); decoded only to say which span has a bad id
     try:
-        n = wirescan.check(body)
+        n, ids_ok = wirescan.validate(body)
     except wirescan.WireError as exc:
         raise InvalidTracesError(f"cannot decode ExportTraceServiceRequest: {exc}") from None
     traces = Traces(raw=body, span_count=n)
-    problem = None if wirescan.ids_ok(body) else id_problem(traces.request)
+    problem = None if ids_ok else id_problem(traces.request)
     if problem is not None:
         raise InvalidTracesError(f"invalid ExportTraceServiceRequest: {problem}")
     return traces

@@ -298,6 +298,20 @@ def test_check_accepts_exactly_what_protobuf_decodes(raw: bytes) -> None:
     want = _protobuf_count(raw)
     assert _checked(w.check, raw) == want
     assert _checked(w._py_check, raw) == want
+    # validate: the same, and whether the decoded spans' ids have valid lengths
+    if want != "WireError":
+        req = ExportTraceServiceRequest.FromString(raw)
+        ok = all(
+            len(s.trace_id) in (0, 16)
+            and len(s.span_id) in (0, 8)
+            and len(s.parent_span_id) in (0, 8)
+            for rs in req.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        )
+        assert _checked(w.validate, raw) == (want, ok)
+    else:
+        assert _checked(w.validate, raw) == want
 
 
 @settings(max_examples=examples(40))

@@ -22,6 +22,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from benchmarks.generator import FaultRates, Generator, batches
 from pipeline import wirescan as w
+from pipeline.otlpwire import varint
 from processors.genai.write import attr_bool, attr_str, attr_strs
 from tests.pipeline.wirescan_truth import (
     BOTH,
@@ -975,6 +976,105 @@ def test_ids_ok_says_whether_every_id_has_a_valid_length(ids_ok: Any) -> None:
     assert not ids_ok(req(trace_id=b"t" * 15))
     assert not ids_ok(req(span_id=b"s" * 9))
     assert not ids_ok(req(parent_span_id=b"p" * 4))
+
+
+@pytest.mark.parametrize("validate", [w._py_validate] + ([w.validate] if w.NATIVE else []))
+def test_validate_counts_spans_and_checks_ids_in_one_pass(validate: Any) -> None:
+    def req(*extra: bytes, **ids: bytes) -> bytes:
+        r = ExportTraceServiceRequest()
+        ss = r.resource_spans.add().scope_spans.add()
+        ss.spans.add(trace_id=b"t" * 16, span_id=b"s" * 8, name="fine")
+        ss.spans.add(name="x", **ids).attributes.add(key="k").value.string_value = "v" * 200
+        raw = r.SerializeToString()
+        if not extra:
+            return raw
+        # append fields to the last span: protobuf keeps the last occurrence of each
+        span = ss.spans[1].SerializeToString() + b"".join(extra)
+        r2 = ExportTraceServiceRequest()
+        r2.resource_spans.add().scope_spans.add().spans.add(trace_id=b"t" * 16, name="fine")
+        head = r2.resource_spans[0].scope_spans[0].spans[0].SerializeToString()
+        body = b"\x12" + bytes([len(head)]) + head + b"\x12" + varint(len(span)) + span
+        scope = b"\x12" + varint(len(body)) + body
+        return b"\x0a" + varint(len(scope)) + scope
+
+    assert validate(req(trace_id=b"t" * 16, span_id=b"s" * 8, parent_span_id=b"p" * 8)) == (
+        2,
+        True,
+    )
+    assert validate(req()) == (2, True)  # empty ids are the next stage's business
+    assert validate(req(trace_id=b"t" * 15)) == (2, False)
+    assert validate(req(span_id=b"s" * 9)) == (2, False)
+    assert validate(req(parent_span_id=b"p" * 4)) == (2, False)
+    # the last occurrence counts, as when decoded
+    assert validate(req(b"\x0a\x10" + b"t" * 16, trace_id=b"t" * 3)) == (2, True)
+    assert validate(req(b"\x0a\x03ttt", trace_id=b"t" * 16)) == (2, False)
+    with pytest.raises(w.WireError):
+        validate(req(b"\x2a\x01\xff"))  # a bad name: invalid UTF-8
+
+
+@pytest.mark.parametrize(
+    "key, value",
+    [
+        ("k", "v"),
+        ("k" * 130, "v" * 300),  # lengths of two-byte varints
+        (b"\xff", "v"),
+        ("k", b"\xc0\x80"),
+        ("k", b"v" * 200 + b"\xed\xa0\x80"),
+        ("k", None),
+    ],
+)
+def test_check_reads_attributes_as_protobuf_does(key: Any, value: Any) -> None:
+    """The usual attribute shape (a key and a string value) takes a fast path in C: it
+    accepts and refuses exactly what protobuf's decoder does."""
+    from google.protobuf.message import DecodeError
+
+    def s(x: Any) -> bytes:
+        b = x.encode() if isinstance(x, str) else x
+        return varint(len(b)) + b
+
+    kv = b"\x0a" + s(key)
+    if value is not None:
+        kv += b"\x12" + s(b"\x0a" + s(value))
+    span = b"\x4a" + s(kv)
+    scope = b"\x12" + s(span)
+    raw = b"\x0a" + s(b"\x12" + s(scope))
+    try:
+        ExportTraceServiceRequest.FromString(raw)
+        want: object = 1
+    except DecodeError:
+        want = "error"
+    for check in (w.check, w._py_check):
+        try:
+            got: object = check(raw)
+        except w.WireError:
+            got = "error"
+        assert got == want, (check, key, value)
+
+
+@pytest.mark.parametrize("depth", [30, 31, 32, 33])
+def test_check_allows_the_nesting_of_key_value_lists_protobuf_allows(depth: int) -> None:
+    from google.protobuf.message import DecodeError
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
+
+    v = AnyValue(string_value="x")
+    for _ in range(depth):
+        w_ = AnyValue()
+        w_.kvlist_value.values.add(key="k").value.CopyFrom(v)
+        v = w_
+    req = ExportTraceServiceRequest()
+    req.resource_spans.add().scope_spans.add().spans.add().attributes.add(key="k").value.CopyFrom(v)
+    raw = req.SerializeToString()
+    try:
+        ExportTraceServiceRequest.FromString(raw)
+        want: object = 1
+    except DecodeError:
+        want = "error"
+    for check in (w.check, w._py_check):
+        try:
+            got: object = check(raw)
+        except w.WireError:
+            got = "error"
+        assert got == want, (check, depth)
 
 
 def test_untrack_takes_objects_off_the_gc_lists_and_they_are_still_freed():
