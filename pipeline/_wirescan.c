@@ -45,7 +45,51 @@ typedef struct {
 
 static int skip_value(ptr *pp, ptr end, uint64_t key, int depth);
 
-static int next_field(ptr *pp, ptr end, field *f) {
+static int next_field_slow(ptr *pp, ptr end, field *f);
+
+/* The common cases inline, for a one-byte tag: a LEN field whose length takes one or two
+ * bytes (attributes, ids, names, most messages), a fixed64 (times) and a short varint
+ * (kinds, codes). Anything else takes the general path. */
+static inline __attribute__((always_inline)) int next_field(ptr *pp, ptr end, field *f) {
+    ptr p = *pp;
+    if (end - p >= 3 && p[0] < 0x80 && p[0] >= 0x08) {
+        ptr v = p + 1, w;
+        switch (p[0] & 7) {
+        case 2: {
+            uint64_t n = p[1];
+            v = p + 2;
+            if (n >= 0x80) {
+                if (p[2] >= 0x80) return next_field_slow(pp, end, f);
+                n = (n & 0x7F) | ((uint64_t)p[2] << 7);
+                v++;
+            }
+            if (n > (uint64_t)(end - v)) return fail("field runs past the end of its message");
+            w = v + n;
+            break;
+        }
+        case 1:
+            if (end - v < 8) return next_field_slow(pp, end, f);
+            w = v + 8;
+            break;
+        case 0:
+            w = v;
+            while (w < end && *w >= 0x80 && w - v < 8) w++;
+            if (w >= end || *w >= 0x80) return next_field_slow(pp, end, f);
+            w++;
+            break;
+        default:
+            return next_field_slow(pp, end, f);
+        }
+        f->start = p;
+        f->key = p[0];
+        f->v0 = v;
+        f->v1 = *pp = w;
+        return 0;
+    }
+    return next_field_slow(pp, end, f);
+}
+
+static int next_field_slow(ptr *pp, ptr end, field *f) {
     f->start = *pp;
     if (rd_varint(pp, end, &f->key)) return -1;
     if ((f->key >> 3) == 0) return fail("field number 0");
