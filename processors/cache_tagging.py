@@ -13,7 +13,7 @@ from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import NonNegInt
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import ResponseIdMemory, index_for, no_gc
+from processors.genai import ResponseIdMemory, index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_bool, cache_patches
 
@@ -32,6 +32,7 @@ KEYS = frozenset(("sieve.cache.hit", "sieve.cache.type", "sieve.cache.evidence")
 def create(
     settings: Settings, cfg: CacheTaggingConfig, next_consumer: TracesConsumer
 ) -> ProcessorHelper:
+    keys = keys_for(cfg)  # made once: index_for would look it up per batch
     enc = Encoder()
     memory = ResponseIdMemory(cfg.response_id_memory) if cfg.response_id_memory else None
     hits_metric = settings.telemetry.counter(
@@ -44,7 +45,7 @@ def create(
             return _process(traces)
 
     def _process(traces: Traces) -> Traces:
-        idx = index_for(traces, cfg)
+        idx = index_for(traces, keys)
         if not idx.calls:
             return traces
         idx.tag_cache(memory, cfg.zero_cost)

@@ -41,7 +41,7 @@ from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
 from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from pipeline.wirescan import Row, SpanInfo
-from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, no_gc
+from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, keys_for, no_gc
 from processors.genai.tools import ToolChecker, Validator
 from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
 
@@ -270,6 +270,7 @@ class CleanlinessProcessor(ProcessorHelper):
     ) -> None:
         super().__init__(settings, next_consumer, self.process, mutates_data=True)
         self.cfg = cfg
+        self._keys = keys_for(cfg)
         rank = {c: i for i, c in enumerate(CLASSES)}
         classes = {**DEFAULT_CLASSES, **cfg.reason_classes}
         self._rank = {r: rank[classes[r]] for r in REASONS}
@@ -326,7 +327,7 @@ class CleanlinessProcessor(ProcessorHelper):
         views = trace_views(traces, settle=False)
         if not views:
             return traces
-        gidx = index_for(traces, self.cfg)
+        gidx = index_for(traces, self._keys)
         facts = gidx.facts()
         tools = self._tools.by_trace(gidx.tool_spans) if self._schemas else {}
         classes: Counter[str] = Counter()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import index_for, no_gc
+from processors.genai import index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_int, chain_patches
 
@@ -28,6 +28,7 @@ class FallbackChainConfig(EnrichmentConfig):
 def create(
     settings: Settings, cfg: FallbackChainConfig, next_consumer: TracesConsumer
 ) -> ProcessorHelper:
+    keys = keys_for(cfg)  # made once: index_for would look it up per batch
     enc = Encoder()
     tel = settings.telemetry
     pid = str(settings.id)
@@ -45,7 +46,7 @@ def create(
             return _process(traces)
 
     def _process(traces: Traces) -> Traces:
-        idx = index_for(traces, cfg)
+        idx = index_for(traces, keys)
         if not idx.calls and not (cfg.tools and idx.tools):
             return traces
         idx.build_chains()

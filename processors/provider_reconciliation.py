@@ -15,7 +15,7 @@ from typing import Any
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
-from processors.genai import index_for, no_gc
+from processors.genai import index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, reconciliation_patches
 
@@ -39,6 +39,7 @@ KEYS = frozenset(
 def create(
     settings: Settings, cfg: ProviderReconciliationConfig, next_consumer: TracesConsumer
 ) -> ProcessorHelper:
+    keys = keys_for(cfg)  # made once: index_for would look it up per batch
     enc = Encoder()
     tel = settings.telemetry
     pid = str(settings.id)
@@ -60,7 +61,7 @@ def create(
             return _process(traces)
 
     def _process(traces: Traces) -> Traces:
-        idx = index_for(traces, cfg)
+        idx = index_for(traces, keys)
         if not idx.calls:
             return traces
         served, mismatches = idx.served_counts()

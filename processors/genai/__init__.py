@@ -80,6 +80,7 @@ from processors.genai.index import (
     LLM,
     OTHER,
     TOOL,
+    Keys,
     SpanRecord,
     keys_for,
 )
@@ -108,6 +109,7 @@ __all__ = [
     "canonical_provider",
     "drop_index",
     "index_for",
+    "keys_for",
     "model_family",
     "no_gc",
     "normalize_model",
@@ -117,9 +119,10 @@ __all__ = [
 CACHE_KEY = "genai.index"
 
 
-def index_for(traces: Traces, cfg: GenAIConfig | None = None) -> GenAIIndex:
-    """The batch's shared GenAI index (built once; see the module docstring)."""
-    keys = keys_for(cfg)
+def index_for(traces: Traces, cfg: GenAIConfig | Keys | None = None) -> GenAIIndex:
+    """The batch's shared GenAI index (built once; see the module docstring). Processors
+    pass their config's `Keys` (`keys_for(cfg)`, made once) rather than the config."""
+    keys = cfg if isinstance(cfg, Keys) else keys_for(cfg)
     ck = CACHE_KEY if not keys.fingerprint else f"{CACHE_KEY}/{keys.fingerprint}"
     raw = traces.base
     idx = traces.cache.get(ck)

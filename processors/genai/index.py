@@ -37,6 +37,8 @@ __all__ = [
     "is_call",
 ]
 
+_COLLECT: Final = wirescan.collect  # bound once: a module attribute lookup per span otherwise
+
 # roles
 OTHER: Final = 0
 LLM: Final = 1
@@ -876,7 +878,7 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     """Read the span's wanted attributes once, per field the value of its highest-priority
     key present, and interpret them."""
     # per field the value of its highest-priority key present, and the fields present
-    b, mask = wirescan.collect(rec.raw, rec.b0, rec.b1, keys.slots, "")
+    b, mask = _COLLECT(rec.raw, rec.b0, rec.b1, keys.slots, "")
     rec.scanned = True
     if not mask:
         if rec.role == UNKNOWN:

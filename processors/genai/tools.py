@@ -21,6 +21,7 @@ __all__ = ["ToolChecker", "Validator", "name_from_span", "valid"]
 Validator = Callable[[Any], bool]  # True: valid
 _ERROR: Final = 2  # Status.STATUS_CODE_ERROR
 _DECODE: Final = msgspec.json.Decoder().decode  # bound once: no attribute lookups per call
+_COLLECT: Final = wirescan.collect
 
 
 class ToolChecker:
@@ -76,7 +77,7 @@ class ToolChecker:
 
     def fields(self, raw: bytes, b0: int, b1: int) -> tuple[Any, str]:
         """(result, tool name from attributes) of a tool span, in one pass."""
-        found, mask = wirescan.collect(raw, b0, b1, self.slots, None)
+        found, mask = _COLLECT(raw, b0, b1, self.slots, None)
         result = found[0]
         name = found[1]
         if isinstance(name, str) and name:
