@@ -171,7 +171,15 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 r,
                 "added latency, span-local path, at half the maximum",
                 f"p50 {r['added_p50_ms']} ms, p99 **{r['added_p99_ms']} ms** at {_n(r['spans_per_s'])} "
-                f"spans/s (max {_n(r['max_spans_per_s'])})",
+                f"spans/s (max {_n(r['max_spans_per_s'])})"
+                + (
+                    f"; {len(r['rounds'])} rounds, p99 "
+                    + " / ".join(str(x["added_p99_ms"]) for x in r["rounds"])
+                    + " ms, collector CPU "
+                    + " / ".join(f"{x['collector_cpu']:.0%}" for x in r["rounds"])
+                    if r.get("rounds")
+                    else ""
+                ),
                 "p99 ≤ 5 ms",
                 None,
             )

@@ -6,14 +6,21 @@ OTLP/gRPC in -> `provider_reconciliation`, `cache_tagging`, `fallback_chain` -> 
 out to a null sink (no `batch`, no `groupbytrace`: those hold spans on purpose). The
 collector is `tracesieve run` pinned to CPU 0; load and sink share this process on CPU 1.
 
+In each of `--rounds` rounds:
+
 1. the maximum: closed loop (as `agent_pipeline`) for `--max-duration` seconds, at the sink;
 2. the baseline: the same requests straight to the sink at half that rate (open loop: a
-   request every interval, whatever the answers), for `--duration` seconds;
-3. through the collector at the same rate, for `--duration` seconds.
+   request every interval, whatever the answers), for `--duration / --rounds` seconds;
+3. through the collector at the same rate, for as long.
+
+Each round's rate comes from the maximum measured just before it: on a shared machine
+whose speed drifts within minutes, one calibration for the whole run would leave later
+phases at another load than half.
 
 Latency is per trace: from just before its request is sent to when the sink receives its
-spans. Reported: p50/p99/max through the collector, of the baseline, and the difference
-(`added_*`: what the collector adds over one direct hop).
+spans. Reported: p50/p99/max through the collector and of the baseline over all rounds,
+the difference (`added_*`: what the collector adds over one direct hop), and each round's
+figures (`rounds`).
 """
 
 from __future__ import annotations
@@ -182,7 +189,23 @@ async def open_loop(
         **percentiles(lat),
         "over_50ms": len(sink.slow),
         "stalls": stalls(sink.slow, start + 1.0),
+        "latencies": lat,  # popped by `run`
     }
+
+
+def pooled(phases: list[dict[str, Any]]) -> dict[str, Any]:
+    """One summary of a phase over all rounds (latencies pooled, counts summed)."""
+    lat = sorted(x for ph in phases for x in ph.pop("latencies"))
+    out: dict[str, Any] = {
+        "rate_sent": round(sum(ph["rate_sent"] for ph in phases) / len(phases)),
+        **{k: sum(ph[k] for ph in phases) for k in ("traces", "lost_or_late", "errors")},
+        **percentiles(lat),
+        "over_50ms": sum(ph["over_50ms"] for ph in phases),
+        "stalls": [{"round": i, **st} for i, ph in enumerate(phases) for st in ph["stalls"]],
+    }
+    if "collector_cpu" in phases[0]:
+        out["collector_cpu"] = round(sum(ph["collector_cpu"] for ph in phases) / len(phases), 3)
+    return out
 
 
 def percentiles(lat: list[float]) -> dict[str, float | None]:
@@ -206,52 +229,68 @@ async def run(args: Any) -> dict[str, Any]:
     coll = passthrough.CollectorProcess(cmd, args.collector_cpu, workdir)
     loop = asyncio.get_running_loop()
     requests = stream(args)
+    seconds = args.duration / args.rounds
+    rounds: list[dict[str, Any]] = []
+    bases: list[dict[str, Any]] = []
+    throughs: list[dict[str, Any]] = []
     try:
         endpoint = await loop.run_in_executor(None, coll.wait_ready)
-        # 1. the maximum, closed loop
-        load = passthrough.Load(
-            endpoint,
-            lambda i: ((raw, n) for raw, n, _ in requests),
-            args.channels,
-            args.concurrency,
-        )
-        load.start()
-        await asyncio.sleep(args.warmup)
-        s0, c0, t0 = sink.spans, cpu_seconds(coll.proc.pid), time.monotonic()
-        await asyncio.sleep(args.max_duration)
-        dt = time.monotonic() - t0
-        max_rate = (sink.spans - s0) / dt
-        max_cpu = (cpu_seconds(coll.proc.pid) - c0) / dt
-        await load.stop()
-        await asyncio.sleep(1.0)  # drain
-        rate = max_rate * args.fraction
-        # 2. the baseline: straight to the sink
-        base = await open_loop(sink_ep, sink, requests, rate, args.duration)
-        # 3. through the collector
-        c0, t0 = cpu_seconds(coll.proc.pid), time.monotonic()
-        through = await open_loop(endpoint, sink, requests, rate, args.duration)
-        through["collector_cpu"] = round(
-            (cpu_seconds(coll.proc.pid) - c0) / (time.monotonic() - t0), 3
-        )
+        for i in range(args.rounds):
+            # 1. the maximum, closed loop
+            load = passthrough.Load(
+                endpoint,
+                lambda i: ((raw, n) for raw, n, _ in requests),
+                args.channels,
+                args.concurrency,
+            )
+            load.start()
+            await asyncio.sleep(args.warmup if i == 0 else 1.0)
+            s0, c0, t0 = sink.spans, cpu_seconds(coll.proc.pid), time.monotonic()
+            await asyncio.sleep(args.max_duration)
+            dt = time.monotonic() - t0
+            max_rate = (sink.spans - s0) / dt
+            max_cpu = (cpu_seconds(coll.proc.pid) - c0) / dt
+            await load.stop()
+            await asyncio.sleep(1.0)  # drain
+            rate = max_rate * args.fraction
+            # 2. the baseline: straight to the sink
+            base = await open_loop(sink_ep, sink, requests, rate, seconds)
+            # 3. through the collector
+            c0, t0 = cpu_seconds(coll.proc.pid), time.monotonic()
+            through = await open_loop(endpoint, sink, requests, rate, seconds)
+            through["collector_cpu"] = round(
+                (cpu_seconds(coll.proc.pid) - c0) / (time.monotonic() - t0), 3
+            )
+            bases.append(base)
+            throughs.append(through)
+            rounds.append(
+                {
+                    "max_spans_per_s": round(max_rate),
+                    "max_collector_cpu": round(max_cpu, 3),
+                    "spans_per_s": round(rate),
+                    "collector_cpu": through["collector_cpu"],
+                    "p50_ms": through["p50_ms"],
+                    "p99_ms": through["p99_ms"],
+                    "added_p50_ms": _diff(through, base, "p50_ms"),
+                    "added_p99_ms": _diff(through, base, "p99_ms"),
+                }
+            )
     finally:
         code = await loop.run_in_executor(None, coll.stop)
         await sink.stop()
-
-    def diff(k: str) -> float | None:
-        a, b = through.get(k), base.get(k)
-        return round(a - b, 3) if a is not None and b is not None else None
-
+    through_all, base_all = pooled(throughs), pooled(bases)
     return {
-        "spans_per_s": round(rate),
-        "max_spans_per_s": round(max_rate),
-        "max_collector_cpu": round(max_cpu, 3),
+        "spans_per_s": round(sum(r["spans_per_s"] for r in rounds) / len(rounds)),
+        "max_spans_per_s": round(sum(r["max_spans_per_s"] for r in rounds) / len(rounds)),
+        "max_collector_cpu": round(sum(r["max_collector_cpu"] for r in rounds) / len(rounds), 3),
         "fraction_of_max": args.fraction,
-        "p50_ms": through["p50_ms"],
-        "p99_ms": through["p99_ms"],
-        "added_p50_ms": diff("p50_ms"),
-        "added_p99_ms": diff("p99_ms"),
-        "through_collector": through,
-        "baseline_direct": base,
+        "p50_ms": through_all["p50_ms"],
+        "p99_ms": through_all["p99_ms"],
+        "added_p50_ms": _diff(through_all, base_all, "p50_ms"),
+        "added_p99_ms": _diff(through_all, base_all, "p99_ms"),
+        "rounds": rounds,
+        "through_collector": through_all,
+        "baseline_direct": base_all,
         "collector_exit": code,
         "processors": ["provider_reconciliation", "cache_tagging", "fallback_chain"],
         "payload": "agent (benchmarks.generator.LoadStream)",
@@ -262,13 +301,21 @@ async def run(args: Any) -> dict[str, Any]:
     }
 
 
+def _diff(a: dict[str, Any], b: dict[str, Any], k: str) -> float | None:
+    x, y = a.get(k), b.get(k)
+    return round(x - y, 3) if x is not None and y is not None else None
+
+
 def main() -> None:
     p = parser(__doc__ or "")
     p.add_argument("--templates", type=int, default=500)
-    p.add_argument("--max-duration", type=float, default=6.0, help="seconds at the maximum")
+    p.add_argument(
+        "--max-duration", type=float, default=4.0, help="seconds at the maximum, each round"
+    )
+    p.add_argument("--rounds", type=int, default=4, help="maximum, baseline, through: again")
     p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
     passthrough.add_arguments(p, concurrency=32, channels=8)
-    p.set_defaults(spans_per_request=512, warmup=2.0, duration=10.0, repeat=1)
+    p.set_defaults(spans_per_request=512, warmup=2.0, duration=20.0, repeat=1)
     args = p.parse_args()
     if not pin(args.load_cpu):
         args.load_cpu = None

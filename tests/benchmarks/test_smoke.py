@@ -71,6 +71,8 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     lat = records["latency"]
     _positive(lat, "max_spans_per_s", "spans_per_s")
     assert lat["through_collector"]["traces"] > 0 and lat["p99_ms"] >= lat["p50_ms"] > 0
+    assert len(lat["rounds"]) == 2 and all(r["max_spans_per_s"] > 0 for r in lat["rounds"])
+    assert "latencies" not in lat["through_collector"]  # pooled, not emitted
     mem = records["memory"]
     assert all(h["held_spans"] >= n for h, n in zip(mem["runs"], (2000, 10000), strict=True))
     assert mem["runs"][1]["rss_mib"] > mem["runs"][1]["rss_baseline_mib"]
