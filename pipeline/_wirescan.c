@@ -1376,6 +1376,32 @@ done:
 /* Strict UTF-8, as protobuf checks proto3 strings: no overlongs, surrogates or code
  * points past U+10FFFF. */
 static int utf8_ok(ptr s, ptr e) {
+    /* all ASCII, the usual case: the whole string eight bytes at a time (the last word
+       overlapping the one before, a short string in one word), then no per-byte work */
+    Py_ssize_t n = e - s;
+    uint64_t acc = 0;
+    if (n <= 8) {
+        memcpy(&acc, s, (size_t)n);
+    } else {
+        ptr q = s;
+        for (; e - q > 32; q += 32) {
+            uint64_t a, b, c, d;
+            memcpy(&a, q, 8);
+            memcpy(&b, q + 8, 8);
+            memcpy(&c, q + 16, 8);
+            memcpy(&d, q + 24, 8);
+            acc |= a | b | c | d;
+        }
+        for (; e - q > 8; q += 8) {
+            uint64_t v;
+            memcpy(&v, q, 8);
+            acc |= v;
+        }
+        uint64_t v;
+        memcpy(&v, e - 8, 8);
+        acc |= v;
+    }
+    if (!(acc & 0x8080808080808080ull)) return 1;
     while (s < e) {
         uint8_t c = *s;
         if (c < 0x80) {

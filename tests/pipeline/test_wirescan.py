@@ -1058,6 +1058,30 @@ def test_check_reads_attributes_as_protobuf_does(key: Any, value: Any) -> None:
     _check_answers_as_protobuf(raw)
 
 
+def test_check_finds_a_non_ascii_byte_wherever_it_is_in_a_string() -> None:
+    """Strings are checked eight bytes at a time (the last word overlapping): a non-ASCII
+    byte, valid UTF-8 or not, is seen at every position of strings of every length
+    around the word sizes, in keys and in values."""
+    for n in range(0, 41):
+        for pos in range(n):
+            for bad in (b"\xc3\xa9", b"\xff", b"\xed\xa0\x80", b"\xf4\x90\x80\x80"):
+                text = b"a" * pos + bad + b"b" * (n - pos - 1)
+                for kv in ((text, b"v"), (b"k", text)):
+                    span = Span(name="s")
+                    raw_span = span.SerializeToString() + b"\x4a" + _kv(*kv)
+                    scope = b"\x12" + varint(len(raw_span)) + raw_span
+                    resource = b"\x12" + varint(len(scope)) + scope
+                    raw = b"\x0a" + varint(len(resource)) + resource
+                    _check_answers_as_protobuf(raw)
+
+
+def _kv(key: bytes, value: bytes) -> bytes:
+    """An encoded KeyValue with a string value, length-prefixed."""
+    any_value = b"\x0a" + varint(len(value)) + value
+    kv = b"\x0a" + varint(len(key)) + key + b"\x12" + varint(len(any_value)) + any_value
+    return varint(len(kv)) + kv
+
+
 @pytest.mark.parametrize("depth", [30, 31, 32, 33])
 def test_check_allows_the_nesting_of_key_value_lists_protobuf_allows(depth: int) -> None:
     from opentelemetry.proto.common.v1.common_pb2 import AnyValue
