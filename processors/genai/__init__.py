@@ -6,7 +6,8 @@ The per-batch index
 ===================
 ``index_for(traces, cfg=None) -> GenAIIndex`` returns the index of a batch, building it on
 first use and caching it in ``traces.cache`` (key ``"genai.index"``, plus a config
-fingerprint when `cfg` maps extra hosts/keys). Every processor that asks for the index of
+fingerprint when `cfg` maps extra hosts/keys). `cfg` is a `GenAIConfig` or, from a
+processor, its ``keys_for(cfg)`` made once at create. Every processor that asks for the index of
 the same `Traces` with an equal `GenAIConfig` gets the same object, so the batch's spans are
 classified and their attributes read once, whichever processors run. The cached index is
 rebuilt when its encoding is not the batch's current `Traces.base` (pending patches keep
