@@ -35,10 +35,10 @@ from typing import Any
 
 import grpc
 import yaml
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from benchmarks.cases import passthrough
 from benchmarks.common import cpu_seconds, emit, parser, pin, sink_config
+from pipeline import wirescan
 
 
 def config(sink: str, args: Any) -> dict[str, Any]:
@@ -76,7 +76,13 @@ def stalls(slow: list[tuple[float, float]], start: float) -> list[dict[str, floa
 
 
 class TimedSink(passthrough.Sink):
-    """The null sink, noting when each trace id arrives (first arrival)."""
+    """The null sink, noting when each trace id arrives (first arrival).
+
+    It reads a request with the collector's own C scanner (`wirescan`): checked as
+    protobuf's decoder would, trace ids taken from the encoding. Decoding it with
+    protobuf and walking every span in Python cost the load's core 0.7 ms a request
+    (0.15 ms this way), delaying the next send by as much whenever the two coincided:
+    that delay landed in the latencies measured."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -87,21 +93,16 @@ class TimedSink(passthrough.Sink):
 
     async def _export(self, raw: bytes, context: Any) -> bytes:
         now = time.perf_counter()
-        msg = ExportTraceServiceRequest.FromString(raw)
-        seen: set[bytes] = set()
-        for rs in msg.resource_spans:
-            for ss in rs.scope_spans:
-                self.spans += len(ss.spans)
-                if self.recording:
-                    for s in ss.spans:
-                        tid = s.trace_id
-                        if tid not in seen:
-                            seen.add(tid)
-                            t0 = self.sent.pop(tid, None)
-                            if t0 is not None:
-                                self.latencies.append(now - t0)
-                                if now - t0 > SLOW:
-                                    self.slow.append((t0, now - t0))
+        n, _ = wirescan.validate(raw)  # WireError (an answer of UNKNOWN) if malformed
+        self.spans += n
+        if self.recording:
+            for scope in wirescan.group(raw)[0]:
+                for tid in scope[2]:
+                    t0 = self.sent.pop(tid, None)
+                    if t0 is not None:
+                        self.latencies.append(now - t0)
+                        if now - t0 > SLOW:
+                            self.slow.append((t0, now - t0))
         self.requests += 1
         return b""
 
