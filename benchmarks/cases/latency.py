@@ -9,13 +9,13 @@ collector is `tracesieve run` pinned to CPU 0; load and sink share this process 
 In each of `--rounds` rounds:
 
 1. the maximum: closed loop (as `agent_pipeline`) for `--max-duration` seconds, at the sink;
-2. the baseline: the same requests straight to the sink at half that rate (open loop: a
-   request every interval, whatever the answers), for `--duration / --rounds` seconds;
-3. through the collector at the same rate, for as long.
+2. through the collector at half that rate (open loop: a request every interval, whatever
+   the answers), for `--duration / --rounds` seconds;
+3. the baseline: the same requests straight to the sink at the same rate, for as long.
 
-Each round's rate comes from the maximum measured just before it: on a shared machine
-whose speed drifts within minutes, one calibration for the whole run would leave later
-phases at another load than half.
+Each round's rate comes from the maximum measured just before it, and the collector's
+phase follows that measurement at once: on a shared machine whose speed drifts within
+seconds, a calibration made earlier would leave the collector at another load than half.
 
 Latency is per trace: from just before its request is sent to when the sink receives its
 spans. Reported: p50/p99/max through the collector and of the baseline over all rounds,
@@ -276,14 +276,14 @@ async def run(args: Any) -> dict[str, Any]:
             await load.stop()
             await asyncio.sleep(1.0)  # drain
             rate = max_rate * args.fraction
-            # 2. the baseline: straight to the sink
-            base = await open_loop(sink_ep, sink, requests, rate, seconds)
-            # 3. through the collector
+            # 2. through the collector, right after its maximum was measured
             c0, t0 = cpu_seconds(coll.proc.pid), time.monotonic()
             through = await open_loop(endpoint, sink, requests, rate, seconds)
             through["collector_cpu"] = round(
                 (cpu_seconds(coll.proc.pid) - c0) / (time.monotonic() - t0), 3
             )
+            # 3. the baseline: straight to the sink
+            base = await open_loop(sink_ep, sink, requests, rate, seconds)
             bases.append(base)
             throughs.append(through)
             rounds.append(
