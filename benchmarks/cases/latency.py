@@ -32,6 +32,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import grpc
@@ -131,6 +132,21 @@ def stream(args: Any) -> Iterator[tuple[bytes, int, list[bytes]]]:
             parts, tids, n = [], [], 0
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """This process's cyclic GC collected and frozen, then off until the block ends: a
+    full collection here took 29 ms mid-run, a stall of the sender and the sink alike,
+    which the collector's latencies then carried."""
+    gc.collect()
+    gc.freeze()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.unfreeze()
+
+
 async def open_loop(
     endpoint: str,
     sink: TimedSink,
@@ -139,81 +155,62 @@ async def open_loop(
     seconds: float,
 ) -> dict[str, Any]:
     """Send at `rate` spans/s for `seconds` (after one second unrecorded), a request every
-    interval whether or not the last was answered; latencies recorded at the sink.
+    interval whether or not the last was answered; latencies recorded at the sink (with
+    this process's GC paused)."""
+    with gc_paused():
+        async with grpc.aio.insecure_channel(endpoint) as ch:
+            call = ch.unary_unary(
+                passthrough.EXPORT, request_serializer=None, response_deserializer=None
+            )
+            inflight: set[asyncio.Task[Any]] = set()
+            errors = 0
+            sent_spans = 0
 
-    This process's cyclic GC is off meanwhile (collected and frozen before): a full
-    collection here took 29 ms, a stall of the sender and the sink alike, which the
-    collector's latencies then carried."""
-    gc.collect()
-    gc.freeze()
-    gc.disable()
-    try:
-        return await _open_loop(endpoint, sink, requests, rate, seconds)
-    finally:
-        gc.enable()
-        gc.unfreeze()
+            async def one(raw: bytes) -> None:
+                nonlocal errors
+                try:
+                    await call(raw, timeout=30)
+                except grpc.aio.AioRpcError:
+                    errors += 1
 
-
-async def _open_loop(
-    endpoint: str,
-    sink: TimedSink,
-    requests: Iterator[tuple[bytes, int, list[bytes]]],
-    rate: float,
-    seconds: float,
-) -> dict[str, Any]:
-    async with grpc.aio.insecure_channel(endpoint) as ch:
-        call = ch.unary_unary(
-            passthrough.EXPORT, request_serializer=None, response_deserializer=None
-        )
-        inflight: set[asyncio.Task[Any]] = set()
-        errors = 0
-        sent_spans = 0
-
-        async def one(raw: bytes) -> None:
-            nonlocal errors
-            try:
-                await call(raw, timeout=30)
-            except grpc.aio.AioRpcError:
-                errors += 1
-
-        sink.latencies.clear()
-        sink.slow.clear()
-        sink.sent.clear()
-        start = time.perf_counter()
-        t_next = start
-        end = start + 1.0 + seconds
-        while True:
-            now = time.perf_counter()
-            if now >= end:
-                break
-            if t_next > now:
-                await asyncio.sleep(t_next - now)
-            raw, n, tids = next(requests)
-            recording = time.perf_counter() >= start + 1.0
-            sink.recording = sink.recording or recording
-            t = time.perf_counter()
-            if recording:
-                for tid in tids:
-                    sink.sent[tid] = t
-                sent_spans += n
-            task = asyncio.get_running_loop().create_task(one(raw))
-            inflight.add(task)
-            task.add_done_callback(inflight.discard)
-            t_next += n / rate
-        await asyncio.gather(*inflight)
-        await asyncio.sleep(0.5)  # the last spans reach the sink
-        sink.recording = False
-    lat = sorted(sink.latencies)
-    return {
-        "rate_sent": round(sent_spans / seconds),
-        "traces": len(lat),
-        "lost_or_late": len(sink.sent),
-        "errors": errors,
-        **percentiles(lat),
-        "over_50ms": len(sink.slow),
-        "stalls": stalls(sink.slow, start + 1.0),
-        "latencies": lat,  # popped by `run`
-    }
+            sink.latencies.clear()
+            sink.slow.clear()
+            sink.sent.clear()
+            start = time.perf_counter()
+            t_next = start
+            end = start + 1.0 + seconds
+            while True:
+                now = time.perf_counter()
+                if now >= end:
+                    break
+                if t_next > now:
+                    await asyncio.sleep(t_next - now)
+                raw, n, tids = next(requests)
+                recording = time.perf_counter() >= start + 1.0
+                sink.recording = sink.recording or recording
+                t = time.perf_counter()
+                if recording:
+                    for tid in tids:
+                        sink.sent[tid] = t
+                    sent_spans += n
+                task = asyncio.get_running_loop().create_task(one(raw))
+                inflight.add(task)
+                task.add_done_callback(inflight.discard)
+                t_next += n / rate
+            await asyncio.gather(*inflight)
+            await asyncio.sleep(0.5)  # the last spans reach the sink
+            sink.recording = False
+        lat = sorted(sink.latencies)
+        return {
+            "rate_sent": round(sent_spans / seconds),
+            "traces": len(lat),
+            "lost_or_late": len(sink.sent),
+            "errors": errors,
+            **percentiles(lat),
+            "over_50ms": len(sink.slow),
+            "stalls": stalls(sink.slow, start + 1.0),
+            "latencies": lat,  # popped by `run`
+        }
 
 
 def pooled(phases: list[dict[str, Any]]) -> dict[str, Any]:
