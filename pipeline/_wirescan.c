@@ -578,46 +578,6 @@ static PyTypeObject SlotsType = {
     .tp_getset = Slots_getset,
 };
 
-/* -- ids_ok ------------------------------------------------------------------------ */
-
-/* Whether every span's trace_id is 0 or 16 bytes, span_id and parent_span_id 0 or 8 (the
- * last occurrence of each field, as a decoder keeps). */
-static PyObject *wire_ids_ok(PyObject *self, PyObject *arg) {
-    Py_buffer buf;
-    if (PyObject_GetBuffer(arg, &buf, PyBUF_SIMPLE)) return NULL;
-    PyObject *result = NULL;
-    ptr p = (ptr)buf.buf, end = p + buf.len;
-    field f, g, h, k;
-    int ok = 1;
-    while (ok && p < end) {
-        if (next_field(&p, end, &f)) goto done;
-        if (f.key != 0x0A) continue;
-        ptr q = f.v0;
-        while (ok && q < f.v1) {
-            if (next_field(&q, f.v1, &g)) goto done;
-            if (g.key != 0x12) continue;
-            ptr r = g.v0;
-            while (ok && r < g.v1) {
-                if (next_field(&r, g.v1, &h)) goto done;
-                if (h.key != 0x12) continue;
-                Py_ssize_t tl = 0, sl = 0, pl = 0;
-                ptr t = h.v0;
-                while (t < h.v1) {
-                    if (next_field(&t, h.v1, &k)) goto done;
-                    if (k.key == 0x0A) tl = k.v1 - k.v0;
-                    else if (k.key == 0x12) sl = k.v1 - k.v0;
-                    else if (k.key == 0x22) pl = k.v1 - k.v0;
-                }
-                ok = (tl == 0 || tl == 16) && (sl == 0 || sl == 8) && (pl == 0 || pl == 8);
-            }
-        }
-    }
-    result = PyBool_FromLong(ok);
-done:
-    PyBuffer_Release(&buf);
-    return result;
-}
-
 /* -- attributes -------------------------------------------------------------------- */
 
 static PyObject *any_value(ptr start, ptr end, PyObject *unset, int depth);
@@ -1547,7 +1507,6 @@ static PyMethodDef methods[] = {
     {"spans", wire_spans, METH_O, "Every span's cheap fields; see pipeline.wirescan."},
     {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
     {"collect", (PyCFunction)(void (*)(void))wire_collect, METH_FASTCALL, "A span's wanted attributes, by slot."},
-    {"ids_ok", wire_ids_ok, METH_O, "Whether every span id has a valid length."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
     {"check", wire_check, METH_VARARGS, "Validate a request as protobuf's decoder does; (spans, ids_ok)."},

@@ -31,7 +31,8 @@ meet (values are equal either way; do not rely on identity).
   repeated key; None: none present), and ``mask`` has bit ``slot`` set for each slot
   present.
 - ``ids_ok(raw) -> bool``: whether every span's trace_id is empty or 16 bytes and its
-  span_id and parent_span_id empty or 8 (what the OTLP receivers require).
+  span_id and parent_span_id empty or 8 (what the OTLP receivers require; `validate`'s
+  second half).
 - ``splice(raw, patches) -> bytes``: the request with attributes appended to spans and,
   optionally, some attributes removed: ``patches`` is a list of
   ``(body_start, append_bytes, drop_keys_or_None)`` sorted by ``body_start``, each naming
@@ -536,7 +537,6 @@ try:
     from pipeline._wirescan import check as _c_check
     from pipeline._wirescan import collect as collect
     from pipeline._wirescan import group as group
-    from pipeline._wirescan import ids_ok as ids_ok
     from pipeline._wirescan import spans as spans
     from pipeline._wirescan import splice as splice
     from pipeline._wirescan import untrack as untrack
@@ -548,6 +548,9 @@ try:
 
     def check(raw: bytes) -> int:
         return _c_check(raw, *_TABLE)[0]
+
+    def ids_ok(raw: bytes) -> bool:
+        return _c_check(raw, *_TABLE)[1]
 
     NATIVE = True
 except ImportError:  # not built (no compiler): the same algorithm in Python
