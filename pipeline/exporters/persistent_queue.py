@@ -46,6 +46,7 @@ from dataclasses import dataclass, field
 from urllib.parse import quote
 
 from pipeline.configtypes import QueueConfig
+from pipeline.exporters.helper import WakeOne
 from pipeline.pdata import Delivery, Traces
 
 log = logging.getLogger("tracesieve.exporter.persistent_queue")
@@ -169,7 +170,7 @@ class PersistentQueue:
         self.recovered = 0  # records found on disk at start, not yet acked
         self.skipped_bytes = 0  # torn or corrupt bytes skipped at recovery
         self.lost = 0  # records dropped because they could not be read back
-        self._has_items = asyncio.Event()
+        self._has_items = WakeOne()
         self._has_room = asyncio.Event()
         self._has_room.set()
         try:
@@ -246,7 +247,6 @@ class PersistentQueue:
             self._waiting += self._items[seq].units
         self.recovered = len(self._ready)
         if self._ready:
-            self._has_items.set()
             log.info(
                 "%s: %d batches (%d spans) from before the last stop will be sent",
                 self.dir,
@@ -366,13 +366,12 @@ class PersistentQueue:
         self._ready.append(seq)
         self._used += units
         self._waiting += units
-        self._has_items.set()
+        self._has_items.notify()
         return True
 
     async def get(self) -> tuple[Traces, Callable[[], None]]:
         while True:
             while not self._ready:
-                self._has_items.clear()
                 await self._has_items.wait()
             seq = self._ready.popleft()
             item = self._items.get(seq)

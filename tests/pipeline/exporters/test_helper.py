@@ -9,7 +9,7 @@ import pytest
 
 from pipeline.configtypes import Duration, QueueConfig, RetryConfig
 from pipeline.errors import PermanentError, RefusedError
-from pipeline.exporters.helper import Backoff, ExporterHelper, RetryableError
+from pipeline.exporters.helper import Backoff, ExporterHelper, MemoryQueue, RetryableError
 from pipeline.pdata import Delivery, Traces
 from pipeline.testing import FakeHost, make_span, make_traces, settings
 
@@ -163,3 +163,76 @@ async def test_wire_only_with_wait_for_result_answers_with_the_send(fail):
     await h.shutdown()
     assert h.metrics.sent._value.get() == (0 if fail else 3)
     assert h.metrics.send_failed._value.get() == (3 if fail else 0)
+
+
+async def test_an_item_wakes_one_idle_consumer_not_all_of_them():
+    q = MemoryQueue(100, "requests")
+    got: list[int] = []
+    waits = 0
+    wait = q._has_items.wait
+
+    async def counted() -> None:
+        nonlocal waits
+        waits += 1
+        await wait()
+
+    q._has_items.wait = counted  # type: ignore[method-assign]
+
+    async def consumer(i: int) -> None:
+        while True:
+            await q.get()
+            got.append(i)
+
+    tasks = [asyncio.create_task(consumer(i)) for i in range(10)]
+    await asyncio.sleep(0)
+    assert waits == 10
+    q.offer(batch())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    # the longest waiter took it and waits again; the other nine slept on
+    assert got == [0] and waits == 11
+    q.offer(batch())
+    q.offer(batch())
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert len(got) == 3 and waits <= 14
+    for t in tasks:
+        t.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_a_consumer_cancelled_after_its_wakeup_passes_the_item_on():
+    q = MemoryQueue(100, "requests")
+    got: list[Traces] = []
+
+    async def consumer() -> None:
+        t, _ = await q.get()
+        got.append(t)
+
+    first, second = asyncio.create_task(consumer()), asyncio.create_task(consumer())
+    await asyncio.sleep(0)
+    item = batch()
+    q.offer(item)  # wakes `first`, which is cancelled before it runs
+    first.cancel()
+    await asyncio.sleep(0)
+    await asyncio.wait_for(second, 1)
+    assert first.cancelled() and got == [item] and q.empty()
+
+
+async def test_every_queued_batch_is_sent_once_by_ten_consumers():
+    sent: list[int] = []
+
+    async def push(t: Traces) -> int:
+        await asyncio.sleep(0.001 * (len(sent) % 3))
+        sent.append(t.span_count)
+        return 0
+
+    h = helper(push)
+    await h.start(FakeHost())
+    for n in range(1, 201):
+        await h.consume_traces(batch(n % 7 + 1))
+        if n % 10 == 0:
+            await asyncio.sleep(0)
+    await h.shutdown()
+    assert sorted(sent) == sorted(n % 7 + 1 for n in range(1, 201))
+    assert h.metrics.sent._value.get() == sum(n % 7 + 1 for n in range(1, 201))
