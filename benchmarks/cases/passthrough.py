@@ -158,12 +158,20 @@ class CollectorProcess:
     """The server under test, pinned to `cpu`; it prints its gRPC endpoint and a line
     with "tracesieve is ready", as `tracesieve run` does."""
 
-    def __init__(self, cmd: list[str], cpu: int, workdir: str) -> None:
+    def __init__(
+        self,
+        cmd: list[str],
+        cpu: int,
+        workdir: str,
+        root: str = "",
+        env: dict[str, str] | None = None,
+    ) -> None:
+        """`root`: the checkout to run (default: this one); `env`: added variables."""
         if (os.cpu_count() or 1) > cpu and shutil.which("taskset"):
             cmd = ["taskset", "-c", str(cpu), *cmd]
-        root = os.path.dirname(os.path.dirname(RESULTS))  # importable from any cwd
+        root = root or os.path.dirname(os.path.dirname(RESULTS))  # importable from any cwd
         path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
+        env = {**os.environ, **(env or {}), "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         self.proc = subprocess.Popen(
             cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=workdir
         )

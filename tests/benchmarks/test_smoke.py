@@ -219,3 +219,38 @@ def test_agent_pipeline_exports_with_the_compression_it_reports(choice):
     assert args.compression == (choice or "none")
     cfg = agent_pipeline.config("127.0.0.1:1", args)
     assert cfg["exporters"]["otlp_grpc/sink"]["compression"] == args.compression
+
+
+@pytest.mark.timeout(120)
+def test_ab_tool_alternates_two_collectors_and_compares_them():
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.ab",
+            "--pairs",
+            "2",
+            "--slice",
+            "0.3",
+            "--rate",
+            "4000",
+            "--spans-per-request",
+            "64",
+            "--templates",
+            "40",
+            "--b-env",
+            "TRACESIEVE_AB_MARK=1",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=110,
+    )
+    assert res.returncode == 0, res.stderr
+    r = json.loads(res.stdout)
+    assert r["errors"] == 0 and r["b"]["env"] == ["TRACESIEVE_AB_MARK=1"]
+    for side in ("A", "B"):  # both served their slices, and their CPU was read
+        assert r[side]["traces"] > 0 and r[side]["cpu_ms_per_request"] > 0
+        assert r[side]["p99_ms"] >= r[side]["p50_ms"] > 0
+    ratio = r["cpu_b_over_a"]
+    assert ratio["pairs"] == 2 and ratio["median"] > 0
+    assert ratio["middle_half"][0] <= ratio["median"] <= ratio["middle_half"][1]
