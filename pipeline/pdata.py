@@ -35,7 +35,7 @@ from pipeline.wirescan import SpanInfo
 
 __all__ = ["Delivery", "InvalidTracesError", "Traces"]
 
-_Patch = tuple[bytes, frozenset[str] | None]
+_Patch = tuple[int, bytes, frozenset[str] | None]  # as `wirescan.splice` takes it
 _SCAN = "wirescan.spans"
 
 
@@ -163,15 +163,16 @@ class Traces:
         if got_patches is None:
             got_patches = self._patches = {}
             self._msg = None
-        for start, data, drop in patches:
+        for p in patches:
+            start = p[0]
             got = got_patches.get(start)
             if got is None:
-                got_patches[start] = (data, drop)
+                got_patches[start] = p  # kept as given: the splice's own form
             else:
-                old_data, old_drop = got
+                drop, old_drop = p[2], got[2]
                 if drop and old_drop:
                     drop = drop | old_drop
-                got_patches[start] = (old_data + data, drop or old_drop)
+                got_patches[start] = (start, got[1] + p[1], drop or old_drop)
 
     @property
     def pending(self) -> bool:
@@ -198,7 +199,8 @@ class Traces:
             got: dict[int, _Patch] = {}
             for i in range(bisect_left(starts, a), bisect_left(starts, b)):
                 s = starts[i]
-                got[s - a] = patches[s]
+                _, data, drop = patches[s]
+                got[s - a] = (s - a, data, drop)
             out.append(got)
         return out
 
@@ -217,8 +219,8 @@ class Traces:
             moved: dict[int, _Patch] = {}
             pos = 0
             for (a, b), got in zip(ranges, self._patches_in(ranges), strict=True):
-                for s, p in got.items():
-                    moved[s + pos] = p
+                for s, (_, data, drop) in got.items():
+                    moved[s + pos] = (s + pos, data, drop)
                 pos += b - a
             out._patches = moved or None
         return out
@@ -231,8 +233,7 @@ class Traces:
             return list(ranges)
         base = self.base
         if len(ranges) == 1 and ranges[0] == (0, len(base)):  # the whole encoding at once
-            items = sorted(self._patches.items())
-            self._raw = wirescan.splice(base, [(k, d, x) for k, (d, x) in items])
+            self._raw = wirescan.splice(base, sorted(self._patches.values()))
             self._patches = None
             return [(0, len(self._raw))]
         pieces: list[bytes] = []
@@ -241,7 +242,7 @@ class Traces:
         for (a, b), got in zip(ranges, self._patches_in(ranges), strict=True):
             piece = base[a:b]
             if got:
-                piece = wirescan.splice(piece, [(k, *got[k]) for k in sorted(got)])
+                piece = wirescan.splice(piece, sorted(got.values()))
             pieces.append(piece)
             out.append((pos, pos + len(piece)))
             pos += len(piece)

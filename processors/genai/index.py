@@ -455,6 +455,8 @@ def keys_for(cfg: GenAIConfig | None) -> Keys:
 Value = str | int | float | bool | bytes | list[Any] | dict[str, Any] | None
 
 
+# isinstance with a tuple of types, not `int | float`: compiled, a union would be built
+# at every call
 def as_str(v: Value) -> str:
     if type(v) is str:
         return v
@@ -462,13 +464,13 @@ def as_str(v: Value) -> str:
         return as_str(v[0]) if v else ""
     if isinstance(v, bool):
         return "true" if v else "false"
-    if isinstance(v, int | float):
+    if isinstance(v, (int, float)):
         return str(int(v)) if float(v).is_integer() else str(v)
     return ""
 
 
 def as_float(v: Value) -> float | None:
-    if isinstance(v, int | float) and not isinstance(v, bool):
+    if isinstance(v, (int, float)) and not isinstance(v, bool):
         return float(v)
     s = as_str(v)
     try:
@@ -485,7 +487,7 @@ def as_int(v: Value) -> int:
 
 
 def as_bool(v: Value) -> bool:
-    if isinstance(v, bool | int | float):
+    if isinstance(v, (bool, int, float)):
         return bool(v)
     return as_str(v).strip().lower() in ("true", "1", "yes", "hit", "semantic hit")
 
@@ -1238,7 +1240,7 @@ def _hidden_params(rec: SpanRecord, text: str, keys: Keys) -> None:
     if d.get("cache_hit") is True:
         _set_cache(rec, True, "unknown", "litellm_cache_hit")
     cost = d.get("response_cost")
-    if isinstance(cost, int | float) and rec.cost is None:
+    if isinstance(cost, (int, float)) and rec.cost is None:
         rec.cost = float(cost)
     headers = d.get("additional_headers")
     if isinstance(headers, dict):
