@@ -85,7 +85,7 @@ class WakeOne:
         except asyncio.CancelledError:
             if fut.done() and not fut.cancelled():
                 self.notify()  # woken, then cancelled: the item goes to the next waiter
-            else:
+            elif fut in self._waiters:  # (notify may have dropped it already)
                 self._waiters.remove(fut)
             raise
 

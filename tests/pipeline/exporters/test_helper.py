@@ -219,6 +219,24 @@ async def test_a_consumer_cancelled_after_its_wakeup_passes_the_item_on():
     assert first.cancelled() and got == [item] and q.empty()
 
 
+async def test_a_consumer_cancelled_while_waiting_leaves_the_item_to_the_next():
+    q = MemoryQueue(100, "requests")
+    got: list[Traces] = []
+
+    async def consumer() -> None:
+        t, _ = await q.get()
+        got.append(t)
+
+    first, second = asyncio.create_task(consumer()), asyncio.create_task(consumer())
+    await asyncio.sleep(0)
+    first.cancel()  # cancelled while waiting; before it runs, an item arrives
+    item = batch()
+    q.offer(item)
+    await asyncio.sleep(0)
+    await asyncio.wait_for(second, 1)
+    assert first.cancelled() and got == [item] and q.empty()
+
+
 async def test_every_queued_batch_is_sent_once_by_ten_consumers():
     sent: list[int] = []
 
