@@ -28,6 +28,10 @@ from pipeline.telemetry import Telemetry
 
 log = logging.getLogger("tracesieve")
 
+SAME_SIGNAL_WINDOW = 0.25
+"""Seconds: a stop signal this soon after the first is the same stop delivered twice (a
+process group and its parent both send one), not a second request, which forces exit."""
+
 GC_THRESHOLD = (50_000, 10, 10)
 """The cyclic GC's thresholds once started (CPython's default: 700, 10, 10). A batch in
 flight holds tens of thousands of container objects (the GenAI index), which a young
@@ -164,14 +168,19 @@ class Service:
     async def run(self) -> int:
         """Start, serve until a signal (or a fatal error), then stop. Returns an exit code."""
         loop = asyncio.get_running_loop()
-        signals = 0
+        first = 0.0  # when the first stop signal came (monotonic); 0: none yet
 
         def on_signal(sig: signal.Signals) -> None:
-            nonlocal signals
-            signals += 1
-            if signals == 1:
+            nonlocal first
+            now = time.monotonic()
+            if not first:
+                first = now
                 log.info("received %s, shutting down (send again to force exit)", sig.name)
                 self._stopping.set()
+            elif now - first < SAME_SIGNAL_WINDOW:
+                # one stop delivered twice (a process group and its parent, e.g. `make run`
+                # under `timeout` or a supervisor): not a request to drop queued data
+                log.info("received %s again at once: taken as the same stop", sig.name)
             else:
                 log.error("received %s again, forcing exit", sig.name)
                 os._exit(130)

@@ -5,12 +5,14 @@ clients with the spec's retryable codes and the refusals are counted."""
 from __future__ import annotations
 
 import signal
+import time
 from typing import Any
 
 import grpc
 import pytest
 from google.rpc import error_details_pb2, status_pb2
 
+from pipeline.service import SAME_SIGNAL_WINDOW
 from pipeline.testing import (
     OTLPServer,
     export_grpc,
@@ -215,5 +217,26 @@ def test_second_signal_forces_exit(collector_factory):
         assert wait_for(lambda: down.calls >= 1)
         a.signal(signal.SIGTERM)
         assert wait_for(lambda: "shutting down" in a.output)
+        time.sleep(SAME_SIGNAL_WINDOW)  # a second request, not the first one delivered twice
         assert a.stop(signal.SIGTERM) == 130
         assert "forcing exit" in a.output
+
+
+def test_one_stop_delivered_twice_still_drains(collector_factory):
+    """`make run` under `timeout` or a supervisor gets SIGTERM from its parent and from the
+    process group: the stop stays graceful and every accepted span is delivered."""
+    with OTLPServer() as down:
+        down.hold()
+        a = collector_factory(forwarder(down.endpoint))
+        sent = [sample_request(seed, n_spans=10) for seed in range(3)]
+        for req in sent:
+            export_grpc(a.endpoints["receivers::otlp/grpc"], req)
+        assert wait_for(lambda: down.calls >= 1)
+        a.signal(signal.SIGTERM)
+        time.sleep(0.02)  # two deliveries, not one merged pending signal
+        a.signal(signal.SIGTERM)
+        assert wait_for(lambda: "taken as the same stop" in a.output), a.output
+        down.release()
+        assert a.stop() == 0, a.output
+        assert span_index([*down.requests]) == span_index(sent), a.output
+        assert "forcing exit" not in a.output
