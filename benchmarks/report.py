@@ -179,6 +179,11 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                     + " / ".join(f"{x['collector_cpu']:.0%}" for x in r["rounds"])
                     if r.get("rounds")
                     else ""
+                )
+                + (
+                    f"; CPU a span {r['cpu_per_span_vs_max']} of closed loop's"
+                    if r.get("cpu_per_span_vs_max")
+                    else ""
                 ),
                 "p99 ≤ 5 ms",
                 None,

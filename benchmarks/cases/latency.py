@@ -20,7 +20,8 @@ seconds, a calibration made earlier would leave the collector at another load th
 Latency is per trace: from just before its request is sent to when the sink receives its
 spans. Reported: p50/p99/max through the collector and of the baseline over all rounds,
 the difference (`added_*`: what the collector adds over one direct hop), and each round's
-figures (`rounds`).
+figures (`rounds`), with `cpu_per_span_vs_max`: the collector's CPU a span in its phase
+over its CPU a span at the maximum (what open loop costs over closed loop).
 """
 
 from __future__ import annotations
@@ -289,6 +290,11 @@ async def run(args: Any) -> dict[str, Any]:
                     "max_collector_cpu": round(max_cpu, 3),
                     "spans_per_s": round(rate),
                     "collector_cpu": through["collector_cpu"],
+                    # CPU a span at this rate over CPU a span at the maximum: what open
+                    # loop costs over closed loop (on a VM, partly the idle core's wake-up)
+                    "cpu_per_span_vs_max": _ratio(
+                        through["collector_cpu"] / rate, max_cpu / max_rate
+                    ),
                     "p50_ms": through["p50_ms"],
                     "p99_ms": through["p99_ms"],
                     "added_p50_ms": _diff(through, base, "p50_ms"),
@@ -304,6 +310,9 @@ async def run(args: Any) -> dict[str, Any]:
         "max_spans_per_s": round(sum(r["max_spans_per_s"] for r in rounds) / len(rounds)),
         "max_collector_cpu": round(sum(r["max_collector_cpu"] for r in rounds) / len(rounds), 3),
         "fraction_of_max": args.fraction,
+        "cpu_per_span_vs_max": _ratio(
+            sum(r["cpu_per_span_vs_max"] or 0.0 for r in rounds), len(rounds)
+        ),
         "p50_ms": through_all["p50_ms"],
         "p99_ms": through_all["p99_ms"],
         "added_p50_ms": _diff(through_all, base_all, "p50_ms"),
@@ -319,6 +328,10 @@ async def run(args: Any) -> dict[str, Any]:
         "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
         "duration_s": args.duration,
     }
+
+
+def _ratio(x: float, y: float) -> float | None:
+    return round(x / y, 3) if y > 0 else None
 
 
 def _diff(a: dict[str, Any], b: dict[str, Any], k: str) -> float | None:

@@ -72,6 +72,8 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     _positive(lat, "max_spans_per_s", "spans_per_s")
     assert lat["through_collector"]["traces"] > 0 and lat["p99_ms"] >= lat["p50_ms"] > 0
     assert len(lat["rounds"]) == 2 and all(r["max_spans_per_s"] > 0 for r in lat["rounds"])
+    assert all(r["cpu_per_span_vs_max"] > 0 for r in lat["rounds"])
+    assert lat["cpu_per_span_vs_max"] > 0
     assert "latencies" not in lat["through_collector"]  # pooled, not emitted
     mem = records["memory"]
     assert all(h["held_spans"] >= n for h, n in zip(mem["runs"], (2000, 10000), strict=True))
