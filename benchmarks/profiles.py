@@ -9,8 +9,9 @@ spent), `python` — the same for the innermost Python frame (with `--native` st
 Python function that was running whatever C code was on top), and `total` — the share in
 which it was anywhere on the stack (itself and what it calls), for Python functions and,
 with `--native` stacks, for C functions (e.g. `gc_collect_main`: the cyclic GC); frames on
-(nearly) every stack, such as the event loop's, are left out of `total`. Shares are of the samples
-py-spy took, less those of threads waiting in the kernel (`IDLE`).
+(nearly) every stack are left out of `total`, and so are C frames that call Python code
+(the event loop's, the interpreter's: where Python was called from, not where time goes).
+Shares are of the samples py-spy took, less those of threads waiting in the kernel (`IDLE`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,17 @@ from typing import Any
 
 _LINE = re.compile(r":\d+\)$")
 # innermost C frames of a thread that waits (with --native, py-spy samples those too)
-IDLE = ("epoll_wait", "poll", "select", "__futex", "futex", "pthread_cond", "sem_wait", "nanosleep")
+IDLE = (
+    "epoll_wait",
+    "epoll_pwait",
+    "poll",
+    "select",
+    "__futex",
+    "futex",
+    "pthread_cond",
+    "sem_wait",
+    "nanosleep",
+)
 _SITE = re.compile(r".*/(?:site|dist)-packages/")
 
 
@@ -41,6 +52,7 @@ def summarize(path: str) -> dict[str, Any]:
     self_: Counter[str] = Counter()
     py: Counter[str] = Counter()
     total: Counter[str] = Counter()
+    plumbing: set[str] = set()
     samples = idle = 0
     with open(path) as fh:
         for line in fh:
@@ -56,9 +68,13 @@ def summarize(path: str) -> dict[str, Any]:
                 continue
             samples += n
             self_[frames[-1]] += n
-            py[next((f for f in reversed(frames) if ".py" in f), frames[-1])] += n
+            last_py = max((i for i, f in enumerate(frames) if ".py" in f), default=-1)
+            py[frames[last_py]] += n
             for f in set(frames):
                 total[f] += n
+            # native frames that run Python code (the event loop's, the interpreter's) say
+            # where Python was called from, not where time goes: left out of `total_native`
+            plumbing.update(f for f in frames[:last_py] if ".py" not in f)
 
     def share(c: Counter[str], k: int) -> list[list[Any]]:
         return [[f, round(100 * n / samples, 1)] for f, n in c.most_common(k)] if samples else []
@@ -70,7 +86,7 @@ def summarize(path: str) -> dict[str, Any]:
         {
             f: n
             for f, n in total.items()
-            if ".py" not in f and f not in always and not f.startswith("0x")  # unnamed
+            if ".py" not in f and f not in always | plumbing and not f.startswith("0x")
         }
     )
     return {

@@ -8,7 +8,9 @@ The table goes between `<!-- bench:start -->` and `<!-- bench:end -->` (under
 figure: what was measured, the target, the ratio to the floor measured in the same run
 (spans per CPU-second of the collector over the floor's), the machine, the date, the load average (1 min) when the case
 started and ended, and the command that reproduces it. Between `<!-- profile:start -->`
-and `<!-- profile:end -->`, when the README has them: the agent pipeline's profile summary.
+and `<!-- profile:end -->`, when the README has them: the agent pipeline's profile summary;
+between `<!-- profile:latency:start -->` and `<!-- profile:latency:end -->`, the `latency`
+case's.
 """
 
 from __future__ import annotations
@@ -234,18 +236,37 @@ def block(records: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def profile_block(records: dict[str, dict[str, Any]]) -> str:
-    """The agent pipeline's profile summary (the record's `profile`), as Markdown."""
-    r = records.get("agent_pipeline", {})
+# the cases whose record may carry a py-spy profile: README markers, and where it was taken
+PROFILED = {
+    "agent_pipeline": (
+        (PSTART, PEND),
+        "on the agent pipeline's collector for {seconds} s right after the measured windows "
+        "of the run above",
+    ),
+    "latency": (
+        ("<!-- profile:latency:start -->", "<!-- profile:latency:end -->"),
+        "on the span-local path's collector (the `latency` case) for {seconds} s, open loop at "
+        "the last round's half-load rate of {rate} spans/s, after the measured rounds of the "
+        "run above",
+    ),
+}
+
+
+def profile_block(records: dict[str, dict[str, Any]], case: str = "agent_pipeline") -> str:
+    """A case's profile summary (the record's `profile`), as Markdown."""
+    (start, end), where = PROFILED[case]
+    r = records.get(case, {})
     prof = r.get("profile")
-    lines = [PSTART]
+    lines = [start]
     if not prof or "top_total" not in prof:
-        lines.append("(no profile in benchmarks/results/agent_pipeline.json)")
-        return "\n".join([*lines, PEND])
+        lines.append(f"(no profile in benchmarks/results/{case}.json)")
+        return "\n".join([*lines, end])
     self_py = {f: pct for f, pct in prof.get("top_python", [])}
+    seconds = prof.get("seconds", r.get("duration_s"))
     lines += [
-        f"py-spy (`--native`, 100 Hz) on the agent pipeline's collector for {r.get('duration_s')} s "
-        f"right after the measured windows of the run above ({r.get('time', '?')}), "
+        "py-spy (`--native`, 100 Hz) "
+        + where.format(seconds=seconds, rate=_n(prof.get("rate_sent")))
+        + f" ({r.get('time', '?')}), "
         f"{prof['samples']:,} samples ({prof.get('idle_samples', 0):,} more of threads waiting "
         f"in the kernel left out), at {_n(prof.get('spans_per_s'))} spans/s under the profiler: "
         f"`{prof['path']}`, summarised in `{prof['path'].replace('.txt', '.top.txt')}`. "
@@ -265,7 +286,7 @@ def profile_block(records: dict[str, dict[str, Any]]) -> str:
             + ", ".join(f"`{f.split(' (')[0]}` {pct}" for f, pct in native[:10])
             + ".",
         ]
-    return "\n".join([*lines, PEND])
+    return "\n".join([*lines, end])
 
 
 def _replace(text: str, start: str, end: str, new: str) -> str | None:
@@ -279,7 +300,8 @@ def update(readme: str, results: str) -> None:
     with open(readme) as fh:
         text = fh.read()
     records = load(results)
-    text = _replace(text, PSTART, PEND, profile_block(records)) or text
+    for case, ((start, end), _) in PROFILED.items():
+        text = _replace(text, start, end, profile_block(records, case)) or text
     new = block(records)
     replaced = _replace(text, START, END, new)
     if replaced is not None:

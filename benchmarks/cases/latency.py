@@ -22,6 +22,10 @@ spans. Reported: p50/p99/max through the collector and of the baseline over all 
 the difference (`added_*`: what the collector adds over one direct hop), and each round's
 figures (`rounds`), with `cpu_per_span_vs_max`: the collector's CPU a span in its phase
 over its CPU a span at the maximum (what open loop costs over closed loop).
+
+With `--profile txt --native`, py-spy then records the collector through one more phase
+at the last round's rate (not counted in the latencies): results/profiles/latency.txt,
+summarised in latency.top.txt.
 """
 
 from __future__ import annotations
@@ -252,6 +256,7 @@ async def run(args: Any) -> dict[str, Any]:
     requests = stream(args)
     seconds = args.duration / args.rounds
     rounds: list[dict[str, Any]] = []
+    profile: dict[str, Any] | None = None
     bases: list[dict[str, Any]] = []
     throughs: list[dict[str, Any]] = []
     try:
@@ -301,6 +306,8 @@ async def run(args: Any) -> dict[str, Any]:
                     "added_p99_ms": _diff(through, base, "p99_ms"),
                 }
             )
+        if args.profile:
+            profile = await profiled(coll.proc.pid, endpoint, sink, requests, rate, seconds, args)
     finally:
         code = await loop.run_in_executor(None, coll.stop)
         await sink.stop()
@@ -325,7 +332,31 @@ async def run(args: Any) -> dict[str, Any]:
         "compression": args.compression,
         "pinned": {"collector": args.collector_cpu, "load_and_sink": args.load_cpu},
         "duration_s": args.duration,
+        **({"profile": profile} if profile is not None else {}),
     }
+
+
+async def profiled(
+    pid: int,
+    endpoint: str,
+    sink: TimedSink,
+    requests: Iterator[tuple[bytes, int, list[bytes]]],
+    rate: float,
+    seconds: float,
+    args: Any,
+) -> dict[str, Any]:
+    """py-spy on the collector through one more open-loop phase at the last round's rate,
+    after the measured ones (with `--native` py-spy pauses the process to sample it, so
+    these latencies are not reported): what the collector does at half load."""
+    loop = asyncio.get_running_loop()
+    n = max(1, int(seconds))
+    spy = loop.run_in_executor(
+        None, passthrough._profile, pid, args, "latency", sink, lambda: sink.spans, n
+    )
+    await open_loop(endpoint, sink, requests, rate, n + 1.0)  # outlasts py-spy's start
+    profile = await spy
+    profile["rate_sent"] = round(rate)
+    return profile
 
 
 def _ratio(x: float, y: float) -> float | None:

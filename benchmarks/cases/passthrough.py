@@ -344,9 +344,15 @@ PROFILES = os.path.join(RESULTS, "profiles")
 
 
 def _profile(
-    pid: int, args: Any, case: str, sink: Sink, counted: Callable[[], int]
+    pid: int,
+    args: Any,
+    case: str,
+    sink: Sink,
+    counted: Callable[[], int],
+    seconds: int | None = None,
 ) -> dict[str, Any]:
-    """py-spy on the collector for one window after the measured ones, written to
+    """py-spy on the collector for `seconds` (default: one window, `args.duration`) after the
+    measured ones, written to
     results/profiles/<case>.<txt|svg|json> (`--profile txt|svg|json`: collapsed stacks,
     flame graph, speedscope); with `txt`, also <case>.top.txt, the functions with the
     largest share of samples (`benchmarks.profiles`). With `--native`, C frames too (py-spy
@@ -357,7 +363,7 @@ def _profile(
     out = os.path.join(PROFILES, f"{case}.{args.profile}")
     fmt = {"svg": "flamegraph", "txt": "raw"}.get(args.profile, "speedscope")
     exe = shutil.which("py-spy") or os.path.join(os.path.dirname(sys.executable), "py-spy")
-    seconds = max(1, int(args.duration))
+    seconds = seconds or max(1, int(args.duration))
     cmd = [exe, "record", "--pid", str(pid), "--duration", str(seconds)]
     cmd += ["--rate", "100", "--format", fmt, "--output", out]
     cmd += ["--native"] if args.native else ["--nonblocking"]
@@ -367,6 +373,7 @@ def _profile(
     info: dict[str, Any] = {
         "path": os.path.relpath(out, os.path.dirname(os.path.dirname(RESULTS))),
         "spans_per_s": round(rate),
+        "seconds": seconds,
     }
     if res.returncode != 0 or not os.path.exists(out):
         info["error"] = (res.stderr or res.stdout)[-500:]

@@ -165,9 +165,33 @@ def test_profile_summary_counts_self_and_total_shares(tmp_path):
     assert total["work (b.py)"] == 90.0 and total["parse (c.py)"] == 60.0
 
 
-def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path):
+def test_profile_summary_leaves_out_c_frames_that_run_python_code(tmp_path):
+    from benchmarks import profiles
+
+    raw = tmp_path / "p.txt"
+    raw.write_text(
+        "main (a.py:1);uv_run (core.c:1);task_step (x.c:1);handle (b.py:2);"
+        "build (native.c:3);dict_get (dict.c:4) 5\n"
+        "main (a.py:1);uv_run (core.c:1);epoll_pwait (libc.so.6) 4\n"  # libuv waiting
+        "main (a.py:1);uv_run (core.c:1);task_step (x.c:1);handle (b.py:2);build (native.c:3) 3\n"
+        "main (a.py:1);uv_run (core.c:1);task_step (x.c:1);send (c.py:1) 2\n"
+    )
+    top = profiles.summarize(str(raw))
+    assert top["samples"] == 10 and top["idle_samples"] == 4
+    native = dict(map(tuple, top["total_native"]))
+    assert native == {"build (native.c)": 80.0, "dict_get (dict.c)": 50.0}
+
+
+@pytest.mark.parametrize(
+    ("case", "where"),
+    [
+        ("agent_pipeline", "for 10.0 s right after the measured windows"),
+        ("latency", "for 5 s, open loop at the last round's half-load rate of 54,485 spans/s"),
+    ],
+)
+def test_report_writes_a_cases_profile_between_its_markers(tmp_path, case, where):
     record = {
-        "case": "agent_pipeline",
+        "case": case,
         "spans_per_s": 30_000,
         "spans_per_collector_cpu_s": 31_000,
         "collector_cpu": 0.97,
@@ -175,7 +199,7 @@ def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path)
         "duration_s": 10.0,
         "time": "2026-01-01T00:00:00Z",
         "profile": {
-            "path": "benchmarks/results/profiles/agent_pipeline.txt",
+            "path": f"benchmarks/results/profiles/{case}.txt",
             "spans_per_s": 20_000,
             "samples": 1000,
             "idle_samples": 10,
@@ -184,16 +208,29 @@ def test_report_writes_the_agent_pipelines_profile_between_its_markers(tmp_path)
             "top_native": [["gc_collect_main (libpython3.11.so)", 12.5]],
         },
     }
-    (tmp_path / "agent_pipeline.json").write_text(json.dumps(record))
+    if case == "latency":
+        record.update(added_p50_ms=2.5, added_p99_ms=4.0, max_spans_per_s=108_970)
+        record["profile"].update(seconds=5, rate_sent=54_485)
+    (tmp_path / f"{case}.json").write_text(json.dumps(record))
+    (start, end), _ = report.PROFILED[case]
+    (other_start, other_end), _ = report.PROFILED[
+        "latency" if case != "latency" else "agent_pipeline"
+    ]
     readme = tmp_path / "README.md"
     readme.write_text(
-        f"## Benchmarks\n{report.START}\n{report.END}\n{report.PSTART}\nold\n{report.PEND}\nafter\n"
+        f"## Benchmarks\n{report.START}\n{report.END}\n{start}\nold\n{end}\n"
+        f"{other_start}\n{other_end}\nafter\n"
     )
     report.update(str(readme), str(tmp_path))
     text = readme.read_text()
     assert "old" not in text and text.endswith("after\n")
-    assert "| `work (a.py)` | 80.0 |  |" in text and "| `parse (b.py)` | 30.0 | 30.0 |" in text
-    assert "`gc_collect_main` 12.5" in text and "1,000 samples" in text
+    mine = text[text.index(start) : text.index(end)]
+    assert "| `work (a.py)` | 80.0 |  |" in mine and "| `parse (b.py)` | 30.0 | 30.0 |" in mine
+    assert "`gc_collect_main` 12.5" in mine and "1,000 samples" in mine and where in mine
+    assert f"profiles/{case}.top.txt" in mine
+    # the other case has no record here: its block says so, and holds nothing else
+    other = text[text.index(other_start) : text.index(other_end)]
+    assert "(no profile in benchmarks/results/" in other and "| `" not in other
 
 
 def test_topology_benchmark_on_a_few_traces(capsys):
