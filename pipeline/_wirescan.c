@@ -993,28 +993,35 @@ static int dropped(PyObject *drop, ptr v0, ptr v1) {
 static Py_ssize_t walk(splicer *s, int level, ptr start, ptr end) {
     ptr p = start;
     field f;
-    if (level == 3) {
-        const patch *pt = &s->patches[s->next++];
-        if (pt->drop == NULL) { /* nothing dropped: the body as it is, then the addition */
-            if (s->out) {
-                put(s, start, end - start);
-                put(s, (ptr)pt->add, pt->add_len);
-            }
-            return (end - start) + pt->add_len;
+    if (level == 3) { /* the span's patches: one, or several in a row that add up */
+        const patch *pt = &s->patches[s->next], *last = pt + 1, *stop = s->patches + s->n;
+        while (last < stop && last->start == pt->start) last++;
+        s->next = last - s->patches;
+        Py_ssize_t add = 0;
+        int drops = 0;
+        for (const patch *q = pt; q < last; q++) {
+            add += q->add_len;
+            drops |= q->drop != NULL;
         }
         Py_ssize_t size = 0;
-        while (p < end) {
+        if (!drops) { /* nothing dropped: the body as it is */
+            if (s->out) put(s, start, end - start);
+            size = end - start;
+        }
+        while (drops && p < end) {
             if (next_field(&p, end, &f)) return -1;
-            if (pt->drop && f.key == 0x4A) {
-                int d = dropped(pt->drop, f.v0, f.v1);
-                if (d < 0) return -1;
-                if (d) continue;
+            int d = 0;
+            for (const patch *q = pt; f.key == 0x4A && q < last && !d; q++) {
+                if (q->drop && (d = dropped(q->drop, f.v0, f.v1)) < 0) return -1;
             }
+            if (d) continue;
             if (s->out) put(s, f.start, p - f.start);
             size += p - f.start;
         }
-        if (s->out) put(s, (ptr)pt->add, pt->add_len);
-        return size + pt->add_len;
+        if (s->out) { /* then the additions, in order */
+            for (const patch *q = pt; q < last; q++) put(s, (ptr)q->add, q->add_len);
+        }
+        return size + add;
     }
     uint64_t child = level == 0 ? 0x0A : 0x12;
     Py_ssize_t size = 0;
@@ -1100,9 +1107,8 @@ static PyObject *wire_splice(PyObject *self, PyObject *args) {
             Py_INCREF(drop);
             ps[i].drop = drop;
         }
-        if (i && ps[i].start <= ps[i - 1].start) {
-            fail(ps[i].start == ps[i - 1].start ? "two patches for one span"
-                                                : "patches not sorted by body_start");
+        if (i && ps[i].start < ps[i - 1].start) { /* equal: one span's, in a row */
+            fail("patches not sorted by body_start");
             goto done;
         }
     }

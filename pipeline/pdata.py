@@ -23,6 +23,7 @@ a batch beyond the `consume_traces` call that handed it over calls `retain()`, a
 
 from __future__ import annotations
 
+import operator
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
@@ -37,6 +38,7 @@ __all__ = ["Delivery", "InvalidTracesError", "Traces"]
 
 _Patch = tuple[int, bytes, frozenset[str] | None]  # as `wirescan.splice` takes it
 _SCAN = "wirescan.spans"
+_START = operator.itemgetter(0)
 
 
 class _Scan:
@@ -97,7 +99,7 @@ class Traces:
             msg = ExportTraceServiceRequest()
         self._msg = msg
         self._raw = raw
-        self._patches: dict[int, _Patch] | None = None
+        self._patches: list[_Patch] | None = None  # as given; several for one span add up
         if span_count is None:
             span_count = count_spans(self.request)
         self.span_count = span_count
@@ -159,20 +161,12 @@ class Traces:
         """`patch` for each (start, data, drop) of `patches`."""
         if base is not self._raw or self._raw is None:
             raise ValueError("patch: the batch changed since its base was read")
-        got_patches = self._patches
-        if got_patches is None:
-            got_patches = self._patches = {}
+        if self._patches is None:
+            self._patches = []
             self._msg = None
-        for p in patches:
-            start = p[0]
-            got = got_patches.get(start)
-            if got is None:
-                got_patches[start] = p  # kept as given: the splice's own form
-            else:
-                drop, old_drop = p[2], got[2]
-                if drop and old_drop:
-                    drop = drop | old_drop
-                got_patches[start] = (start, got[1] + p[1], drop or old_drop)
+        # kept in the splice's own form: it appends a span's patches in order, and unites
+        # their drops, in its one pass (merged here, a span's bytes were joined per patch)
+        self._patches.extend(patches)
 
     @property
     def pending(self) -> bool:
@@ -190,18 +184,23 @@ class Traces:
         self.cache[_SCAN] = _Scan(base, spans)
         return spans
 
-    def _patches_in(self, ranges: Sequence[tuple[int, int]]) -> list[dict[int, _Patch]]:
-        """The pending patches of each range of `base`, with offsets made relative to it."""
-        patches = self._patches or {}
-        starts = sorted(patches)
-        out: list[dict[int, _Patch]] = []
+    def _sorted_patches(self) -> list[_Patch]:
+        """The pending patches by span, each span's in the order given (a stable sort)."""
+        return sorted(self._patches or (), key=_START)
+
+    def _patches_in(self, ranges: Sequence[tuple[int, int]]) -> list[list[_Patch]]:
+        """The pending patches of each range of `base`, sorted, with offsets made relative
+        to it."""
+        patches = self._sorted_patches()
+        starts = [p[0] for p in patches]
+        out: list[list[_Patch]] = []
         for a, b in ranges:
-            got: dict[int, _Patch] = {}
-            for i in range(bisect_left(starts, a), bisect_left(starts, b)):
-                s = starts[i]
-                _, data, drop = patches[s]
-                got[s - a] = (s - a, data, drop)
-            out.append(got)
+            out.append(
+                [
+                    (s - a, data, drop)
+                    for s, data, drop in patches[bisect_left(starts, a) : bisect_left(starts, b)]
+                ]
+            )
         return out
 
     def slice(self, ranges: Sequence[tuple[int, int]], span_count: int) -> Traces:
@@ -216,11 +215,10 @@ class Traces:
         )
         out = Traces(raw=raw, span_count=span_count, deliveries=self.deliveries)
         if self._patches:
-            moved: dict[int, _Patch] = {}
+            moved: list[_Patch] = []
             pos = 0
             for (a, b), got in zip(ranges, self._patches_in(ranges), strict=True):
-                for s, (_, data, drop) in got.items():
-                    moved[s + pos] = (s + pos, data, drop)
+                moved += [(s + pos, data, drop) for s, data, drop in got]
                 pos += b - a
             out._patches = moved or None
         return out
@@ -233,7 +231,7 @@ class Traces:
             return list(ranges)
         base = self.base
         if len(ranges) == 1 and ranges[0] == (0, len(base)):  # the whole encoding at once
-            self._raw = wirescan.splice(base, sorted(self._patches.values()))
+            self._raw = wirescan.splice(base, self._sorted_patches())
             self._patches = None
             return [(0, len(self._raw))]
         pieces: list[bytes] = []
@@ -242,7 +240,7 @@ class Traces:
         for (a, b), got in zip(ranges, self._patches_in(ranges), strict=True):
             piece = base[a:b]
             if got:
-                piece = wirescan.splice(piece, sorted(got.values()))
+                piece = wirescan.splice(piece, got)
             pieces.append(piece)
             out.append((pos, pos + len(piece)))
             pos += len(piece)

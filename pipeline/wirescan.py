@@ -38,7 +38,9 @@ meet (values are equal either way; do not rely on identity).
   ``(body_start, append_bytes, drop_keys_or_None)`` sorted by ``body_start``, each naming
   a span by its body start as given by ``spans``. ``append_bytes`` are encoded Span
   fields (tag 9 KeyValue frames); dropped attributes are those whose key is in
-  ``drop_keys``. Everything else is kept byte for byte.
+  ``drop_keys``. Several patches of one span (in a row) add up: the span's attributes
+  whose key is in any of their ``drop_keys`` are dropped, then their ``append_bytes``
+  are appended in order. Everything else is kept byte for byte.
 - ``group(raw) -> (groups, rooted)``: the spans grouped as `groupbytrace` holds them: per
   ScopeSpans, ``((resource, schema_url), (scope, scope_schema_url), by_tid)`` where the
   first four are the encoded fields as they are on the wire (tag and length included;
@@ -370,18 +372,19 @@ def _py_splice(raw: bytes, patches: list[Patch]) -> bytes:
         ):
             raise TypeError("a patch is (body_start, bytes, drop_keys|None)")
         start = operator.index(p[0])
-        if last is not None and start <= last:
-            raise WireError(
-                "two patches for one span" if start == last else "patches not sorted by body_start"
-            )
+        if last is not None and start < last:
+            raise WireError("patches not sorted by body_start")
         last = start
-    by_start = {operator.index(p[0]): p for p in patches}
+    by_start: dict[int, list[Patch]] = {}
+    for p in patches:
+        by_start.setdefault(operator.index(p[0]), []).append(p)
 
     def span_body(start: int, end: int) -> bytes | None:
-        p = by_start.pop(start, None)
-        if p is None:
+        ps = by_start.pop(start, None)
+        if ps is None:
             return None
-        _, append, drop = p
+        append = b"".join(p[1] for p in ps)
+        drop = set().union(*(p[2] for p in ps if p[2]))
         if not drop:
             return raw[start:end] + append
         parts = [

@@ -685,9 +685,9 @@ def test_splice_bad_patches(impl: Impl) -> None:
         with pytest.raises(w.WireError):
             impl.splice(raw, sorted([(a, add, None), (p, add, None)]))
     with pytest.raises(w.WireError):
-        impl.splice(raw, [(a, add, None), (a, b"", None)])  # two patches for one span
-    with pytest.raises(w.WireError):
         impl.splice(raw, [(b, add, None), (a, add, None)])  # not sorted
+    with pytest.raises(w.WireError):
+        impl.splice(raw, [(a, add, None), (b, add, None), (a, add, None)])  # a's not in a row
     for bad in (
         [(a, "text", None)],
         [(a, add, ["k"])],
@@ -705,6 +705,35 @@ def test_splice_bad_patches(impl: Impl) -> None:
     with pytest.raises(TypeError):
         impl.splice(bytearray(raw), [(a, add, None)])  # type: ignore[arg-type]
     assert ExportTraceServiceRequest.FromString(impl.splice(raw, [(a, add, None)]))
+
+
+def test_splice_several_patches_of_a_span_add_up_as_one(impl: Impl, generated: list[bytes]) -> None:
+    """In a row, a span's patches splice as one patch: their bytes appended in order, the
+    attributes under any of their drop keys dropped (only the span's own ones)."""
+    raw = generated[0]
+    infos = impl.spans(raw)
+    owns = [[k for k, _ in impl.attributes(raw, i[9], i[10], None, None)] for i in infos]
+    n = next(j for j, own in enumerate(owns) if len(set(own)) >= 3)
+    own, a, b = owns[n], infos[n][9], infos[n + 1][9]
+    x, y, z = attr_str("x", "1"), attr_str(own[0], "again"), attr_str("z", "3")
+    several = [
+        (a, x, frozenset({own[0]})),
+        (a, y, None),
+        (a, z, frozenset({own[1], "absent"})),
+        (b, z, None),
+    ]
+    got = impl.splice(raw, several)
+    assert got == impl.splice(raw, [(a, x + y + z, frozenset({*own[:2], "absent"})), (b, z, None)])
+    assert got == w._py_splice(raw, several)
+    spans = [
+        s
+        for rs in ExportTraceServiceRequest.FromString(got).resource_spans
+        for ss in rs.scope_spans
+        for s in ss.spans
+    ]
+    kept = [k for k in own if k not in own[:2]]
+    assert [kv.key for kv in spans[n].attributes] == [*kept, "x", own[0], "z"]
+    assert [kv.key for kv in spans[n + 1].attributes] == [*owns[n + 1], "z"]
 
 
 def test_attributes_bad_arguments(impl: Impl) -> None:
@@ -883,7 +912,9 @@ def test_no_leaks(impl: Impl) -> None:
                 with pytest.raises(w.WireError):
                     impl.splice(r, [(i[9] + 1, add, drop)])
                 with pytest.raises(w.WireError):
-                    impl.splice(r, [(i[9], add, drop), (i[9], add, None)])
+                    impl.splice(r, [(i[9], add, drop), (i[9] - 1, add, None)])  # not sorted
+                with contextlib.suppress(w.WireError):  # several for one span
+                    impl.splice(r, [(i[9], add, drop), (i[9], add, None), (i[9], add, drop)])
             for bad in ([(0, "x", None)], [(0, add, ["k"])], [("0", add, drop)]):
                 with pytest.raises(TypeError):
                     impl.splice(r, bad)  # type: ignore[arg-type]
