@@ -164,8 +164,8 @@ class Traces:
         if self._patches is None:
             self._patches = []
             self._msg = None
-        # kept in the splice's own form: it appends a span's patches in order, and unites
-        # their drops, in its one pass (merged here, a span's bytes were joined per patch)
+        # kept in the splice's own form: in its one pass it appends a span's patches in
+        # order and unites their drops (merging them here copied a span's bytes per patch)
         self._patches.extend(patches)
 
     @property
