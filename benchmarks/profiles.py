@@ -86,7 +86,7 @@ def summarize(path: str) -> dict[str, Any]:
         {
             f: n
             for f, n in total.items()
-            if ".py" not in f and f not in always | plumbing and not f.startswith("0x")
+            if ".py" not in f and f not in always | plumbing and not f.startswith("0x")  # named
         }
     )
     return {

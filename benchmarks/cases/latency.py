@@ -351,7 +351,7 @@ async def profiled(
     loop = asyncio.get_running_loop()
     n = max(1, int(seconds))
     spy = loop.run_in_executor(
-        None, passthrough._profile, pid, args, "latency", sink, lambda: sink.spans, n
+        None, passthrough._profile, pid, args, "latency", lambda: sink.spans, n
     )
     await open_loop(endpoint, sink, requests, rate, n + 1.0)  # outlasts py-spy's start
     profile = await spy

@@ -301,7 +301,7 @@ async def run(
         profile: dict[str, Any] | None = None
         if getattr(args, "profile", None):
             profile = await loop.run_in_executor(
-                None, _profile, colls[0].proc.pid, args, case, sink, counted
+                None, _profile, colls[0].proc.pid, args, case, counted
             )
         await load.stop()
     finally:
@@ -347,7 +347,6 @@ def _profile(
     pid: int,
     args: Any,
     case: str,
-    sink: Sink,
     counted: Callable[[], int],
     seconds: int | None = None,
 ) -> dict[str, Any]:

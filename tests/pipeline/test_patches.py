@@ -9,9 +9,12 @@ TID, SID = b"\x01" * 16, b"\x02" * 8
 
 
 def test_patches_of_one_span_append_in_order_and_their_drops_add_up():
-    t = make_traces([make_span("chat", TID, SID, attributes={"k1": "a", "k2": "b", "k3": "c"})])
-    other = make_span("other", TID, b"\x03" * 8, attributes={"k1": "kept"})
-    t.mutable().resource_spans[0].scope_spans[0].spans.append(other)
+    t = make_traces(
+        [
+            make_span("chat", TID, SID, attributes={"k1": "a", "k2": "b", "k3": "c"}),
+            make_span("other", TID, b"\x03" * 8, attributes={"k1": "kept"}),
+        ]
+    )
     base = t.base
     start = [s[9] for s in t.scan()]
     t.patch_all(base, [(start[0], attr_str("sieve.a", "1"), frozenset({"k1"}))])
