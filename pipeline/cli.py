@@ -57,7 +57,8 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 
 def cmd_run(sources: list[str]) -> int:
-    from pipeline.service import Service, gc_threshold
+    from pipeline.gcpolicy import gc_threshold
+    from pipeline.service import Service
 
     gc_threshold(os.environ.get("TRACESIEVE_GC_THRESHOLD"))  # a bad value fails here, as config
     cfg = config_mod.load(sources, REGISTRY)

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from pipeline.component import ComponentID, Registry
 from pipeline.config import CollectorConfig
-from pipeline.errors import ConfigError
+from pipeline.gcpolicy import YoungCollector, gc_threshold
 from pipeline.graph import Graph
 from pipeline.httpserver import HTTPServer
 from pipeline.telemetry import Telemetry
@@ -32,32 +32,6 @@ SAME_SIGNAL_WINDOW = 0.25
 """Seconds: a stop signal this soon after the first is the same stop delivered twice (a
 process group and its parent both send one), not a second request, which forces exit."""
 
-GC_THRESHOLD = (50_000, 10, 10)
-"""The cyclic GC's thresholds once started (CPython's default: 700, 10, 10). A batch in
-flight holds tens of thousands of container objects (the GenAI index), which a young
-collection every 700 allocations walks again and again; freed by reference counting,
-almost none of them is ever garbage. Cycles are still collected, after 50,000 more
-container objects than were freed."""
-
-
-def gc_threshold(value: str | None) -> tuple[int, ...]:
-    """`TRACESIEVE_GC_THRESHOLD` (1 to 3 comma-separated integers for
-    `gc.set_threshold`), or `GC_THRESHOLD` when unset or empty."""
-    if not value:
-        return GC_THRESHOLD
-    try:
-        parts = tuple(int(x) for x in value.split(","))
-    except ValueError:
-        parts = ()
-    if not 1 <= len(parts) <= 3 or min(parts) < 0:
-        raise ConfigError(
-            [
-                f"TRACESIEVE_GC_THRESHOLD: {value!r}: want 1 to 3 comma-separated integers "
-                "≥ 0, as for gc.set_threshold (e.g. 700,10,10)"
-            ]
-        )
-    return parts
-
 
 class Service:
     """Implements `Host` for the components it runs."""
@@ -65,6 +39,7 @@ class Service:
     def __init__(self, cfg: CollectorConfig, registry: Registry) -> None:
         self.cfg = cfg
         self._gc_threshold = gc_threshold(os.environ.get("TRACESIEVE_GC_THRESHOLD"))
+        self._young_gc = YoungCollector()
         metrics_cfg = cfg.service.telemetry.metrics
         self.telemetry = Telemetry(metrics_cfg.level)
         self.graph = Graph(cfg, registry, telemetry=self.telemetry)
@@ -132,6 +107,8 @@ class Service:
             gc.collect()
             gc.freeze()
         gc.set_threshold(*self._gc_threshold)
+        if self._gc_threshold[0]:  # 0: the user turned automatic collection off
+            self._young_gc.start()
         self._notify(True)
         n = len(self.cfg.pipelines)
         log.info("tracesieve is ready: %d pipeline%s running", n, "" if n == 1 else "s")
@@ -149,6 +126,7 @@ class Service:
         margin = min(1.0, 0.1 * timeout) if timeout else 0.0
         self.deadline = loop.time() + timeout - margin if timeout else None
         self._notify(False)
+        self._young_gc.stop()
         t0 = time.monotonic()
         try:
             await asyncio.wait_for(self.graph.shutdown(), timeout)

@@ -12,7 +12,14 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, disable_created_metrics
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics import MetricWrapperBase
 
@@ -27,6 +34,8 @@ class Telemetry:
         self.level = level
         self.registry = CollectorRegistry(auto_describe=False)
         self._metrics: dict[str, MetricWrapperBase] = {}
+        # python_gc_{collections,objects_collected,objects_uncollectable}_total{generation}
+        GCCollector(registry=self.registry)
 
     def _get(self, cls: type[Any], name: str, doc: str, labels: tuple[str, ...], **kw: Any) -> Any:
         metric = self._metrics.get(name)
