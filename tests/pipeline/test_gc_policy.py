@@ -149,14 +149,14 @@ def test_a_collector_collects_grpc_request_garbage_young():
     raw = sample_request(1, n_spans=5).SerializeToString()
     with Collector(config) as c:
         address = c.endpoints["telemetry/http"]
-        young = metric(scrape(address), "python_gc_objects_collected_total", generation="0")
-        with grpc.insecure_channel(c.endpoints["receivers::otlp/grpc"]) as ch:
-            export = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
-            for _ in range(1000):
-                export(raw, timeout=10)
 
         def collected() -> float:
             return metric(scrape(address), "python_gc_objects_collected_total", generation="0")
 
+        young = collected()
+        with grpc.insecure_channel(c.endpoints["receivers::otlp/grpc"]) as ch:
+            export = ch.unary_unary("/opentelemetry.proto.collector.trace.v1.TraceService/Export")
+            for _ in range(1000):
+                export(raw, timeout=10)
         assert wait_for(lambda: collected() - young >= 4000, timeout=10), collected() - young
         assert metric(scrape(address), "python_gc_collections_total", generation="0") >= 1
