@@ -5,7 +5,8 @@ with the OTel Collector's semantics (`exporterhelper`).
   `PermanentError`; it returns how many spans the backend rejected (partial success).
 - Retries back off exponentially with jitter and honour the server's delay, until
   `max_elapsed_time` (0 = forever) or the shutdown deadline.
-- With the queue on, `consume_traces` returns once the batch is queued; a full queue
+- With the queue on, `consume_traces` returns once the batch is queued, and when a
+  sender was idle, once that sender has started sending it (`_handed_on`); a full queue
   refuses with `RefusedError` (clients get UNAVAILABLE / 503) unless `block_on_overflow`.
 - An exporter that sends only the wire bytes (`wire_only`) queues a bare copy of each
   batch: the bytes, without the decoded request or the processors' `cache` (the GenAI
@@ -54,6 +55,10 @@ class SendingQueue(Protocol):
 
     def empty(self) -> bool: ...
 
+    def idle(self) -> bool:
+        """A sender waits for an item: one offered now is taken at once."""
+        ...
+
     def drain_remaining(self) -> list[Traces]:
         """At shutdown: batches not yet taken, which this queue cannot keep."""
 
@@ -89,6 +94,9 @@ class WakeOne:
                 self._waiters.remove(fut)
             raise
 
+    def waiting(self) -> bool:
+        return bool(self._waiters)
+
     def notify(self) -> None:
         while self._waiters:
             fut = self._waiters.popleft()
@@ -114,6 +122,9 @@ class MemoryQueue:
 
     def empty(self) -> bool:
         return not self._items
+
+    def idle(self) -> bool:
+        return self._has_items.waiting()
 
     def offer(self, traces: Traces) -> bool:
         n = item_size(traces, self._sizer)
@@ -150,6 +161,17 @@ class MemoryQueue:
 
 def _noop() -> None:
     pass
+
+
+async def _handed_on() -> None:
+    """Two turns of the event loop, for the idle sender woken by an offer: in the first it
+    takes the batch and opens its call; in the second, what that scheduled runs (grpc.aio
+    starts each call in a task of its own, which writes the request). A receiver awaiting
+    this answers after its data is on the way: on the `latency` benchmark's path the send
+    began 0.34 ms after the handler ended at the median when the receiver answered first,
+    0.03 ms with this."""
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
 
 
 class Backoff:
@@ -245,6 +267,7 @@ class ExporterHelper:
             return
         if self._wire_only:
             traces = traces.copy()
+        idle = q.idle()
         if not q.offer(traces):
             if not self._qcfg.block_on_overflow:
                 self.metrics.enqueue_failed.inc(traces.span_count)
@@ -260,6 +283,8 @@ class ExporterHelper:
             self._waiters[id(traces)] = fut
             if not await fut:
                 raise RefusedError(f"exporter {self.settings.id} could not send the data")
+        elif idle:
+            await _handed_on()
 
     async def _worker(self) -> None:
         assert self._queue is not None

@@ -323,6 +323,9 @@ class PersistentQueue:
     def empty(self) -> bool:
         return not self._ready
 
+    def idle(self) -> bool:
+        return self._has_items.waiting()
+
     def offer(self, traces: Traces) -> bool:
         if self._closed:
             return False

@@ -249,3 +249,49 @@ async def test_every_queued_batch_is_sent_once_by_ten_consumers():
     await h.shutdown()
     assert sorted(sent) == sorted(n % 7 + 1 for n in range(1, 201))
     assert h.metrics.sent._value.get() == sum(n % 7 + 1 for n in range(1, 201))
+
+
+async def test_an_idle_sender_has_started_the_send_when_consume_returns():
+    """The receiver answers after its data is on the way: an idle sender has taken the
+    batch and the call it opened has run its first step (grpc.aio starts each call in a
+    task of its own, as this push does) before `consume_traces` returns."""
+    events: list[str] = []
+
+    async def push(t: Traces) -> int:
+        events.append("push")
+
+        async def write() -> None:
+            events.append("write")
+            await asyncio.sleep(0.05)
+
+        await asyncio.get_running_loop().create_task(write())
+        return 0
+
+    h = helper(push, queue=QueueConfig(num_consumers=2))
+    await h.start(FakeHost())
+    await asyncio.sleep(0)  # the senders wait for items
+    await h.consume_traces(batch())
+    assert events == ["push", "write"]
+    await h.shutdown()
+    assert h.metrics.sent._value.get() == 3
+
+
+async def test_with_every_sender_busy_consume_returns_without_waiting_for_one():
+    release = asyncio.Event()
+    pushed: list[int] = []
+
+    async def push(t: Traces) -> int:
+        pushed.append(t.span_count)
+        await release.wait()
+        return 0
+
+    h = helper(push, queue=QueueConfig(num_consumers=1))
+    await h.start(FakeHost())
+    await asyncio.sleep(0)
+    await h.consume_traces(batch(1))
+    assert pushed == [1]  # the only sender is now busy
+    await asyncio.wait_for(h.consume_traces(batch(2)), 1)
+    assert pushed == [1] and h.metrics.queue_size._value.get() == 1
+    release.set()
+    await h.shutdown()
+    assert pushed == [1, 2] and h.metrics.sent._value.get() == 3
