@@ -68,6 +68,30 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
+def wait_seconds(pid: int) -> float:
+    """Time the process's threads spent runnable but waiting for a CPU (the kernel's
+    run-queue delay, `/proc/<pid>/task/*/schedstat` field 2), in seconds."""
+    total = 0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
+                total += int(fh.read().split()[1])
+        except (OSError, IndexError, ValueError):
+            pass  # a thread that ended meanwhile
+    return total / 1e9
+
+
+def steal_seconds(cpu: int) -> float:
+    """Time the hypervisor gave CPU `cpu` to another guest (`/proc/stat`, the "steal"
+    column), in seconds; 0 where the kernel does not count it."""
+    with open("/proc/stat") as fh:
+        for line in fh:
+            f = line.split()
+            if f[0] == f"cpu{cpu}":
+                return int(f[8]) / CLOCK_TICKS if len(f) > 8 else 0.0
+    return 0.0
+
+
 def command() -> str:
     """The command line that reproduces this record: `python -m <module> <arguments>`."""
     spec = getattr(sys.modules["__main__"], "__spec__", None)

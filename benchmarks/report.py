@@ -183,6 +183,14 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                     else ""
                 )
                 + (
+                    ", its run-queue wait "
+                    + " / ".join(f"{x['collector_wait']:.1%}" for x in r["rounds"])
+                    + ", steal "
+                    + " / ".join(f"{x['steal']:.1%}" for x in r["rounds"])
+                    if r.get("rounds") and "steal" in r["rounds"][0]
+                    else ""
+                )
+                + (
                     f"; CPU a span {r['cpu_per_span_vs_max']} of closed loop's"
                     if r.get("cpu_per_span_vs_max")
                     else ""

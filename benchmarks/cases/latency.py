@@ -44,7 +44,15 @@ import grpc
 import yaml
 
 from benchmarks.cases import passthrough
-from benchmarks.common import cpu_seconds, emit, parser, pin, sink_config
+from benchmarks.common import (
+    cpu_seconds,
+    emit,
+    parser,
+    pin,
+    sink_config,
+    steal_seconds,
+    wait_seconds,
+)
 from pipeline import wirescan
 
 
@@ -280,11 +288,16 @@ async def run(args: Any) -> dict[str, Any]:
             await asyncio.sleep(1.0)  # drain
             rate = max_rate * args.fraction
             # 2. through the collector, right after its maximum was measured
-            c0, t0 = cpu_seconds(coll.proc.pid), time.monotonic()
+            pid = coll.proc.pid
+            c0, w0, st0 = cpu_seconds(pid), wait_seconds(pid), steal_seconds(args.collector_cpu)
+            t0 = time.monotonic()
             through = await open_loop(endpoint, sink, requests, rate, seconds)
-            through["collector_cpu"] = round(
-                (cpu_seconds(coll.proc.pid) - c0) / (time.monotonic() - t0), 3
-            )
+            dt = time.monotonic() - t0
+            through["collector_cpu"] = round((cpu_seconds(pid) - c0) / dt, 3)
+            # what took the collector's core from it: its threads' run-queue wait, and the
+            # hypervisor's steal from that core (both as a fraction of the phase)
+            wait = round((wait_seconds(pid) - w0) / dt, 4)
+            steal = round((steal_seconds(args.collector_cpu) - st0) / dt, 4)
             # 3. the baseline: straight to the sink
             base = await open_loop(sink_ep, sink, requests, rate, seconds)
             bases.append(base)
@@ -295,6 +308,8 @@ async def run(args: Any) -> dict[str, Any]:
                     "max_collector_cpu": round(max_cpu, 3),
                     "spans_per_s": round(rate),
                     "collector_cpu": through["collector_cpu"],
+                    "collector_wait": wait,
+                    "steal": steal,
                     # CPU a span at this rate over CPU a span at the maximum: what open
                     # loop costs over closed loop (on a VM, partly the idle core's wake-up)
                     "cpu_per_span_vs_max": _ratio(

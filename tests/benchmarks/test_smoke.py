@@ -5,12 +5,14 @@ themselves run only through `make bench`; nothing here asserts a timing.)"""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
+import time
 
 import pytest
 
-from benchmarks import report
+from benchmarks import common, report
 from benchmarks.run import available
 
 
@@ -73,6 +75,7 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert lat["through_collector"]["traces"] > 0 and lat["p99_ms"] >= lat["p50_ms"] > 0
     assert len(lat["rounds"]) == 2 and all(r["max_spans_per_s"] > 0 for r in lat["rounds"])
     assert all(r["cpu_per_span_vs_max"] > 0 for r in lat["rounds"])
+    assert all(r["collector_wait"] >= 0 and 0 <= r["steal"] <= 1 for r in lat["rounds"])
     assert lat["cpu_per_span_vs_max"] > 0
     assert "latencies" not in lat["through_collector"]  # pooled, not emitted
     mem = records["memory"]
@@ -291,3 +294,21 @@ def test_ab_tool_alternates_two_collectors_and_compares_them():
     ratio = r["cpu_b_over_a"]
     assert ratio["pairs"] == 2 and ratio["median"] > 0
     assert ratio["middle_half"][0] <= ratio["median"] <= ratio["middle_half"][1]
+
+
+def test_wait_seconds_counts_time_runnable_but_off_the_cpu():
+    # two spinning processes pinned to one CPU: each waits for the other about half the
+    # time; a process alone on it (after the other has ended) waits next to nothing more
+    spin = (
+        "import os,time; os.sched_setaffinity(0,{0}); t=time.time()\nwhile time.time()-t<0.8: pass"
+    )
+    a = subprocess.Popen([sys.executable, "-c", spin])
+    b = subprocess.Popen([sys.executable, "-c", spin])
+    try:
+        time.sleep(0.6)
+        wa = common.wait_seconds(a.pid)
+    finally:
+        a.wait(), b.wait()
+    assert wa > 0.1
+    assert common.wait_seconds(os.getpid()) >= 0
+    assert common.steal_seconds(0) >= 0
