@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import glob
 import json
 import os
 import statistics
@@ -33,20 +32,13 @@ import grpc
 import yaml
 
 from benchmarks.cases import latency, passthrough
-from benchmarks.common import pin
+from benchmarks.common import pin, schedstat_ns
 from pipeline import wirescan
 
 
 def cpu_ns(pid: int) -> int:
     """CPU time of all the threads of `pid` so far, in ns (schedstat: finer than ticks)."""
-    total = 0
-    for path in glob.glob(f"/proc/{pid}/task/*/schedstat"):
-        try:
-            with open(path) as fh:
-                total += int(fh.read().split()[0])
-        except OSError:  # a thread that ended meanwhile
-            pass
-    return total
+    return schedstat_ns(pid)[0]
 
 
 class SliceSink(passthrough.Sink):

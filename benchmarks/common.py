@@ -68,17 +68,25 @@ def cpu_seconds(pid: int | None = None) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
 
 
-def wait_seconds(pid: int) -> float:
-    """Time the process's threads spent runnable but waiting for a CPU (the kernel's
-    run-queue delay, `/proc/<pid>/task/*/schedstat` field 2), in seconds."""
-    total = 0
+def schedstat_ns(pid: int) -> tuple[int, int]:
+    """Of all the threads of `pid` so far, in ns (`/proc/<pid>/task/*/schedstat`, finer
+    than ticks): the time on a CPU, and the time runnable but waiting for one (the
+    kernel's run-queue delay)."""
+    run = wait = 0
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             with open(f"/proc/{pid}/task/{tid}/schedstat") as fh:
-                total += int(fh.read().split()[1])
-        except (OSError, IndexError, ValueError):
-            pass  # a thread that ended meanwhile
-    return total / 1e9
+                f = fh.read().split()
+        except OSError:  # a thread that ended meanwhile
+            continue
+        run += int(f[0])
+        wait += int(f[1])
+    return run, wait
+
+
+def wait_seconds(pid: int) -> float:
+    """Time the threads of `pid` spent runnable but waiting for a CPU, in seconds."""
+    return schedstat_ns(pid)[1] / 1e9
 
 
 def steal_seconds(cpu: int) -> float:
