@@ -54,6 +54,24 @@ def load(results: str) -> dict[str, dict[str, Any]]:
     return {k: out[k] for k in sorted(out, key=lambda k: [*ORDER, k].index(k))}
 
 
+def _pauses(r: dict[str, Any]) -> str:
+    """The latency case: over how many rounds the headline is, and all rounds' figure."""
+    every = r.get("all_rounds")
+    if not every:
+        return ""
+    return (
+        f", over the {r['undisturbed_rounds']} of {every['rounds']} rounds no machine pause "
+        f"disturbed (all rounds: p50 {every['added_p50_ms']}, p99 {every['added_p99_ms']} ms)"
+    )
+
+
+def _round_p99(x: dict[str, Any]) -> str:
+    if not x.get("disturbed"):
+        return str(x["added_p99_ms"])
+    worst = max(ph["longest_ms"] for ph in x["pauses"].values())
+    return f"{x['added_p99_ms']} (paused {worst:g} ms)"
+
+
 def _n(x: float | None) -> str:
     return NONE if x is None else f"{x:,.0f}"
 
@@ -174,9 +192,10 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 "added latency, span-local path, at half the maximum",
                 f"p50 {r['added_p50_ms']} ms, p99 **{r['added_p99_ms']} ms** at {_n(r['spans_per_s'])} "
                 f"spans/s (max {_n(r['max_spans_per_s'])})"
+                + _pauses(r)
                 + (
                     f"; {len(r['rounds'])} rounds, p99 "
-                    + " / ".join(str(x["added_p99_ms"]) for x in r["rounds"])
+                    + " / ".join(_round_p99(x) for x in r["rounds"])
                     + " ms, collector CPU "
                     + " / ".join(f"{x['collector_cpu']:.0%}" for x in r["rounds"])
                     if r.get("rounds")

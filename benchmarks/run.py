@@ -84,6 +84,7 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
         ["--duration", "20", "--rounds", "4", "--profile", "txt", "--native"],
         [
             *("--max-duration", "0.5", "--duration", "1", "--warmup", "0.5", "--rounds", "2"),
+            *("--max-rounds", "2"),
             *("--templates", "20", "--spans-per-request", "64"),
         ],
     ),

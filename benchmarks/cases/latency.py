@@ -17,11 +17,18 @@ Each round's rate comes from the maximum measured just before it, and the collec
 phase follows that measurement at once: on a shared machine whose speed drifts within
 seconds, a calibration made earlier would leave the collector at another load than half.
 
+A probe on each of the two CPUs (`benchmarks.pauses`) notes when the machine itself
+stopped: a round in which either CPU paused for more than 10 ms during its through or its
+baseline phase is *disturbed*, and rounds run on (up to `--max-rounds` in all) until
+`--rounds` are not.
+
 Latency is per trace: from just before its request is sent to when the sink receives its
-spans. Reported: p50/p99/max through the collector and of the baseline over all rounds,
-the difference (`added_*`: what the collector adds over one direct hop), and each round's
-figures (`rounds`), with `cpu_per_span_vs_max`: the collector's CPU a span in its phase
-over its CPU a span at the maximum (what open loop costs over closed loop).
+spans. Reported: p50/p99/max through the collector and of the baseline, the difference
+(`added_*`: what the collector adds over one direct hop), pooled over the undisturbed
+rounds (top level) and over all rounds (`all_rounds`), and each round's figures
+(`rounds`: with its `pauses` and `disturbed`, and `cpu_per_span_vs_max`, the collector's
+CPU a span in its phase over its CPU a span at the maximum: what open loop costs over
+closed loop).
 
 With `--profile txt --native`, py-spy then records the collector through one more phase
 at the last round's rate (not counted in the latencies): results/profiles/latency.txt,
@@ -53,6 +60,7 @@ from benchmarks.common import (
     steal_seconds,
     wait_seconds,
 )
+from benchmarks.pauses import Probes
 from pipeline import wirescan
 
 
@@ -190,6 +198,7 @@ async def open_loop(
             sink.slow.clear()
             sink.sent.clear()
             start = time.perf_counter()
+            recorded_from = time.monotonic() + 1.0
             t_next = start
             end = start + 1.0 + seconds
             while True:
@@ -211,6 +220,7 @@ async def open_loop(
                 task.add_done_callback(inflight.discard)
                 t_next += n / rate
             await asyncio.gather(*inflight)
+            answered = time.monotonic()
             await asyncio.sleep(0.5)  # the last spans reach the sink
             sink.recording = False
         lat = sorted(sink.latencies)
@@ -222,21 +232,26 @@ async def open_loop(
             **percentiles(lat),
             "over_50ms": len(sink.slow),
             "stalls": stalls(sink.slow, start + 1.0),
-            "latencies": lat,  # popped by `run`
+            "latencies": lat,  # dropped by `run` once pooled
+            "window": (recorded_from, answered),  # popped by `run`
         }
 
 
-def pooled(phases: list[dict[str, Any]]) -> dict[str, Any]:
-    """One summary of a phase over all rounds (latencies pooled, counts summed)."""
-    lat = sorted(x for ph in phases for x in ph.pop("latencies"))
+def pooled(phases: list[dict[str, Any]], index: list[int] | None = None) -> dict[str, Any]:
+    """One summary of a phase over rounds (latencies pooled, counts summed); `index`: the
+    rounds' numbers (default: 0, 1, ...)."""
+    index = index if index is not None else list(range(len(phases)))
+    lat = sorted(x for ph in phases for x in ph["latencies"])
     out: dict[str, Any] = {
-        "rate_sent": round(sum(ph["rate_sent"] for ph in phases) / len(phases)),
+        "rate_sent": round(sum(ph["rate_sent"] for ph in phases) / max(1, len(phases))),
         **{k: sum(ph[k] for ph in phases) for k in ("traces", "lost_or_late", "errors")},
         **percentiles(lat),
         "over_50ms": sum(ph["over_50ms"] for ph in phases),
-        "stalls": [{"round": i, **st} for i, ph in enumerate(phases) for st in ph["stalls"]],
+        "stalls": [
+            {"round": i, **st} for i, ph in zip(index, phases, strict=True) for st in ph["stalls"]
+        ],
     }
-    if "collector_cpu" in phases[0]:
+    if phases and "collector_cpu" in phases[0]:
         out["collector_cpu"] = round(sum(ph["collector_cpu"] for ph in phases) / len(phases), 3)
     return out
 
@@ -267,9 +282,13 @@ async def run(args: Any) -> dict[str, Any]:
     profile: dict[str, Any] | None = None
     bases: list[dict[str, Any]] = []
     throughs: list[dict[str, Any]] = []
+    probes = Probes([c for c in (args.collector_cpu, args.load_cpu) if c is not None])
     try:
         endpoint = await loop.run_in_executor(None, coll.wait_ready)
-        for i in range(args.rounds):
+        probes.start()
+        while sum(not r["disturbed"] for r in rounds) < args.rounds and len(rounds) < (
+            args.max_rounds or args.rounds
+        ):
             # 1. the maximum, closed loop
             load = passthrough.Load(
                 endpoint,
@@ -278,7 +297,7 @@ async def run(args: Any) -> dict[str, Any]:
                 args.concurrency,
             )
             load.start()
-            await asyncio.sleep(args.warmup if i == 0 else 1.0)
+            await asyncio.sleep(args.warmup if not rounds else 1.0)
             s0, c0, t0 = sink.spans, cpu_seconds(coll.proc.pid), time.monotonic()
             await asyncio.sleep(args.max_duration)
             dt = time.monotonic() - t0
@@ -300,6 +319,8 @@ async def run(args: Any) -> dict[str, Any]:
             steal = round((steal_seconds(args.collector_cpu) - st0) / dt, 4)
             # 3. the baseline: straight to the sink
             base = await open_loop(sink_ep, sink, requests, rate, seconds)
+            # the machine's own pauses in either phase, seen by the probes
+            paused = [probes.summary(*ph.pop("window")) for ph in (through, base)]
             bases.append(base)
             throughs.append(through)
             rounds.append(
@@ -319,27 +340,52 @@ async def run(args: Any) -> dict[str, Any]:
                     "p99_ms": through["p99_ms"],
                     "added_p50_ms": _diff(through, base, "p50_ms"),
                     "added_p99_ms": _diff(through, base, "p99_ms"),
+                    "pauses": {"through": paused[0], "baseline": paused[1]},
+                    "disturbed": any(x["count"] for x in paused),
                 }
             )
         if args.profile:
             profile = await profiled(coll.proc.pid, endpoint, sink, requests, rate, seconds, args)
     finally:
+        probes.stop()
         code = await loop.run_in_executor(None, coll.stop)
         await sink.stop()
+    clean = [i for i, r in enumerate(rounds) if not r["disturbed"]]
     through_all, base_all = pooled(throughs), pooled(bases)
+    through_ok = pooled([throughs[i] for i in clean], clean)
+    base_ok = pooled([bases[i] for i in clean], clean)
+    for ph in throughs + bases:
+        del ph["latencies"]
     return {
         "spans_per_s": round(sum(r["spans_per_s"] for r in rounds) / len(rounds)),
         "max_spans_per_s": round(sum(r["max_spans_per_s"] for r in rounds) / len(rounds)),
         "max_collector_cpu": round(sum(r["max_collector_cpu"] for r in rounds) / len(rounds), 3),
         "fraction_of_max": args.fraction,
         "cpu_per_span_vs_max": _mean([r["cpu_per_span_vs_max"] for r in rounds]),
-        "p50_ms": through_all["p50_ms"],
-        "p99_ms": through_all["p99_ms"],
-        "added_p50_ms": _diff(through_all, base_all, "p50_ms"),
-        "added_p99_ms": _diff(through_all, base_all, "p99_ms"),
+        # over the rounds no machine pause disturbed (None when there were none)
+        "undisturbed_rounds": len(clean),
+        "p50_ms": through_ok["p50_ms"],
+        "p99_ms": through_ok["p99_ms"],
+        "added_p50_ms": _diff(through_ok, base_ok, "p50_ms"),
+        "added_p99_ms": _diff(through_ok, base_ok, "p99_ms"),
+        "through_collector": through_ok,
+        "baseline_direct": base_ok,
+        # over every round, disturbed or not
+        "all_rounds": {
+            "rounds": len(rounds),
+            "p50_ms": through_all["p50_ms"],
+            "p99_ms": through_all["p99_ms"],
+            "added_p50_ms": _diff(through_all, base_all, "p50_ms"),
+            "added_p99_ms": _diff(through_all, base_all, "p99_ms"),
+            "through_collector": through_all,
+            "baseline_direct": base_all,
+        },
         "rounds": rounds,
-        "through_collector": through_all,
-        "baseline_direct": base_all,
+        "pause_probe": {
+            "cpus": probes.cpus,
+            "interval_ms": probes.interval * 1000,
+            "threshold_ms": probes.threshold * 1000,
+        },
         "collector_exit": code,
         "processors": ["provider_reconciliation", "cache_tagging", "fallback_chain"],
         "payload": "agent (benchmarks.generator.LoadStream)",
@@ -394,7 +440,15 @@ def main() -> None:
     p.add_argument(
         "--max-duration", type=float, default=4.0, help="seconds at the maximum, each round"
     )
-    p.add_argument("--rounds", type=int, default=4, help="maximum, baseline, through: again")
+    p.add_argument(
+        "--rounds", type=int, default=4, help="undisturbed rounds (maximum, through, baseline)"
+    )
+    p.add_argument(
+        "--max-rounds",
+        type=int,
+        default=8,
+        help="rounds in all at most, disturbed ones (a machine pause) included",
+    )
     p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
     passthrough.add_arguments(p, concurrency=32, channels=8)
     p.set_defaults(spans_per_request=512, warmup=2.0, duration=20.0, repeat=1)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from benchmarks import common, report
+from benchmarks import common, pauses, report
 from benchmarks.run import available
 
 
@@ -72,12 +73,23 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert us["tail_sampling"] > 0
     lat = records["latency"]
     _positive(lat, "max_spans_per_s", "spans_per_s")
-    assert lat["through_collector"]["traces"] > 0 and lat["p99_ms"] >= lat["p50_ms"] > 0
+    every = lat["all_rounds"]
+    assert every["rounds"] == 2 and every["through_collector"]["traces"] > 0
+    assert every["p99_ms"] >= every["p50_ms"] > 0
     assert len(lat["rounds"]) == 2 and all(r["max_spans_per_s"] > 0 for r in lat["rounds"])
+    # rounds a machine pause disturbed are left out of the top-level figures
+    clean = [r for r in lat["rounds"] if not r["disturbed"]]
+    assert lat["undisturbed_rounds"] == len(clean)
+    assert all(r["pauses"]["through"]["count"] == 0 for r in clean)
+    if clean:
+        assert lat["p99_ms"] >= lat["p50_ms"] > 0
+    else:
+        assert lat["p99_ms"] is None and lat["through_collector"]["traces"] == 0
     assert all(r["cpu_per_span_vs_max"] > 0 for r in lat["rounds"])
     assert all(r["collector_wait"] >= 0 and 0 <= r["steal"] <= 1 for r in lat["rounds"])
     assert lat["cpu_per_span_vs_max"] > 0
     assert "latencies" not in lat["through_collector"]  # pooled, not emitted
+    assert not any("latencies" in ph for ph in (every["through_collector"], lat["rounds"][0]))
     mem = records["memory"]
     assert all(h["held_spans"] >= n for h, n in zip(mem["runs"], (2000, 10000), strict=True))
     assert mem["runs"][1]["rss_mib"] > mem["runs"][1]["rss_baseline_mib"]
@@ -312,3 +324,24 @@ def test_wait_seconds_counts_time_runnable_but_off_the_cpu():
     assert wa > 0.1
     assert common.wait_seconds(os.getpid()) >= 0
     assert common.steal_seconds(0) >= 0
+
+
+def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
+    # the probe stopped (SIGSTOP) for 0.3 s stands for a CPU the host took away: on waking
+    # it reports one pause of about that length, inside the window, and none before it
+    with pauses.Probes([0]) as probes:
+        time.sleep(1.0)  # started, and sleeping in its loop
+        before = time.monotonic()
+        proc = probes._procs[0]
+        proc.send_signal(signal.SIGSTOP)
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGCONT)
+        time.sleep(0.5)  # the pause is reported when it ends
+        after = time.monotonic()
+    got = [p for p in probes.within(before, after) if p[1] >= 0.2]
+    assert len(got) == 1, probes.pauses
+    start, seconds, cpu = got[0]
+    assert before <= start < before + 0.1 and 0.25 <= seconds < 0.6 and cpu == 0
+    s = probes.summary(before, after)
+    assert s["count"] >= 1 and s["longest_ms"] >= 250 and s["total_ms"] >= 250
+    assert probes.summary(after + 1, after + 2)["count"] == 0
