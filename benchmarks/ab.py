@@ -7,13 +7,16 @@ both pinned to the collector's CPU and idle but for their own slices; the load g
 one at a time, switching every `--slice` seconds in ABBA order, so that a drift of the
 machine's speed falls on both alike. Per slice: the collector's CPU time (all threads,
 from /proc schedstat, in ns) per request, and the latency of each trace sent in it (from
-just before its request is sent to its arrival at the sink, as in `latency`).
+just before its request is sent to its arrival at the sink, as in `latency`). A slice in
+which the machine paused (`benchmarks.pauses`: a probe on each CPU) is left out, with
+the slice it is paired with.
 
     python -m benchmarks.ab --b-env GRPC_EXPERIMENTS=-event_engine_listener
     python -m benchmarks.ab --b-root /tmp/other-checkout   # another commit, built in place
 
-Printed (JSON): per side the mean CPU per request and the pooled latency p50/p99; and
-B/A, the median of the per-pair CPU ratios with the middle half of them.
+Printed (JSON): per side the mean CPU per request and the pooled latency p50/p99; B/A,
+the median of the per-pair CPU ratios with the middle half of them; and the pairs left
+out for a pause (`paused_pairs`).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ import yaml
 
 from benchmarks.cases import latency, passthrough
 from benchmarks.common import pin, schedstat_ns
+from benchmarks.pauses import THRESHOLD, Probes
 from pipeline import wirescan
 
 
@@ -76,9 +80,14 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env_vars = {"PYTHONHASHSEED": "0", **dict(kv.split("=", 1) for kv in env)}
         sides[side] = passthrough.CollectorProcess(cmd, args.collector_cpu, wd, root, env_vars)
     loop = asyncio.get_running_loop()
+    probes = Probes([args.collector_cpu, args.load_cpu], threshold=args.pause_threshold_ms / 1000)
     try:
         eps = {k: await loop.run_in_executor(None, c.wait_ready) for k, c in sides.items()}
-        slices, errors = await alternate(args, sink, eps, {k: c.proc.pid for k, c in sides.items()})
+        with probes:
+            pids = {k: c.proc.pid for k, c in sides.items()}
+            slices, errors = await alternate(args, sink, eps, pids)
+        for sl in slices:
+            sl["paused"] = probes.summary(*sl.pop("window"))["count"] > 0
     finally:
         for c in sides.values():
             await loop.run_in_executor(None, c.stop)
@@ -115,7 +124,7 @@ async def alternate(
 
         for i in range(2 * args.pairs + 2):
             side = order[i % 4]
-            c0, sent = cpu_ns(pids[side]), 0
+            c0, sent, w0 = cpu_ns(pids[side]), 0, time.monotonic()
             t_next = time.perf_counter()
             t_end = t_next + args.slice
             while (now := time.perf_counter()) < t_end:
@@ -134,7 +143,9 @@ async def alternate(
             await asyncio.gather(*inflight)  # the slice's requests answered
             await asyncio.sleep(0.1)  # and exported: its CPU all counted
             if i >= 2:
-                slices.append({"side": side, "requests": sent, "cpu_ns": cpu_ns(pids[side]) - c0})
+                cpu = cpu_ns(pids[side]) - c0
+                window = (w0, time.monotonic())
+                slices.append({"side": side, "requests": sent, "cpu_ns": cpu, "window": window})
         for ch in chans.values():
             await ch.close()
     return slices, errors
@@ -151,22 +162,32 @@ def summarize(
         "b": {"env": args.b_env, "root": args.b_root},
     }
     per_req = [s["cpu_ns"] / max(1, s["requests"]) / 1e6 for s in slices]  # ms a request
+    # pairs of neighbouring slices (AB or BA), kept when the machine paused in neither
+    pairs = [
+        k
+        for k in range(0, len(slices) - 1, 2)
+        if not (slices[k].get("paused") or slices[k + 1].get("paused"))
+    ]
+    out["paused_pairs"] = len(slices) // 2 - len(pairs)
+    kept = [k + j for k in pairs for j in (0, 1)]
     for side in ("A", "B"):
-        idx = [k for k, s in enumerate(slices) if s["side"] == side]
+        idx = [k for k in kept if slices[k]["side"] == side]
         lat = sorted(x for k in idx for x in by_slice.get(k, ()))
         out[side] = {
-            "cpu_ms_per_request": round(statistics.fmean(per_req[k] for k in idx), 4),
+            "cpu_ms_per_request": (
+                round(statistics.fmean(per_req[k] for k in idx), 4) if idx else None
+            ),
             **latency.percentiles(lat),
             "traces": len(lat),
         }
-    ratios = sorted(  # per pair of neighbouring slices (AB or BA)
+    ratios = sorted(
         per_req[k + 1] / per_req[k] if slices[k]["side"] == "A" else per_req[k] / per_req[k + 1]
-        for k in range(0, len(slices) - 1, 2)
+        for k in pairs
     )
     q = len(ratios) // 4
     out["cpu_b_over_a"] = {
-        "median": round(statistics.median(ratios), 4),
-        "middle_half": [round(ratios[q], 4), round(ratios[-1 - q], 4)],
+        "median": round(statistics.median(ratios), 4) if ratios else None,
+        "middle_half": [round(ratios[q], 4), round(ratios[-1 - q], 4)] if ratios else [],
         "pairs": len(ratios),
     }
     return out
@@ -187,6 +208,12 @@ def main() -> None:
     p.add_argument("--spans-per-request", type=int, default=512)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--compression", default="none")
+    p.add_argument(
+        "--pause-threshold-ms",
+        type=float,
+        default=THRESHOLD * 1000,
+        help="a probe's wake-up this late is a machine pause (its pair is left out)",
+    )
     p.add_argument("--collector-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     args = p.parse_args()

@@ -18,9 +18,9 @@ phase follows that measurement at once: on a shared machine whose speed drifts w
 seconds, a calibration made earlier would leave the collector at another load than half.
 
 A probe on each of the two CPUs (`benchmarks.pauses`) notes when the machine itself
-stopped: a round in which either CPU paused for more than 10 ms during its through or its
-baseline phase is *disturbed*, and rounds run on (up to `--max-rounds` in all) until
-`--rounds` are not.
+stopped: a round in which either CPU paused for more than 10 ms (`--pause-threshold-ms`)
+during its through or its baseline phase is *disturbed*, and rounds run on (up to
+`--max-rounds` in all) until `--rounds` are not.
 
 Latency is per trace: from just before its request is sent to when the sink receives its
 spans. Reported: p50/p99/max through the collector and of the baseline, the difference
@@ -60,7 +60,7 @@ from benchmarks.common import (
     steal_seconds,
     wait_seconds,
 )
-from benchmarks.pauses import Probes
+from benchmarks.pauses import THRESHOLD, Probes
 from pipeline import wirescan
 
 
@@ -282,7 +282,10 @@ async def run(args: Any) -> dict[str, Any]:
     profile: dict[str, Any] | None = None
     bases: list[dict[str, Any]] = []
     throughs: list[dict[str, Any]] = []
-    probes = Probes([c for c in (args.collector_cpu, args.load_cpu) if c is not None])
+    probes = Probes(
+        [c for c in (args.collector_cpu, args.load_cpu) if c is not None],
+        threshold=args.pause_threshold_ms / 1000,
+    )
     try:
         endpoint = await loop.run_in_executor(None, coll.wait_ready)
         probes.start()
@@ -448,6 +451,12 @@ def main() -> None:
         type=int,
         default=8,
         help="rounds in all at most, disturbed ones (a machine pause) included",
+    )
+    p.add_argument(
+        "--pause-threshold-ms",
+        type=float,
+        default=THRESHOLD * 1000,
+        help="a probe's wake-up this late is a machine pause (its round is disturbed)",
     )
     p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
     passthrough.add_arguments(p, concurrency=32, channels=8)

@@ -292,6 +292,7 @@ def test_ab_tool_alternates_two_collectors_and_compares_them():
             "40",
             "--b-env",
             "TRACESIEVE_AB_MARK=1",
+            *("--pause-threshold-ms", "60000"),  # no pair left out, whatever the machine
         ],
         capture_output=True,
         text=True,
@@ -300,6 +301,7 @@ def test_ab_tool_alternates_two_collectors_and_compares_them():
     assert res.returncode == 0, res.stderr
     r = json.loads(res.stdout)
     assert r["errors"] == 0 and r["b"]["env"] == ["TRACESIEVE_AB_MARK=1"]
+    assert r["paused_pairs"] == 0
     for side in ("A", "B"):  # both served their slices, and their CPU was read
         assert r[side]["traces"] > 0 and r[side]["cpu_ms_per_request"] > 0
         assert r[side]["p99_ms"] >= r[side]["p50_ms"] > 0
@@ -345,3 +347,23 @@ def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
     s = probes.summary(before, after)
     assert s["count"] >= 1 and s["longest_ms"] >= 250 and s["total_ms"] >= 250
     assert probes.summary(after + 1, after + 2)["count"] == 0
+
+
+def test_ab_leaves_out_a_pair_in_which_the_machine_paused():
+    from types import SimpleNamespace
+
+    from benchmarks import ab
+
+    def sl(side, ms, paused):
+        return {"side": side, "requests": 10, "cpu_ns": int(ms * 10 * 1e6), "paused": paused}
+
+    slices = [sl("A", 1, False), sl("B", 2, False), sl("B", 90, True), sl("A", 1, False)]
+    by_slice = {0: [0.001], 1: [0.002], 2: [0.5], 3: [0.4]}
+    args = SimpleNamespace(rate=1, slice=1, a_env=[], b_env=[], a_root="", b_root="")
+    r = ab.summarize(slices, by_slice, 0, args)
+    assert r["paused_pairs"] == 1 and r["cpu_b_over_a"]["pairs"] == 1
+    assert r["cpu_b_over_a"]["median"] == 2.0
+    assert r["A"]["cpu_ms_per_request"] == 1.0 and r["B"]["cpu_ms_per_request"] == 2.0
+    assert (
+        r["A"]["max_ms"] == 1.0 and r["B"]["max_ms"] == 2.0
+    )  # the paused pair's 400-500 ms left out
