@@ -289,9 +289,8 @@ async def run(args: Any) -> dict[str, Any]:
     try:
         endpoint = await loop.run_in_executor(None, coll.wait_ready)
         probes.start()
-        while sum(not r["disturbed"] for r in rounds) < args.rounds and len(rounds) < (
-            args.max_rounds or args.rounds
-        ):
+        most = max(args.rounds, args.max_rounds)
+        while sum(not r["disturbed"] for r in rounds) < args.rounds and len(rounds) < most:
             # 1. the maximum, closed loop
             load = passthrough.Load(
                 endpoint,
@@ -450,7 +449,8 @@ def main() -> None:
         "--max-rounds",
         type=int,
         default=8,
-        help="rounds in all at most, disturbed ones (a machine pause) included",
+        help="rounds in all at most, disturbed ones (a machine pause) included "
+        "(never fewer than --rounds)",
     )
     p.add_argument(
         "--pause-threshold-ms",
