@@ -36,7 +36,7 @@ import yaml
 
 from benchmarks.cases import latency, passthrough
 from benchmarks.common import pin, schedstat_ns
-from benchmarks.pauses import THRESHOLD, Probes
+from benchmarks.pauses import add_threshold_argument, probes_for
 from pipeline import wirescan
 
 
@@ -80,7 +80,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         env_vars = {"PYTHONHASHSEED": "0", **dict(kv.split("=", 1) for kv in env)}
         sides[side] = passthrough.CollectorProcess(cmd, args.collector_cpu, wd, root, env_vars)
     loop = asyncio.get_running_loop()
-    probes = Probes([args.collector_cpu, args.load_cpu], threshold=args.pause_threshold_ms / 1000)
+    probes = probes_for([args.collector_cpu, args.load_cpu], args)
     try:
         eps = {k: await loop.run_in_executor(None, c.wait_ready) for k, c in sides.items()}
         with probes:
@@ -208,12 +208,7 @@ def main() -> None:
     p.add_argument("--spans-per-request", type=int, default=512)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--compression", default="none")
-    p.add_argument(
-        "--pause-threshold-ms",
-        type=float,
-        default=THRESHOLD * 1000,
-        help="a probe's wake-up this late is a machine pause (its pair is left out)",
-    )
+    add_threshold_argument(p, "its pair is left out")
     p.add_argument("--collector-cpu", type=int, default=0)
     p.add_argument("--load-cpu", type=int, default=1)
     args = p.parse_args()

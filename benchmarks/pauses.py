@@ -122,6 +122,22 @@ class Probes:
         }
 
 
+def add_threshold_argument(p: argparse.ArgumentParser, effect: str) -> None:
+    """`--pause-threshold-ms` for a case that runs `Probes`; `effect`: what a pause does
+    there (for the help)."""
+    p.add_argument(
+        "--pause-threshold-ms",
+        type=float,
+        default=THRESHOLD * 1000,
+        help=f"a probe's wake-up this late is a machine pause ({effect})",
+    )
+
+
+def probes_for(cpus: list[int], args: argparse.Namespace) -> Probes:
+    """`Probes` on `cpus` with the threshold of `add_threshold_argument`."""
+    return Probes(cpus, threshold=args.pause_threshold_ms / 1000)
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(prog="python -m benchmarks.pauses", description=__doc__)
     ap.add_argument("--cpu", type=int, default=None, help="pin to this CPU (default: none)")

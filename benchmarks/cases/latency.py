@@ -60,7 +60,7 @@ from benchmarks.common import (
     steal_seconds,
     wait_seconds,
 )
-from benchmarks.pauses import THRESHOLD, Probes
+from benchmarks.pauses import add_threshold_argument, probes_for
 from pipeline import wirescan
 
 
@@ -282,10 +282,7 @@ async def run(args: Any) -> dict[str, Any]:
     profile: dict[str, Any] | None = None
     bases: list[dict[str, Any]] = []
     throughs: list[dict[str, Any]] = []
-    probes = Probes(
-        [c for c in (args.collector_cpu, args.load_cpu) if c is not None],
-        threshold=args.pause_threshold_ms / 1000,
-    )
+    probes = probes_for([c for c in (args.collector_cpu, args.load_cpu) if c is not None], args)
     try:
         endpoint = await loop.run_in_executor(None, coll.wait_ready)
         probes.start()
@@ -452,12 +449,7 @@ def main() -> None:
         help="rounds in all at most, disturbed ones (a machine pause) included "
         "(never fewer than --rounds)",
     )
-    p.add_argument(
-        "--pause-threshold-ms",
-        type=float,
-        default=THRESHOLD * 1000,
-        help="a probe's wake-up this late is a machine pause (its round is disturbed)",
-    )
+    add_threshold_argument(p, "its round is disturbed")
     p.add_argument("--fraction", type=float, default=0.5, help="of the maximum, for latency")
     passthrough.add_arguments(p, concurrency=32, channels=8)
     p.set_defaults(spans_per_request=512, warmup=2.0, duration=20.0, repeat=1)
