@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from pipeline import config as config_mod
+from pipeline import native
 from pipeline.configtypes import to_builtins
 from pipeline.errors import ConfigError
 from pipeline.registry import REGISTRY
@@ -64,6 +65,7 @@ def cmd_run(sources: list[str]) -> int:
     cfg = config_mod.load(sources, REGISTRY)
     logs = cfg.service.telemetry.logs
     setup_logging(logs.level, logs.encoding)
+    log.info("%s", native.describe())  # which native code is in use (pipeline.native)
 
     async def main() -> int:
         service = Service(cfg, REGISTRY)
