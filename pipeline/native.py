@@ -4,70 +4,30 @@ compiled with mypyc (setup.py's `COMPILED`), or their pure-Python twins.
 Both are optional at build time (setup.py: no compiler, or `TRACESIEVE_PURE_PYTHON=1`
 when installing, gives a pure-Python install). At run time `TRACESIEVE_PURE_PYTHON=1`
 makes a native install run as Python too: `pipeline.wirescan` leaves `_wirescan` alone,
-and a finder put first on `sys.meta_path` (by `pipeline/__init__.py` and
-`processors/__init__.py`, before anything compiled can be imported) loads each compiled
-module from its `.py` instead of the `.so` beside it. The test suite's pure-Python pass
+and a finder put first on `sys.meta_path` (`pipeline.purepython`, installed by
+`pipeline/__init__.py` and `processors/__init__.py` before anything compiled can be
+imported) loads each compiled module from its `.py` instead of the `.so` beside it. The test suite's pure-Python pass
 (`make test-pure`) runs that way.
 
-`describe()` is the line `tracesieve run` logs at startup, so a user sees which it is.
+`describe()` is the line `tracesieve run` logs at startup, so a user sees which it is;
+`python -m pipeline.native` prints it, and `--check-wheel WHEEL` checks that a wheel holds
+every native module (the Dockerfile's build stage runs it).
 """
 
 from __future__ import annotations
 
 import importlib
-import importlib.abc
-import importlib.machinery
-import importlib.util
-import os
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import ModuleType
 
-PURE_PYTHON_ENV = "TRACESIEVE_PURE_PYTHON"
-
-COMPILED = (
-    "processors.genai.index",
-    "processors.genai.analysis",
-    "processors.genai.models",
-    "processors.genai.tools",
-    "processors.genai.write",
-    "pipeline.wiresplit",
-    "pipeline.wholetraces",
+from pipeline.purepython import (
+    COMPILED,
+    PURE_PYTHON_ENV,
+    install_source_finder,
+    pure_python_requested,
 )
-"""The modules setup.py compiles with mypyc (its `COMPILED`, as module names; a test
-keeps the two equal)."""
-
-
-def pure_python_requested() -> bool:
-    """`TRACESIEVE_PURE_PYTHON=1`: run everything as Python, whatever was built."""
-    return os.environ.get(PURE_PYTHON_ENV) == "1"
-
-
-class _SourceFinder(importlib.abc.MetaPathFinder):
-    """Finds the compiled modules' `.py` sources, so the `.so` beside them is not loaded."""
-
-    def find_spec(
-        self,
-        fullname: str,
-        path: Sequence[str] | None,
-        target: ModuleType | None = None,
-    ) -> importlib.machinery.ModuleSpec | None:
-        if fullname not in COMPILED or not path:
-            return None
-        leaf = fullname.rpartition(".")[2]
-        for directory in path:
-            source = os.path.join(directory, leaf + ".py")
-            if os.path.isfile(source):
-                return importlib.util.spec_from_file_location(fullname, source)
-        return None
-
-
-def install_source_finder() -> None:
-    """With `TRACESIEVE_PURE_PYTHON=1`, load the compiled modules from their sources
-    (idempotent; does nothing otherwise)."""
-    if pure_python_requested() and not any(isinstance(f, _SourceFinder) for f in sys.meta_path):
-        sys.meta_path.insert(0, _SourceFinder())
 
 
 @dataclass(frozen=True)
@@ -117,12 +77,62 @@ def describe(st: NativeStatus | None = None) -> str:
     return f"native code: {scanner}, {modules}"
 
 
+def native_files() -> tuple[str, ...]:
+    """What a native build holds, as module paths without the `.<tag>.so` suffix: the C
+    scanner, mypyc's shared library, and one stub per compiled module."""
+    return (
+        "pipeline/_wirescan",
+        "tracesieve_native__mypyc",
+        *(name.replace(".", "/") for name in COMPILED),
+    )
+
+
+def missing_from_wheel(path: str) -> list[str]:
+    """The native modules (`native_files`) that the wheel at `path` does not hold as
+    extension modules."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as wheel:
+        names = wheel.namelist()
+    return [
+        m
+        for m in native_files()
+        if not any(n.startswith(m + ".") and n.endswith(".so") for n in names)
+    ]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m pipeline.native`: the startup line for this install;
+    `python -m pipeline.native --check-wheel WHEEL`: exit 1 unless the wheel holds every
+    native module (the Dockerfile's build stage runs it)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m pipeline.native", description=main.__doc__)
+    p.add_argument("--check-wheel", metavar="WHEEL", help="a built tracesieve wheel")
+    args = p.parse_args(argv)
+    if args.check_wheel is None:
+        print(describe())
+        return 0
+    missing = missing_from_wheel(args.check_wheel)
+    if missing:
+        print(f"{args.check_wheel}: native modules missing: {', '.join(missing)}", file=sys.stderr)
+        return 1
+    print(f"{args.check_wheel}: every native module is there ({len(native_files())})")
+    return 0
+
+
 __all__ = [
     "COMPILED",
     "PURE_PYTHON_ENV",
     "NativeStatus",
     "describe",
     "install_source_finder",
+    "missing_from_wheel",
+    "native_files",
     "pure_python_requested",
     "status",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
