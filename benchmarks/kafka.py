@@ -166,7 +166,12 @@ def _measure(
 
 
 def _otlp_case(
-    case: str, bootstrap: str, seconds: float, cpus: set[int], load_cpus: set[int]
+    case: str,
+    bootstrap: str,
+    seconds: float,
+    cpus: set[int],
+    load_cpus: set[int],
+    warmup: float = 2.0,
 ) -> dict[str, Any]:
     rnd = random.Random(1)
     n_traces = SPANS_PER_REQUEST // SPANS_PER_TRACE
@@ -210,7 +215,7 @@ def _otlp_case(
             load = asyncio.ensure_future(_load(endpoint, payloads, stop, conc=8))
             loop = asyncio.get_running_loop()
             result["m"] = await loop.run_in_executor(
-                None, _measure, address, c.proc.pid, counter, seconds, 2.0, case
+                None, _measure, address, c.proc.pid, counter, seconds, warmup, case
             )
             stop.set()
             await load

@@ -14,7 +14,7 @@ import time
 import pytest
 
 from benchmarks import common, pauses, report
-from benchmarks.run import available
+from benchmarks.run import CASES, available
 
 
 def _positive(r: dict, *keys: str) -> None:
@@ -22,56 +22,41 @@ def _positive(r: dict, *keys: str) -> None:
         assert r[k] > 0, (r["case"], k, r[k])
 
 
-@pytest.mark.timeout(240)
-def test_every_case_runs_and_prints_a_valid_record(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Benchmarks\n\nText.\n\n## Next\n")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--quick",
-            "--results",
-            str(tmp_path),
-            "--readme",
-            str(readme),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=230,
-    )
-    assert res.returncode == 0, res.stderr
-    names = available()
-    assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
-    assert {"latency", "memory", "two_process", "receive_floor"} <= set(names)
-    records = {}
-    for name in names:
-        r = json.loads((tmp_path / f"{name}.json").read_text())
-        records[name] = r
-        assert r["case"] == name and r["quick"] is True
-        m = r["machine"]
-        assert m["cpu"] and m["cpus"] >= 1 and m["python"] and m["protobuf_backend"]
-        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
-        assert r["command"].startswith("python -m benchmarks.")
-        assert r["time"].endswith("Z")
-    _positive(records["floor"], "spans_per_cpu_s", "decode_spans_per_s", "encode_spans_per_s")
-    for name in ("receive_floor", "passthrough", "agent_pipeline"):
-        _positive(records[name], "spans_per_s", "spans_per_collector_cpu_s")
-        assert records[name]["errors"] == {}
-    assert records["passthrough"]["collector_exit"] == 0
-    assert records["passthrough"]["compression"] == "none"
-    ap = records["agent_pipeline"]
+def _check_floor(r: dict) -> None:
+    _positive(r, "spans_per_cpu_s", "decode_spans_per_s", "encode_spans_per_s")
+
+
+def _check_served(r: dict) -> None:  # receive_floor
+    _positive(r, "spans_per_s", "spans_per_collector_cpu_s")
+    assert r["errors"] == {}
+
+
+def _check_passthrough(r: dict) -> None:
+    _check_served(r)
+    assert r["collector_exit"] == 0
+    assert r["compression"] == "none"
+
+
+def _check_agent_pipeline(ap: dict) -> None:
+    _check_served(ap)
     assert ap["collector_exit"] == 0
     assert ap["processors"][0] == "groupbytrace" and ap["processors"][-1] == "tail_sampling"
     assert ap["cleanliness"] == ("cleanliness" in ap["processors"])
     assert ap["compression"] == "none"
-    _positive(records["kafka"], "exporter_spans_per_s", "receiver_spans_per_s")
-    us = records["processors"]["us_per_span"]
+
+
+def _check_kafka(r: dict) -> None:
+    _positive(r, "exporter_spans_per_s", "receiver_spans_per_s")
+
+
+def _check_processors(r: dict) -> None:
+    us = r["us_per_span"]
     for p in ("provider_reconciliation", "cache_tagging", "fallback_chain", "groupbytrace"):
         assert us[p] > 0
     assert us["tail_sampling"] > 0
-    lat = records["latency"]
+
+
+def _check_latency(lat: dict) -> None:
     _positive(lat, "max_spans_per_s", "spans_per_s")
     every = lat["all_rounds"]
     assert every["rounds"] == 2 and every["through_collector"]["traces"] > 0
@@ -90,15 +75,84 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert lat["cpu_per_span_vs_max"] > 0
     assert "latencies" not in lat["through_collector"]  # pooled, not emitted
     assert not any("latencies" in ph for ph in (every["through_collector"], lat["rounds"][0]))
-    mem = records["memory"]
+
+
+def _check_memory(mem: dict) -> None:
     assert all(h["held_spans"] >= n for h, n in zip(mem["runs"], (2000, 10000), strict=True))
     assert mem["runs"][1]["rss_mib"] > mem["runs"][1]["rss_baseline_mib"]
-    two = records["two_process"]
+
+
+def _check_accuracy(r: dict) -> None:
+    assert 0 <= r["macro_f1"] <= 1
+
+
+def _check_two_process(two: dict) -> None:
     _positive(two, "one_process_spans_per_s", "two_process_spans_per_s")
     assert two["two"]["processes"] == 2 and len(two["two_process_cpu"]) == 2
     assert two["grpc_default_so_reuseport"] in (True, False)
-    if "accuracy" in records:
-        assert 0 <= records["accuracy"]["macro_f1"] <= 1
+
+
+CHECKS = {
+    "floor": _check_floor,
+    "receive_floor": _check_served,
+    "passthrough": _check_passthrough,
+    "agent_pipeline": _check_agent_pipeline,
+    "kafka": _check_kafka,
+    "processors": _check_processors,
+    "latency": _check_latency,
+    "memory": _check_memory,
+    "accuracy": _check_accuracy,
+    "two_process": _check_two_process,
+}
+
+
+def test_every_case_is_checked_and_available():
+    assert set(CHECKS) == set(CASES)
+    names = available()
+    assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
+    assert {"latency", "memory", "two_process", "receive_floor"} <= set(names)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_case_runs_and_prints_a_valid_record(tmp_path, name):
+    """`benchmarks.run --quick` with the case (and `floor`, which the table's ratios are
+    taken against): each runs in its own process and prints a valid record, and the report
+    turns the records into the README table. One case a test, so the cases run in
+    parallel under xdist."""
+    if name not in available():
+        pytest.skip(f"{CASES[name][0]} is not there")
+    readme = tmp_path / "README.md"
+    readme.write_text("# x\n\n## Benchmarks\n\nText.\n\n## Next\n")
+    cases = ["floor"] if name == "floor" else ["floor", name]
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            *cases,
+            "--results",
+            str(tmp_path),
+            "--readme",
+            str(readme),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert res.returncode == 0, res.stderr
+    records = {}
+    for case in cases:
+        r = json.loads((tmp_path / f"{case}.json").read_text())
+        records[case] = r
+        assert r["case"] == case and r["quick"] is True
+        m = r["machine"]
+        assert m["cpu"] and m["cpus"] >= 1 and m["python"] and m["protobuf_backend"]
+        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
+        assert r["command"].startswith("python -m benchmarks.")
+        assert r["time"].endswith("Z")
+        CHECKS[case](r)
     # the README block: one row per figure, between the markers, in the section
     text = readme.read_text()
     assert text.index("## Benchmarks") < text.index(report.START) < text.index(report.END)
@@ -106,7 +160,8 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     block = text[text.index(report.START) : text.index(report.END)]
     assert block.count("\n| ") == len(report.rows(records)) + 1  # + the header
     assert "quick runs, not figures" in block
-    assert "| pass-through: OTLP → batch → otlp out |" in block
+    if name == "passthrough":
+        assert "| pass-through: OTLP → batch → otlp out |" in block
 
 
 def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
