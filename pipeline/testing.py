@@ -279,10 +279,43 @@ def span_index(
 # -- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Under pytest-xdist, each worker hands out ports from a slice of its own of this range,
+# below the kernel's ephemeral range (32768-60999 on Linux) from which bind(0) and every
+# outgoing connection take theirs (docs/internals/testing.md).
+_WORKER_PORTS = (20000, 32000)
+_SLICE = 1000
+_next_port: int | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a listener started later (a config written beforehand, a
+    collector restarted on the same port). Where it can, a test should listen on port 0
+    and read the port back instead. Alone, the kernel picks (bind to port 0); under
+    pytest-xdist, worker N takes the next free port of its own slice, so two workers
+    never pick the same port, nor one some connection's local port, in the time between
+    this check and the bind."""
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        with socket.socket() as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    slices = (_WORKER_PORTS[1] - _WORKER_PORTS[0]) // _SLICE
+    first = _WORKER_PORTS[0] + (int(worker[2:]) % slices) * _SLICE
+    if _next_port is None:  # a random start: another suite's worker N may run beside us
+        import random
+
+        _next_port = random.randrange(_SLICE)
+    for _ in range(_SLICE):
+        port = first + _next_port % _SLICE
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {first}-{first + _SLICE - 1}")
 
 
 _LISTEN = re.compile(r"listening: (\S+): .* on (\w+)://([^/\s]+)")
@@ -525,16 +558,19 @@ def metric(values: dict[str, float], name: str, **labels: str) -> float:
 
 def read_json_lines(path: str) -> list[ExportTraceServiceRequest]:
     """Requests written by the `file` exporter in JSON format. A last line without its
-    newline is being written (the exporter's buffer flushes it in parts): left out."""
+    newline is being written (the exporter's buffer flushes it in parts): left out. The
+    file is read in one go: read line by line, a line half-written at one read would
+    come back as its second half at the next."""
     from pipeline import otlpjson
 
     out: list[ExportTraceServiceRequest] = []
     if not os.path.exists(path):
         return out
     with open(path, "rb") as fh:
-        for line in fh:
-            if line.endswith(b"\n") and line.strip():
-                out.append(otlpjson.decode(line))
+        data = fh.read()
+    for line in data[: data.rfind(b"\n") + 1].splitlines():
+        if line.strip():
+            out.append(otlpjson.decode(line))
     return out
 
 
