@@ -4,6 +4,7 @@ collector started through the CLI the way a user starts it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import re
@@ -14,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -425,6 +426,142 @@ class Collector:
         self.stop()
 
 
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class InProcessCollector:
+    """What `tracesieve run` runs (`pipeline.service.Service`, from the same config files
+    through the same loader), in the caller's event loop: for tests where no process
+    boundary is under test. It starts in a few milliseconds and is ready when
+    `Service.ready` (an event) is set, not when a log line shows.
+
+    No process: no signals, no exit code, and the process-wide GC policy is left alone;
+    tests of those start `Collector` (the CLI). `env` is applied while the config is
+    loaded and the service starts. Relative paths in the config are relative to the
+    test's working directory, not `workdir`: give absolute ones. `output` holds the
+    `tracesieve` log records of its run (with several started at once, each sees all).
+    Blocking helpers (`export_grpc`, `scrape`, `wait_for`) block the loop the service
+    runs in: call them through `asyncio.to_thread`, or use `until`."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | str,
+        *,
+        env: dict[str, str] | None = None,
+        extra_configs: Sequence[str] = (),
+        workdir: str | None = None,
+    ) -> None:
+        self.dir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
+        os.makedirs(self.dir, exist_ok=True)
+        fd, self.config_path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=self.dir)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
+        self.env = dict(env or {})
+        self.extra_configs = list(extra_configs)
+        self.service: Any = None
+        self.endpoints: dict[str, str] = {}
+        self.lines: list[str] = []
+        self._handler: logging.Handler | None = None
+        self._level = logging.NOTSET
+        self._running = False
+
+    async def start(self) -> InProcessCollector:
+        from pipeline import config as config_mod
+        from pipeline.registry import REGISTRY
+        from pipeline.service import Service
+
+        with _environ(self.env):
+            cfg = config_mod.load([self.config_path, *self.extra_configs], REGISTRY)
+            self.service = Service(cfg, REGISTRY, manage_gc=False)
+            self._capture_logs(cfg.service.telemetry.logs.level)
+            try:
+                async with asyncio.timeout(30):
+                    await self.service.start()
+            except BaseException:
+                self._release_logs()
+                raise
+        self._running = True
+        await self.service.ready.wait()  # set by start(): nothing to wait for once it returned
+        for what in self.service.endpoints:
+            m = _LISTEN.search(f"listening: {what}")
+            if m:
+                self.endpoints[f"{m.group(1)}/{m.group(2)}"] = m.group(3)
+        return self
+
+    def _capture_logs(self, level: str) -> None:
+        lines = self.lines
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(self.format(record) + "\n")
+
+        handler = Keep()
+        handler.setFormatter(logging.Formatter("%(levelname)-5s %(name)s: %(message)s"))
+        logger = logging.getLogger("tracesieve")
+        self._level = logger.level
+        lvl = {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}
+        logger.setLevel(lvl.get(level, logging.INFO))
+        logger.addHandler(handler)
+        self._handler = handler
+
+    def _release_logs(self) -> None:
+        if self._handler is not None:
+            logger = logging.getLogger("tracesieve")
+            logger.removeHandler(self._handler)
+            logger.setLevel(self._level)
+            self._handler = None
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error a component reported as fatal (a real collector would exit 1)."""
+        return None if self.service is None else self.service._fatal
+
+    def metrics(self) -> dict[str, float]:
+        """Its Prometheus metrics, as `scrape` gives them, read without HTTP."""
+        return _samples(self.service.telemetry.exposition().decode())
+
+    async def stop(self) -> None:
+        """The graceful stop a signal starts (within `service.shutdown_timeout`)."""
+        running, self._running = self._running, False
+        try:
+            if running:
+                await self.service.shutdown()
+        finally:
+            self._release_logs()
+
+    async def __aenter__(self) -> InProcessCollector:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def until(predicate: Any, within: float = 20.0, interval: float = 0.05) -> bool:
+    """`wait_for` for async tests: poll `predicate()` for up to `within` seconds without
+    blocking the event loop."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        await asyncio.sleep(interval)
+    return bool(predicate())
+
+
 class OTLPServer:
     """A real OTLP/gRPC TraceService server in a background thread, standing in for a
     backend: it records every request, and can be made slow (`delay` seconds per
@@ -532,10 +669,14 @@ def scrape(address: str) -> dict[str, float]:
     with labels sorted (a series absent means 0)."""
     import urllib.request
 
-    from prometheus_client.parser import text_string_to_metric_families
-
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as resp:
         text = resp.read().decode()
+    return _samples(text)
+
+
+def _samples(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -593,6 +734,7 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> b
 __all__ = [
     "Collector",
     "FakeHost",
+    "InProcessCollector",
     "OTLPServer",
     "Sink",
     "attrs",
@@ -610,5 +752,6 @@ __all__ = [
     "signal",
     "span_index",
     "spans_in",
+    "until",
     "wait_for",
 ]
