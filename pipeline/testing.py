@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import logging
 import os
 import re
@@ -531,9 +532,13 @@ class InProcessCollector:
         """The error a component reported as fatal (a real collector would exit 1)."""
         return None if self.service is None else self.service._fatal
 
+    def exposition(self) -> str:
+        """What its /metrics would answer, read without HTTP (the loop is the test's)."""
+        return str(self.service.telemetry.exposition().decode())
+
     def metrics(self) -> dict[str, float]:
         """Its Prometheus metrics, as `scrape` gives them, read without HTTP."""
-        return _samples(self.service.telemetry.exposition().decode())
+        return _samples(self.exposition())
 
     async def stop(self) -> None:
         """The graceful stop a signal starts (within `service.shutdown_timeout`)."""
@@ -552,14 +557,19 @@ class InProcessCollector:
 
 
 async def until(predicate: Any, within: float = 20.0, interval: float = 0.05) -> bool:
-    """`wait_for` for async tests: poll `predicate()` for up to `within` seconds without
-    blocking the event loop."""
+    """`wait_for` for async tests: poll `predicate()` (a value, or an awaitable one) for
+    up to `within` seconds without blocking the event loop."""
+
+    async def check() -> bool:
+        got = predicate()
+        return bool(await got if inspect.isawaitable(got) else got)
+
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
-        if predicate():
+        if await check():
             return True
         await asyncio.sleep(interval)
-    return bool(predicate())
+    return await check()
 
 
 class OTLPServer:
