@@ -166,12 +166,7 @@ def _measure(
 
 
 def _otlp_case(
-    case: str,
-    bootstrap: str,
-    seconds: float,
-    cpus: set[int],
-    load_cpus: set[int],
-    warmup: float = 2.0,
+    case: str, bootstrap: str, seconds: float, cpus: set[int], load_cpus: set[int]
 ) -> dict[str, Any]:
     rnd = random.Random(1)
     n_traces = SPANS_PER_REQUEST // SPANS_PER_TRACE
@@ -215,7 +210,7 @@ def _otlp_case(
             load = asyncio.ensure_future(_load(endpoint, payloads, stop, conc=8))
             loop = asyncio.get_running_loop()
             result["m"] = await loop.run_in_executor(
-                None, _measure, address, c.proc.pid, counter, seconds, warmup, case
+                None, _measure, address, c.proc.pid, counter, seconds, 2.0, case
             )
             stop.set()
             await load

@@ -72,7 +72,7 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     "kafka": (
         "benchmarks.cases.kafka",
         ["--seconds", "8", "--spans", "400000"],
-        ["--seconds", "1", "--warmup", "0.5", "--spans", "40000"],
+        ["--seconds", "1", "--spans", "40000"],
     ),
     "processors": (
         "benchmarks.cases.processors",

@@ -19,7 +19,6 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--seconds", type=float, default=8.0, help="measuring window (exporter)")
     p.add_argument("--spans", type=int, default=300_000, help="spans in the topic (receiver)")
-    p.add_argument("--warmup", type=float, default=2.0, help="seconds before measuring (exporter)")
     p.add_argument("--by-trace", action="store_true", help="also partition_traces_by_id")
     p.add_argument("--cpu", type=int, default=0, help="the core the collector is pinned to")
     args = p.parse_args()
@@ -37,9 +36,7 @@ def main() -> None:
     runs: dict[str, Any] = {}
     try:
         for case in ("exporter", "exporter_by_trace") if args.by_trace else ("exporter",):
-            runs[case] = kafka._otlp_case(
-                case, broker.bootstrap, args.seconds, cpus, others, args.warmup
-            )
+            runs[case] = kafka._otlp_case(case, broker.bootstrap, args.seconds, cpus, others)
         runs["receiver"] = kafka._receiver_case(broker.bootstrap, args.spans, cpus)
     finally:
         broker.stop()
