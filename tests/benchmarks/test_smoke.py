@@ -383,9 +383,9 @@ def test_wait_seconds_counts_time_runnable_but_off_the_cpu():
     assert common.steal_seconds(0) >= 0
 
 
-def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
-    # the probe stopped (SIGSTOP) for 0.3 s stands for a CPU the host took away: on waking
-    # it reports one pause of about that length, inside the window, and none before it
+def _stopped_probe() -> str | None:
+    """One go: the probe stopped (SIGSTOP) for 0.3 s; None if it reported what it should,
+    else what was wrong."""
     with pauses.Probes([0]) as probes:
         time.sleep(1.0)  # started, and sleeping in its loop
         before = time.monotonic()
@@ -396,12 +396,30 @@ def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
         time.sleep(0.5)  # the pause is reported when it ends
         after = time.monotonic()
     got = [p for p in probes.within(before, after) if p[1] >= 0.2]
-    assert len(got) == 1, probes.pauses
+    if len(got) != 1:
+        return f"pauses: {probes.pauses}"
     start, seconds, cpu = got[0]
-    assert before <= start < before + 0.1 and 0.25 <= seconds < 0.6 and cpu == 0
+    if not (before <= start < before + 0.1 and 0.25 <= seconds < 0.6 and cpu == 0):
+        return f"pause {got[0]} for a stop at {before:.3f}"
     s = probes.summary(before, after)
     assert s["count"] >= 1 and s["longest_ms"] >= 250 and s["total_ms"] >= 250
     assert probes.summary(after + 1, after + 2)["count"] == 0
+    return None
+
+
+def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
+    # the probe stopped (SIGSTOP) for 0.3 s stands for a CPU the host took away: on waking
+    # it reports one pause of about that length, inside the window, and none before it.
+    # A busy machine (the suite runs on xdist workers beside other work) can itself keep
+    # the probe off the CPU next to the stop, which the probe then rightly reports as part
+    # of the pause: up to three goes, each checked in full
+    wrong = []
+    for _ in range(3):
+        problem = _stopped_probe()
+        if problem is None:
+            return
+        wrong.append(problem)
+    raise AssertionError("\n".join(wrong))
 
 
 def test_ab_leaves_out_a_pair_in_which_the_machine_paused():
