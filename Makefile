@@ -9,7 +9,7 @@ NATIVE := processors/genai/index.py processors/genai/analysis.py processors/gena
           processors/genai/tools.py processors/genai/write.py \
           pipeline/wiresplit.py pipeline/wholetraces.py
 
-.PHONY: run test bench check fmt kafka fuzz clean
+.PHONY: run test bench check fmt kafka fuzz clean chromium
 
 $(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -20,8 +20,16 @@ $(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
 run: $(STAMP)
 	$(VENV)/bin/tracesieve run --config $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest -q
+
+# Debian's chromium, for the tests that open pages in a real browser (tests/browser.py)
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium (apt) for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)
