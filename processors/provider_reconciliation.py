@@ -4,8 +4,8 @@ On every LLM call span (and gateway span standing for one call) it writes
 `sieve.provider.requested`, `sieve.model.requested`, `sieve.provider.served`,
 `sieve.model.served` (models normalised; a field is left out when unknown),
 `sieve.provider.evidence` (`gateway`, `http_host`, `response_model`, `span_attribute`,
-`model_family`) and `sieve.provider.mismatch` (bool). Evidence order and rules: README,
-"GenAI enrichment". Source attributes are never changed.
+`model_family`) and `sieve.provider.mismatch` (bool). Evidence order and rules:
+docs/genai.md#provider_reconciliation. Source attributes are never changed.
 """
 
 from __future__ import annotations
