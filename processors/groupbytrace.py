@@ -45,7 +45,7 @@ from pipeline.otlpwire import (
     varint,
 )
 from pipeline.pdata import Delivery, Traces
-from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
+from pipeline.wholetraces import TraceEntry, TraceIndex
 from pipeline.wirescan import WireError
 
 MIB = 1 << 20
@@ -449,7 +449,7 @@ class GroupByTraceProcessor:
         raw = b"".join(pieces)
         deliveries = tuple(dict.fromkeys(d for t in batch if t.holds for d in t.holds))
         out = Traces(raw=raw, span_count=spans, deliveries=deliveries)
-        out.cache[INDEX] = TraceIndex(entries, raw)
+        out.trace_index = TraceIndex(entries, raw)
         return out
 
     async def _emit(self) -> None:

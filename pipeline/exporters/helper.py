@@ -9,9 +9,9 @@ with the OTel Collector's semantics (`exporterhelper`).
   sender was idle, once that sender has started sending it (`_handed_on`); a full queue
   refuses with `RefusedError` (clients get UNAVAILABLE / 503) unless `block_on_overflow`.
 - An exporter that sends only the wire bytes (`wire_only`) queues a bare copy of each
-  batch: the bytes, without the decoded request or the processors' `cache` (the GenAI
-  index and the like), so queued and in-flight batches hold no more than they send and
-  the cyclic GC has no per-span objects of theirs to walk.
+  batch: the bytes, without the decoded request or what processors derived from it (the
+  trace index, the GenAI index and the like), so queued and in-flight batches hold no
+  more than they send and the cyclic GC has no per-span objects of theirs to walk.
 - On shutdown, new batches are refused and the queue drains until the deadline; what
   is left is counted as failed (memory queue) or stays on disk for the next start
   (persistent queue, `sending_queue.storage`).
@@ -266,7 +266,7 @@ class ExporterHelper:
                 raise RefusedError(f"exporter {self.settings.id} could not send the data")
             return
         if self._wire_only:
-            traces = traces.copy()
+            traces = traces.copy(bare=True)
         idle = q.idle()
         if not q.offer(traces):
             if not self._qcfg.block_on_overflow:

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -166,7 +167,9 @@ class KafkaExporter(HelperExporter):
         self._topic = cfg.effective_topic
         self._encoding = cfg.effective_encoding
         self._headers = [(k, v.encode()) for k, v in cfg.headers.items()]
-        self._ckey = f"kafka-exporter:{settings.id}"
+        # each batch's encoded messages while it is being sent (across retries); an entry
+        # goes once the batch is sent, or with the batch when the sender gives up on it
+        self._sending: weakref.WeakKeyDictionary[Traces, _PushState] = weakref.WeakKeyDictionary()
         self._producer: AIOKafkaProducer | None = None
         self._connected = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
@@ -378,11 +381,11 @@ class KafkaExporter(HelperExporter):
 
     # -- sending -----------------------------------------------------------------------
     async def _push(self, traces: Traces) -> int:
-        state = traces.cache.get(self._ckey)
-        if not isinstance(state, _PushState):
+        state = self._sending.get(traces)
+        if state is None:
             messages, oversized = self.encode(traces)
             state = _PushState(messages, oversized)
-            traces.cache[self._ckey] = state
+            self._sending[traces] = state
             if oversized:
                 self._oversized.inc(oversized)
                 self._warn(
@@ -392,7 +395,7 @@ class KafkaExporter(HelperExporter):
                 )
         if state.messages:
             await self._produce(state)
-        traces.cache.pop(self._ckey, None)
+        self._sending.pop(traces, None)
         return state.rejected
 
     async def _produce(self, state: _PushState) -> None:
