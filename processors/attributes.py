@@ -50,8 +50,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config
-from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 
 ActionName = Literal["insert", "update", "upsert", "delete", "hash", "extract", "convert"]
 SPAN_KINDS = (
