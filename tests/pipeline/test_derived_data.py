@@ -1,8 +1,9 @@
 """Derived data a batch carries (`pipeline.pdata`: the span scan, the trace index with each
 trace's release, trace facts, the GenAI index) is dropped only by the changes that make it
 wrong. End to end through the CLI: a processor that edits attributes, placed between
-`groupbytrace` and `cleanliness` (and between `cleanliness` and `tail_sampling`), changes
-neither the classes nor the sampling decisions, late fragments included."""
+`groupbytrace` and `cleanliness` (and between `cleanliness` and `tail_sampling`), or a
+`batch` that merges batches there, changes neither the classes nor the sampling decisions,
+late fragments included."""
 
 from __future__ import annotations
 
@@ -26,6 +27,8 @@ PIPELINES = {
         "attributes/after",
         "tail_sampling",
     ],
+    # late fragments that come together are merged into one batch
+    "traces/batched": ["groupbytrace", "batch", "cleanliness", "tail_sampling"],
 }
 
 
@@ -41,6 +44,7 @@ def config(files: dict[str, str]) -> dict[str, Any]:
             "attributes/after": {
                 "actions": [{"key": "cloud.region", "value": "eu-west-1", "action": "insert"}]
             },
+            "batch": {"timeout": "200ms"},
             "cleanliness": {},
             "tail_sampling": {
                 "policies": [
@@ -109,7 +113,7 @@ def sieve(span: Any) -> dict[str, Any]:
     return {k: v for k, v in attrs(span).items() if k.startswith("sieve.")}
 
 
-def test_an_attribute_edit_before_cleanliness_changes_no_class_or_decision(
+def test_an_edit_or_a_merge_before_cleanliness_changes_no_class_or_decision(
     tmp_path, collector_factory
 ):
     files = {p: str(tmp_path / f"{p.split('/')[1]}.jsonl") for p in PIPELINES}
@@ -151,7 +155,7 @@ def test_an_attribute_edit_before_cleanliness_changes_no_class_or_decision(
             assert a["sieve.trace.class"] == cls, (p, name, a)
             assert a["sieve.sampling.policy"] == ("not-clean" if cls == "noisy" else "clean")
         got[p] = written
-    assert got["traces/edited"] == got["traces/plain"]
+    assert got["traces/edited"] == got["traces/plain"] == got["traces/batched"]
     assert {s.trace_id for s in exported(files["traces/plain"])} == {
         noisy_id,
         clean.get_span_context().trace_id.to_bytes(16, "big"),
