@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
-from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 from processors.genai import index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, reconciliation_patches
