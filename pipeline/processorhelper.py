@@ -28,7 +28,7 @@ What the base gives either way:
 - `warn`: a rate-limited warning (`pipeline.telemetry.RateLimitedLog`, one per
   `WARN_INTERVAL` seconds) for what can happen on every batch; `log` for the rest.
 
-The steps to add a processor: docs/internals/adding-a-processor.md.
+The steps to add a processor: docs/internals/architecture.md#adding-a-processor.
 """
 
 from __future__ import annotations
