@@ -14,7 +14,7 @@ NATIVE := processors/genai/index.py processors/genai/analysis.py processors/gena
 JOBS   ?= 4
 PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist worksteal
 
-.PHONY: run test test-pure test-image bench check fmt kafka fuzz clean
+.PHONY: run test test-pure test-image bench check fmt kafka fuzz clean chromium
 
 $(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -25,7 +25,7 @@ $(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
 run: $(STAMP)
 	$(VENV)/bin/tracesieve run --config $(CONFIG)
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PYTEST) $(PYTEST_ARGS)
 
 # the pipeline and processor tests once more with everything as Python (no _wirescan, no
@@ -36,6 +36,14 @@ test-pure: $(STAMP)
 # the Docker build stage's wheel, from the files the Dockerfile copies (compiles: ~35 s)
 test-image: $(STAMP)
 	$(PY) -m pytest -q -m image tests/test_image.py
+
+# Debian's chromium, for the tests that open pages in a real browser (tests/browser.py)
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing Debian's chromium (apt) for the browser tests"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -q >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends chromium >/dev/null; }
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.run $(BENCH_ARGS)

@@ -9,6 +9,8 @@ import pytest
 
 from pipeline.testing import Collector, InProcessCollector, free_port
 
+pytest_plugins = ["tests.browser"]  # chromium, browser_page
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 

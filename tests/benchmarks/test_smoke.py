@@ -1,5 +1,6 @@
 """The benchmark machinery on a tiny load: every case starts, runs in its own process and
-prints a valid record; the report turns records into the README table. (The benchmarks
+prints a valid record; the report turns records into the tables of docs/benchmarks.md and
+the headline figures of README.md. (The benchmarks
 themselves run only through `make bench`; nothing here asserts a timing.)"""
 
 from __future__ import annotations
@@ -117,13 +118,16 @@ def test_every_case_is_checked_and_available():
 @pytest.mark.parametrize("name", list(CASES))
 def test_each_case_runs_and_prints_a_valid_record(tmp_path, name):
     """`benchmarks.run --quick` with the case: it runs in its own process and prints a
-    valid record, and the report turns the record into the README table. One case a
+    valid record, and the report turns the record into the table of docs/benchmarks.md and
+    the README's headline figures. One case a
     test, so the cases run in parallel under xdist (the table's ratios to `floor` across
     records: test_report_replaces_its_block_and_keeps_the_rest)."""
     if name not in available():
         pytest.skip(f"{CASES[name][0]} is not there")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Results\n\nText.\n\n## Next\n")
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Benchmarks\n\nText.\n\n## Next\n")
+    readme.write_text(f"# x\n\n{report.HSTART}\n{report.HEND}\n\n## Next\n")
     cases = [name]
     res = subprocess.run(
         [
@@ -134,6 +138,8 @@ def test_each_case_runs_and_prints_a_valid_record(tmp_path, name):
             *cases,
             "--results",
             str(tmp_path),
+            "--doc",
+            str(doc),
             "--readme",
             str(readme),
         ],
@@ -153,15 +159,21 @@ def test_each_case_runs_and_prints_a_valid_record(tmp_path, name):
         assert r["command"].startswith("python -m benchmarks.")
         assert r["time"].endswith("Z")
         CHECKS[case](r)
-    # the README block: one row per figure, between the markers, in the section
-    text = readme.read_text()
-    assert text.index("## Benchmarks") < text.index(report.START) < text.index(report.END)
+    # the table: one row per figure, between the markers, in the section
+    text = doc.read_text()
+    assert text.index("## Results") < text.index(report.START) < text.index(report.END)
     assert text.index(report.END) < text.index("## Next")
     block = text[text.index(report.START) : text.index(report.END)]
     assert block.count("\n| ") == len(report.rows(records)) + 1  # + the header
     assert "quick runs, not figures" in block
     if name == "passthrough":
         assert "| pass-through: OTLP → batch → otlp out |" in block
+    # the headline figures in the README (passthrough, agent_pipeline, latency), as quick
+    head = readme.read_text()
+    head = head[head.index(report.HSTART) : head.index(report.HEND)]
+    if name in ("passthrough", "agent_pipeline"):
+        assert f"**{records[name]['spans_per_s']:,} spans/s**" in head
+        assert "quick runs, not figures" in head and "(docs/benchmarks.md#results)" in head
 
 
 def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
@@ -187,11 +199,11 @@ def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
         "run_id": "b",
     }
     (tmp_path / "passthrough.json").write_text(json.dumps(pt))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n## Benchmarks\nintro\n{report.START}\nold\n{report.END}\ntail\n")
-    report.update(str(readme), str(tmp_path))
-    report.update(str(readme), str(tmp_path))  # idempotent
-    text = readme.read_text()
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# x\n## Results\nintro\n{report.START}\nold\n{report.END}\ntail\n")
+    report.update(str(doc), str(tmp_path))
+    report.update(str(doc), str(tmp_path))  # idempotent
+    text = doc.read_text()
     assert text.count(report.START) == 1 and "old" not in text and text.endswith("tail\n")
     assert "| 1,000,000 spans per CPU-s" in text
     assert "0.250 (floor of another run)" in text  # ratios only count within one run
@@ -284,13 +296,13 @@ def test_report_writes_a_cases_profile_between_its_markers(tmp_path, case, where
     (tmp_path / f"{case}.json").write_text(json.dumps(record))
     (start, end), _ = report.PROFILED[case]
     (other_start, other_end), _ = report.PROFILED[next(c for c in report.PROFILED if c != case)]
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        f"## Benchmarks\n{report.START}\n{report.END}\n{start}\nold\n{end}\n"
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        f"## Results\n{report.START}\n{report.END}\n{start}\nold\n{end}\n"
         f"{other_start}\n{other_end}\nafter\n"
     )
-    report.update(str(readme), str(tmp_path))
-    text = readme.read_text()
+    report.update(str(doc), str(tmp_path))
+    text = doc.read_text()
     assert "old" not in text and text.endswith("after\n")
     mine = text[text.index(start) : text.index(end)]
     assert "| `work (a.py)` | 80.0 |  |" in mine and "| `parse (b.py)` | 30.0 | 30.0 |" in mine
