@@ -12,7 +12,7 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from pipeline.testing import read_json_lines, spans_in, until
+from pipeline.testing import read_json_lines, spans_in, until, wait_for
 from tests.kafka.helpers import (
     create_topic,
     metric,
