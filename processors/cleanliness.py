@@ -23,7 +23,9 @@ result as a whole fails).
 The enrichment facts (fallback, retries, cache hits, provider mismatch, unrecovered
 failures) come from the batch's shared GenAI index (`processors.genai.index_for`): built
 here when no enrichment processor ran on this batch, shared when one did. The same values
-go into the trace's `facts` in the `groupbytrace` index, for `tail_sampling` and `routing`.
+go into the trace's `facts` in the `groupbytrace` index, for `tail_sampling` and `routing`,
+with (under `FACT_ROOT`) the root span's `wirescan.SpanInfo` row, for readers of its name,
+times and status (the `live_view` exporter): its byte offsets are of an earlier encoding.
 
 State: one quantile sketch (DDSketch, 1% relative accuracy) of root durations per task
 class, fed only by clean traces; and the results of recent traces, so that late fragments
@@ -56,6 +58,7 @@ from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
 __all__ = [
     "CLASSES",
     "DEFAULT_CLASSES",
+    "FACT_ROOT",
     "REASONS",
     "CleanlinessConfig",
     "CleanlinessProcessor",
@@ -96,6 +99,7 @@ A_RATIO = "sieve.trace.duration_ratio"
 A_TASK = "sieve.trace.task_class"
 A_SCHEMA_ERROR = "sieve.tool.schema_error"
 A_SCHEMA_PATH = "sieve.tool.schema_path"
+FACT_ROOT = "sieve.trace.root_span"  # in a trace's facts: its root span's row (never written)
 _OURS_B = b"sieve.trace."
 _OURS_KEYS = frozenset((A_CLASS, A_REASONS, A_PROVIDERS, A_MODELS, A_RATIO, A_TASK))
 _SCHEMA_B = b"sieve.tool.schema_"
@@ -366,7 +370,10 @@ class CleanlinessProcessor(ProcessorHelper):
                     self._late[v.trace_id] = res
                     if len(self._late) > self.cfg.late_cache_size:
                         self._late.popitem(last=False)
-            v.entry.facts.update(_facts(res))
+            facts_of = v.entry.facts
+            facts_of.update(_facts(res))
+            if v.root is not None:
+                facts_of[FACT_ROOT] = v.root
             verdict, ratio, task = res
             data = self._encoded(verdict)
             if ratio is not None:
