@@ -48,7 +48,10 @@ from pipeline.wholetraces import current
 
 __all__ = ["LiveViewConfig", "LiveViewExporter", "factory"]
 
-STATS_EVERY = 2.0  # seconds between `stats` events on the streams
+# seconds between `stats` events on the streams: while traces come in, and when idle (the
+# chart's windows slide)
+STATS_EVERY = 1.0
+STATS_IDLE = 5.0
 
 
 class LiveViewConfig(Config):
@@ -216,7 +219,7 @@ class LiveViewExporter:
             if new:
                 hub.publish_traces(list(new.values()))
             now = time.monotonic()
-            if now - self._last_stats >= STATS_EVERY:
+            if now - self._last_stats >= (STATS_EVERY if new else STATS_IDLE):
                 self._last_stats = now
                 hub.publish(event("stats", self.stats()))
         return len(new)

@@ -10,7 +10,8 @@ Routes:
     GET /api/traces/{trace_id}   one trace: every span, its attributes, events, annotations
     GET /api/stats               class counts over 1/5/15 minutes, bounds, drops, facets
     GET /api/stream              server-sent events: `traces` (summaries matching the same
-                                 filters as /api/traces), `stats` every 2 s, `gap` when the
+                                 filters as /api/traces), `stats` (each second while traces
+                                 come in, else every 5 s), `gap` when the
                                  page fell behind and events were dropped (it refetches)
 
 Streams never hold the pipeline up: `Hub.publish` only appends to each page's bounded
@@ -191,7 +192,9 @@ class Site:
                     # a browser: the token once in the address, then in a cookie
                     query = request.rel_url.query.copy()
                     del query["token"]
-                    resp = web.HTTPSeeOther(location=str(request.rel_url.with_query(query)))
+                    resp = web.Response(
+                        status=303, headers={"Location": str(request.rel_url.with_query(query))}
+                    )
                     resp.set_cookie(COOKIE, token, httponly=True, samesite="Strict", path="/")
                     return resp
                 headers = {"WWW-Authenticate": 'Bearer realm="tracesieve live view"'}

@@ -425,7 +425,9 @@ def detail(held: Held) -> dict[str, Any]:
                         "events": [
                             {
                                 "name": ev.name,
-                                "at_ms": (ev.time_unix_nano - t0) / 1e6,
+                                "at_ms": (ev.time_unix_nano - t0) / 1e6
+                                if ev.time_unix_nano
+                                else None,
                                 "attributes": _attrs(ev.attributes),
                             }
                             for ev in sp.events

@@ -186,11 +186,11 @@
     const theirs = Object.entries(s.attributes).filter(([k]) => !k.startsWith("sieve."));
     const events = el("section", { class: "events" }, el("h3", { text: `Events (${s.events.length})` }),
       ...s.events.map((e) => el("div", { class: "event" },
-        el("div", { class: "event-head" }, el("b", { text: e.name }), ` at +${LV.duration(e.at_ms)}`),
+        el("div", { class: "event-head" }, el("b", { text: e.name }), e.at_ms === null ? "" : ` at +${LV.duration(e.at_ms)}`),
         table("", Object.entries(e.attributes)))));
     const res = state.resources[s.resource];
-    d.replaceChildren(
-      el("h2", { text: s.name }),
+    const parts = [
+      el("h2", { class: "span-title", text: s.name }),
       s.sieve.fallback && s.sieve.fallback.chain.length ? chain(s) : null,
       table("Span", overview),
       table("tracesieve", ours),
@@ -198,7 +198,8 @@
       s.events.length ? events : null,
       s.links.length ? table("Links", s.links.map((l) => [`${l.trace_id}/${l.span_id}`, l.attributes])) : null,
       res ? table("Resource", Object.entries(res.attributes)) : null,
-    );
+    ];
+    d.replaceChildren(...parts.filter((p) => p !== null));
   }
 
   main();
