@@ -22,7 +22,7 @@ def _positive(r: dict, *keys: str) -> None:
         assert r[k] > 0, (r["case"], k, r[k])
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n## Benchmarks\n\nText.\n\n## Next\n")
@@ -39,7 +39,7 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=290,
     )
     assert res.returncode == 0, res.stderr
     names = available()
@@ -99,6 +99,12 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert two["grpc_default_so_reuseport"] in (True, False)
     if "accuracy" in records:
         assert 0 <= records["accuracy"]["macro_f1"] <= 1
+    lv = records["live_view"]
+    assert lv["collector_exit"] == 0 and lv["errors"] == 0
+    assert lv["view"]["seq"] > 0 and lv["page"]["traces"] == lv["view"]["seq"]
+    assert lv["page"]["gaps"] == 0 and "error" not in lv["page"]
+    assert lv["A"]["traces"] > 0 and lv["B"]["traces"] > 0
+    assert lv["processors"][-1] == "tail_sampling"
     # the README block: one row per figure, between the markers, in the section
     text = readme.read_text()
     assert text.index("## Benchmarks") < text.index(report.START) < text.index(report.END)

@@ -33,18 +33,11 @@ from pipeline.component import ExporterFactory, Host, Settings
 from pipeline.configtypes import Config, Duration, PositiveInt, check_endpoint, split_endpoint
 from pipeline.errors import RefusedError
 from pipeline.exporters.live_view.server import Hub, Site, event
-from pipeline.exporters.live_view.store import (
-    ClassCounts,
-    Held,
-    Ranges,
-    TraceStore,
-    cut,
-    summarize,
-)
+from pipeline.exporters.live_view.store import ClassCounts, Held, TraceStore, cut, summarize
 from pipeline.httpserver import HTTPServer
 from pipeline.pdata import Traces
 from pipeline.receivers.auth import AuthConfig
-from pipeline.wholetraces import current
+from pipeline.wholetraces import TraceIndex, current
 
 __all__ = ["LiveViewConfig", "LiveViewExporter", "factory"]
 
@@ -84,7 +77,7 @@ class LiveViewExporter:
         self._log: logging.Logger = settings.logger
         self.store = TraceStore(cfg.max_traces, cfg.max_bytes)
         self.counts = ClassCounts()
-        self._queue: deque[tuple[float, bytes, Ranges | None, int]] = deque()
+        self._queue: deque[tuple[float, bytes, TraceIndex | None, int]] = deque()
         self._queued_bytes = 0
         self._running = False
         self._task: asyncio.Task[None] | None = None
@@ -94,6 +87,7 @@ class LiveViewExporter:
         self.dropped_spans = 0
         self.unreadable_spans = 0
         self._last_stats = 0.0
+        self._facets_at: tuple[float, dict[str, list[str]]] | None = None
         tel = settings.telemetry
         self.metrics = tel.exporter(self._id)
         self.metrics.queue_capacity.set(cfg.queue_size)
@@ -162,13 +156,8 @@ class LiveViewExporter:
             self.dropped_spans += n
             self.metrics.enqueue_failed.inc(n)
             return
-        idx = current(traces)
-        ranges = (
-            [(e.trace_id, e.byte_start, e.byte_end, e.span_count, e.facts) for e in idx.entries]
-            if idx is not None
-            else None
-        )
-        self._queue.append((time.time(), raw, ranges, n))
+        # the index as it is now: `cut` uses it only while it is still one of `raw`
+        self._queue.append((time.time(), raw, current(traces), n))
         self._queued_bytes += len(raw)
 
     # -- the view's side ------------------------------------------------------------------------
@@ -191,13 +180,13 @@ class LiveViewExporter:
         for i in range(len(self._queue)):  # what waits now; later batches, next time
             if i:
                 await asyncio.sleep(0)  # between batches, the pipeline goes first
-            received, raw, ranges, n = self._queue.popleft()
+            received, raw, index, n = self._queue.popleft()
             self._queued_bytes -= len(raw)
             try:
-                for tid, data, count, facts in cut(raw, ranges):
-                    summary = summarize(tid, data, count, facts, received)
+                for tid, data, a, b, count, facts in cut(raw, index):
+                    summary = summarize(tid, data, a, b, count, facts, received)
                     counts.add(summary.cls, received)
-                    h = store.put(tid, data, summary)
+                    h = store.put(tid, data, a, b, summary)
                     if h is not None:
                         new[tid] = h
             except ValueError as exc:  # WireError: a batch no receiver would have let in
@@ -240,8 +229,15 @@ class LiveViewExporter:
             "dropped_spans": self.dropped_spans,
             "unreadable_spans": self.unreadable_spans,
             "streams": len(self.hub.streams),
-            "facets": store.facets(),
+            "facets": self._facets(),
         }
+
+    def _facets(self) -> dict[str, list[str]]:
+        """The held traces' task classes and providers, found again every few seconds."""
+        now = time.monotonic()
+        if self._facets_at is None or now - self._facets_at[0] >= STATS_IDLE:
+            self._facets_at = (now, self.store.facets())
+        return self._facets_at[1]
 
 
 factory = ExporterFactory(

@@ -1,8 +1,9 @@
 """The live view's memory: the most recent traces, bounded by count and by bytes.
 
 A trace is kept as its own encoding (an `ExportTraceServiceRequest` holding only its
-spans: the run of bytes `groupbytrace` gave it in the batch, or cut from the batch on the
-wire when the batch is not trace-aligned) and a `Summary`, what a row of the list shows.
+spans: the run of bytes `groupbytrace` gave it in the batch, not copied, or cut from the
+batch on the wire when the batch is not trace-aligned) and a `Summary`, what a row of the
+list shows.
 
 Reading a trace in costs no pass over its spans when `cleanliness` ran on it in this
 pipeline and the batch still carries the trace index (`pipeline.wholetraces`): the
@@ -28,7 +29,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from pipeline import wirescan
 from pipeline.otlpwire import frame
-from pipeline.wholetraces import plain
+from pipeline.wholetraces import TraceIndex, plain
 from processors.cleanliness import FACT_ROOT, REASONS
 
 __all__ = [
@@ -67,7 +68,12 @@ _OVERHEAD: Final = 700  # bytes a held trace costs beside its encoding (measured
 _ERROR: Final = 2  # Status.STATUS_CODE_ERROR
 
 
-class Summary(msgspec.Struct, kw_only=True):
+# The store's objects are kept out of the cyclic GC (no reference cycles: `gc=False`, and
+# tuples of strings, which the GC stops tracking): a thousand traces held would otherwise
+# be walked by every full collection, and made collections more frequent.
+
+
+class Summary(msgspec.Struct, kw_only=True, gc=False):
     """One row of the list (the JSON API's trace summary)."""
 
     trace_id: str  # hex
@@ -78,23 +84,32 @@ class Summary(msgspec.Struct, kw_only=True):
     root: bool  # whether the root span is here
     task_class: str
     cls: str = msgspec.field(name="class")
-    reasons: list[str]
-    providers: list[str]
-    models: list[str]
+    reasons: tuple[str, ...]
+    providers: tuple[str, ...]
+    models: tuple[str, ...]
     duration_ms: float | None
     ratio: float | None  # duration / the task class's median (cleanliness)
     spans: int
     error: bool  # the root span's status is ERROR
 
 
-class Held:
-    __slots__ = ("data", "names", "size", "summary")
+class Held(msgspec.Struct, gc=False):
+    """A trace held: its encoding is `raw[start:end]`, where `raw` is the batch it came in
+    (shared by the batch's traces, never copied for them; a fragment arriving later makes
+    a joined copy)."""
 
-    def __init__(self, data: bytes, summary: Summary, size: int) -> None:
-        self.data = data
-        self.summary = summary
-        self.size = size
-        self.names: frozenset[str] | None = None  # lower-cased span names, once searched
+    raw: bytes
+    start: int
+    end: int
+    summary: Summary
+    size: int  # what it counts against max_bytes
+    names: frozenset[str] | None = None  # lower-cased span names, once searched
+
+    @property
+    def data(self) -> bytes:
+        """The trace's own encoding (an ExportTraceServiceRequest)."""
+        raw = self.raw
+        return raw if self.start == 0 and self.end == len(raw) else raw[self.start : self.end]
 
     def span_names(self) -> frozenset[str]:
         got = self.names
@@ -117,21 +132,27 @@ class TraceStore:
     def __len__(self) -> int:
         return len(self._held)
 
-    def put(self, trace_id: bytes, data: bytes, summary: Summary) -> Held | None:
-        """Hold a trace (joining what is held of it) as the newest, or None when it alone
-        is larger than `max_bytes` (not held; counted as evicted by `max_bytes`)."""
+    def put(
+        self, trace_id: bytes, raw: bytes, start: int, end: int, summary: Summary
+    ) -> Held | None:
+        """Hold a trace, `raw[start:end]` (joining what is held of it), as the newest; or
+        None when it alone is larger than `max_bytes` (not held; counted as evicted by
+        `max_bytes`). The bytes counted are the trace's: the batch they are part of stays
+        until its last trace goes (the oldest go first, so at most one batch more)."""
         old = self._held.pop(trace_id, None)
         if old is not None:
             self.bytes -= old.size
-            data = old.data + data  # two encoded requests concatenated: one request
+            # two encoded requests concatenated: one request
+            raw = old.data + raw[start:end]
+            start, end = 0, len(raw)
             summary = _merge(old.summary, summary)
-        size = len(data) + _OVERHEAD
+        size = end - start + _OVERHEAD
         if size > self.max_bytes:
             self.evicted["max_bytes"] += 1
             return None
         self.seq += 1
         summary.seq = self.seq
-        h = self._held[trace_id] = Held(data, summary, size)
+        h = self._held[trace_id] = Held(raw, start, end, summary, size)
         self.bytes += size
         held = self._held
         while len(held) > self.max_traces:
@@ -254,18 +275,20 @@ class Filter(msgspec.Struct, frozen=True):
 # -- reading a batch ------------------------------------------------------------------------
 
 Facts = dict[str, Any]
-# what consume_traces hands over: the batch's encoding and, when it is trace-aligned, each
-# trace's (trace id, byte range, span count, facts)
-Ranges = list[tuple[bytes, int, int, int, Facts]]
 _RS: Final = b"\x0a"  # ExportTraceServiceRequest.resource_spans
 _SS: Final = b"\x12"  # ResourceSpans.scope_spans
 
 
-def cut(raw: bytes, ranges: Ranges | None) -> Iterator[tuple[bytes, bytes, int, Facts | None]]:
-    """(trace id, the trace's own encoding, span count, facts) of each trace of a batch."""
-    if ranges is not None:
-        for tid, a, b, n, facts in ranges:
-            yield tid, raw[a:b], n, facts
+Piece = tuple[bytes, bytes, int, int, int, Facts | None]
+
+
+def cut(raw: bytes, index: TraceIndex | None) -> Iterator[Piece]:
+    """(trace id, encoding, start, end, span count, facts) of each trace of a batch, whose
+    own encoding is `encoding[start:end]`: by the batch's trace index when it is one of
+    `raw` (`wholetraces.current`; no copy), else cut on the wire."""
+    if index is not None and index.raw is raw:
+        for e in index.entries:
+            yield e.trace_id, raw, e.byte_start, e.byte_end, e.span_count, e.facts
         return
     parts: dict[bytes, list[bytes]] = {}
     counts: dict[bytes, int] = {}
@@ -280,18 +303,26 @@ def cut(raw: bytes, ranges: Ranges | None) -> Iterator[tuple[bytes, bytes, int, 
                 got.append(piece)
                 counts[tid] += n
     for tid, pieces in parts.items():
-        yield tid, b"".join(pieces), counts[tid], None
+        data = b"".join(pieces)
+        yield tid, data, 0, len(data), counts[tid], None
 
 
 def summarize(
-    trace_id: bytes, data: bytes, span_count: int, facts: Facts | None, received: float
+    trace_id: bytes,
+    raw: bytes,
+    start: int,
+    end: int,
+    span_count: int,
+    facts: Facts | None,
+    received: float,
 ) -> Summary:
-    """The summary of one trace's encoding; see the module docstring."""
+    """The summary of one trace, `raw[start:end]`; see the module docstring."""
     root: Any = None
     info: Facts = facts if facts is not None and A_CLASS in facts else {}
     if info:
         root = info.get(FACT_ROOT)  # a wirescan row of an earlier encoding: fields 1, 6-8
     if root is None:
+        data = raw if start == 0 and end == len(raw) else raw[start:end]
         spans = wirescan.spans(data)
         root = next((s for s in spans if not s[5]), None)
         if not info:
@@ -332,38 +363,41 @@ def summarize(
     )
 
 
-def _strings(v: Any) -> list[str]:
-    if isinstance(v, list):
-        return [x for x in v if isinstance(x, str)]
-    return []
+def _strings(v: Any) -> tuple[str, ...]:
+    if isinstance(v, list | tuple):
+        return tuple([x for x in v if isinstance(x, str)])
+    return ()
 
 
 # -- the chart: traces by class, per second, over 15 minutes --------------------------------
 
 
 class ClassCounts:
-    """Traces taken in, by class, in one-second buckets over the last `seconds`."""
+    """Traces taken in, by class, in `bucket`-second buckets over the last `seconds`."""
 
-    def __init__(self, seconds: int = 900, clock: Callable[[], float] = time.time) -> None:
-        self.seconds = seconds
+    def __init__(
+        self, seconds: int = 900, bucket: int = 5, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.bucket = bucket
+        self.n = seconds // bucket
         self._clock = clock
-        self._counts = [[0] * len(CLASSES) for _ in range(seconds)]
-        self._stamps = [-1] * seconds
+        self._counts = [[0] * len(CLASSES) for _ in range(self.n)]
+        self._stamps = [-1] * self.n  # the bucket number each slot holds
 
     def add(self, cls: str, now: float | None = None) -> None:
-        sec = int(self._clock() if now is None else now)
-        i = sec % self.seconds
-        if self._stamps[i] != sec:
-            self._stamps[i] = sec
+        b = int(self._clock() if now is None else now) // self.bucket
+        i = b % self.n
+        if self._stamps[i] != b:
+            self._stamps[i] = b
             self._counts[i] = [0] * len(CLASSES)
         self._counts[i][_CLASS_INDEX.get(cls, len(CLASSES) - 1)] += 1
 
     def windows(self, spans: tuple[int, ...] = (60, 300, 900)) -> dict[str, dict[str, int]]:
-        """Per window ('1m', '5m', '15m'): traces by class."""
-        now = int(self._clock())
+        """Per window ('1m', '5m', '15m'): traces by class (to the bucket)."""
+        now = int(self._clock()) // self.bucket
         totals = {w: [0] * len(CLASSES) for w in spans}
         for stamp, counts in zip(self._stamps, self._counts, strict=True):
-            age = now - stamp
+            age = (now - stamp) * self.bucket
             if stamp < 0 or age < 0:
                 continue
             for w in spans:

@@ -511,7 +511,7 @@ async def test_batches_without_a_trace_index_are_cut_by_trace(schemas):
         row = view.store.get(traces[5].trace_id)
         assert row is not None
         assert row.summary.cls == traces[5].truth["expected"]["class"]
-        assert row.summary.reasons == traces[5].truth["expected"]["reasons"]
+        assert list(row.summary.reasons) == traces[5].truth["expected"]["reasons"]
         assert row.summary.task_class == traces[5].truth["task_class"]
     finally:
         await view.shutdown()
