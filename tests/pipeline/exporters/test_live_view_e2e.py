@@ -104,7 +104,7 @@ def test_the_list_fills_filters_and_opens_a_fallback_chain(
     legend = page.locator("#legend")
     assert wait_for(lambda: f"noisy {noisy_n}" in legend.inner_text()), legend.inner_text()
     assert page.locator("#chart rect.seg.cls-noisy").count() == 3  # 1, 5 and 15 minutes
-    page_screenshot(page, "live_view_list")
+    page_screenshot(page, "live_view_list", full_page=False)
 
     # filtering to noisy shows only noisy traces, every one of them
     page.select_option("#f-class", "noisy")
@@ -138,7 +138,24 @@ def test_the_list_fills_filters_and_opens_a_fallback_chain(
     details = page.locator("#details")
     details.locator("th", has_text="sieve.fallback.chain").wait_for()
     assert "gen_ai.request.model" in details.inner_text()
-    page_screenshot(page, "live_view_trace")
+    page.evaluate("window.scrollTo(0, 0)")
+    page_screenshot(page, "live_view_trace", full_page=False)
+
+    # a tool result that broke its schema: the failing span says where; a cache hit, why
+    bad = next(t for t in traces if t.truth["tool_schema_invalid"])
+    page.goto(f"{view}trace/{bad.trace_id.hex()}")
+    for span_id in bad.truth["tool_schema_invalid"]:
+        chip = page.locator(f'.wf-row[data-span-id="{span_id}"] .chip.schema')
+        assert chip.inner_text().startswith("schema error at /") or "(the whole result)" in (
+            chip.inner_text()
+        )
+    assert page.locator(".chip.schema").count() == len(bad.truth["tool_schema_invalid"])
+    hit = next(t for t in traces if any(c["cache_hit"] for c in t.truth["llm_calls"]))
+    page.goto(f"{view}trace/{hit.trace_id.hex()}")
+    for call in hit.truth["llm_calls"]:
+        if call["cache_hit"]:
+            chip = page.locator(f'.wf-row[data-span-id="{call["span_id"]}"] .chip.cache')
+            assert call["cache_evidence"] in chip.inner_text()
 
 
 HOSTILE = '<img src=x onerror="window.__xss=1"><script>window.__xss=2</script>'

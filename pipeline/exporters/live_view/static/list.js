@@ -125,7 +125,7 @@
     const tr = el(
       "tr",
       { class: `trace-row${t.error ? " root-error" : ""}`, "data-class": t.class, "data-trace-id": t.trace_id },
-      el("td", { class: "time", text: LV.clock(t.start || t.received * 1000), title: LV.dateTime(t.start || t.received * 1000) }),
+      el("td", { class: "time", text: LV.clock(t.received * 1000), title: `received ${LV.dateTime(t.received * 1000)}; started ${LV.dateTime(t.start)}` }),
       el("td", { class: "name" }, el("a", { href, text: t.name || "(no root span)" })),
       el("td", { class: "task", text: t.task_class || "–" }),
       el("td", { class: "cls" }, badge(t.class)),

@@ -109,11 +109,17 @@
       if (p.mismatch) out.push(chip(`asked ${req} → served ${srv}`, "warn", `provider evidence: ${p.evidence || "–"}`));
       else out.push(chip(`served ${srv}`, "info", `requested ${req}; evidence: ${p.evidence || "–"}`));
     }
-    if (a.cache && a.cache.hit) out.push(chip(`cache hit${a.cache.type ? ` (${a.cache.type})` : ""}`, "warn", `evidence: ${a.cache.evidence || "–"}`));
+    if (a.cache && a.cache.hit) {
+      const how = [a.cache.type, a.cache.evidence].filter(Boolean).join(": ");
+      out.push(chip(`cache hit${how ? ` (${how})` : ""}`, "warn cache", `evidence: ${a.cache.evidence || "–"}`));
+    }
     if (a.retries) out.push(chip(`${a.retries} retr${a.retries === 1 ? "y" : "ies"}`, "warn"));
     if (a.attempts && a.attempts > 1) out.push(chip(`${a.attempts} attempts`, "info"));
     if (a.fallback && a.fallback.fired) out.push(chip("fallback", "warn"));
-    if (a.schema_error) out.push(chip(`schema error at ${a.schema_error.path || "(whole result)"}`, "bad", a.schema_error.message));
+    if (a.schema_error) {
+      const where = a.schema_error.path || "(the whole result)";
+      out.push(chip(`schema error at ${where}: ${a.schema_error.message}`, "bad schema", a.schema_error.message));
+    }
     return out;
   }
 
