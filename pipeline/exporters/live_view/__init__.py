@@ -185,7 +185,8 @@ class LiveViewExporter:
             try:
                 for tid, data, a, b, count, facts in cut(raw, index):
                     summary = summarize(tid, data, a, b, count, facts, received)
-                    counts.add(summary.cls, received)
+                    if store.get(tid) is None:  # a fragment of a trace held is not another
+                        counts.add(summary.cls, received)
                     h = store.put(tid, data, a, b, summary)
                     if h is not None:
                         new[tid] = h

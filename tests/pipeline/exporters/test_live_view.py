@@ -505,6 +505,7 @@ async def test_batches_without_a_trace_index_are_cut_by_trace(schemas):
         whole = view.store.get(t.trace_id)
         assert whole is not None and whole.summary.root and whole.summary.spans == len(spans)
         assert whole.summary.name == root.name
+        assert view.stats()["windows"]["1m"]["unclassified"] == 5  # counted once
         # classified by an upstream tracesieve: the batch as it left it, decoded afresh
         (done,) = await classified([traces[5]], schemas)
         await feed(view, [Traces.decode(done.to_bytes())])
