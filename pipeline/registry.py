@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.component import AnyFactory, Kind, Registry
 from pipeline.connectors import forward, routing
-from pipeline.exporters import debug, file, kafka, otlp, otlp_http
+from pipeline.exporters import debug, file, kafka, live_view, otlp, otlp_http
 from pipeline.extensions import health_check
 from pipeline.receivers import kafka as kafka_receiver
 from pipeline.receivers import otlp as otlp_receiver
@@ -32,7 +32,14 @@ PROCESSORS = (
     cleanliness.factory,
     tail_sampling.factory,
 )
-EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory, kafka.factory)
+EXPORTERS = (
+    otlp.factory,
+    otlp_http.factory,
+    file.factory,
+    debug.factory,
+    kafka.factory,
+    live_view.factory,
+)
 CONNECTORS = (forward.factory, routing.factory)
 EXTENSIONS = (health_check.factory,)
 

@@ -93,6 +93,14 @@ def _check_two_process(two: dict) -> None:
     assert two["grpc_default_so_reuseport"] in (True, False)
 
 
+def _check_live_view(lv: dict) -> None:
+    assert lv["collector_exit"] == 0 and lv["errors"] == 0
+    assert lv["view"]["seq"] > 0 and lv["page"]["traces"] == lv["view"]["seq"]
+    assert lv["page"]["gaps"] == 0 and "error" not in lv["page"]
+    assert lv["A"]["traces"] > 0 and lv["B"]["traces"] > 0
+    assert lv["processors"][-1] == "tail_sampling"
+
+
 CHECKS = {
     "floor": _check_floor,
     "receive_floor": _check_served,
@@ -104,6 +112,7 @@ CHECKS = {
     "memory": _check_memory,
     "accuracy": _check_accuracy,
     "two_process": _check_two_process,
+    "live_view": _check_live_view,
 }
 
 
