@@ -6,8 +6,8 @@ when installing, gives a pure-Python install). At run time `TRACESIEVE_PURE_PYTH
 makes a native install run as Python too: `pipeline.wirescan` leaves `_wirescan` alone,
 and a finder put first on `sys.meta_path` (`pipeline.purepython`, installed by
 `pipeline/__init__.py` and `processors/__init__.py` before anything compiled can be
-imported) loads each compiled module from its `.py` instead of the `.so` beside it. The test suite's pure-Python pass
-(`make test-pure`) runs that way.
+imported) loads each compiled module from its `.py` instead of the `.so` beside it. The
+test suite's pure-Python pass (`make test-pure`) runs that way.
 
 `describe()` is the line `tracesieve run` logs at startup, so a user sees which it is;
 `python -m pipeline.native` prints it, and `--check-wheel WHEEL` checks that a wheel holds
