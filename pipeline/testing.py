@@ -707,22 +707,32 @@ def metric(values: dict[str, float], name: str, **labels: str) -> float:
     return total
 
 
+# path -> (inode, bytes decoded, requests): a file polled while it grows is decoded once
+_JSON_READ: dict[str, tuple[int, int, list[ExportTraceServiceRequest]]] = {}
+
+
 def read_json_lines(path: str) -> list[ExportTraceServiceRequest]:
     """Requests written by the `file` exporter in JSON format. A last line without its
-    newline is being written (the exporter's buffer flushes it in parts): left out. The
-    file is read in one go: read line by line, a line half-written at one read would
-    come back as its second half at the next."""
+    newline is being written (the exporter's buffer flushes it in parts): left out. What
+    follows the last newline is read in one go: read line by line, a line half-written at
+    one read would come back as its second half at the next. Lines decoded at an earlier
+    call on the same file are not decoded again (tests poll growing files); a new or
+    shorter file is read from the start."""
     from pipeline import otlpjson
 
-    out: list[ExportTraceServiceRequest] = []
     if not os.path.exists(path):
-        return out
+        return []
     with open(path, "rb") as fh:
+        st = os.fstat(fh.fileno())
+        inode, done, requests = _JSON_READ.get(path, (st.st_ino, 0, []))
+        if inode != st.st_ino or st.st_size < done:
+            done, requests = 0, []
+        fh.seek(done)
         data = fh.read()
-    for line in data[: data.rfind(b"\n") + 1].splitlines():
-        if line.strip():
-            out.append(otlpjson.decode(line))
-    return out
+    end = data.rfind(b"\n") + 1
+    requests = requests + [otlpjson.decode(ln) for ln in data[:end].splitlines() if ln.strip()]
+    _JSON_READ[path] = (st.st_ino, done + end, requests)
+    return list(requests)
 
 
 def spans_in(requests: Iterable[ExportTraceServiceRequest]) -> list[Span]:
