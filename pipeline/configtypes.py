@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -20,7 +20,13 @@ T = TypeVar("T")
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every config struct (treat as immutable). Override `validate()` for
-    cross-field checks."""
+    cross-field checks.
+
+    `other_signals` names fields that hold an OTel Collector component's settings for
+    other signals (logs, metrics, profiles): decoded (so a typo in them is still an
+    error), then ignored; the loader warns once about those that are set."""
+
+    other_signals: ClassVar[tuple[str, ...]] = ()
 
     def validate(self) -> list[str]:
         """Problems msgspec's type checks cannot see, each as 'field: message'."""
@@ -323,6 +329,27 @@ def _validate_tree(value: Any, path: str) -> list[str]:
         for k, item in value.items():
             errors += _validate_tree(item, f"{path}::{k}")
     return errors
+
+
+def other_signal_paths(value: Any, path: str) -> list[str]:
+    """The paths of the `other_signals` fields set in a struct and the structs in it."""
+    out: list[str] = []
+    if isinstance(value, Config):
+        names = dict(zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True))
+        for name in value.other_signals:
+            v = getattr(value, name)
+            if v is not None and v != [] and v != {} and v != "":
+                out.append(f"{path}::{names.get(name, name)}")
+        for name, key in names.items():
+            if name not in value.other_signals:
+                out += other_signal_paths(getattr(value, name), f"{path}::{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            out += other_signal_paths(item, f"{path}::{i}")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            out += other_signal_paths(item, f"{path}::{k}")
+    return out
 
 
 def to_builtins(value: Any) -> Any:
