@@ -15,6 +15,13 @@ bytes, as a decoded message, or both:
   `settle()` splices patches in range by range, saying where each range went;
 - scanned once: `scan()` gives every span's cheap fields and byte bounds in `base`.
 
+`client` is the OTel Collector's `client.Info` of the request the batch came from: the
+peer address and, when the receiver has `include_metadata: true`, its metadata (HTTP
+headers or gRPC metadata, keys in lower case). Copies, slices and splits keep it; a merge
+keeps it only when every part has the same (the batch processor partitions by
+`metadata_keys` for that); stages that regroup spans (groupbytrace) drop it, as in the
+Collector.
+
 `Delivery` tokens track data whose source wants to know when it is fully handled (the
 Kafka receiver commits an offset only then). Reference counting: a component that keeps
 a batch beyond the `consume_traces` call that handed it over calls `retain()`, and later
@@ -34,7 +41,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from pipeline import wirescan
 from pipeline.wirescan import SpanInfo
 
-__all__ = ["Delivery", "InvalidTracesError", "Traces"]
+__all__ = ["ClientInfo", "Delivery", "InvalidTracesError", "Traces"]
 
 _Patch = tuple[int, bytes, frozenset[str] | None]  # as `wirescan.splice` takes it
 _SCAN = "wirescan.spans"
@@ -51,6 +58,34 @@ class _Scan:
 
 class InvalidTracesError(ValueError):
     """The bytes are not a valid OTLP ExportTraceServiceRequest."""
+
+
+class ClientInfo:
+    """Who sent a batch: `addr` (host or host:port of the peer, or a socket path) and
+    `metadata` (lower-case key -> values; empty unless the receiver includes it)."""
+
+    __slots__ = ("addr", "metadata")
+
+    def __init__(self, addr: str = "", metadata: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.addr = addr
+        self.metadata: dict[str, tuple[str, ...]] = metadata or {}
+
+    def get(self, key: str) -> tuple[str, ...]:
+        """The values of a metadata key (case-insensitive), () if absent."""
+        return self.metadata.get(key.lower(), ())
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ClientInfo)
+            and other.addr == self.addr
+            and other.metadata == self.metadata
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.addr, tuple(sorted(self.metadata.items()))))
+
+    def __repr__(self) -> str:
+        return f"ClientInfo({self.addr!r}, {self.metadata!r})"
 
 
 class Delivery:
@@ -85,7 +120,7 @@ def count_spans(msg: ExportTraceServiceRequest) -> int:
 class Traces:
     """A batch of spans; see the module docstring."""
 
-    __slots__ = ("_msg", "_patches", "_raw", "cache", "deliveries", "span_count")
+    __slots__ = ("_msg", "_patches", "_raw", "cache", "client", "deliveries", "span_count")
 
     def __init__(
         self,
@@ -94,6 +129,7 @@ class Traces:
         raw: bytes | None = None,
         span_count: int | None = None,
         deliveries: tuple[Delivery, ...] = (),
+        client: ClientInfo | None = None,
     ) -> None:
         if msg is None and raw is None:
             msg = ExportTraceServiceRequest()
@@ -104,6 +140,7 @@ class Traces:
             span_count = count_spans(self.request)
         self.span_count = span_count
         self.deliveries = deliveries
+        self.client = client
         # Derived data that processors share for this batch (e.g. the GenAI span index),
         # keyed by the producer. Valid while the decoded message is the same object.
         self.cache: dict[str, object] = {}
@@ -213,7 +250,7 @@ class Traces:
             if len(ranges) == 1 and ranges[0] == (0, len(base))
             else b"".join([base[a:b] for a, b in ranges])
         )
-        out = Traces(raw=raw, span_count=span_count, deliveries=self.deliveries)
+        out = Traces(raw=raw, span_count=span_count, deliveries=self.deliveries, client=self.client)
         if self._patches:
             moved: list[_Patch] = []
             pos = 0
@@ -299,7 +336,12 @@ class Traces:
     def copy(self) -> Traces:
         """An independent copy (for a consumer that mutates data). Cheap: bytes are shared
         and decoded again only if the copy is read."""
-        return Traces(raw=self.to_bytes(), span_count=self.span_count, deliveries=self.deliveries)
+        return Traces(
+            raw=self.to_bytes(),
+            span_count=self.span_count,
+            deliveries=self.deliveries,
+            client=self.client,
+        )
 
     @staticmethod
     def merge(batches: Iterable[Traces]) -> Traces:
@@ -307,10 +349,13 @@ class Traces:
         if len(batches) == 1:
             return batches[0]
         raw = b"".join(b.to_bytes() for b in batches)
+        first = batches[0].client if batches else None
+        same = first is not None and all(b.client == first for b in batches)
         return Traces(
             raw=raw,
             span_count=sum(b.span_count for b in batches),
             deliveries=tuple(d for b in batches for d in b.deliveries),
+            client=first if same else None,
         )
 
     def split(self, max_spans: int) -> list[Traces]:
@@ -345,7 +390,7 @@ class Traces:
                 # a new scope in the same resource continues in the same out_rs
         if room < max_spans:
             parts.append(out)
-        return [Traces(p, deliveries=self.deliveries) for p in parts]
+        return [Traces(p, deliveries=self.deliveries, client=self.client) for p in parts]
 
 
 def traces_from_spans(
