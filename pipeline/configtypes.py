@@ -28,6 +28,11 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     other_signals: ClassVar[tuple[str, ...]] = ()
 
+    def other_signal_notes(self) -> list[str]:
+        """More of the block's settings that are for other signals (relative paths), when
+        a value rather than a field says so."""
+        return []
+
     def validate(self) -> list[str]:
         """Problems msgspec's type checks cannot see, each as 'field: message'."""
         return []
@@ -340,6 +345,7 @@ def other_signal_paths(value: Any, path: str) -> list[str]:
             v = getattr(value, name)
             if v is not None and v != [] and v != {} and v != "":
                 out.append(f"{path}::{names.get(name, name)}")
+        out += [f"{path}::{note}" for note in value.other_signal_notes()]
         for name, key in names.items():
             if name not in value.other_signals:
                 out += other_signal_paths(getattr(value, name), f"{path}::{key}")

@@ -18,7 +18,6 @@ import os
 
 from pipeline.configtypes import Config
 
-
 AUTHENTICATOR_REFUSED = (
     "authenticator extensions (the OTel Collector's auth: {{authenticator: {name}}}) are not "
     "supported: tracesieve has no {name!r} extension"
