@@ -193,7 +193,7 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
         except ValueError as exc:
             errors.append(f"service::extensions: {exc}")
             continue
-        if eid not in comps["extension"]:
+        if eid not in comps["extension"] and f"extensions::{eid}" not in cfg.unknown:
             errors.append(
                 f'service::extensions: references extension "{eid}" which is not configured'
             )

@@ -40,6 +40,7 @@ from pipeline.configtypes import (
     TLSServerConfig,
     check_endpoint,
     split_endpoint,
+    tls_version,
 )
 from pipeline.cors import CORS
 from pipeline.errors import InvalidDataError, PermanentError, RefusedError
@@ -262,9 +263,9 @@ def decode_protobuf(body: bytes) -> Traces:
 
 def server_ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = (
-        ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-    )
+    ctx.minimum_version = tls_version(tls.min_version)
+    if tls.max_version:
+        ctx.maximum_version = tls_version(tls.max_version)
     ctx.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.client_ca_file:
         ctx.load_verify_locations(tls.client_ca_file)

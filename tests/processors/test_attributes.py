@@ -189,7 +189,7 @@ async def test_untouched_batch_keeps_its_bytes():
         ({"actions": [{"action": "delete"}]}, 'actions::0: at least one of "key" and "pattern"'),
         (
             {"actions": [{"action": "extract", "key": "k", "pattern": "(x)"}]},
-            "every group must be named",
+            "pattern: has no named groups",
         ),
         ({"actions": [{"action": "hash", "pattern": "("}]}, "pattern: invalid regular expression"),
         ({"actions": [{"action": "convert", "key": "k"}]}, '"converted_type"'),
