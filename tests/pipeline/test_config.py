@@ -73,7 +73,7 @@ def test_minimal_config_gets_otel_defaults(tmp_path):
         ),
         (  # an unset variable is "" (as in the Collector): the empty path is the error
             "exporters:\n  file:\n    path: ${env:TS_TEST_UNSET_VAR}\n",
-            "exporters::file::path: is empty",
+            "exporters::file::path: path must be non-empty",
         ),
     ],
 )
@@ -194,7 +194,7 @@ def test_cli_validate_ok_and_components():
         ),
         (  # an unset variable is "" (as in the Collector): the empty path is the error
             "exporters:\n  file:\n    path: ${env:TS_TEST_UNSET_VAR}\n",
-            "exporters::file::path: is empty",
+            "exporters::file::path: path must be non-empty",
         ),
         (
             "extensions:\n  health_check: {}\n",
