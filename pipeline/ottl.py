@@ -365,6 +365,7 @@ def _ends_value(t: Tok) -> bool:
 # -- AST ------------------------------------------------------------------------------
 
 Eval = Callable[[SpanData], Any]
+_NOT_CONST: Final = object()
 
 
 @dataclass
@@ -377,8 +378,37 @@ class Node:
     text: str  # for messages
     is_path: bool = False
     logic: bool = False  # a comparison or and/or/not: a condition, never a value
+    kind: str | None = None  # the value's kind (see `_kind`) when known before evaluation
+    const: Any = _NOT_CONST  # the value, for a literal
+    span_index: int | None = None  # a span field read straight from the SpanInfo tuple
 
 
+# the kind of each span and event field (for comparisons compiled to plain operators)
+_FIELD_KINDS: Final = {
+    "name": "string",
+    "kind": "number",
+    "status.code": "number",
+    "start_time_unix_nano": "number",
+    "end_time_unix_nano": "number",
+    "time_unix_nano": "number",
+    "start_time": "time",
+    "end_time": "time",
+    "time": "time",
+    "trace_id.string": "string",
+    "span_id.string": "string",
+    "parent_span_id.string": "string",
+    "instrumentation_scope.name": "string",
+    "scope.name": "string",
+}
+_SPAN_INDEX: Final = {
+    "name": 1,
+    "kind": 2,
+    "status.code": 8,
+    "start_time_unix_nano": 6,
+    "end_time_unix_nano": 7,
+    "instrumentation_scope.name": 0,
+    "scope.name": 0,
+}
 _SPAN_FIELDS: Final[dict[str, Callable[[SpanInfo], Any]]] = {
     "name": lambda s: s[1],
     "kind": lambda s: s[2],
@@ -502,11 +532,10 @@ class _Parser:
                         f"cannot compare the condition {side.text} (column {t.col}); "
                         "use and/or/not to combine conditions"
                     )
-            lf, rf, op = left.fn, right.fn, t.text
             return Node(
-                lambda d: compare(lf(d), rf(d), op),
+                _comparison(left, right, t.text),
                 True,
-                f"{left.text} {op} {right.text}",
+                f"{left.text} {t.text} {right.text}",
                 logic=True,
             )
         return left
@@ -530,7 +559,18 @@ class _Parser:
             if side.boolean:
                 raise OTTLError(f"{op.text!r} at column {op.col} needs values, not {side.text}")
         lf, rf, o = left.fn, right.fn, op.text
-        return Node(lambda d: _arith(lf(d), rf(d), o), False, f"{left.text} {o} {right.text}")
+        text = f"{left.text} {o} {right.text}"
+        if left.kind == right.kind == "number" and o in "+-*":
+            fn: Eval = {
+                "+": lambda d: lf(d) + rf(d),
+                "-": lambda d: lf(d) - rf(d),
+                "*": lambda d: lf(d) * rf(d),
+            }[o]
+            return Node(fn, False, text, kind="number")
+        kind = None
+        if o == "-" and left.kind == right.kind == "time":
+            kind = "duration"
+        return Node(lambda d: _arith(lf(d), rf(d), o), False, text, kind=kind)
 
     def atom(self) -> Node:
         t = self.tok
@@ -542,22 +582,22 @@ class _Parser:
         if t.kind == "string":
             self.next()
             s = _unquote(t.text, t.col)
-            return Node(lambda d: s, False, t.text)
+            return Node(lambda d: s, False, t.text, kind="string", const=s)
         if t.kind == "int":
             self.next()
             n = int(t.text)
-            return Node(lambda d: n, False, t.text)
+            return Node(lambda d: n, False, t.text, kind="number", const=n)
         if t.kind == "float":
             self.next()
             x = float(t.text)
-            return Node(lambda d: x, False, t.text)
+            return Node(lambda d: x, False, t.text, kind="number", const=x)
         if t.kind == "bytes":
             self.next()
             digits = t.text[2:]
             if len(digits) % 2:
                 raise self.error("a bytes literal needs an even number of hex digits", t)
             b = bytes.fromhex(digits)
-            return Node(lambda d: b, False, t.text)
+            return Node(lambda d: b, False, t.text, kind="bytes", const=b)
         if t.kind == "op" and t.text in ("[", "{"):
             raise self.error("list and map literals are outside the supported OTTL subset")
         if t.kind != "ident":
@@ -566,10 +606,10 @@ class _Parser:
         if name in ("true", "false"):
             self.next()
             v = name == "true"
-            return Node(lambda d: v, True, name)
+            return Node(lambda d: v, True, name, kind="bool", const=v)
         if name == "nil":
             self.next()
-            return Node(lambda d: None, False, name)
+            return Node(lambda d: None, False, name, kind="nil", const=None)
         if name in ("and", "or", "not", "where"):
             raise self.error("expected a value")
         if self.toks[self.i + 1].text == "(":
@@ -580,7 +620,7 @@ class _Parser:
                 known = ", ".join(ENUMS)
                 raise OTTLError(f"unknown enum {name} at column {t.col} (the subset knows {known})")
             n = ENUMS[name]
-            return Node(lambda d: n, False, name)
+            return Node(lambda d: n, False, name, kind="number", const=n)
         return self.path()
 
     def call(self) -> Node:
@@ -615,7 +655,8 @@ class _Parser:
                 ns = round(Duration.parse(text).seconds * 1e9)
             except ValueError as exc:
                 raise OTTLError(f"Duration() at column {t.col}: {exc}") from None
-            return Node(lambda d: Dur(ns), False, f"Duration({args[0].text})")
+            dur = Dur(ns)
+            return Node(lambda d: dur, False, f"Duration({args[0].text})", kind="duration")
         # IsMatch(target, pattern)
         if len(args) != 2:
             raise OTTLError(f"IsMatch() at column {t.col} takes a target and a pattern")
@@ -662,6 +703,8 @@ class _Parser:
         dotted = ".".join(parts)
         text = dotted + "".join(f"[{shown}]" for _, shown in keys)
         fn = self._resolve(dotted, keys, start)
+        field = dotted.split(".", 1)[1] if dotted.startswith(("span.", "spanevent.")) else dotted
+        kind = _FIELD_KINDS.get(field) if not keys else None
         rest = [k for k, _ in keys[1:]]  # the first key picked the attribute
         if rest:
             base = fn
@@ -680,7 +723,12 @@ class _Parser:
                 return v
 
             fn = index
-        return Node(fn, False, text, is_path=True)
+        span_at = (
+            _SPAN_INDEX.get(field) if not keys and not dotted.startswith("spanevent") else None
+        )
+        if self.context == "spanevent" and not dotted.startswith("span."):
+            span_at = None  # an unprefixed name is the event's
+        return Node(fn, False, text, is_path=True, kind=kind, span_index=span_at)
 
     def _resolve(self, dotted: str, keys: list[tuple[str | int, str]], start: Tok) -> Eval:
         ctx = self.context
@@ -725,13 +773,12 @@ class _Parser:
         if keys:
             raise bad()
         if scope == "span" and rest in _SPAN_FIELDS:
+            # span paths are only read where there is a span (span, spanevent contexts)
+            if rest in _SPAN_INDEX:
+                i = _SPAN_INDEX[rest]
+                return lambda d: d.span[i]  # type: ignore[index]
             get = _SPAN_FIELDS[rest]
-
-            def span_field(d: SpanData) -> Any:
-                s = d.span
-                return get(s) if s is not None else None
-
-            return span_field
+            return lambda d: get(d.span)  # type: ignore[arg-type]
         if scope == "spanevent" and rest in _EVENT_FIELDS:
             eget = _EVENT_FIELDS[rest]
 
@@ -741,6 +788,84 @@ class _Parser:
 
             return event_field
         raise bad()
+
+
+_PY_OPS: Final[dict[str, Callable[[Any, Any], bool]]] = {
+    "==": lambda a, b: a == b,
+    "!=": lambda a, b: a != b,
+    "<": lambda a, b: a < b,
+    "<=": lambda a, b: a <= b,
+    ">": lambda a, b: a > b,
+    ">=": lambda a, b: a >= b,
+}
+_NUMBER_TYPES: Final = (int, float)
+_SWAPPED: Final = {"==": "==", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
+_FIELD_VS_CONST: Final[dict[str, Callable[[int, Any], Eval]]] = {
+    "==": lambda i, c: lambda d: d.span[i] == c,  # type: ignore[index]
+    "!=": lambda i, c: lambda d: d.span[i] != c,  # type: ignore[index]
+    "<": lambda i, c: lambda d: d.span[i] < c,  # type: ignore[index]
+    "<=": lambda i, c: lambda d: d.span[i] <= c,  # type: ignore[index]
+    ">": lambda i, c: lambda d: d.span[i] > c,  # type: ignore[index]
+    ">=": lambda i, c: lambda d: d.span[i] >= c,  # type: ignore[index]
+}
+_TWO_VALUES: Final[dict[str, Callable[[Eval, Eval], Eval]]] = {
+    "==": lambda lf, rf: lambda d: lf(d) == rf(d),
+    "!=": lambda lf, rf: lambda d: lf(d) != rf(d),
+    "<": lambda lf, rf: lambda d: lf(d) < rf(d),
+    "<=": lambda lf, rf: lambda d: lf(d) <= rf(d),
+    ">": lambda lf, rf: lambda d: lf(d) > rf(d),
+    ">=": lambda lf, rf: lambda d: lf(d) >= rf(d),
+}
+
+
+def _comparison(left: Node, right: Node, op: str) -> Eval:
+    """`compare` compiled for what is known before evaluation: two values of one known
+    kind compare with Python's operator; a literal on one side checks the other's type
+    once; otherwise the general rules."""
+    lf, rf = left.fn, right.fn
+    lk, rk = left.kind, right.kind
+    if lk is not None and rk is not None and lk == rk and lk in ("string", "number"):
+        for path, lit, swapped in ((left, right, False), (right, left, True)):
+            if path.span_index is not None and lit.const is not _NOT_CONST:
+                # a span field against a literal: one tuple read and one operator
+                return _FIELD_VS_CONST[_SWAPPED[op] if swapped else op](path.span_index, lit.const)
+        return _TWO_VALUES[op](lf, rf)
+    if lk is not None and rk is not None and lk != rk:
+        result = op == "!="  # different kinds: never equal, never ordered
+        return lambda d: result
+    for const_side, other in ((right, lf), (left, rf)):
+        fn = _against_literal(const_side, other, op, const_side is left)
+        if fn is not None:
+            return fn
+    return lambda d: compare(lf(d), rf(d), op)
+
+
+def _against_literal(literal: Node, other: Eval, op: str, swap: bool) -> Eval | None:
+    """A comparison with a literal on one side (`swap`: on the left), or None."""
+    c = literal.const
+    if c is _NOT_CONST:
+        return None
+    pyop = _PY_OPS[op]
+    kind = literal.kind
+    if kind == "nil" and op in ("==", "!="):
+        want = op == "=="
+        return lambda d: (other(d) is None) is want
+    if kind == "bool" and op in ("==", "!="):
+        want = op == "=="
+        return lambda d: (other(d) is c) is want
+    if kind == "string":
+        types: tuple[type, ...] = (str,)
+    elif kind == "number":
+        types = _NUMBER_TYPES
+    else:
+        return None
+    if op == "==":
+        return lambda d: type(v := other(d)) in types and v == c
+    if op == "!=":
+        return lambda d: not (type(v := other(d)) in types and v == c)
+    if swap:
+        return lambda d: type(v := other(d)) in types and pyop(c, v)
+    return lambda d: type(v := other(d)) in types and pyop(v, c)
 
 
 def _logical(op: str, left: Node, right: Node) -> Node:
@@ -759,14 +884,16 @@ def _logical(op: str, left: Node, right: Node) -> Node:
 
 class Condition:
     """A parsed condition. `matches(data)` evaluates it (`OTTLEvalError` if it cannot);
-    `span_keys`/`event_keys`/`resource_keys` are the attribute keys it reads."""
+    `fn` is the bare evaluation (a hot loop calls it, and `matches` on an exception to
+    have it reported); `span_keys`/`event_keys`/`resource_keys` are the attribute keys it
+    reads."""
 
-    __slots__ = ("_fn", "context", "event_keys", "resource_keys", "span_keys", "text")
+    __slots__ = ("_fn", "context", "event_keys", "fn", "resource_keys", "span_keys", "text")
 
     def __init__(self, text: str, context: ContextName, node: Node, parser: _Parser) -> None:
         self.text = text
         self.context = context
-        self._fn = node.fn
+        self._fn = self.fn = node.fn
         self.span_keys = frozenset(parser.span_keys)
         self.event_keys = frozenset(parser.event_keys)
         self.resource_keys = frozenset(parser.resource_keys)

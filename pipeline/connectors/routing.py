@@ -457,18 +457,47 @@ class OTTLRoutingConnector:
         infos = wirescan.spans(raw)
         if len(refs) != len(infos):  # pragma: no cover - both read the same framing
             raise PermanentError("routing: inconsistent span framing")
+        routes = self._routes
+        default = len(routes)
+        match_all = self._match_all
+        # per route: its span condition, or None when its answer is the same for every
+        # span of a resource (request and resource routes: worked out once per resource)
+        span_fns = [r.cond.fn if r.context == "span" and r.cond else None for r in routes]
         chosen: dict[int, list[wiresplit.SpanRef]] = {}
-        res_cache: dict[int, tuple[dict[str, Any], ottl.SpanData]] = {}
+        per_resource: dict[int, tuple[dict[str, Any], list[bool]]] = {}
         keys = self._span_keys
         for ref, info in zip(refs, infos, strict=True):
             res = ref[0].resource
-            got = res_cache.get(id(res))
+            got = per_resource.get(id(res))
             if got is None:
                 attrs = resource_attributes(res.head)
-                got = res_cache[id(res)] = (attrs, ottl.SpanData(raw, None, attrs, None))
-            span_data = ottl.SpanData(raw, info, got[0], keys)
-            for r in self._choose(traces, span_data, got[1], requests):
-                chosen.setdefault(r, []).append(ref)
+                rdata = ottl.SpanData(raw, None, attrs, None)
+                fixed = [
+                    requests[i]
+                    if r.context == "request"
+                    else (self._eval(r, rdata) if r.context == "resource" else False)
+                    for i, r in enumerate(routes)
+                ]
+                got = per_resource[id(res)] = (attrs, fixed)
+            fixed = got[1]
+            data = ottl.SpanData(raw, info, got[0], keys)
+            target = default
+            for i, fn in enumerate(span_fns):
+                if fn is None:
+                    hit = fixed[i]
+                else:
+                    try:
+                        hit = bool(fn(data))
+                    except Exception:  # an evaluation error: per error_mode
+                        hit = self._eval(routes[i], data)
+                if hit:
+                    if not match_all:
+                        target = i
+                        break
+                    chosen.setdefault(i, []).append(ref)
+                    target = -1
+            if target >= 0:
+                chosen.setdefault(target, []).append(ref)
         if len(chosen) == 1 and len(next(iter(chosen.values()))) == len(refs):
             return {next(iter(chosen)): traces}
         return {

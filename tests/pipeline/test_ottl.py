@@ -84,6 +84,11 @@ def on_resource(text: str, attrs: dict[str, Any] | None = None) -> bool:
         ('name != "llm.generate"', False),
         ("kind == SPAN_KIND_CLIENT", True),
         ("kind == 3", True),
+        ("SPAN_KIND_CLIENT == kind", True),  # a literal on the left
+        ("1000000001 > start_time_unix_nano", True),
+        ("start_time_unix_nano >= 1000000001", False),
+        ('"llm.generate" == span.name', True),
+        ('name < "m" and name >= "llm"', True),
         ("kind == SPAN_KIND_SERVER", False),
         ("status.code == STATUS_CODE_ERROR", True),
         ("status.code != STATUS_CODE_OK", True),
