@@ -10,8 +10,10 @@ big-endian length, then the message).
   `<name>-<YYYY-MM-DDTHH-MM-SS.mmm><ext>` (UTC, or local time with `localtime: true`)
   and a new file started; backups beyond `max_backups` (100; 0: keep all) and older than
   `max_days` (by the time in their name; 0: keep) are removed, as lumberjack does.
-- `append: false` (the default, as in the Collector) truncates the file at start;
-  `true` appends (not allowed with compression). With rotation the file is appended to.
+- `append: false` truncates the file at start (the Collector's default); `true` appends
+  (not allowed with compression, as in the Collector). Not set: tracesieve appends, so a
+  restart never loses what an earlier run wrote (a difference from the Collector). With
+  rotation the file is appended to.
 - `flush_interval` (1s; a bare number is nanoseconds, as in the Collector; 0: flush
   every write).
 - The file's directory is created when missing (`create_directory` is accepted; it is
@@ -50,7 +52,7 @@ class FileExporterConfig(Config):
     path: str = ""
     format: Literal["json", "proto"] = "json"
     compression: Literal["", "zstd"] = ""
-    append: bool = False
+    append: bool | None = None  # None: append (see the module docstring)
     rotation: RotationConfig | None = None
     flush_interval: Duration = msgspec.field(default_factory=lambda: Duration(1.0))
     create_directory: bool = False
@@ -91,7 +93,7 @@ class FileExporter:
     async def start(self, host: Host) -> None:
         folder = os.path.dirname(os.path.abspath(self.cfg.path))
         os.makedirs(folder, mode=int(self.cfg.directory_permissions, 8), exist_ok=True)
-        keep = self.cfg.append or self.cfg.rotation is not None
+        keep = self.cfg.append is not False or self.cfg.rotation is not None
         self._fh = open(self.cfg.path, "ab" if keep else "wb")  # noqa: SIM115 - held open
         self._written = self._fh.tell()
         if self.cfg.compression == "zstd":

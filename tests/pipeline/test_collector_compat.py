@@ -468,21 +468,22 @@ async def test_file_rotation_names_backups_and_removes_old_ones(tmp_path):
     assert path.stat().st_size > 0 and path.stat().st_size < 1 << 20
 
 
-async def test_file_append_false_truncates_as_the_collector(tmp_path):
+@pytest.mark.parametrize(("append", "lines"), [(None, 2), (True, 2), (False, 1)])
+async def test_file_append(tmp_path, append, lines):
+    """`append: false` truncates at start (the Collector's default); not set, tracesieve
+    appends, so a restart keeps what an earlier run wrote."""
     path = tmp_path / "spans.jsonl"
     path.write_text("from an earlier run\n")
-    for append, expected_lines in ((True, 2), (False, 1)):
-        if not append:
-            path.write_text("from an earlier run\n")
-        cfg, _ = decode(
-            {"path": str(path), "append": append, "flush_interval": 0}, FileExporterConfig, "f"
-        )
-        assert cfg is not None
-        exp = FileExporter(settings("exporter", "file"), cfg)
-        await exp.start(FakeHost())
-        await exp.consume_traces(make_traces([make_span("s", os.urandom(16), os.urandom(8))]))
-        await exp.shutdown()
-        assert len(path.read_text().splitlines()) == expected_lines
+    raw: dict[str, Any] = {"path": str(path), "flush_interval": 0}
+    if append is not None:
+        raw["append"] = append
+    cfg, _ = decode(raw, FileExporterConfig, "f")
+    assert cfg is not None
+    exp = FileExporter(settings("exporter", "file"), cfg)
+    await exp.start(FakeHost())
+    await exp.consume_traces(make_traces([make_span("s", os.urandom(16), os.urandom(8))]))
+    await exp.shutdown()
+    assert len(path.read_text().splitlines()) == lines
 
 
 def test_bare_number_durations_are_nanoseconds():
