@@ -4,7 +4,7 @@
 # The default config is configs/local.yaml (spans to /var/lib/tracesieve/spans.jsonl);
 # as a sidecar forwarding upstream:
 #   docker run ... -e TRACESIEVE_UPSTREAM=gateway:4317 tracesieve:0.1.0 --config /app/configs/sidecar-otlp.yaml
-# the two tiers over Kafka (README, "The two-tier topology"):
+# the two tiers over Kafka (docs/deploy.md#the-two-tier-topology):
 #   docker run ... -e TRACESIEVE_KAFKA_BROKERS=kafka:9092 tracesieve:0.1.0 --config /app/configs/sidecar.yaml
 #   docker run ... -e TRACESIEVE_KAFKA_BROKERS=kafka:9092 tracesieve:0.1.0 --config /app/configs/gateway.yaml
 FROM python:3.11-slim

@@ -35,7 +35,7 @@ from pipeline.otlpwire import TAG_1, frame
 from pipeline.pdata import Traces
 from pipeline.testing import Sink, attrs
 from pipeline.testing import settings as component_settings
-from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
+from pipeline.wholetraces import TraceEntry, TraceIndex
 from processors.cleanliness import CLASSES, REASONS, CleanlinessConfig, CleanlinessProcessor
 
 MAX_BATCH_SPANS = 8192  # groupbytrace's release batches
@@ -78,7 +78,7 @@ def _batch(traces: list[GeneratedTrace]) -> Traces:
         byte_pos += len(piece)
     raw = b"".join(pieces)
     out = Traces(raw=raw, span_count=sum(e.span_count for e in entries))
-    out.cache[INDEX] = TraceIndex(entries, raw)
+    out.trace_index = TraceIndex(entries, raw)
     return out
 
 

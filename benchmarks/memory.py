@@ -313,7 +313,7 @@ async def _hold(source: Source, n: int) -> dict[str, Any]:
         "estimated_mib": round((proc._bytes + proc._ready_bytes) / 2**20, 1),
         "target": "1,000,000 spans in <= 1536 MiB RSS",
     }
-    proc._closing = True  # skip releasing a million spans on the way out
+    proc.closing = True  # skip releasing a million spans on the way out
     if proc._task is not None:
         proc._task.cancel()
     return record

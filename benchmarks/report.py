@@ -1,16 +1,22 @@
-"""The README's benchmark table, from `benchmarks/results/*.json`.
+"""The benchmark tables, from `benchmarks/results/*.json`.
 
-    python -m benchmarks.report             # rewrite the table in README.md
-    python -m benchmarks.report --print     # print it only
+    python -m benchmarks.report             # rewrite the tables in docs/benchmarks.md and
+                                            # the headline figures in README.md
+    python -m benchmarks.report --print     # print the table only
 
-The table goes between `<!-- bench:start -->` and `<!-- bench:end -->` (under
-`## Benchmarks`; the markers are added at the end of that section when missing). One row per
-figure: what was measured, the target, the ratio to the floor measured in the same run
-(spans per CPU-second of the collector over the floor's), the machine, the date, the load average (1 min) when the case
-started and ended, and the command that reproduces it. Between `<!-- profile:start -->`
-and `<!-- profile:end -->`, when the README has them: the agent pipeline's profile summary;
-between `<!-- profile:latency:start -->` and `<!-- profile:latency:end -->`, the `latency`
-case's.
+In `docs/benchmarks.md` (`--doc`): the table goes between `<!-- bench:start -->` and
+`<!-- bench:end -->` (under `## Results`; the markers are added at the end of that section
+when missing). One row per figure: what was measured, the target, the ratio to the floor
+measured in the same run (spans per CPU-second of the collector over the floor's), the
+machine, the date, the load average (1 min) when the case started and ended, and the
+command that reproduces it. Between `<!-- profile:start -->` and `<!-- profile:end -->`,
+when the page has them: the agent pipeline's profile summary; between
+`<!-- profile:latency:start -->` and `<!-- profile:latency:end -->`, the `latency` case's.
+
+In `README.md` (`--readme`), between `<!-- bench:headline:start -->` and
+`<!-- bench:headline:end -->` when it has them: the three headline figures (agent
+pipeline, pass-through, added latency p99), linking to the full table. `tests/test_docs.py`
+checks that both files hold what this module renders from the committed results.
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ from typing import Any
 NONE = "-"
 START, END = "<!-- bench:start -->", "<!-- bench:end -->"
 PSTART, PEND = "<!-- profile:start -->", "<!-- profile:end -->"
-SECTION = "## Benchmarks"
+HSTART, HEND = "<!-- bench:headline:start -->", "<!-- bench:headline:end -->"
+SECTION = "## Results"
 HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+DOC = os.path.join(ROOT, "docs", "benchmarks.md")
+README_MD = os.path.join(ROOT, "README.md")
+# where the headline figures in README.md link to (relative to it)
+DOC_LINK = "docs/benchmarks.md#results"
 ORDER = [
     "floor",
     "receive_floor",
@@ -263,7 +275,7 @@ def block(records: dict[str, dict[str, Any]]) -> str:
     )
 
 
-# the cases whose record may carry a py-spy profile: README markers, and where it was taken
+# the cases whose record may carry a py-spy profile: their markers, and where it was taken
 PROFILED = {
     "agent_pipeline": (
         (PSTART, PEND),
@@ -316,6 +328,39 @@ def profile_block(records: dict[str, dict[str, Any]], case: str = "agent_pipelin
     return "\n".join([*lines, end])
 
 
+def headline(records: dict[str, dict[str, Any]]) -> str:
+    """The three headline figures for README.md, between their markers."""
+    lines = [HSTART, "| figure | measured |", "|---|---|"]
+    ap, pt, lat = (records.get(k) for k in ("agent_pipeline", "passthrough", "latency"))
+    if ap is not None:
+        lines.append(
+            "| agent pipeline: OTLP → groupbytrace, the three GenAI processors, cleanliness, "
+            f"tail_sampling → OTLP | **{_n(ap['spans_per_s'])} spans/s** on one core |"
+        )
+    if pt is not None:
+        lines.append(f"| pass-through: OTLP → batch → OTLP | **{_n(pt['spans_per_s'])} spans/s** |")
+    if lat is not None and lat.get("added_p99_ms") is not None:
+        lines.append(
+            "| added latency, span-local path at half the maximum rate | "
+            f"p99 **{lat['added_p99_ms']:.2f} ms** (p50 {lat['added_p50_ms']:.2f} ms) |"
+        )
+    shown = [r for r in (ap, pt, lat) if r is not None]
+    if shown:
+        first = shown[0]
+        m = first.get("machine", {})
+        quick = " (quick runs, not figures)" if any(r.get("quick") for r in shown) else ""
+        lines += [
+            "",
+            f"Measured by `make bench` on {first.get('time', '?')[:10]}{quick}: "
+            f"{m.get('cpu', '?')}, {m.get('cpus', '?')} CPUs, Python {m.get('python', '?')}, "
+            "the collector pinned to one core. Every figure, its target, the machine and the "
+            f"command that reproduces it: [{DOC_LINK.split('#')[0]}]({DOC_LINK}).",
+        ]
+    else:
+        lines.append("| (no results in benchmarks/results/) | |")
+    return "\n".join([*lines, HEND])
+
+
 def _replace(text: str, start: str, end: str, new: str) -> str | None:
     if start in text and end in text:
         a, b = text.index(start), text.index(end) + len(end)
@@ -323,37 +368,54 @@ def _replace(text: str, start: str, end: str, new: str) -> str | None:
     return None
 
 
-def update(readme: str, results: str) -> None:
-    with open(readme) as fh:
-        text = fh.read()
-    records = load(results)
+def render(text: str, records: dict[str, dict[str, Any]]) -> str:
+    """The benchmarks page with its table and profiles rendered from `records`."""
     for case, ((start, end), _) in PROFILED.items():
         text = _replace(text, start, end, profile_block(records, case)) or text
     new = block(records)
     replaced = _replace(text, START, END, new)
     if replaced is not None:
-        text = replaced
-    elif SECTION in text:
+        return replaced
+    if SECTION in text:
         i = text.index(SECTION) + len(SECTION)
         nxt = text.find("\n## ", i)
         nxt = len(text) if nxt < 0 else nxt
-        text = text[:nxt].rstrip("\n") + "\n\n" + new + "\n" + text[nxt:]
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{new}\n"
-    with open(readme, "w") as fh:
-        fh.write(text)
+        return text[:nxt].rstrip("\n") + "\n\n" + new + "\n" + text[nxt:]
+    return text.rstrip("\n") + f"\n\n{SECTION}\n\n{new}\n"
+
+
+def render_readme(text: str, records: dict[str, dict[str, Any]]) -> str:
+    """README.md's text with its headline figures rendered from `records` (when it has the
+    markers; otherwise unchanged)."""
+    return _replace(text, HSTART, HEND, headline(records)) or text
+
+
+def update(doc: str | None, results: str, readme: str | None = None) -> None:
+    """Rewrite the tables in `doc` and the headline figures in `readme`, each when given."""
+    records = load(results)
+    if doc is not None:
+        with open(doc) as fh:
+            text = fh.read()
+        with open(doc, "w") as fh:
+            fh.write(render(text, records))
+    if readme is not None:
+        with open(readme) as fh:
+            text = fh.read()
+        with open(readme, "w") as fh:
+            fh.write(render_readme(text, records))
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--results", default=os.path.join(HERE, "results"))
-    p.add_argument("--readme", default=os.path.join(os.path.dirname(HERE), "README.md"))
+    p.add_argument("--doc", default=DOC, help="the benchmarks page (default: docs/benchmarks.md)")
+    p.add_argument("--readme", default=README_MD, help="headline figures (default: README.md)")
     p.add_argument("--print", action="store_true", help="print the table, change nothing")
     args = p.parse_args(argv)
     if args.print:
         print(table(load(args.results)))
     else:
-        update(args.readme, args.results)
+        update(args.doc, args.results, args.readme)
     return 0
 
 

@@ -1,6 +1,6 @@
 """Run the benchmarks (`make bench`): each case in its own subprocess, printing one JSON
-record, saved to `benchmarks/results/<case>.json`; then the README's table is regenerated
-from the results (`benchmarks.report`).
+record, saved to `benchmarks/results/<case>.json`; then the tables in docs/benchmarks.md and
+the headline figures in README.md are regenerated from the results (`benchmarks.report`).
 
     python -m benchmarks.run                        # every case, ~10 minutes (make bench)
     python -m benchmarks.run --case agent_pipeline  # some cases (repeat --case, or list them)
@@ -22,7 +22,7 @@ Cases (every one's module docstring says exactly what it measures):
 
 Collectors run pinned to CPU 0 (`taskset -c 0`), the load generator and sink on CPU 1;
 the load is the agent-trace generator's mix over OTLP/gRPC, closed loop, several streams.
-Quick runs never touch the README.
+Quick runs never touch docs/benchmarks.md or README.md.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-README = os.path.join(ROOT, "README.md")
 
 _AGENT = ["--payload", "agent", "--spans-per-request", "512"]
 _QUICK_NET = ["--duration", "0.5", "--warmup", "1", "--repeat", "1"]
@@ -141,12 +140,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", default=RESULTS, help="where <case>.json go")
     p.add_argument("--timeout", type=float, default=900.0, help="seconds per case")
     p.add_argument(
-        "--readme",
+        "--doc",
         default=None,
-        help="README to update (default: README.md when "
+        help="benchmarks page to update (default: docs/benchmarks.md when "
         "the results go to benchmarks/results and the run is not --quick)",
     )
-    p.add_argument("--no-readme", action="store_true", help="leave the README alone")
+    p.add_argument(
+        "--readme",
+        default=None,
+        help="README.md file whose headline figures to update (default: ours, as for --doc)",
+    )
+    p.add_argument(
+        "--no-docs", action="store_true", help="leave docs/benchmarks.md and README.md alone"
+    )
     args = p.parse_args(argv)
     have = available()
     names = [*args.cases, *args.case] or have
@@ -178,12 +184,14 @@ def main(argv: list[str] | None = None) -> int:
     from benchmarks import report
 
     print(report.table(report.load(args.results)))
-    readme = args.readme
-    if readme is None and not args.quick and os.path.abspath(args.results) == RESULTS:
-        readme = README
-    if readme and not args.no_readme:
-        report.update(readme, args.results)
-        print(f"updated the table in {readme}", file=sys.stderr)
+    doc, readme = args.doc, args.readme
+    if not args.quick and os.path.abspath(args.results) == RESULTS:
+        doc = doc or report.DOC
+        readme = readme or report.README_MD
+    if (doc or readme) and not args.no_docs:
+        report.update(doc, args.results, readme)
+        done = " and ".join(p for p in (doc, readme) if p)
+        print(f"updated the benchmark figures in {done}", file=sys.stderr)
     return 0
 
 

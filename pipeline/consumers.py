@@ -1,11 +1,11 @@
-"""Consumer plumbing: fan-out, and the helper that turns a `process(batch)` function into a
-processor with metrics, lifecycle and forwarding (the OTel Collector's processorhelper)."""
+"""Consumer plumbing: fan-out to several consumers. (How a processor is written, with
+metrics, lifecycle and forwarding: `pipeline.processorhelper`.)"""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
 
-from pipeline.component import Host, Settings, TracesConsumer
+from pipeline.component import TracesConsumer
 from pipeline.errors import RefusedError
 from pipeline.pdata import Traces
 
@@ -40,51 +40,3 @@ class FanOut:
 
 def fanout(consumers: Sequence[TracesConsumer]) -> TracesConsumer:
     return consumers[0] if len(consumers) == 1 else FanOut(consumers)
-
-
-ProcessFn = Callable[[Traces], Traces | None]
-
-
-class ProcessorHelper:
-    """A stateless processor from a `process(traces) -> traces | None` function.
-
-    `None`, or a batch with fewer spans, means spans were dropped by design (counted).
-    The returned batch is passed to the next consumer in the same call."""
-
-    def __init__(
-        self,
-        settings: Settings,
-        next_consumer: TracesConsumer,
-        process: ProcessFn,
-        *,
-        mutates_data: bool,
-        start: Callable[[Host], Awaitable[None]] | None = None,
-        shutdown: Callable[[], Awaitable[None]] | None = None,
-    ) -> None:
-        self._process = process
-        self._next = next_consumer
-        self._start = start
-        self._shutdown = shutdown
-        self.mutates_data = mutates_data
-        self.metrics = settings.telemetry.processor(str(settings.id), settings.pipeline or "")
-
-    async def start(self, host: Host) -> None:
-        if self._start is not None:
-            await self._start(host)
-
-    async def shutdown(self) -> None:
-        if self._shutdown is not None:
-            await self._shutdown()
-
-    async def consume_traces(self, traces: Traces) -> None:
-        n = traces.span_count
-        self.metrics.incoming.inc(n)
-        out = self._process(traces)
-        kept = 0 if out is None else out.span_count
-        if kept < n:
-            self.metrics.dropped.inc(n - kept)
-        if out is None or kept == 0:
-            # nothing goes on; the caller still owns (and releases) its deliveries
-            return
-        self.metrics.outgoing.inc(kept)
-        await self._next.consume_traces(out)

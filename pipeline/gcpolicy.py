@@ -1,5 +1,4 @@
-"""The collector's cyclic-GC policy once it has started (see README, "Event loop and
-garbage collector").
+"""The collector's cyclic-GC policy once it has started (see docs/internals/gc.md).
 
 1. What is alive then (modules, config, components) is frozen: later passes skip it.
 2. The young generation's automatic threshold is raised (`GC_THRESHOLD`): a batch in

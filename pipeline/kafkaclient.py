@@ -1,6 +1,7 @@
 """What the `kafka` exporter and receiver share: connection options (brokers, client id,
-SASL, TLS) turned into aiokafka keyword arguments, error classification, and a
-rate limit on aiokafka's own logging (it logs every failed reconnect at ERROR).
+SASL, TLS) turned into aiokafka keyword arguments, the connect/retry loop (`connect`),
+error classification, and a rate limit on aiokafka's own logging (it logs every failed
+reconnect at ERROR).
 
 The options follow the OTel Collector's `configkafka`: `brokers`, `client_id`,
 `protocol_version`, `auth.sasl` {`username`, `password`, `mechanism`} (plus
@@ -10,19 +11,21 @@ The options follow the OTel Collector's `configkafka`: `brokers`, `client_id`,
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import logging
 import random
 import re
 import ssl
 import struct
-import time
-from collections.abc import Sequence
-from typing import Any, Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, Protocol, TypeVar
 
 from aiokafka import errors as kerrors
 
 from pipeline.configtypes import Config, TLSClientConfig
+from pipeline.telemetry import RateLimitedLog, RateLimiter
 
 DEFAULT_BROKERS = ("localhost:9092",)
 DEFAULT_CLIENT_ID = "otel-collector"
@@ -171,6 +174,68 @@ def client_kwargs(
     return kw
 
 
+# -- connecting -----------------------------------------------------------------------
+
+
+class Client(Protocol):
+    """An aiokafka producer or consumer."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+C = TypeVar("C", bound=Client)
+
+CONNECT_DELAYS = (0.2, 3.0)  # seconds before the second attempt, and at most
+
+
+async def started(client: C) -> C:
+    """`client`, started; if it cannot start, stopped (its connections closed) and the
+    error raised."""
+    try:
+        await client.start()
+    except BaseException:
+        with contextlib.suppress(Exception):
+            await client.stop()
+        raise
+    return client
+
+
+def _always() -> bool:
+    return True
+
+
+async def connect(
+    make: Callable[[], C],
+    brokers: Sequence[str],
+    warn: RateLimitedLog,
+    running: Callable[[], bool] = _always,
+) -> C | None:
+    """A started client from `make()`, trying again while Kafka cannot be reached (a delay
+    doubling from 0.2 s up to 3 s; each failure warned about, rate-limited), so that the
+    collector runs meanwhile; None once `running()` is false. Run it in a background task:
+    cancelling the task cancels the attempt in progress."""
+    delay, longest = CONNECT_DELAYS
+    while running():
+        try:
+            return await started(make())
+        except Exception as exc:
+            warn.warning(
+                "cannot connect to Kafka %s (retrying in %.1fs): %s",
+                ",".join(brokers),
+                delay,
+                describe(exc),
+                key="connect",
+            )
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, longest)
+    return None
+
+
+# -- errors ---------------------------------------------------------------------------
+
+
 def is_retriable(exc: BaseException) -> bool:
     """Whether sending again can succeed. Broker-side size limits and authorization
     failures are permanent; connection trouble, timeouts and leader changes are not."""
@@ -262,18 +327,10 @@ class RateLimitFilter(logging.Filter):
 
     def __init__(self, interval: float = 10.0) -> None:
         super().__init__()
-        self.interval = interval
-        self._last: dict[tuple[str, object], float] = {}
+        self._limiter = RateLimiter(interval)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        key = (record.name, record.msg)
-        now = time.monotonic()
-        if now - self._last.get(key, -1e9) < self.interval:
-            return False
-        if len(self._last) > 1000:
-            self._last.clear()
-        self._last[key] = now
-        return True
+        return self._limiter.allow((record.name, record.msg))
 
 
 _filter = RateLimitFilter()

@@ -10,7 +10,7 @@ bytes, as a decoded message, or both:
 - patched without decoding: `patch()` appends attribute fields to a span (and may drop some
   of its attributes) in the encoding, named by the span's byte offset in `base`
   (`pipeline.wirescan`); pending patches are spliced in, in one pass, when the bytes or
-  the decoded request are next asked for. Patches change no span's place: `cache` stays.
+  the decoded request are next asked for. Patches change no span's place.
   `slice()` cuts a batch by byte ranges (whole traces) with their pending patches, and
   `settle()` splices patches in range by range, saying where each range went;
 - scanned once: `scan()` gives every span's cheap fields and byte bounds in `base`.
@@ -21,6 +21,33 @@ headers or gRPC metadata, keys in lower case). Copies, slices and splits keep it
 keeps it only when every part has the same (the batch processor partitions by
 `metadata_keys` for that); stages that regroup spans (groupbytrace) drop it, as in the
 Collector.
+
+Derived data
+============
+What stages work out about a batch travels with it, so that the next stage need not work
+it out again. Each kind is a typed member of `Traces`, and each is dropped only by the
+changes that make it wrong:
+
+- the span scan (`scan()`) and the GenAI indexes (`genai_index()`, built by
+  `processors.genai.index_for`, one per GenAI config): read from the bytes, they hold
+  byte offsets into `base`. Valid while `base` is the same object (checked on every use):
+  patches keep them, splicing the patches in or any other change of the bytes does not.
+  `mutable()` and `reset()` drop them at once; copies, merges and splits start without.
+- the trace index (`trace_index`, a `pipeline.wholetraces.TraceIndex`): which traces the
+  batch holds and why `groupbytrace` released each (`release`: a late fragment or not),
+  with each trace's byte range. The releases depend only on which traces the batch
+  holds, so every change of content keeps them: patches, splicing, attribute edits,
+  re-encoding (`mutable()`), copies (`copy()`), merges and splits (by trace id). Only the
+  byte ranges follow the bytes: `wholetraces.aligned` finds them again after a change.
+  `reset()` replaces the index with the one its caller gives.
+- trace facts (`TraceEntry.facts` in the trace index): attribute values a processor
+  wrote on a trace (`cleanliness`: `sieve.trace.*`), keyed by the attribute's name, so
+  that later stages (`tail_sampling`, `routing`) read them without reading the spans.
+  A fact describes the attribute it is named after, not what it was computed from: an
+  edit of attribute K (`mutable(edits)`, with K in `edits`) drops fact K, an edit that
+  cannot say which keys it changes (`edits=None`) drops every fact, and any other change
+  keeps them. The processor that patches an attribute it also records as a fact keeps
+  the two in step itself. A dropped fact is read from the spans instead: the same value.
 
 `Delivery` tokens track data whose source wants to know when it is fully handled (the
 Kafka receiver commits an offset only then). Reference counting: a component that keeps
@@ -33,6 +60,7 @@ from __future__ import annotations
 import operator
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
@@ -41,10 +69,13 @@ from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Sp
 from pipeline import wirescan
 from pipeline.wirescan import SpanInfo
 
+if TYPE_CHECKING:  # (they import this module)
+    from pipeline.wholetraces import TraceIndex
+    from processors.genai.analysis import GenAIIndex
+
 __all__ = ["ClientInfo", "Delivery", "InvalidTracesError", "Traces"]
 
 _Patch = tuple[int, bytes, frozenset[str] | None]  # as `wirescan.splice` takes it
-_SCAN = "wirescan.spans"
 _START = operator.itemgetter(0)
 
 
@@ -120,7 +151,18 @@ def count_spans(msg: ExportTraceServiceRequest) -> int:
 class Traces:
     """A batch of spans; see the module docstring."""
 
-    __slots__ = ("_msg", "_patches", "_raw", "cache", "client", "deliveries", "span_count")
+    __slots__ = (
+        "__weakref__",  # a sender may keep its state of a batch by a weak reference
+        "_genai",
+        "_msg",
+        "_patches",
+        "_raw",
+        "_scan",
+        "client",
+        "deliveries",
+        "span_count",
+        "trace_index",
+    )
 
     def __init__(
         self,
@@ -141,9 +183,10 @@ class Traces:
         self.span_count = span_count
         self.deliveries = deliveries
         self.client = client
-        # Derived data that processors share for this batch (e.g. the GenAI span index),
-        # keyed by the producer. Valid while the decoded message is the same object.
-        self.cache: dict[str, object] = {}
+        # derived data: see the module docstring
+        self._scan: _Scan | None = None
+        self._genai: dict[str, GenAIIndex] | None = None  # by GenAI config fingerprint
+        self.trace_index: TraceIndex | None = None
 
     # -- construction -------------------------------------------------------------
     @classmethod
@@ -210,16 +253,42 @@ class Traces:
         """Whether patches are waiting to be spliced in."""
         return bool(self._patches)
 
+    # -- derived data (see the module docstring) ----------------------------------------
     def scan(self) -> list[SpanInfo]:
         """Every span of `base` as a `wirescan.SpanInfo`, in wire order (scanned once per
         base, for every stage that reads the batch from its encoding)."""
         base = self.base
-        got = self.cache.get(_SCAN)
-        if isinstance(got, _Scan) and got.raw is base:
+        got = self._scan
+        if got is not None and got.raw is base:
             return got.spans
         spans = wirescan.spans(base)
-        self.cache[_SCAN] = _Scan(base, spans)
+        self._scan = _Scan(base, spans)
         return spans
+
+    def genai_index(self, fingerprint: str) -> GenAIIndex | None:
+        """The GenAI index built for the config with this fingerprint, if it is still
+        valid (built from the current `base`)."""
+        got = self._genai
+        if got is None:
+            return None
+        idx = got.get(fingerprint)
+        return idx if idx is not None and idx.raw is self.base else None
+
+    def set_genai_index(self, fingerprint: str, index: GenAIIndex) -> None:
+        if index.raw is not self.base:
+            raise ValueError("set_genai_index: the index was not built from the batch's base")
+        if self._genai is None:
+            self._genai = {}
+        self._genai[fingerprint] = index
+
+    def drop_genai_indexes(self) -> None:
+        """Free the GenAI indexes now (the last stage that reads them calls this)."""
+        self._genai = None
+
+    def _bytes_changed(self) -> None:
+        """Drop what was read from the bytes (the scan, the GenAI indexes)."""
+        self._scan = None
+        self._genai = None
 
     def _sorted_patches(self) -> list[_Patch]:
         """The pending patches by span, each span's in the order given (a stable sort)."""
@@ -289,20 +358,28 @@ class Traces:
         assert self._raw is not None
         self.settle(((0, len(self._raw)),))
 
-    def mutable(self) -> ExportTraceServiceRequest:
-        """The decoded request, for changing; the original bytes are dropped."""
+    def mutable(self, edits: Iterable[str] | None = None) -> ExportTraceServiceRequest:
+        """The decoded request, for changing; the original bytes are dropped, and so is
+        what was read from them. `edits`: the attribute keys the caller may change (trace
+        facts of those keys are dropped); None: any key (every fact is dropped). Changes
+        must keep each span in its trace: the trace index (the releases) is kept."""
         msg = self.request
         self._raw = None
+        self._bytes_changed()
+        idx = self.trace_index
+        if idx is not None:
+            idx.forget(None if edits is None else frozenset(edits))
         return msg
 
-    def reset(self, raw: bytes, span_count: int) -> None:
-        """Replace the batch's content with another encoding (same deliveries); derived
-        data in `cache` is dropped."""
+    def reset(self, raw: bytes, span_count: int, trace_index: TraceIndex | None) -> None:
+        """Replace the batch's content with another encoding (same deliveries), described
+        by `trace_index`; what was read from the old bytes is dropped."""
         self._raw = raw
         self._msg = None
         self._patches = None
         self.span_count = span_count
-        self.cache.clear()
+        self._bytes_changed()
+        self.trace_index = trace_index
 
     def to_bytes(self) -> bytes:
         if self._patches:
@@ -333,35 +410,47 @@ class Traces:
             d.release(ok)
 
     # -- copies, merges, splits ---------------------------------------------------
-    def copy(self) -> Traces:
-        """An independent copy (for a consumer that mutates data). Cheap: bytes are shared
-        and decoded again only if the copy is read."""
-        return Traces(
+    def copy(self, *, bare: bool = False) -> Traces:
+        """An independent copy (for a consumer that mutates data), with its own copy of
+        the trace index (`bare`: the bytes, deliveries and client only, for a sending
+        queue). Cheap: bytes are shared and decoded again only if the copy is read."""
+        out = Traces(
             raw=self.to_bytes(),
             span_count=self.span_count,
             deliveries=self.deliveries,
             client=self.client,
         )
+        if not bare and self.trace_index is not None:
+            out.trace_index = self.trace_index.copy()
+        return out
 
     @staticmethod
     def merge(batches: Iterable[Traces]) -> Traces:
+        """One batch of all of them. When each has a trace index, so does the result
+        (theirs, one after the other; the byte ranges are found again on first use)."""
         batches = list(batches)
         if len(batches) == 1:
             return batches[0]
         raw = b"".join(b.to_bytes() for b in batches)
-        first = batches[0].client if batches else None
-        same = first is not None and all(b.client == first for b in batches)
-        return Traces(
+        clients = [b.client for b in batches]
+        same = clients[0] is not None and all(c == clients[0] for c in clients)
+        out = Traces(
             raw=raw,
             span_count=sum(b.span_count for b in batches),
             deliveries=tuple(d for b in batches for d in b.deliveries),
-            client=first if same else None,
+            client=clients[0] if same else None,
         )
+        first, *rest = [b.trace_index for b in batches]
+        if first is not None and all(i is not None for i in rest):
+            out.trace_index = first.joined([i for i in rest if i is not None])
+        return out
 
     def split(self, max_spans: int) -> list[Traces]:
         """Split into batches of at most `max_spans` spans, keeping resource and scope.
 
-        Every part carries this batch's deliveries (a holder of a part retains it)."""
+        Every part carries this batch's deliveries (a holder of a part retains it), and
+        what its trace index says of each trace (a part is regrouped by trace id when
+        read by trace)."""
         if max_spans <= 0 or self.span_count <= max_spans:
             return [self]
         parts: list[ExportTraceServiceRequest] = []
@@ -390,7 +479,11 @@ class Traces:
                 # a new scope in the same resource continues in the same out_rs
         if room < max_spans:
             parts.append(out)
-        return [Traces(p, deliveries=self.deliveries, client=self.client) for p in parts]
+        batches = [Traces(p, deliveries=self.deliveries, client=self.client) for p in parts]
+        if self.trace_index is not None:
+            for b in batches:
+                b.trace_index = self.trace_index.by_trace_id()
+        return batches
 
 
 def traces_from_spans(

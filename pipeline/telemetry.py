@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
+from collections.abc import Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -157,6 +159,45 @@ class ExporterMetrics:
     queue_size: Any
     queue_capacity: Any
     in_flight: Any
+
+
+class RateLimiter:
+    """Lets each key through at most once per `interval` seconds (the last time of at most
+    1000 keys is remembered)."""
+
+    __slots__ = ("_last", "interval")
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval
+        self._last: dict[Hashable, float] = {}
+
+    def allow(self, key: Hashable = "") -> bool:
+        now = time.monotonic()
+        last = self._last.get(key)
+        if last is not None and now - last < self.interval:
+            return False
+        if len(self._last) >= 1000:
+            self._last.clear()
+        self._last[key] = now
+        return True
+
+
+class RateLimitedLog:
+    """Warnings about what can happen per batch or per request (a backend down, data
+    refused) without flooding the log: at most one per `interval` seconds per `key` (a
+    kind of problem; by default all share one); those held back go to DEBUG."""
+
+    __slots__ = ("_limiter", "logger")
+
+    def __init__(self, logger: logging.Logger, interval: float = 1.0) -> None:
+        self.logger = logger
+        self._limiter = RateLimiter(interval)
+
+    def warning(self, msg: str, *args: object, key: str = "") -> None:
+        if self._limiter.allow(key):
+            self.logger.warning(msg, *args)
+        elif self.logger.isEnabledFor(logging.DEBUG):
+            self.logger.debug(msg, *args)
 
 
 def setup_logging(level: str = "info", encoding: str = "console") -> None:

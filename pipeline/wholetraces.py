@@ -4,7 +4,7 @@ read from the batch's encoding: nothing here decodes a span into protobuf object
 
 A batch from `groupbytrace` is *trace-aligned*: each trace occupies a contiguous run of
 bytes (whole `resource_spans` fields) in the encoding. It carries a `TraceIndex` in
-`traces.cache[INDEX]`:
+`traces.trace_index` (what changes of the batch keep it: `pipeline.pdata`):
 
     TraceIndex.entries[i]  one per trace: trace_id, span_count, why it was released
                            (`release`), its byte range [byte_start, byte_end) in
@@ -14,15 +14,22 @@ bytes (whole `resource_spans` fields) in the encoding. It carries a `TraceIndex`
                            keyed by the attribute name they also write.
     TraceIndex.raw         the encoding the byte ranges refer to: valid while it is the
                            batch's `Traces.base` (pending patches keep it valid).
+    TraceIndex.relocatable whether the entries cover the batch's `resource_spans` fields
+                           in order (`frames` each), so that their byte ranges can be
+                           found again in another encoding of the same traces; if not,
+                           the batch is regrouped by trace id when next read by trace.
 
 `release` is one of: "wait" (quiet for `wait_duration`), "root" (root arrived, then quiet
 for `wait_duration_after_root`), "num_traces" / "memory" (evicted to stay within limits:
 possibly incomplete), "shutdown" (released at shutdown: possibly incomplete) and "late"
 (spans of a trace already released: a fragment, to follow the decision made for it).
 
-`aligned` makes any batch trace-aligned: a batch that did not come from `groupbytrace`, or
-that a component changed, is regrouped by trace id on the wire (spans kept byte for
-byte), keeping the entries' release and facts by trace id. `select` and `split` keep or
+`aligned` makes any batch trace-aligned: after a change that kept every trace's
+`resource_spans` fields (patches spliced in, a re-encoding, batches merged) only the byte
+ranges are found again; a batch that did not come from `groupbytrace`, or whose fields
+changed, is regrouped by trace id on the wire (spans kept byte for byte), keeping the
+entries' release and facts by trace id (a trace that was released and is also a late
+fragment in the same batch is one trace, not late). `select` and `split` keep or
 route whole traces by byte range, pending patches included, and leave the index right.
 
 The root span of a trace is its first span without a parent span id.
@@ -39,8 +46,6 @@ from pipeline import wirescan, wiresplit
 from pipeline.otlpwire import TAG_1, frame
 from pipeline.pdata import Traces
 from pipeline.wirescan import Row, SpanInfo
-
-INDEX: Final = "wholetraces"
 
 RELEASES: Final = ("wait", "root", "num_traces", "memory", "shutdown", "late")
 
@@ -81,13 +86,58 @@ class TraceEntry:
     def late(self) -> bool:
         return self.release == "late"
 
+    def clone(self) -> TraceEntry:
+        """An independent copy (its own facts)."""
+        return TraceEntry(
+            self.trace_id,
+            self.span_count,
+            self.release,
+            self.byte_start,
+            self.byte_end,
+            self.frames,
+            dict(self.facts),
+        )
+
 
 class TraceIndex:
-    __slots__ = ("entries", "raw")
+    __slots__ = ("entries", "raw", "relocatable")
 
-    def __init__(self, entries: list[TraceEntry], raw: bytes | None) -> None:
+    def __init__(
+        self, entries: list[TraceEntry], raw: bytes | None, relocatable: bool = True
+    ) -> None:
         self.entries = entries
         self.raw = raw
+        self.relocatable = relocatable
+
+    def copy(self) -> TraceIndex:
+        """An independent copy, for a copy of the batch."""
+        return TraceIndex([e.clone() for e in self.entries], self.raw, self.relocatable)
+
+    def joined(self, others: list[TraceIndex]) -> TraceIndex:
+        """The index of this batch's bytes followed by the others' (`Traces.merge`): the
+        entries one after the other, byte ranges to be found again."""
+        entries = [e.clone() for e in self.entries]
+        relocatable = self.relocatable
+        for o in others:
+            entries += [e.clone() for e in o.entries]
+            relocatable = relocatable and o.relocatable
+        return TraceIndex(entries, None, relocatable)
+
+    def by_trace_id(self) -> TraceIndex:
+        """What the entries say of each trace (release, facts), for a batch holding some
+        of the traces in another layout (`Traces.split`): regrouped on first use."""
+        return TraceIndex([e.clone() for e in self.entries], None, False)
+
+    def forget(self, keys: frozenset[str] | None) -> None:
+        """Drop the facts of these attribute keys (None: every fact)."""
+        for e in self.entries:
+            facts = e.facts
+            if not facts:
+                continue
+            if keys is None:
+                e.facts = {}
+            elif not keys.isdisjoint(facts):
+                e.facts = {k: v for k, v in facts.items() if k not in keys}
 
 
 # -- alignment -----------------------------------------------------------------------------
@@ -98,16 +148,19 @@ def aligned(traces: Traces) -> TraceIndex:
     trace's `resource_spans` fields (patches spliced in, a re-encoding) only the byte
     ranges are found again; a batch that is not trace-aligned is regrouped by trace on the
     wire first (spans kept byte for byte; release and facts kept by trace id)."""
-    idx = traces.cache.get(INDEX)
-    old = idx if isinstance(idx, TraceIndex) else None
+    old = traces.trace_index
     base = traces.base
+    known: dict[bytes, TraceEntry] = {}
     if old is not None:
         if old.raw is base:
             return old
-        if _relocate(old, base):
+        if old.relocatable and _relocate(old, base):
             return old
+        for e in old.entries:
+            was = known.get(e.trace_id)
+            if was is None or (was.late and not e.late):
+                known[e.trace_id] = e
     raw = traces.to_bytes()
-    known = {e.trace_id: e for e in old.entries} if old is not None else {}
     pieces: list[bytes] = []
     entries: list[TraceEntry] = []
     pos = 0
@@ -126,9 +179,8 @@ def aligned(traces: Traces) -> TraceIndex:
         pieces.append(piece)
         pos += len(piece)
     raw = b"".join(pieces)
-    traces.reset(raw, sum(e.span_count for e in entries))
     out = TraceIndex(entries, raw)
-    traces.cache[INDEX] = out
+    traces.reset(raw, sum(e.span_count for e in entries), out)
     return out
 
 
@@ -392,12 +444,11 @@ def _part(traces: Traces, views: list[TraceView]) -> Traces:
             TraceEntry(e.trace_id, e.span_count, e.release, pos, pos + n, e.frames, e.facts)
         )
         pos += n
-    part.cache[INDEX] = TraceIndex(entries, part.base)
+    part.trace_index = TraceIndex(entries, part.base)
     return part
 
 
 __all__ = [
-    "INDEX",
     "RELEASES",
     "TraceEntry",
     "TraceIndex",

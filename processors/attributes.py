@@ -59,9 +59,9 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config
-from pipeline.consumers import ProcessorHelper
 from pipeline.errors import ConfigError
 from pipeline.pdata import ClientInfo, Traces
+from pipeline.processorhelper import ProcessorHelper
 
 ActionName = Literal["insert", "update", "upsert", "delete", "hash", "extract", "convert"]
 SPAN_KINDS = (
@@ -680,6 +680,7 @@ class AttributesProcessor:
         # own: which actions touch a key (in order) is worked out once per key name.
         self._redact_only = all(a.name in ("delete", "hash") for a in self.actions)
         self._touched: dict[str, tuple[bool, ...]] = {}  # key -> (is_delete, ...) in order
+        self.edits = _edits(self.actions)
 
     def _actions_on(self, key: str) -> tuple[bool, ...]:
         acts = self._touched.get(key)
@@ -754,9 +755,25 @@ class AttributesProcessor:
                         attrs.finish()
                         changed = True
         if changed:
-            traces.mutable()  # drop the received bytes: the batch is re-encoded
-            traces.cache.clear()  # derived data may refer to changed attributes
+            # the batch is re-encoded; trace facts of the keys the actions may change go
+            # (those of other keys, and the releases of the traces, stay)
+            traces.mutable(self.edits)
         return traces
+
+
+def _edits(actions: list[_Action]) -> frozenset[str] | None:
+    """The attribute keys the actions may change or remove; None when a key pattern
+    (delete, hash) makes it any key."""
+    keys: set[str] = set()
+    for a in actions:
+        if a.name == "extract":
+            if a.rx is not None:
+                keys.update(a.rx.groupindex)  # extract writes its groups, reads `key`
+            continue
+        if a.rx is not None:
+            return None
+        keys.add(a.key)
+    return frozenset(keys)
 
 
 def create(

@@ -28,6 +28,7 @@ from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, Duration, NonNegInt, PositiveInt
 from pipeline.errors import PermanentError, RefusedError
 from pipeline.pdata import ClientInfo, Traces
+from pipeline.processorhelper import ProcessorBase
 
 
 class BatchConfig(Config):
@@ -49,28 +50,22 @@ class BatchConfig(Config):
         return errs
 
 
-class BatchProcessor:
-    mutates_data = False
+class BatchProcessor(ProcessorBase):
+    """Stateful: holds batches until a size or a timeout is reached."""
 
     def __init__(self, settings: Settings, cfg: BatchConfig, next_consumer: TracesConsumer) -> None:
+        super().__init__(settings, next_consumer)
         self.cfg = cfg
-        self._next = next_consumer
-        self._log = settings.logger
-        self.metrics = settings.telemetry.processor(str(settings.id), settings.pipeline or "")
-        tel = settings.telemetry
-        labels = (str(settings.id), settings.pipeline or "")
-        names = ("processor", "pipeline")
-        self._size_trigger = tel.counter(
-            "otelcol_processor_batch_batch_size_trigger_send", "Batches sent because of size", names
-        ).labels(*labels)
-        self._timeout_trigger = tel.counter(
-            "otelcol_processor_batch_timeout_trigger_send", "Batches sent because of timeout", names
-        ).labels(*labels)
-        self._send_size = tel.histogram(
+        self._size_trigger = self.counter(
+            "otelcol_processor_batch_batch_size_trigger_send", "Batches sent because of size"
+        )
+        self._timeout_trigger = self.counter(
+            "otelcol_processor_batch_timeout_trigger_send", "Batches sent because of timeout"
+        )
+        self._send_size = self.histogram(
             "otelcol_processor_batch_batch_send_size",
             "Spans per sent batch",
-            names,
-            buckets=(
+            (
                 10,
                 25,
                 50,
@@ -94,12 +89,11 @@ class BatchProcessor:
                 50000,
                 100000,
             ),
-        ).labels(*labels)
+        )
         self._pending: list[Traces] = []
         self._pending_spans = 0
         self._lock = asyncio.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._host: Host | None = None
         # one timer for the pending data (armed when the buffer goes from empty to not),
         # not a wake-up per batch: the hot path only appends
         self._timer: asyncio.TimerHandle | None = None
@@ -109,16 +103,14 @@ class BatchProcessor:
         self._timeout = cfg.timeout.seconds
         self._size = cfg.send_batch_size
         self._limit = cfg.send_batch_max_size or 4 * cfg.send_batch_size
-        self._closed = False
         # the client metadata sent batches carry (set per batcher with metadata_keys)
         self.client: ClientInfo | None = None
 
-    async def start(self, host: Host) -> None:
+    async def _start(self, host: Host) -> None:
         self._loop = asyncio.get_running_loop()
-        self._host = host
 
     async def consume_traces(self, traces: Traces) -> None:
-        if self._closed:
+        if self.closing:
             raise RefusedError("batch processor is shutting down")
         if self._pending_spans >= self._limit:
             raise RefusedError(
@@ -146,7 +138,7 @@ class BatchProcessor:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        if self._pending and not self._closed:
+        if self._pending and not self.closing:
             loop = self._loop or asyncio.get_running_loop()
             due = max(self._oldest + self._timeout, self._blocked_until)
             self._timer = loop.call_at(due, self._on_timer)
@@ -154,8 +146,7 @@ class BatchProcessor:
     def _on_timer(self) -> None:
         self._timer = None
         if self._pending and (self._timed_flush is None or self._timed_flush.done()):
-            loop = self._loop or asyncio.get_running_loop()
-            self._timed_flush = loop.create_task(self._flush(size_trigger=False))
+            self._timed_flush = self.spawn(self._flush(size_trigger=False), "timed-flush")
 
     # -- sending ----------------------------------------------------------------------
     async def _flush(self, size_trigger: bool) -> None:
@@ -197,7 +188,7 @@ class BatchProcessor:
             except Exception as exc:
                 failed = True
                 self.metrics.dropped.inc(part.span_count)
-                self._log.error("dropping %d spans: downstream failed: %s", part.span_count, exc)
+                self.log.error("dropping %d spans: downstream failed: %s", part.span_count, exc)
             else:
                 self.metrics.outgoing.inc(part.span_count)
                 self._send_size.observe(part.span_count)
@@ -206,20 +197,15 @@ class BatchProcessor:
             b.release(not failed)
         return True
 
-    async def shutdown(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
+    async def _shutdown(self) -> None:
+        """Send what is left; while downstream refuses, retry until the shutdown deadline."""
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         if self._timed_flush is not None:
             await asyncio.gather(self._timed_flush, return_exceptions=True)
-        # send what is left; while downstream refuses, retry until the shutdown deadline
         loop = asyncio.get_running_loop()
-        deadline = self._host.deadline if self._host is not None else None
-        if deadline is None:
-            deadline = loop.time() + 10.0
+        deadline = self.shutdown_deadline()
         while self._pending:
             self._blocked_until = 0.0
             await self._flush(size_trigger=False)
@@ -229,7 +215,7 @@ class BatchProcessor:
         if self._pending:
             n = self._pending_spans
             self.metrics.dropped.inc(n)
-            self._log.error("dropping %d spans at shutdown: downstream refused them", n)
+            self.log.error("dropping %d spans at shutdown: downstream refused them", n)
             for b in self._pending:
                 b.release(False)
             self._pending = []

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import NonNegInt
-from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 from processors.genai import ResponseIdMemory, index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_bool, cache_patches

@@ -37,8 +37,8 @@ from msgspec import Meta
 from pipeline import wirescan
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, NonNegInt, PositiveInt
-from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from pipeline.wirescan import Row, SpanInfo
 from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, keys_for, no_gc
@@ -290,31 +290,23 @@ class CleanlinessProcessor(ProcessorHelper):
         self._late: OrderedDict[bytes, _Result] = OrderedDict()
         self._verdicts: dict[_Verdict, _Verdict] = {}  # interned
         self._enc = Encoder()
-        tel = settings.telemetry
-        labels = (str(settings.id), settings.pipeline or "")
-        names = ("processor", "pipeline")
-        by_class = tel.counter(
-            "tracesieve_cleanliness_traces", "Traces classified, by class", (*names, "class")
+        self._m_class = self.counters(
+            "tracesieve_cleanliness_traces", "Traces classified, by class", "class", CLASSES
         )
-        self._m_class = {c: by_class.labels(*labels, c) for c in CLASSES}
-        by_reason = tel.counter(
-            "tracesieve_cleanliness_reasons", "Traces classified, by reason", (*names, "reason")
+        self._m_reason = self.counters(
+            "tracesieve_cleanliness_reasons", "Traces classified, by reason", "reason", REASONS
         )
-        self._m_reason = {r: by_reason.labels(*labels, r) for r in REASONS}
-        self._m_late = tel.counter(
+        late = self.counters(
             "tracesieve_cleanliness_late_fragments",
             "Late fragments given the result of their trace (cached) or classified alone",
-            (*names, "cached"),
+            "cached",
+            ("true", "false"),
         )
-        self._m_late_l = (
-            self._m_late.labels(*labels, "true"),
-            self._m_late.labels(*labels, "false"),
-        )
-        self._m_task_classes = tel.gauge(
+        self._m_late_l = (late["true"], late["false"])
+        self._m_task_classes = self.gauge(
             "tracesieve_cleanliness_task_classes",
             "Task classes with a running duration median",
-            names,
-        ).labels(*labels)
+        )
 
     # -- per batch ------------------------------------------------------------------------
     def process(self, traces: Traces) -> Traces:

@@ -9,8 +9,8 @@ ran after failed runs of the same tool under the same parent: `sieve.retry.count
 from __future__ import annotations
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
-from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 from processors.genai import index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, attr_int, chain_patches

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import math
 import time
 import weakref
@@ -45,7 +44,8 @@ from pipeline.otlpwire import (
     varint,
 )
 from pipeline.pdata import Delivery, Traces
-from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
+from pipeline.processorhelper import ProcessorBase
+from pipeline.wholetraces import RELEASES, TraceEntry, TraceIndex
 from pipeline.wirescan import WireError
 
 MIB = 1 << 20
@@ -139,15 +139,16 @@ def _encode_trace(t: _Trace) -> list[bytes]:
     return out
 
 
-class GroupByTraceProcessor:
-    mutates_data = False
+class GroupByTraceProcessor(ProcessorBase):
+    """Stateful: holds spans by trace; one releaser task hands them on."""
+
+    SHUTDOWN_LIMIT = _SHUTDOWN_LIMIT
 
     def __init__(
         self, settings: Settings, cfg: GroupByTraceConfig, next_consumer: TracesConsumer
     ) -> None:
+        super().__init__(settings, next_consumer)
         self.cfg = cfg
-        self._next = next_consumer
-        self._log = settings.logger
         self._wait = cfg.wait_duration.seconds
         self._root_wait = cfg.wait_duration_after_root.seconds
         self._limit = cfg.memory_limit_mib * MIB
@@ -173,67 +174,40 @@ class GroupByTraceProcessor:
         self._wake = asyncio.Event()
         self._sleep_until = math.inf
         self._blocked_until = 0.0
-        self._closing = False
         self._shutdown_deadline = math.inf
-        self._host: Host | None = None
-        self._warned = 0.0
-        self._init_metrics(settings)
-
-    def _init_metrics(self, settings: Settings) -> None:
-        tel = settings.telemetry
-        labels = (str(settings.id), settings.pipeline or "")
-        names = ("processor", "pipeline")
-        self.metrics = tel.processor(*labels)
-        self._m_traces = tel.gauge(
+        self._m_traces = self.gauge(
             "tracesieve_groupbytrace_traces_in_memory",
             "Traces held (buffered or waiting to be handed on)",
-            names,
-        ).labels(*labels)
-        self._m_spans = tel.gauge(
-            "tracesieve_groupbytrace_spans_in_memory", "Spans held", names
-        ).labels(*labels)
-        self._m_bytes = tel.gauge(
+        )
+        self._m_spans = self.gauge("tracesieve_groupbytrace_spans_in_memory", "Spans held")
+        self._m_bytes = self.gauge(
             "tracesieve_groupbytrace_bytes_in_memory",
             "Estimated memory of the held spans (counted against memory_limit_mib)",
-            names,
-        ).labels(*labels)
-        released = tel.counter(
+        )
+        self._m_released = self.counters(
             "tracesieve_groupbytrace_traces_released",
             "Traces handed on, by why they were released",
-            (*names, "release"),
+            "release",
+            RELEASES,
         )
-        self._m_released = {
-            r: released.labels(*labels, r)
-            for r in ("wait", "root", "num_traces", "memory", "shutdown", "late")
-        }
-        evicted = tel.counter(
+        self._m_evicted = self.counters(
             "tracesieve_groupbytrace_traces_evicted",
             "Traces released early to stay within num_traces or memory_limit_mib",
-            (*names, "cause"),
+            "cause",
+            ("num_traces", "memory"),
         )
-        self._m_evicted = {c: evicted.labels(*labels, c) for c in ("num_traces", "memory")}
-        self._m_late = tel.counter(
+        self._m_late = self.counter(
             "tracesieve_groupbytrace_late_spans",
             "Spans that arrived after their trace was released (passed on as late)",
-            names,
-        ).labels(*labels)
+        )
 
     # -- lifecycle ----------------------------------------------------------------------
-    async def start(self, host: Host) -> None:
-        self._host = host
-        self._task = asyncio.get_running_loop().create_task(
-            self._run(), name="groupbytrace-releaser"
-        )
+    async def _start(self, host: Host) -> None:
+        self._task = self.spawn(self._run(), "releaser")
 
-    async def shutdown(self) -> None:
-        if self._closing:
-            return
-        self._closing = True
-        loop = asyncio.get_running_loop()
-        deadline = self._host.deadline if self._host is not None else None
-        self._shutdown_deadline = (
-            deadline if deadline is not None else loop.time() + _SHUTDOWN_LIMIT
-        )
+    async def _shutdown(self) -> None:
+        """Release every pending trace and hand it on, until the shutdown deadline."""
+        self._shutdown_deadline = self.shutdown_deadline()
         if self._task is None:
             await self._run()
         else:
@@ -243,7 +217,7 @@ class GroupByTraceProcessor:
 
     # -- ingest -------------------------------------------------------------------------
     async def consume_traces(self, traces: Traces) -> None:
-        if self._closing:
+        if self.closing:
             raise RefusedError("groupbytrace is shutting down")
         if self._ready_bytes > self._limit or len(self._ready) > self.cfg.num_traces:
             raise RefusedError(
@@ -449,7 +423,7 @@ class GroupByTraceProcessor:
         raw = b"".join(pieces)
         deliveries = tuple(dict.fromkeys(d for t in batch if t.holds for d in t.holds))
         out = Traces(raw=raw, span_count=spans, deliveries=deliveries)
-        out.cache[INDEX] = TraceIndex(entries, raw)
+        out.trace_index = TraceIndex(entries, raw)
         return out
 
     async def _emit(self) -> None:
@@ -461,15 +435,17 @@ class GroupByTraceProcessor:
                 await self._next.consume_traces(out)
             except RefusedError as exc:
                 self._put_back(batch)
-                backoff = 0.1 if self._closing else min(max(exc.retry_after, 0.05), _MAX_BACKOFF)
+                backoff = 0.1 if self.closing else min(max(exc.retry_after, 0.05), _MAX_BACKOFF)
                 self._blocked_until = time.monotonic() + backoff
-                self._warn(
+                self.warn.warning(
                     "downstream refused %d released spans, retrying: %s", out.span_count, exc
                 )
                 return
             except Exception as exc:
                 self.metrics.dropped.inc(out.span_count)
-                self._warn("dropping %d released spans: downstream failed: %s", out.span_count, exc)
+                self.warn.warning(
+                    "dropping %d released spans: downstream failed: %s", out.span_count, exc
+                )
                 self._finish(batch, ok=False)
             else:
                 self.metrics.outgoing.inc(out.span_count)
@@ -494,7 +470,7 @@ class GroupByTraceProcessor:
         self._ready_bytes = self._ready_spans = 0
         if n:
             self.metrics.dropped.inc(n)
-            self._log.error("dropping %d spans at shutdown: downstream refused them", n)
+            self.log.error("dropping %d spans at shutdown: downstream refused them", n)
         for t in batch:
             if t.holds:
                 for d in t.holds:
@@ -509,7 +485,7 @@ class GroupByTraceProcessor:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self._log.exception("groupbytrace releaser failed; continuing")
+                self.log.exception("groupbytrace releaser failed; continuing")
                 await asyncio.sleep(0.1)
             finally:
                 self._update_gauges()
@@ -518,14 +494,14 @@ class GroupByTraceProcessor:
         """One round of the releaser: emit what is ready, or sleep until something is due.
         False when it is done (shut down)."""
         now = time.monotonic()
-        if self._closing:
+        if self.closing:
             self._release_all("shutdown")
         else:
             self._expire(now)
         if self._ready and now >= self._blocked_until:
             await self._emit()
             return True
-        if self._closing:
+        if self.closing:
             if not self._ready:
                 return False
             if asyncio.get_running_loop().time() >= self._shutdown_deadline:
@@ -545,14 +521,6 @@ class GroupByTraceProcessor:
         self._m_traces.set(len(self._traces) + len(self._ready))
         self._m_spans.set(self._spans + self._ready_spans)
         self._m_bytes.set(self._bytes + self._ready_bytes)
-
-    def _warn(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._warned >= 10.0:
-            self._warned = now
-            self._log.warning(msg, *args)
-        elif self._log.isEnabledFor(logging.DEBUG):
-            self._log.debug(msg, *args)
 
     # -- introspection (tests, benchmarks) ------------------------------------------------
     @property

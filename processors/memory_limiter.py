@@ -20,6 +20,7 @@ from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, Duration, NonNegInt, Percentage
 from pipeline.errors import RefusedError
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorBase
 
 _PAGE = os.sysconf("SC_PAGE_SIZE")
 MIB = 1 << 20
@@ -79,31 +80,27 @@ class MemoryLimiterConfig(Config):
         return hard, hard - spike
 
 
-class MemoryLimiter:
-    mutates_data = False
+class MemoryLimiter(ProcessorBase):
+    """Stateful: a background task checks the memory used."""
 
     def __init__(
         self, settings: Settings, cfg: MemoryLimiterConfig, next_consumer: TracesConsumer
     ) -> None:
+        super().__init__(settings, next_consumer)
         self.cfg = cfg
-        self._next = next_consumer
-        self._log = settings.logger
-        self.metrics = settings.telemetry.processor(str(settings.id), settings.pipeline or "")
-        self._refused = settings.telemetry.counter(
+        self._refused = self.counter(
             "otelcol_processor_memory_limiter_refused_spans",
             "Spans refused because memory was above the soft limit",
-            ("processor", "pipeline"),
-        ).labels(str(settings.id), settings.pipeline or "")
+        )
         self._usage = settings.telemetry.gauge(
             "tracesieve_process_memory_rss_bytes", "Resident set size at the last check"
         )
         self.hard, self.soft = cfg.limits()
         self.refusing = False
-        self._task: asyncio.Task[None] | None = None
 
-    async def start(self, host: Host) -> None:
+    async def _start(self, host: Host) -> None:
         self.check()
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        self.spawn(self._loop(), "check")
 
     def check(self) -> None:
         used = rss_bytes()
@@ -116,13 +113,13 @@ class MemoryLimiter:
         self.refusing = used >= self.soft
         if self.refusing != was:
             if self.refusing:
-                self._log.warning(
+                self.log.warning(
                     "memory usage %d MiB is above the soft limit %d MiB: refusing data",
                     used // MIB,
                     self.soft // MIB,
                 )
             else:
-                self._log.info(
+                self.log.info(
                     "memory usage %d MiB is below the soft limit again: accepting data", used // MIB
                 )
 
@@ -142,11 +139,6 @@ class MemoryLimiter:
             )
         self.metrics.outgoing.inc(n)
         await self._next.consume_traces(traces)
-
-    async def shutdown(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            self._task = None
 
 
 factory = ProcessorFactory(

@@ -4,8 +4,8 @@ On every LLM call span (and gateway span standing for one call) it writes
 `sieve.provider.requested`, `sieve.model.requested`, `sieve.provider.served`,
 `sieve.model.served` (models normalised; a field is left out when unknown),
 `sieve.provider.evidence` (`gateway`, `http_host`, `response_model`, `span_attribute`,
-`model_family`) and `sieve.provider.mismatch` (bool). Evidence order and rules: README,
-"GenAI enrichment". Source attributes are never changed.
+`model_family`) and `sieve.provider.mismatch` (bool). Evidence order and rules:
+docs/genai.md#provider_reconciliation. Source attributes are never changed.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
-from pipeline.consumers import ProcessorHelper
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 from processors.genai import index_for, keys_for, no_gc
 from processors.genai.config import EnrichmentConfig
 from processors.genai.write import Encoder, reconciliation_patches

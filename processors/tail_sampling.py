@@ -32,9 +32,10 @@ from typing import Annotated, Any, Literal
 import msgspec
 from msgspec import Meta
 
-from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
+from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, NonNegInt, Percentage, PositiveInt
 from pipeline.pdata import Traces
+from pipeline.processorhelper import ProcessorHelper
 from pipeline.wholetraces import TraceView, select, trace_attribute, trace_values, trace_views
 from processors.genai.write import attr_str
 
@@ -634,60 +635,50 @@ _LABEL = {
 }
 
 
-class TailSamplingProcessor:
-    mutates_data = True  # writes sieve.sampling.policy, removes traces
+class TailSamplingProcessor(ProcessorHelper):
+    """Decision caches between batches; one `process` per batch."""
 
     def __init__(
         self, settings: Settings, cfg: TailSamplingConfig, next_consumer: TracesConsumer
     ) -> None:
+        # writes sieve.sampling.policy, removes traces
+        super().__init__(settings, next_consumer, self.process, mutates_data=True)
         self.cfg = cfg
-        self._next = next_consumer
         self.policies = [build_policy(p) for p in cfg.policies]
         self._keys = frozenset().union(*(p.keys for p in self.policies))
         self._first_match = cfg.sample_on_first_match
         self._sampled = _FifoCache(cfg.decision_cache.sampled_cache_size)
         self._not_sampled = _FifoCache(cfg.decision_cache.non_sampled_cache_size)
         self._policy_attr: dict[str, bytes] = {}  # policy name -> encoded attribute
-        tel = settings.telemetry
-        labels = (str(settings.id), settings.pipeline or "")
-        names = ("processor", "pipeline")
-        self._labels = labels
-        self.metrics = tel.processor(*labels)
-        self._m_policy = tel.counter(
+        self._m_policy = self.counter_family(
             "tracesieve_tail_sampling_count_traces_sampled",
             "Traces each policy evaluated, by whether it sampled them",
-            (*names, "policy", "sampled"),
+            "policy",
+            "sampled",
         )
-        self._m_decisions = tel.counter(
+        self._m_decisions = self.counter_family(
             "tracesieve_tail_sampling_decisions",
             "Final decisions on traces, by deciding policy ('' when none sampled)",
-            (*names, "policy", "decision"),
+            "policy",
+            "decision",
         )
-        self._m_cached = tel.counter(
+        self._m_cached = self.counter_family(
             "tracesieve_tail_sampling_cached_decisions",
             "Traces (or late fragments) decided from the decision cache",
-            (*names, "decision"),
+            "decision",
         )
-        self._m_late = tel.counter(
+        self._m_late = self.counter_family(
             "tracesieve_tail_sampling_late_spans",
             "Spans of late fragments from groupbytrace, by the decision applied",
-            (*names, "decision"),
+            "decision",
         )
-        cache = tel.gauge(
+        cache = self.gauges(
             "tracesieve_tail_sampling_decision_cache_size",
             "Trace ids in the decision cache",
-            (*names, "decision"),
+            "decision",
+            ("sampled", "not_sampled"),
         )
-        self._m_cache_size = (
-            cache.labels(*labels, "sampled"),
-            cache.labels(*labels, "not_sampled"),
-        )
-
-    async def start(self, host: Host) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
+        self._m_cache_size = (cache["sampled"], cache["not_sampled"])
 
     def _cached(self, tid: bytes) -> tuple[bool, str] | None:
         p = self._sampled.get(tid)
@@ -696,18 +687,6 @@ class TailSamplingProcessor:
         if self._not_sampled.get(tid) is not None:
             return False, ""
         return None
-
-    async def consume_traces(self, traces: Traces) -> None:
-        n = traces.span_count
-        self.metrics.incoming.inc(n)
-        out = self.process(traces)
-        kept = 0 if out is None else out.span_count
-        if kept < n:
-            self.metrics.dropped.inc(n - kept)
-        if out is None or kept == 0:
-            return
-        self.metrics.outgoing.inc(kept)
-        await self._next.consume_traces(out)
 
     def process(self, traces: Traces) -> Traces | None:
         # attribute policies read what earlier processors wrote: their patches are
@@ -756,7 +735,7 @@ class TailSamplingProcessor:
         cached_n: Counter[str],
         late_n: Counter[str],
     ) -> None:
-        labels = self._labels
+        labels = self.labels
         for (policy, sampled), c in seen.items():
             self._m_policy.labels(*labels, policy, "true" if sampled else "false").inc(c)
         for (policy, decision), c in decided.items():

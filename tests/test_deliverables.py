@@ -133,3 +133,21 @@ def test_dockerfile_runs_tracesieve_as_a_non_root_user():
     cmd = [ln for ln in lines if ln.startswith("CMD ")][-1]  # not HEALTHCHECK's
     config = cmd.split('"')[3]  # CMD ["--config", "/app/configs/x.yaml"]
     assert (ROOT / config.removeprefix("/app/")).exists()
+
+
+def test_readme_tour_describes_what_make_run_runs():
+    """The README's five-minute tour quotes `make run`: the config it names, the quiet
+    times it gives for a trace's release, and where the spans land are the shipped ones."""
+    readme = (ROOT / "README.md").read_text()
+    make = (ROOT / "Makefile").read_text()
+    assert "CONFIG ?= configs/local.yaml" in make and "configs/local.yaml" in readme
+    config = yaml.safe_load((ROOT / "configs/local.yaml").read_text())
+    grouping = config["processors"]["groupbytrace"]
+    assert (grouping["wait_duration"], grouping["wait_duration_after_root"]) == ("2s", "200ms")
+    assert "quiet for 200 ms after its root span arrived (2 s" in readme
+    assert config["exporters"]["file"]["path"].endswith(":-data/spans.jsonl}")
+    assert "data/spans.jsonl" in readme
+    policies = config["processors"]["tail_sampling"]["policies"]
+    assert [p["type"] for p in policies] == ["always_sample"]
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert 'tracesieve-loadgen = "benchmarks.loadgen:main"' in pyproject

@@ -9,9 +9,9 @@ with the OTel Collector's semantics (`exporterhelper`).
   sender was idle, once that sender has started sending it (`_handed_on`); a full queue
   refuses with `RefusedError` (clients get UNAVAILABLE / 503) unless `block_on_overflow`.
 - An exporter that sends only the wire bytes (`wire_only`) queues a bare copy of each
-  batch: the bytes, without the decoded request or the processors' `cache` (the GenAI
-  index and the like), so queued and in-flight batches hold no more than they send and
-  the cyclic GC has no per-span objects of theirs to walk.
+  batch: the bytes, without the decoded request or what processors derived from it (the
+  trace index, the GenAI index and the like), so queued and in-flight batches hold no
+  more than they send and the cyclic GC has no per-span objects of theirs to walk.
 - On shutdown, new batches are refused and the queue drains until the deadline; what
   is left is counted as failed (memory queue) or stays on disk for the next start
   (persistent queue, `sending_queue.storage`).
@@ -36,6 +36,7 @@ from pipeline.component import Host, Settings
 from pipeline.configtypes import QueueBatchConfig, QueueConfig, RetryConfig
 from pipeline.errors import PermanentError, RefusedError
 from pipeline.pdata import ClientInfo, Traces
+from pipeline.telemetry import RateLimitedLog
 
 PushFn = Callable[[Traces], Awaitable[int]]
 
@@ -224,7 +225,7 @@ class ExporterHelper:
         self._in_flight = 0
         self._closing = False
         self._host: Host | None = None
-        self._last_log = 0.0
+        self.warn = RateLimitedLog(self._log, 1.0)
         self._started = False
         self._deadline: float | None = None  # set when shutting down
         self._waiters: dict[int, asyncio.Future[bool]] = {}
@@ -233,12 +234,6 @@ class ExporterHelper:
         self._assembly = asyncio.Lock()  # one sender gathers a batch at a time
         # batches taken from the queue for a batch of another partition: next in line
         self._carry: list[tuple[Traces, Callable[[], None]]] = []
-
-    def _warn(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_log >= 1.0:
-            self._last_log = now
-            self._log.warning(msg, *args)
 
     def _make_queue(self) -> SendingQueue:
         q = self._qcfg
@@ -276,7 +271,7 @@ class ExporterHelper:
                 raise RefusedError(f"exporter {self.settings.id} could not send the data")
             return
         if self._wire_only:
-            traces = traces.copy()
+            traces = traces.copy(bare=True)
         idle = q.idle()
         if not q.offer(traces):
             if not self._qcfg.block_on_overflow:
@@ -414,27 +409,29 @@ class ExporterHelper:
                     raise RetryableError(f"{type(exc).__name__}: {exc}") from exc
             except PermanentError as exc:
                 self.metrics.send_failed.inc(n)
-                self._warn("dropping %d spans: permanent error: %s", n, exc)
+                self.warn.warning("dropping %d spans: permanent error: %s", n, exc)
                 return False
             except RetryableError as exc:
                 if not self._retry.enabled:
                     self.metrics.send_failed.inc(n)
-                    self._warn("dropping %d spans: %s (retry_on_failure disabled)", n, exc)
+                    self.warn.warning("dropping %d spans: %s (retry_on_failure disabled)", n, exc)
                     return False
                 delay = exc.retry_after if exc.retry_after is not None else backoff.next_delay()
                 limit = self._retry.max_elapsed_time.seconds
                 if limit and time.monotonic() - began + delay > limit:
                     self.metrics.send_failed.inc(n)
-                    self._warn("dropping %d spans: no success within max_elapsed_time: %s", n, exc)
+                    self.warn.warning(
+                        "dropping %d spans: no success within max_elapsed_time: %s", n, exc
+                    )
                     return False
                 if not await self._sleep(delay):
                     self.metrics.send_failed.inc(n)
-                    self._warn("dropping %d spans at shutdown: %s", n, exc)
+                    self.warn.warning("dropping %d spans at shutdown: %s", n, exc)
                     return False
-                self._warn("export failed, retrying in %.1fs: %s", delay, exc)
+                self.warn.warning("export failed, retrying in %.1fs: %s", delay, exc)
                 continue
             if rejected:
-                self._warn("partial success: backend rejected %d of %d spans", rejected, n)
+                self.warn.warning("partial success: backend rejected %d of %d spans", rejected, n)
                 self.metrics.send_failed.inc(rejected)
             self.metrics.sent.inc(n - rejected)
             return True

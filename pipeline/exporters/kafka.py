@@ -30,8 +30,7 @@ OTel Collector's kafka receiver reads) or its OTLP JSON form (`otlp_json`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import time
+import weakref
 from collections.abc import Sequence
 from typing import Any, Literal
 
@@ -59,6 +58,7 @@ from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableE
 from pipeline.kafkaclient import AuthConfig
 from pipeline.kafkaoptions import token_provider as kafkaclient_token_provider
 from pipeline.pdata import Traces
+from pipeline.telemetry import RateLimitedLog
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 DEFAULT_TOPIC = "otlp_spans"
@@ -376,7 +376,9 @@ class KafkaExporter(HelperExporter):
         self._encoding = cfg.effective_encoding
         static = {**cfg.record_headers, **cfg.headers}
         self._headers: Headers = [(k, v.encode()) for k, v in static.items()]
-        self._ckey = f"kafka-exporter:{settings.id}"
+        # each batch's encoded messages while it is being sent (across retries); an entry
+        # goes once the batch is sent, or with the batch when the sender gives up on it
+        self._sending: weakref.WeakKeyDictionary[Traces, _PushState] = weakref.WeakKeyDictionary()
         self._brokers: list[str] | None = None  # resolve_canonical_bootstrap_servers_only
         self._token_provider: object | None = None  # SASL OAUTHBEARER
         rp = cfg.record_partitioner
@@ -384,7 +386,7 @@ class KafkaExporter(HelperExporter):
         self._producer: AIOKafkaProducer | None = None
         self._connected = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
-        self._last_warn = 0.0
+        self.warn = RateLimitedLog(self._log, 1.0)
         limit = cfg.producer.max_message_bytes
         # value budget per message: the record-batch framing, key and headers come off
         self._budget_unkeyed = limit - self._overhead(None)
@@ -443,12 +445,6 @@ class KafkaExporter(HelperExporter):
                 key = values[0].encode()
         return topic, key, extra
 
-    def _warn(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_warn >= 1.0:
-            self._last_warn = now
-            self._log.warning(msg, *args)
-
     # -- lifecycle ---------------------------------------------------------------------
     def producer_kwargs(self) -> dict[str, Any]:
         cfg = self.cfg
@@ -491,29 +487,12 @@ class KafkaExporter(HelperExporter):
     async def _connect(self) -> None:
         """Connect in the background, retrying: the collector runs (and queues) while
         Kafka is unreachable."""
-        delay = 0.2
-        while True:
-            producer = AIOKafkaProducer(**self.producer_kwargs())
-            try:
-                await producer.start()
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    await producer.stop()
-                if not isinstance(exc, Exception):
-                    raise  # cancelled (shutdown)
-                self._warn(
-                    "cannot connect to Kafka %s (retrying in %.1fs): %s",
-                    ",".join(self.cfg.brokers),
-                    delay,
-                    kafkaclient.describe(exc),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
-                continue
-            self._producer = producer
-            self._connected.set()
-            self._log.info("connected to Kafka %s", ",".join(self.cfg.brokers))
-            return
+        producer = await kafkaclient.connect(
+            lambda: AIOKafkaProducer(**self.producer_kwargs()), self.cfg.brokers, self.warn
+        )
+        self._producer = producer
+        self._connected.set()
+        self._log.info("connected to Kafka %s", ",".join(self.cfg.brokers))
 
     async def _shutdown(self) -> None:
         if self._connector is not None:
@@ -659,21 +638,21 @@ class KafkaExporter(HelperExporter):
 
     # -- sending -----------------------------------------------------------------------
     async def _push(self, traces: Traces) -> int:
-        state = traces.cache.get(self._ckey)
-        if not isinstance(state, _PushState):
+        state = self._sending.get(traces)
+        if state is None:
             messages, oversized = self.encode(traces)
             state = _PushState(messages, oversized)
-            traces.cache[self._ckey] = state
+            self._sending[traces] = state
             if oversized:
                 self._oversized.inc(oversized)
-                self._warn(
+                self.warn.warning(
                     "dropping %d spans larger than producer.max_message_bytes (%d) on their own",
                     oversized,
                     self.cfg.producer.max_message_bytes,
                 )
         if state.messages:
             await self._produce(state)
-        traces.cache.pop(self._ckey, None)
+        self._sending.pop(traces, None)
         return state.rejected
 
     async def _produce(self, state: _PushState) -> None:
@@ -731,7 +710,7 @@ class KafkaExporter(HelperExporter):
                 keep.append(m)
             else:
                 state.rejected += m.spans
-                self._warn(
+                self.warn.warning(
                     "Kafka rejected a message of %d bytes (%d spans) for %s: %s",
                     len(m.value),
                     m.spans,

@@ -38,7 +38,6 @@ import functools
 import logging
 import os
 import struct
-import time
 import zlib
 from collections import deque
 from collections.abc import Callable
@@ -48,6 +47,7 @@ from urllib.parse import quote
 from pipeline.configtypes import QueueConfig
 from pipeline.exporters.helper import WakeOne
 from pipeline.pdata import Delivery, Traces
+from pipeline.telemetry import RateLimitedLog
 
 log = logging.getLogger("tracesieve.exporter.persistent_queue")
 
@@ -166,7 +166,7 @@ class PersistentQueue:
         self._ack_entries = 0
         self._dirty = False
         self._closed = False
-        self._last_warn = 0.0
+        self.warn = RateLimitedLog(log, 1.0)
         self.recovered = 0  # records found on disk at start, not yet acked
         self.skipped_bytes = 0  # torn or corrupt bytes skipped at recovery
         self.lost = 0  # records dropped because they could not be read back
@@ -338,7 +338,7 @@ class PersistentQueue:
             try:
                 self._rotate()
             except OSError as exc:  # go on in the current segment
-                self._warn("cannot start a new queue segment in %s: %s", self.dir, exc)
+                self.warn.warning("cannot start a new queue segment in %s: %s", self.dir, exc)
         seg = self._current
         seq = self._next_seq
         head = _HEAD.pack(
@@ -353,7 +353,7 @@ class PersistentQueue:
             if self._fsync == "always":
                 os.fsync(self._write_fd)
         except OSError as exc:
-            self._warn("cannot write to the sending queue in %s: %s", self.dir, exc)
+            self.warn.warning("cannot write to the sending queue in %s: %s", self.dir, exc)
             with contextlib.suppress(OSError):
                 os.ftruncate(self._write_fd, seg.size)
             return False
@@ -385,7 +385,7 @@ class PersistentQueue:
                 payload = self._read(item)
             except (OSError, ValueError) as exc:
                 self.lost += 1
-                self._warn("dropping a queued batch of %d spans: %s", item.spans, exc)
+                self.warn.warning("dropping a queued batch of %d spans: %s", item.spans, exc)
                 self._ack(seq)
                 continue
             deliveries = self._deliveries.pop(seq, ())
@@ -422,7 +422,9 @@ class PersistentQueue:
                 self._ack_entries += 1
                 self._dirty = True
             except OSError as exc:
-                self._warn("cannot record an ack in %s (it will be resent): %s", self.dir, exc)
+                self.warn.warning(
+                    "cannot record an ack in %s (it will be resent): %s", self.dir, exc
+                )
         if not seg.unacked and seg is not self._current:
             self._delete_segment(seg)
             live = sum(len(s.seqs) - len(s.unacked) for s in self._segments.values())
@@ -481,13 +483,7 @@ class PersistentQueue:
             try:
                 await asyncio.to_thread(_fsync_all, fds, self.dir)
             except OSError as exc:
-                self._warn("fsync of the sending queue in %s failed: %s", self.dir, exc)
-
-    def _warn(self, msg: str, *args: object) -> None:
-        now = time.monotonic()
-        if now - self._last_warn >= 1.0:
-            self._last_warn = now
-            log.warning(msg, *args)
+                self.warn.warning("fsync of the sending queue in %s failed: %s", self.dir, exc)
 
 
 def _fsync_all(fds: list[int], directory: str) -> None:

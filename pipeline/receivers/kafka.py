@@ -27,7 +27,6 @@ import asyncio
 import contextlib
 import functools
 import re
-import time
 from collections import deque
 from collections.abc import Sequence
 from typing import Any, Literal
@@ -53,6 +52,7 @@ from pipeline.exporters.helper import Backoff
 from pipeline.kafkaclient import AuthConfig
 from pipeline.kafkaoptions import token_provider
 from pipeline.pdata import Delivery, InvalidTracesError, Traces, count_spans
+from pipeline.telemetry import RateLimitedLog
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 DEFAULT_TOPIC = "otlp_spans"
@@ -404,7 +404,7 @@ class KafkaReceiver:
         self._dirty = False  # something became done since the last commit
         self._commit_lock = asyncio.Lock()
         self._committer: asyncio.Task[None] | None = None
-        self._last_warn: dict[str, float] = {}
+        self.warn = RateLimitedLog(self._log, 1.0)  # one a second per kind of problem
         tel = settings.telemetry
         self.metrics = tel.receiver(self._name, "kafka")
         names = ("name", "topic", "partition")
@@ -452,13 +452,6 @@ class KafkaReceiver:
             "Undecodable messages copied to dead_letter_topic, by outcome",
             ("name", "outcome"),
         )
-
-    def _warn(self, key: str, msg: str, *args: object) -> None:
-        """At most once a second per kind of problem."""
-        now = time.monotonic()
-        if now - self._last_warn.get(key, -1e9) >= 1.0:
-            self._last_warn[key] = now
-            self._log.warning(msg, *args)
 
     # -- lifecycle ---------------------------------------------------------------------
     def consumer_kwargs(self) -> dict[str, Any]:
@@ -508,45 +501,33 @@ class KafkaReceiver:
             self._run(), name=f"{self._name}-consume"
         )
 
+    def _new_consumer(self) -> AIOKafkaConsumer:
+        consumer = AIOKafkaConsumer(**self.consumer_kwargs())
+        listener = _Listener(self)
+        if self._topics[0].startswith("^"):
+            consumer.subscribe(pattern=self._pattern(), listener=listener)
+        else:
+            consumer.subscribe(topics=self._topics, listener=listener)
+        return consumer
+
     async def _run(self) -> None:
-        delay = 0.2
-        while not self._closing:
-            consumer = AIOKafkaConsumer(**self.consumer_kwargs())
-            listener = _Listener(self)
-            if self._topics[0].startswith("^"):
-                consumer.subscribe(pattern=self._pattern(), listener=listener)
-            else:
-                consumer.subscribe(topics=self._topics, listener=listener)
-            try:
-                await consumer.start()
-            except BaseException as exc:
-                with contextlib.suppress(Exception):
-                    await consumer.stop()
-                if not isinstance(exc, Exception):
-                    raise  # cancelled (shutdown)
-                self._warn(
-                    "connect",
-                    "cannot connect to Kafka %s (retrying in %.1fs): %s",
-                    ",".join(self.cfg.brokers),
-                    delay,
-                    kafkaclient.describe(exc),
-                )
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 3.0)
-                continue
-            self._consumer = consumer
-            self._log.info(
-                "consuming %s from Kafka %s as group %s",
-                ",".join(self._topics),
-                ",".join(self.cfg.brokers),
-                self.cfg.group_id,
-            )
-            if self.cfg.autocommit.enable:
-                self._committer = asyncio.get_running_loop().create_task(
-                    self._autocommit(consumer), name=f"{self._name}-commit"
-                )
-            await self._loop(consumer)
+        consumer = await kafkaclient.connect(
+            self._new_consumer, self.cfg.brokers, self.warn, lambda: not self._closing
+        )
+        if consumer is None:  # shut down before it could connect
             return
+        self._consumer = consumer
+        self._log.info(
+            "consuming %s from Kafka %s as group %s",
+            ",".join(self._topics),
+            ",".join(self.cfg.brokers),
+            self.cfg.group_id,
+        )
+        if self.cfg.autocommit.enable:
+            self._committer = asyncio.get_running_loop().create_task(
+                self._autocommit(consumer), name=f"{self._name}-commit"
+            )
+        await self._loop(consumer)
 
     async def _autocommit(self, consumer: AIOKafkaConsumer) -> None:
         """Commit what is done every `autocommit.interval` (apart from the fetch loop, so
@@ -567,7 +548,9 @@ class KafkaReceiver:
                     if part is not None and msgs and not self._closing:
                         await self._take(consumer, part, msgs)
             except KafkaError as exc:
-                self._warn("fetch", "Kafka consumer error: %s", kafkaclient.describe(exc))
+                self.warn.warning(
+                    "Kafka consumer error: %s", kafkaclient.describe(exc), key="fetch"
+                )
                 await asyncio.sleep(0.5)
             except Exception:
                 self._log.exception("unexpected error in the Kafka receiver loop")
@@ -679,7 +662,9 @@ class KafkaReceiver:
                 await asyncio.wait_for(consumer.commit(offsets), within)
             except Exception as exc:
                 self._dirty = True
-                self._warn("commit", "cannot commit offsets: %s", kafkaclient.describe(exc))
+                self.warn.warning(
+                    "cannot commit offsets: %s", kafkaclient.describe(exc), key="commit"
+                )
                 return
             for p in chosen:
                 off = offsets.get(p.tp)
@@ -801,8 +786,7 @@ class KafkaReceiver:
     async def _reject(self, part: _Partition, bad: list[tuple[Any, str]]) -> None:
         part.m_failed.inc(len(bad))
         m, problem = bad[0]
-        self._warn(
-            "decode",
+        self.warn.warning(
             "skipping %d undecodable message%s, e.g. %s/%d offset %d: %s",
             len(bad),
             "" if len(bad) == 1 else "s",
@@ -810,6 +794,7 @@ class KafkaReceiver:
             m.partition,
             m.offset,
             problem,
+            key="decode",
         )
         if self.cfg.dead_letter_topic:
             await self._dead_letter(bad)
@@ -826,13 +811,9 @@ class KafkaReceiver:
                         self.cfg.auth,
                         self.cfg.protocol_version,
                     )
-                    dlq = AIOKafkaProducer(**kw, max_request_size=64 << 20)
-                    try:
-                        await dlq.start()
-                    except BaseException:
-                        await dlq.stop()
-                        raise
-                    self._dlq = dlq
+                    self._dlq = await kafkaclient.started(
+                        AIOKafkaProducer(**kw, max_request_size=64 << 20)
+                    )
                 futs = []
                 for m, problem in bad:
                     headers = [
@@ -848,7 +829,9 @@ class KafkaReceiver:
                 results = await asyncio.gather(*futs, return_exceptions=True)
                 ok = sum(1 for r in results if not isinstance(r, BaseException))
         except Exception as exc:
-            self._warn("dlq", "cannot write to dead_letter_topic: %s", kafkaclient.describe(exc))
+            self.warn.warning(
+                "cannot write to dead_letter_topic: %s", kafkaclient.describe(exc), key="dlq"
+            )
         failed = len(bad) - ok
         if ok:
             self._dlq_counter.labels(self._name, "success").inc(ok)
@@ -877,8 +860,8 @@ class KafkaReceiver:
         except RefusedError as exc:
             m.refused.inc(n)
             m.requests["refused"].inc()
-            self._warn(
-                "refused", "pipeline refused %d spans, pausing %s: %s", n, _fmt([part.tp]), exc
+            self.warn.warning(
+                "pipeline refused %d spans, pausing %s: %s", n, _fmt([part.tp]), exc, key="refused"
             )
             chunk.attempt += 1  # late completions of this attempt are ignored
             delivery.release(False)
@@ -890,11 +873,15 @@ class KafkaReceiver:
             chunk.attempt += 1
             delivery.release(False)
             if self.cfg.message_marking.on_permanent_error:
-                self._warn("permanent", "pipeline rejected %d spans permanently: %s", n, exc)
+                self.warn.warning(
+                    "pipeline rejected %d spans permanently: %s", n, exc, key="permanent"
+                )
                 self._m_dropped.inc(n)
                 self._finish(part, chunk)
                 return True
-            self._warn("permanent", "pipeline rejected %d spans permanently, retrying: %s", n, exc)
+            self.warn.warning(
+                "pipeline rejected %d spans permanently, retrying: %s", n, exc, key="permanent"
+            )
             self._hold(consumer, part, chunk, front=True)
             return False
         except Exception as exc:
@@ -921,8 +908,8 @@ class KafkaReceiver:
             self._finish(part, chunk)
         else:
             chunk.attempt += 1
-            self._warn(
-                "failed", "%d spans failed downstream; they will be offered again", chunk.spans
+            self.warn.warning(
+                "%d spans failed downstream; they will be offered again", chunk.spans, key="failed"
             )
             consumer = self._consumer
             if consumer is not None:

@@ -18,7 +18,6 @@ import asyncio
 import gzip
 import logging
 import ssl
-import time
 import zlib
 from typing import Any, Literal
 
@@ -47,7 +46,7 @@ from pipeline.errors import InvalidDataError, PermanentError, RefusedError
 from pipeline.httpserver import HTTPServer, remove_stale_socket
 from pipeline.pdata import ClientInfo, InvalidTracesError, Traces
 from pipeline.receivers.auth import AuthConfig, BearerAuth
-from pipeline.telemetry import ReceiverMetrics
+from pipeline.telemetry import RateLimitedLog, ReceiverMetrics
 
 SERVICE = "opentelemetry.proto.collector.trace.v1.TraceService"
 EMPTY_RESPONSE: bytes = ExportTraceServiceResponse().SerializeToString()
@@ -293,14 +292,7 @@ class _Outcome:
     def __init__(self, metrics: ReceiverMetrics, logger: logging.Logger) -> None:
         self.m = metrics
         self.log = logger
-        self._last_log = 0.0
-
-    def warn(self, msg: str, *args: Any) -> None:
-        """Log at most once a second, so bad clients cannot flood the log."""
-        now = time.monotonic()
-        if now - self._last_log >= 1.0:
-            self._last_log = now
-            self.log.warning(msg, *args)
+        self.warn = RateLimitedLog(logger, 1.0)  # bad clients cannot flood the log
 
 
 class OTLPReceiver:
@@ -442,11 +434,11 @@ class OTLPReceiver:
             traces.client = _grpc_client(context, self._grpc_metadata)
         except InvalidTracesError as exc:
             out.m.requests["invalid"].inc()
-            out.warn("rejected a malformed gRPC request from %s: %s", context.peer(), exc)
+            out.warn.warning("rejected a malformed gRPC request from %s: %s", context.peer(), exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, str(exc))
         except Exception as exc:  # a decoder bug must not take the request path down
             out.m.requests["invalid"].inc()
-            out.warn("cannot decode a gRPC request from %s: %r", context.peer(), exc)
+            out.warn.warning("cannot decode a gRPC request from %s: %r", context.peer(), exc)
             await context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"cannot decode: {exc}")
         code, message, retry_after = await self._consume(traces, out)
         if code is None:
@@ -484,7 +476,7 @@ class OTLPReceiver:
         except PermanentError as exc:
             out.m.refused.inc(n)
             out.m.requests["failure"].inc()
-            out.warn("pipeline rejected data permanently: %s", exc)
+            out.warn.warning("pipeline rejected data permanently: %s", exc)
             return grpc.StatusCode.INTERNAL, str(exc), 0.0
         except Exception as exc:
             # an unexpected error in a component: retryable, as the OTel Collector does
@@ -632,11 +624,11 @@ class OTLPReceiver:
                 traces = Traces(await asyncio.to_thread(otlpjson.decode, body))
         except InvalidTracesError as exc:
             out.m.requests["invalid"].inc()
-            out.warn("rejected a malformed HTTP request from %s: %s", request.remote, exc)
+            out.warn.warning("rejected a malformed HTTP request from %s: %s", request.remote, exc)
             return self._http_error(400, str(exc), is_json)
         except Exception as exc:  # a decoder bug must not take the request path down
             out.m.requests["invalid"].inc()
-            out.warn("cannot decode an HTTP request from %s: %r", request.remote, exc)
+            out.warn.warning("cannot decode an HTTP request from %s: %r", request.remote, exc)
             return self._http_error(400, f"cannot decode: {exc}", is_json)
         traces.client = _http_client(request, self._http_metadata)
         code, message, retry_after = await self._consume(traces, out)

@@ -5,8 +5,8 @@ when the enrichment processors did not run).
 The per-batch index
 ===================
 ``index_for(traces, cfg=None) -> GenAIIndex`` returns the index of a batch, building it on
-first use and caching it in ``traces.cache`` (key ``"genai.index"``, plus a config
-fingerprint when `cfg` maps extra hosts/keys). `cfg` is a `GenAIConfig` or, from a
+first use and keeping it with the batch (`Traces.genai_index`, one per config
+fingerprint: configs that map extra hosts/keys get their own). `cfg` is a `GenAIConfig` or, from a
 processor, its ``keys_for(cfg)`` made once at create. Every processor that asks for the index of
 the same `Traces` with an equal `GenAIConfig` gets the same object, so the batch's spans are
 classified and their attributes read once, whichever processors run. The cached index is
@@ -117,20 +117,15 @@ __all__ = [
     "provider_from_host",
 ]
 
-CACHE_KEY = "genai.index"
-
 
 def index_for(traces: Traces, cfg: GenAIConfig | Keys | None = None) -> GenAIIndex:
     """The batch's shared GenAI index (built once; see the module docstring). Processors
     pass their config's `Keys` (`keys_for(cfg)`, made once) rather than the config."""
     keys = cfg if isinstance(cfg, Keys) else keys_for(cfg)
-    ck = CACHE_KEY if not keys.fingerprint else f"{CACHE_KEY}/{keys.fingerprint}"
-    raw = traces.base
-    idx = traces.cache.get(ck)
-    if isinstance(idx, GenAIIndex) and idx.raw is raw:
-        return idx
-    idx = GenAIIndex(raw, keys, traces.scan())
-    traces.cache[ck] = idx
+    idx = traces.genai_index(keys.fingerprint)
+    if idx is None:
+        idx = GenAIIndex(traces.base, keys, traces.scan())
+        traces.set_genai_index(keys.fingerprint, idx)
     return idx
 
 
@@ -138,8 +133,7 @@ def drop_index(traces: Traces) -> None:
     """Free the batch's GenAI indexes now, from the last stage that reads them: their
     records go at once by reference counting (while the cyclic GC is paused, so that it
     never walks them) instead of living on until the batch is exported."""
-    for k in [k for k in traces.cache if k.startswith(CACHE_KEY)]:
-        del traces.cache[k]
+    traces.drop_genai_indexes()
 
 
 @contextmanager

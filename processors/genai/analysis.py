@@ -457,7 +457,7 @@ class GenAIIndex:
         return out
 
     def attempts(self, rec: SpanRecord) -> list[Attempt]:
-        """The attempts of one call span, in order (see the README's evidence rules)."""
+        """The attempts of one call span, in order (docs/genai.md#fallback_chain)."""
         got = self._attempts.get(rec.key)
         if got is not None:
             return got

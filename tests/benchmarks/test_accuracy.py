@@ -1,5 +1,6 @@
 """The accuracy benchmark on a small run: its command works, its record has the shape the
-README's table is made from, and the classifier is right on the generator's traces."""
+benchmark table (docs/benchmarks.md) is made from, and the classifier is right on the
+generator's traces."""
 
 from __future__ import annotations
 

@@ -1,5 +1,6 @@
 """The benchmark machinery on a tiny load: every case starts, runs in its own process and
-prints a valid record; the report turns records into the README table. (The benchmarks
+prints a valid record; the report turns records into the tables of docs/benchmarks.md and
+the headline figures of README.md. (The benchmarks
 themselves run only through `make bench`; nothing here asserts a timing.)"""
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ def _positive(r: dict, *keys: str) -> None:
 
 @pytest.mark.timeout(240)
 def test_every_case_runs_and_prints_a_valid_record(tmp_path):
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Results\n\nText.\n\n## Next\n")
     readme = tmp_path / "README.md"
-    readme.write_text("# x\n\n## Benchmarks\n\nText.\n\n## Next\n")
+    readme.write_text(f"# x\n\n{report.HSTART}\n{report.HEND}\n\n## Next\n")
     res = subprocess.run(
         [
             sys.executable,
@@ -34,6 +37,8 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
             "--quick",
             "--results",
             str(tmp_path),
+            "--doc",
+            str(doc),
             "--readme",
             str(readme),
         ],
@@ -99,14 +104,19 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert two["grpc_default_so_reuseport"] in (True, False)
     if "accuracy" in records:
         assert 0 <= records["accuracy"]["macro_f1"] <= 1
-    # the README block: one row per figure, between the markers, in the section
-    text = readme.read_text()
-    assert text.index("## Benchmarks") < text.index(report.START) < text.index(report.END)
+    # the table: one row per figure, between the markers, in the section
+    text = doc.read_text()
+    assert text.index("## Results") < text.index(report.START) < text.index(report.END)
     assert text.index(report.END) < text.index("## Next")
     block = text[text.index(report.START) : text.index(report.END)]
     assert block.count("\n| ") == len(report.rows(records)) + 1  # + the header
     assert "quick runs, not figures" in block
     assert "| pass-through: OTLP → batch → otlp out |" in block
+    # the headline figures in the README, marked as quick
+    head = readme.read_text()
+    head = head[head.index(report.HSTART) : head.index(report.HEND)]
+    assert f"**{records['passthrough']['spans_per_s']:,} spans/s**" in head
+    assert "quick runs, not figures" in head and "(docs/benchmarks.md#results)" in head
 
 
 def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
@@ -132,11 +142,11 @@ def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
         "run_id": "b",
     }
     (tmp_path / "passthrough.json").write_text(json.dumps(pt))
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n## Benchmarks\nintro\n{report.START}\nold\n{report.END}\ntail\n")
-    report.update(str(readme), str(tmp_path))
-    report.update(str(readme), str(tmp_path))  # idempotent
-    text = readme.read_text()
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(f"# x\n## Results\nintro\n{report.START}\nold\n{report.END}\ntail\n")
+    report.update(str(doc), str(tmp_path))
+    report.update(str(doc), str(tmp_path))  # idempotent
+    text = doc.read_text()
     assert text.count(report.START) == 1 and "old" not in text and text.endswith("tail\n")
     assert "| 1,000,000 spans per CPU-s" in text
     assert "0.250 (floor of another run)" in text  # ratios only count within one run
@@ -229,13 +239,13 @@ def test_report_writes_a_cases_profile_between_its_markers(tmp_path, case, where
     (tmp_path / f"{case}.json").write_text(json.dumps(record))
     (start, end), _ = report.PROFILED[case]
     (other_start, other_end), _ = report.PROFILED[next(c for c in report.PROFILED if c != case)]
-    readme = tmp_path / "README.md"
-    readme.write_text(
-        f"## Benchmarks\n{report.START}\n{report.END}\n{start}\nold\n{end}\n"
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text(
+        f"## Results\n{report.START}\n{report.END}\n{start}\nold\n{end}\n"
         f"{other_start}\n{other_end}\nafter\n"
     )
-    report.update(str(readme), str(tmp_path))
-    text = readme.read_text()
+    report.update(str(doc), str(tmp_path))
+    text = doc.read_text()
     assert "old" not in text and text.endswith("after\n")
     mine = text[text.index(start) : text.index(end)]
     assert "| `work (a.py)` | 80.0 |  |" in mine and "| `parse (b.py)` | 30.0 | 30.0 |" in mine

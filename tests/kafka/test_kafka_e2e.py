@@ -20,6 +20,7 @@ from tests.kafka.helpers import (
     unique,
     workdir,
 )
+from tests.kafka_broker import KafkaBroker
 
 MAX_BYTES = 20_000
 
@@ -141,3 +142,28 @@ def test_sdk_to_kafka_to_collector(tmp_path, kafka_broker, collector_factory):
     assert len({p for ps in keys_per_partition.values() for p in ps}) > 1
     assert len(records) > 40, "big traces were not split"
     assert os.path.exists(out)
+
+
+def test_both_ends_start_before_the_broker_and_connect_once_it_is_up(tmp_path, collector_factory):
+    """The exporter and the receiver share one connect/retry loop (`kafkaclient.connect`):
+    each collector runs while Kafka cannot be reached, says so (rate-limited), and
+    connects once the broker is up."""
+    broker = KafkaBroker()  # its port chosen, nothing listening there yet
+    try:
+        bs = broker.bootstrap
+        topic, group = unique("late-broker"), unique("g")
+        out = str(tmp_path / "b.jsonl")
+        a = collector_factory(exporter_config(bs, topic), workdir=workdir(tmp_path, "a"))
+        b = collector_factory(
+            receiver_config(bs, topic, group, out), workdir=workdir(tmp_path, "b")
+        )
+        for c in (a, b):
+            assert wait_for(lambda c=c: f"cannot connect to Kafka {bs}" in c.output)
+        broker.start()
+        create_topic(bs, topic, partitions=2)
+        sent = send_traces(a.endpoints["receivers::otlp/grpc"], 5, 3, {})
+        assert wait_for(lambda: {s.span_id for s in spans_in(read_json_lines(out))} == sent)
+        assert f"connected to Kafka {bs}" in a.output
+        assert f"from Kafka {bs} as group {group}" in b.output
+    finally:
+        broker.stop()

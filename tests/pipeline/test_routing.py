@@ -35,7 +35,7 @@ from pipeline.testing import (
     spans_in,
     wait_for,
 )
-from pipeline.wholetraces import INDEX, TraceIndex
+from pipeline.wholetraces import TraceIndex
 from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
 
 
@@ -91,7 +91,7 @@ BY_CLASS = [{"attribute": "sieve.trace.class", "values": ["clean"], "pipelines":
 
 
 def check_aligned(batch: Traces) -> None:
-    idx = batch.cache[INDEX]
+    idx = batch.trace_index
     assert isinstance(idx, TraceIndex) and idx.raw is batch.raw
     for e in idx.entries:
         part = ExportTraceServiceRequest.FromString(idx.raw[e.byte_start : e.byte_end])

@@ -11,7 +11,6 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from pipeline.pdata import Traces
 from pipeline.testing import attrs, kv, make_span, make_traces, sample_request
 from pipeline.wholetraces import (
-    INDEX,
     TraceEntry,
     TraceIndex,
     aligned,
@@ -65,7 +64,7 @@ def check_aligned(t: Traces) -> TraceIndex:
     t.to_bytes()  # pending patches spliced in
     idx = aligned(t)
     raw = t.to_bytes()
-    assert idx.raw is raw and t.cache[INDEX] is idx
+    assert idx.raw is raw and t.trace_index is idx
     assert idx.entries[0].byte_start == 0 and idx.entries[-1].byte_end == len(raw)
     for prev, e in zip(idx.entries, idx.entries[1:], strict=False):
         assert prev.byte_end == e.byte_start
@@ -80,7 +79,7 @@ def test_a_batch_not_aligned_is_regrouped_by_trace_keeping_every_span_byte_for_b
     t = interleaved()
     before = sorted((svc, s.SerializeToString()) for svc, s in spans_of(t.to_bytes()))
     old = TraceIndex([TraceEntry(T2, 2, "late", facts={"x": 1})], None)
-    t.cache[INDEX] = old
+    t.trace_index = old
     idx = check_aligned(t)
     assert [e.trace_id for e in idx.entries] == [T1, T2, T3]
     # what an older index said about a trace is kept by trace id
@@ -146,6 +145,70 @@ def test_select_and_split_cut_whole_traces_with_their_pending_patches():
     assert [e.trace_id for e in check_aligned(parts[0]).entries] == [T1, T3]
     assert {s.name for _, s in spans_of(parts[1].to_bytes())} == {"x2", "y2"}
     assert attrs(spans_of(parts[0].to_bytes())[1][1])["sieve.tag"] == "c1"
+
+
+def released(release: str = "root") -> Traces:
+    """`interleaved()` as groupbytrace hands it on: aligned, each trace with a release and
+    a fact, a patch pending."""
+    t = interleaved()
+    idx = aligned(t)
+    for e, r in zip(idx.entries, (release, "late", release), strict=True):
+        e.release = r
+        e.facts["sieve.trace.class"] = f"class-{e.trace_id[0]}"
+    v = trace_views(t, settle=False)[0]
+    t.patch(t.base, v.spans[0][9], attr_str("sieve.x", "1"))
+    return t
+
+
+def said(idx: TraceIndex) -> list[tuple[bytes, str, dict[str, Any]]]:
+    return [(e.trace_id, e.release, e.facts) for e in idx.entries]
+
+
+def test_a_copy_has_its_own_copy_of_the_trace_index():
+    t = released()
+    want = said(t.trace_index)  # type: ignore[arg-type]
+    c = t.copy()
+    assert c.trace_index is not None and c.trace_index is not t.trace_index
+    assert said(check_aligned(c)) == want  # the ranges found again in the copy's bytes
+    c.trace_index.entries[0].facts["sieve.trace.class"] = "changed"
+    c.mutable(None)  # every fact of the copy goes, none of the original's
+    assert said(check_aligned(t)) == want
+    assert [e.facts for e in check_aligned(c).entries] == [{}, {}, {}]
+    assert t.copy(bare=True).trace_index is None
+
+
+def test_a_merge_keeps_each_batchs_traces_and_releases_in_order():
+    a, b = released(), released("wait")
+    merged = Traces.merge([a, b])
+    idx = check_aligned(merged)
+    assert said(idx) == said(aligned(a)) + said(aligned(b))
+    assert [len(v.spans) for v in trace_views(merged)] == [2, 2, 1, 2, 2, 1]
+    assert Traces.merge([a, make_traces([make_span("n", T1, sid(7))])]).trace_index is None
+
+
+def test_a_trace_and_its_late_fragment_regrouped_are_one_trace_not_late():
+    t = interleaved()
+    t.trace_index = TraceIndex(
+        [
+            TraceEntry(T2, 1, "late", facts={"f": "late"}),
+            TraceEntry(T2, 1, "root", facts={"f": "whole"}),
+            TraceEntry(T1, 2, "late"),
+        ],
+        None,
+        relocatable=False,
+    )
+    idx = check_aligned(t)
+    assert said(idx) == [(T1, "late", {}), (T2, "root", {"f": "whole"}), (T3, "wait", {})]
+
+
+def test_split_parts_keep_what_the_index_says_of_their_traces():
+    t = released()
+    whole = {e.trace_id: (e.release, e.facts) for e in aligned(t).entries}
+    parts = t.split(2)
+    assert len(parts) == 3
+    for part in parts:
+        idx = check_aligned(part)
+        assert idx.entries and all(whole[e.trace_id] == (e.release, e.facts) for e in idx.entries)
 
 
 def test_trace_attributes_facts_then_root_then_its_resource_else_any_span():

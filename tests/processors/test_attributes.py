@@ -176,9 +176,37 @@ async def test_untouched_batch_keeps_its_bytes():
     assert sink.batches[0].to_bytes() is raw
     proc2, sink2 = build({"actions": [{"key": "a", "action": "delete"}]})
     t2 = Traces.decode(raw)
-    t2.cache["x"] = 1
     await proc2.consume_traces(t2)
-    assert sink2.batches[0].to_bytes() != raw and not t2.cache
+    assert sink2.batches[0].to_bytes() != raw
+
+
+@pytest.mark.parametrize(
+    ("action", "facts_left"),
+    [
+        ({"key": "a", "action": "delete"}, {"b": 2}),
+        ({"key": "c", "from_attribute": "a", "action": "upsert"}, {"a": 1, "b": 2}),
+        ({"key": "a", "pattern": "^(?P<b>.)", "action": "extract"}, {"a": 1}),
+        ({"pattern": "^zzz$", "action": "hash"}, {}),  # a pattern: any key may change
+    ],
+)
+async def test_an_edit_keeps_the_releases_and_drops_the_facts_of_the_keys_it_may_change(
+    action, facts_left
+):
+    """Derived data (pipeline.pdata): what was read from the bytes goes with them; the
+    releases of the traces stay; a fact goes when the edit may change its attribute."""
+    from pipeline.wholetraces import TraceEntry, TraceIndex, aligned
+
+    t = make_traces([span(a="x1", b=2, sid=1), span(a="y", sid=2)])
+    t.trace_index = TraceIndex([TraceEntry(TID, 2, "late", facts={"a": 1, "b": 2})], None)
+    before = t.scan()
+    proc, sink = build({"actions": [action, {"key": "z", "value": 1, "action": "upsert"}]})
+    await proc.consume_traces(t)
+    (out,) = sink.batches
+    assert out is t and t.raw is None  # changed: re-encoded
+    idx = aligned(out)
+    assert [(e.trace_id, e.release) for e in idx.entries] == [(TID, "late")]
+    assert idx.entries[0].facts == facts_left
+    assert out.scan() is not before and len(out.scan()) == 2
 
 
 @pytest.mark.parametrize(

@@ -20,7 +20,7 @@ from pipeline.pdata import Traces
 from pipeline.registry import REGISTRY
 from pipeline.telemetry import Telemetry
 from pipeline.testing import Sink, attrs, make_span, make_traces, settings
-from pipeline.wholetraces import INDEX, TraceEntry, TraceIndex
+from pipeline.wholetraces import TraceEntry, TraceIndex
 from processors.cleanliness import CleanlinessConfig, CleanlinessProcessor
 from processors.genai import GenAIConfig, GenAIIndex, index_for
 from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
@@ -484,11 +484,12 @@ async def test_late_fragments_get_the_result_of_their_trace():
     # a late span of the same trace, as groupbytrace passes it on after the release
     late = make_span("late", b.trace_id, b"\x99" * 8, b.root_id, start=T0 + S)
     frag = make_traces([late])
-    frag.cache[INDEX] = TraceIndex([TraceEntry(b.trace_id, 1, "late")], None)
+    frag.trace_index = TraceIndex([TraceEntry(b.trace_id, 1, "late")], None)
     await p.consume_traces(frag)
     a = attrs(sink.batches[-1].request.resource_spans[0].scope_spans[0].spans[0])
     assert a["sieve.trace.class"] == "noisy" and a["sieve.trace.reasons"] == ["llm_retry"]
-    assert frag.cache[INDEX].entries[0].facts["sieve.trace.class"] == "noisy"
+    assert frag.trace_index is not None
+    assert frag.trace_index.entries[0].facts["sieve.trace.class"] == "noisy"
 
 
 async def test_a_batch_without_index_is_grouped_by_trace_id():
@@ -667,13 +668,13 @@ async def test_the_enrichment_index_of_the_batch_is_shared_not_rebuilt():
     )
     await pr.consume_traces(batch)
     (enriched,) = mid.batches
-    built = enriched.cache["genai.index"]
+    built = enriched.genai_index("")
     assert isinstance(built, GenAIIndex) and built._facts is None
     p, sink = processor()
     await p.consume_traces(enriched)
     assert built._facts is not None  # cleanliness used the index the batch came with
     # ... and, the last stage that reads it, freed it (rebuilt if another stage asks)
-    assert "genai.index" not in enriched.cache
+    assert enriched.genai_index("") is None
     assert roots(sink)[tid(1)]["sieve.trace.reasons"] == ["llm_retry"]
     # with other hosts the index differs (another key): each config gets its own
     other = msgspec.convert({"hosts": {"llm.internal": "openai"}}, GenAIConfig)

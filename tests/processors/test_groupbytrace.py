@@ -20,7 +20,7 @@ from pipeline.otlpwire import TAG_1, TAG_2, frame
 from pipeline.pdata import Delivery, Traces
 from pipeline.telemetry import Telemetry
 from pipeline.testing import FakeHost, Sink, make_span, make_traces, settings
-from pipeline.wholetraces import INDEX, TraceIndex, trace_views
+from pipeline.wholetraces import TraceIndex, trace_views
 from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
 
 T1, T2, T3, T4 = (bytes([i]) * 16 for i in range(1, 5))
@@ -47,7 +47,7 @@ async def received(sink: Sink, n_batches: int = 1) -> None:
 
 
 def index(b: Traces) -> TraceIndex:
-    idx = b.cache[INDEX]
+    idx = b.trace_index
     assert isinstance(idx, TraceIndex)
     return idx
 

@@ -18,7 +18,7 @@ from pipeline.pdata import Traces
 from pipeline.registry import REGISTRY
 from pipeline.telemetry import Telemetry
 from pipeline.testing import FakeHost, Sink, attrs, make_span, make_traces, settings
-from pipeline.wholetraces import INDEX, TraceIndex, aligned, trace_views
+from pipeline.wholetraces import TraceIndex, aligned, trace_views
 from processors.groupbytrace import GroupByTraceConfig, GroupByTraceProcessor
 from processors.tail_sampling import (
     Decision,
@@ -401,7 +401,7 @@ async def test_cleanliness_percentage_follows_the_trace_id_hash():
 
 async def test_cleanliness_reads_facts_left_by_an_earlier_processor():
     batch = await whole(*trace(1), *trace(2))
-    idx = batch.cache[INDEX]
+    idx = batch.trace_index
     assert isinstance(idx, TraceIndex)
     idx.entries[1].facts["sieve.trace.class"] = "clean"  # as the cleanliness processor would
     p, sink = processor([{"name": "c", "type": "cleanliness"}])
@@ -617,7 +617,7 @@ async def test_dropped_traces_leave_an_aligned_index():
         await whole(*trace(1), *trace(2, status=2), *trace(3), *trace(4, status=2))
     )
     (out,) = sink.batches
-    idx = out.cache[INDEX]
+    idx = out.trace_index
     assert isinstance(idx, TraceIndex)
     assert [e.trace_id for e in idx.entries] == [tid(2), tid(4)]
     raw = out.to_bytes()  # the policy attribute spliced in: the ranges move with it

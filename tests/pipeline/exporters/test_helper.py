@@ -12,6 +12,8 @@ from pipeline.errors import PermanentError, RefusedError
 from pipeline.exporters.helper import Backoff, ExporterHelper, MemoryQueue, RetryableError
 from pipeline.pdata import Delivery, Traces
 from pipeline.testing import FakeHost, make_span, make_traces, settings
+from pipeline.wholetraces import aligned
+from processors.genai import index_for
 
 
 def batch(n: int = 3) -> Traces:
@@ -120,11 +122,11 @@ def wire_helper(push, queue: QueueConfig) -> ExporterHelper:  # type: ignore[no-
     )
 
 
-async def test_wire_only_queues_the_bytes_without_the_decoded_request_or_cache():
-    sent: list[tuple[bytes, bool, dict[str, object]]] = []
+async def test_wire_only_queues_the_bytes_without_the_decoded_request_or_derived_data():
+    sent: list[tuple[bytes, bool, object, object]] = []
 
     async def push(t: Traces) -> int:
-        sent.append((t.to_bytes(), t.is_decoded, dict(t.cache)))
+        sent.append((t.to_bytes(), t.is_decoded, t.genai_index(""), t.trace_index))
         return 0
 
     h = wire_helper(push, QueueConfig(num_consumers=1))
@@ -132,18 +134,18 @@ async def test_wire_only_queues_the_bytes_without_the_decoded_request_or_cache()
     outcomes: list[bool] = []
     t = batch(5)
     t.deliveries = (Delivery(outcomes.append),)
-    index = object()
-    t.cache["genai.index"] = index
-    assert t.is_decoded
+    whole = aligned(t)  # (regroups: the batch is encoded again)
+    assert t.request is not None and t.is_decoded
+    index = index_for(t)
     await h.consume_traces(t)
     t.deliveries[0].release()  # the source's own reference: the queue holds another
     await h.shutdown()
-    assert sent == [(t.to_bytes(), False, {})]
+    assert sent == [(t.to_bytes(), False, None, None)]
     assert outcomes == [True]  # reported to the source once sent, not before
     assert h.metrics.sent._value.get() == 5
     # the batch handed over is untouched: other consumers of it keep its decoded request
     # and what processors derived from it
-    assert t.is_decoded and t.cache == {"genai.index": index}
+    assert t.is_decoded and t.genai_index("") is index and t.trace_index is whole
 
 
 @pytest.mark.parametrize("fail", [False, True])
