@@ -134,10 +134,10 @@ def task_chart(tc: dict[str, Any], max_ratio: float, width: int = 400, height: i
     cm = tc["clean_median"]
     pad_l, pad_b, pad_t = 34, 24, 8
     lows = [b[0] for b in hist if b[0] > 0]
-    highs = [b[1] for b in hist if b[1] is not None]
-    marks = [x for x in (cm["seconds"], cm["slow_above_seconds"]) if x]
-    lo = min([*lows, *marks, 1e-3]) if lows or marks else 1e-3
-    hi = max([*highs, *(m * 1.1 for m in marks), lo * 2])
+    highs = [b[1] if b[1] is not None else b[0] * 1.1 for b in hist]
+    marks = [x for x in (cm["seconds"], (cm["seconds"] or 0) * max_ratio) if x]
+    lo = min([*lows, *marks]) / 1.25 if lows or marks else 1e-3
+    hi = max([*highs, *marks, lo * 4]) * 1.25
     lo, hi = math.log10(max(lo, 1e-3)), math.log10(hi)
     span = (hi - lo) or 1.0
     plot_w = width - pad_l - 8
@@ -181,13 +181,16 @@ def task_chart(tc: dict[str, Any], max_ratio: float, width: int = 400, height: i
 
 
 def _ticks(lo: float, hi: float) -> list[float]:
+    """Round values (1, 2, 5 times a power of ten) between 10**lo and 10**hi, at most 6."""
     out = []
-    k = math.floor(lo)
-    while k <= hi:
-        if k >= lo:
-            out.append(10.0**k)
-        k += 1
-    return out[:6]
+    for k in range(math.floor(lo), math.ceil(hi) + 1):
+        for m in (1, 2, 5):
+            v = m * 10.0**k
+            if lo <= math.log10(v) <= hi:
+                out.append(v)
+    while len(out) > 6:
+        out = out[::2]
+    return out
 
 
 def matrix_chart(report: dict[str, Any], limit: int = 12) -> str:

@@ -33,6 +33,7 @@ import asyncio
 import glob
 import gzip
 import io
+import logging
 import os
 import struct
 import sys
@@ -60,7 +61,9 @@ __all__ = [
 PROTO, JSON = 0, 1  # message kinds
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-MAX_FRAME = 512 << 20  # a length prefix beyond it is not a frame (garbage, or not protobuf)
+# a length prefix beyond it is not a frame (garbage, or not protobuf): below 0x08000000, so
+# that a bare ExportTraceServiceRequest (first byte 0x0a) never looks like a frame
+MAX_FRAME = (128 << 20) - 1
 HEAD = 1 << 16  # bytes read to tell the format
 _WS = b" \t\r\n"
 _STALL = 30.0  # seconds without a Kafka record while some partition is not read to its end
@@ -96,7 +99,7 @@ class Message:
 class Problem:
     """Something in an input that could not be audited, and where."""
 
-    kind: str  # bad_line, bad_frame, bad_file
+    kind: str  # bad_lines, bad_frames, bad_files
     where: str
     what: str
 
@@ -291,7 +294,7 @@ def read(
     ends with one)."""
     if src.format == "garbage":
         on_bytes(src.size or 0)
-        yield Problem("bad_file", src.name, src.problem)
+        yield Problem("bad_files", src.name, src.problem)
         return
     if src.kafka is not None:
         yield from _read_kafka(src, on_bytes, kafka_settings)
@@ -303,7 +306,7 @@ def read(
     try:
         fh = open(src.path, "rb")  # noqa: SIM115 - closed below
     except OSError as exc:  # gone since it was probed
-        yield Problem("bad_file", src.name, f"cannot read: {exc.strerror or exc}")
+        yield Problem("bad_files", src.name, f"cannot read: {exc.strerror or exc}")
         return
     with fh:
         yield from _read_stream(src, _Counted(b"", fh, on_bytes))  # type: ignore[arg-type]
@@ -332,7 +335,7 @@ def _read_stream(src: Source, raw: io.RawIOBase) -> Iterator[Message | Problem]:
         yield from reader_fn(src, stream, pos)
     except (OSError, EOFError, zlib.error, zstandard.ZstdError) as exc:
         what = f"{src.compression or 'read'}: {exc}"
-        yield Problem("bad_file", f"{src.name}: byte {pos[0]}{decompressed}", what)
+        yield Problem("bad_files", f"{src.name}: byte {pos[0]}{decompressed}", what)
 
 
 def _json_lines(src: Source, stream: BinaryIO, pos: list[int]) -> Iterator[Message | Problem]:
@@ -363,14 +366,14 @@ def _frames(src: Source, stream: BinaryIO, pos: list[int]) -> Iterator[Message |
         n += 1
         where = f"{src.name}: frame {n} (byte {at}{' of the decompressed stream' if src.compression else ''})"
         if len(hdr) < 4:
-            yield Problem("bad_frame", where, f"truncated: {len(hdr)} of 4 length bytes")
+            yield Problem("bad_frames", where, f"truncated: {len(hdr)} of 4 length bytes")
             return
         size = struct.unpack(">I", hdr)[0]
         if size > MAX_FRAME:
             yield Problem(
-                "bad_frame",
+                "bad_frames",
                 where,
-                f"length {size} is not plausible (more than {MAX_FRAME >> 20} MiB): not a frame; "
+                f"length {size} is not plausible (more than {(MAX_FRAME + 1) >> 20} MiB): not a frame; "
                 "the rest of the input is skipped",
             )
             return
@@ -378,14 +381,14 @@ def _frames(src: Source, stream: BinaryIO, pos: list[int]) -> Iterator[Message |
         pos[0] += 4 + len(data)
         if len(data) < size:
             yield Problem(
-                "bad_frame", where, f"truncated: {len(data)} of {size} bytes; the input ends"
+                "bad_frames", where, f"truncated: {len(data)} of {size} bytes; the input ends"
             )
             return
         if dctx is not None:
             try:
                 data = dctx.decompressobj().decompress(data)
             except zstandard.ZstdError as exc:
-                yield Problem("bad_frame", where, f"zstd: {exc}")
+                yield Problem("bad_frames", where, f"zstd: {exc}")
                 continue
             kind = JSON if data.lstrip(_WS)[:1] == b"{" else PROTO
         else:
@@ -401,7 +404,8 @@ def _read_kafka(
 ) -> Iterator[Message | Problem]:
     """The topic's partitions from their earliest offsets up to the end offsets found at
     the start, with aiokafka, in no group (`group_id=None`), partitions assigned by hand,
-    nothing committed."""
+    nothing committed. (A generator: each step runs the consumer's event loop until the
+    next fetch is in.)"""
     from aiokafka import AIOKafkaConsumer, TopicPartition
     from aiokafka import errors as kerrors
 
@@ -409,6 +413,8 @@ def _read_kafka(
 
     assert src.kafka is not None
     brokers, topic = src.kafka
+    # aiokafka logs each failed connection itself; what fails is reported here, once
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     loop = asyncio.new_event_loop()
     kw = kafkaclient.client_kwargs(
         brokers,
@@ -417,40 +423,54 @@ def _read_kafka(
         settings.get("auth"),
         settings.get("protocol_version", ""),
     )
-    consumer = AIOKafkaConsumer(
-        **kw,
-        group_id=None,
-        enable_auto_commit=False,
-        auto_offset_reset="earliest",
-        max_partition_fetch_bytes=8 << 20,
-        fetch_max_bytes=64 << 20,
-    )
-    try:
-        try:
-            loop.run_until_complete(consumer.start())
-            loop.run_until_complete(consumer.topics())
-        except (kerrors.KafkaError, OSError) as exc:
-            raise InputError(f"{src.name}: cannot read ({kafkaclient.describe(exc)})") from None
+    state: dict[str, Any] = {}
+
+    async def start() -> tuple[list[Any], dict[Any, int], dict[Any, int]]:
+        consumer = state["consumer"] = AIOKafkaConsumer(
+            **kw,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 << 20,
+            fetch_max_bytes=64 << 20,
+        )
+        await consumer.start()
+        await consumer.topics()
         parts = consumer.partitions_for_topic(topic)
         if not parts:
             raise InputError(f"{src.name}: no topic {topic!r} on {','.join(brokers)}")
         tps = [TopicPartition(topic, p) for p in sorted(parts)]
         consumer.assign(tps)
-        begin = loop.run_until_complete(consumer.beginning_offsets(tps))
-        end = loop.run_until_complete(consumer.end_offsets(tps))
-        left = {tp for tp in tps if begin[tp] < end[tp]}
+        begin = await consumer.beginning_offsets(tps)
+        end = await consumer.end_offsets(tps)
         for tp in tps:
             consumer.seek(tp, begin[tp])
+        return tps, begin, end
+
+    async def fetch(left: set[Any]) -> tuple[dict[Any, list[Any]], dict[Any, int]]:
+        consumer = state["consumer"]
+        got = await consumer.getmany(*left, timeout_ms=500)
+        return got, {tp: await consumer.position(tp) for tp in left}
+
+    async def stop() -> None:
+        consumer = state.get("consumer")
+        if consumer is not None:
+            await consumer.stop()
+
+    try:
+        try:
+            tps, begin, end = loop.run_until_complete(start())
+        except (kerrors.KafkaError, OSError) as exc:
+            raise InputError(f"{src.name}: cannot read ({kafkaclient.describe(exc)})") from None
+        left = {tp for tp in tps if begin[tp] < end[tp]}
         last = time.monotonic()
         while left:
-            got = loop.run_until_complete(consumer.getmany(*left, timeout_ms=500))
+            got, positions = loop.run_until_complete(fetch(left))
             if not got:
                 if time.monotonic() - last > _STALL:
-                    at = ", ".join(
-                        f"{tp.partition}@{consumer_position(loop, consumer, tp)}" for tp in left
-                    )
+                    at = ", ".join(f"{tp.partition}@{positions[tp]}" for tp in sorted(left))
                     yield Problem(
-                        "bad_file",
+                        "bad_files",
                         src.name,
                         f"no record for {_STALL:.0f} s from partitions not read to their end "
                         f"(partition@offset: {at}); stopped there",
@@ -467,12 +487,9 @@ def _read_kafka(
                         on_bytes(len(value))
                         kind = JSON if value.lstrip(_WS)[:1] == b"{" else PROTO
                         yield Message(kind, value, r.offset, tp.partition)
-                if tp in left and consumer_position(loop, consumer, tp) >= end[tp]:
+            for tp in list(left):
+                if positions[tp] >= end[tp]:
                     left.discard(tp)
     finally:
-        loop.run_until_complete(consumer.stop())
+        loop.run_until_complete(stop())
         loop.close()
-
-
-def consumer_position(loop: asyncio.AbstractEventLoop, consumer: Any, tp: Any) -> int:
-    return int(loop.run_until_complete(consumer.position(tp)))

@@ -42,7 +42,7 @@ __all__ = [
     "hist_bin",
 ]
 
-# what marks a convention in a trace's bytes (attribute keys, as encoded in KeyValue.key)
+# what marks a convention in a batch's bytes (attribute keys)
 CONVENTIONS: dict[str, tuple[bytes, ...]] = {
     "otel_genai": (b"gen_ai.provider.name", b"gen_ai.operation.name"),
     "otel_genai_legacy": (b"gen_ai.system",),
@@ -79,7 +79,6 @@ class TraceRecord(msgspec.Struct, array_like=True):
     start: int  # earliest span start, ns (0: none)
     end: int  # latest span end, ns
     services: list[str]
-    conventions: list[str]
     # per LLM call span: (requested provider, requested model, served provider, served
     # model, mismatch)
     calls: list[tuple[str, str, str, str, bool]]
@@ -131,6 +130,10 @@ class RecordSink:
         for prio, k in enumerate((*tool_name_keys, *_TOOL_NAME_KEYS)):
             slots.setdefault(k, (name_slot, prio))
         self._slots = wirescan.Slots(slots)
+        self._unseen = list(CONVENTIONS)
+        self._starts: list[int] = []
+        self._spans: list[Any] = []
+        self.conventions: set[str] = set()  # seen in the batches so far
 
     async def start(self, host: Any) -> None:
         pass
@@ -139,8 +142,16 @@ class RecordSink:
         pass
 
     async def consume_traces(self, traces: Traces) -> None:
-        views = trace_views(traces)  # splices in what the processors wrote
+        traces.to_bytes()  # what the processors wrote, spliced in (in one pass)
+        views = trace_views(traces, settle=False)
         raw = traces.base
+        spans = traces.scan()
+        self._starts = [s[9] for s in spans]
+        self._spans = spans
+        if self._unseen:  # the conventions this partition shows, looked for once each
+            for c in [c for c in self._unseen if any(n in raw for n in CONVENTIONS[c])]:
+                self._unseen.remove(c)
+                self.conventions.add(c)
         records = [self.record(v, raw, traces) for v in views]
         for rec in records:
             self._emit(rec)
@@ -150,19 +161,17 @@ class RecordSink:
     def record(self, v: TraceView, raw: bytes, traces: Traces) -> TraceRecord:
         facts = v.entry.facts
         spans = v.spans
-        start = min((s[6] for s in spans), default=0)
-        end = max((s[7] for s in spans), default=0)
+        root = v.root
+        if root is not None:
+            start, end = root[6], root[7]
+        else:
+            start = min((s[6] for s in spans), default=0)
+            end = max((s[7] for s in spans), default=0)
         services: list[str] = []
         for _, head in v.resources():
             name = resource_attributes(head).get("service.name")
             if isinstance(name, str) and name not in services:
                 services.append(name)
-        e = v.entry
-        conventions = [
-            c
-            for c, needles in CONVENTIONS.items()
-            if any(raw.find(n, e.byte_start, e.byte_end) >= 0 for n in needles)
-        ]
         timing = self._timing_of(v)
         reasons = list(facts.get(A_REASONS, ()))
         rec = TraceRecord(
@@ -172,13 +181,12 @@ class RecordSink:
             reasons=reasons,
             providers=list(facts.get(A_PROVIDERS, ())),
             models=list(facts.get(A_MODELS, ())),
-            root=v.root is not None,
+            root=root is not None,
             task=timing[0] if timing else "",
             seconds=timing[1] if timing else 0.0,
             start=start,
             end=end,
             services=services,
-            conventions=conventions,
             calls=[],
             chains=[],
             cache_hits=[],
@@ -186,30 +194,34 @@ class RecordSink:
             schema_invalid=[],
             ratio=facts.get(A_RATIO),
         )
-        if v.has(b"sieve."):
-            self._read_calls(v, raw, rec)
+        self._read_calls(v, raw, rec)
         if "tool_schema_invalid" in reasons and self._schema_errors is not None:
             rec.schema_invalid = self._schema_errors(v, traces)
         return rec
 
     def _read_calls(self, v: TraceView, raw: bytes, rec: TraceRecord) -> None:
+        """The `sieve.*` attributes of the trace's spans that have some: found by looking
+        for `sieve.` in the trace's bytes, span after span (spans without are skipped)."""
         collect = wirescan.collect
         slots = self._slots
-        for s in v.spans:
+        spans = self._spans  # the batch's, in wire order
+        starts = self._starts
+        e = v.entry
+        stop = e.byte_end
+        pos = raw.find(b"sieve.", e.byte_start, stop)
+        while pos >= 0:
+            i = bisect_right(starts, pos) - 1
+            if i < 0:
+                pos = raw.find(b"sieve.", spans[0][9], stop) if spans else -1
+                continue
+            s = spans[i]
             b0, b1 = s[9], s[10]
-            if raw.find(b"sieve.", b0, b1) < 0:
+            if pos >= b1:  # between spans (a resource or scope attribute)
+                pos = raw.find(b"sieve.", spans[i + 1][9], stop) if i + 1 < len(spans) else -1
                 continue
             got, mask = collect(raw, b0, b1, slots, None)
             if mask & (1 << 4):  # an LLM call span
-                rec.calls.append(
-                    (
-                        _s(got[0]),
-                        _s(got[1]),
-                        _s(got[2]),
-                        _s(got[3]),
-                        got[4] is True,
-                    )
-                )
+                rec.calls.append((_s(got[0]), _s(got[1]), _s(got[2]), _s(got[3]), got[4] is True))
             if got[5] is True:
                 rec.cache_hits.append((_s(got[6]) or "unknown", _s(got[7]) or "unknown"))
             if got[8] is True and isinstance(got[9], list):
@@ -218,6 +230,7 @@ class RecordSink:
             if isinstance(retries, int) and retries > 0 and not mask & (1 << 11):
                 tool = name_from_span(s[1]) or _s(got[len(_SLOT_KEYS)]) or s[1]
                 rec.tool_retries.append((tool, retries))
+            pos = raw.find(b"sieve.", b1, stop)
 
 
 def _s(v: Any) -> str:
@@ -260,7 +273,6 @@ class Tally:
     four_point: int = 0
     four_point_fails: Counter[str] = field(default_factory=Counter)
     services: Counter[str] = field(default_factory=Counter)
-    conventions: Counter[str] = field(default_factory=Counter)
     calls: Counter[tuple[str, str, str, str, bool]] = field(default_factory=Counter)
     chains: Counter[tuple[str, ...]] = field(default_factory=Counter)
     cache_hits: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -282,7 +294,6 @@ class Tally:
         self.classes[r.cls] += 1
         self.reasons.update(r.reasons)
         self.services.update(r.services)
-        self.conventions.update(r.conventions)
         self.calls.update(r.calls)
         self.chains.update(tuple(c) for c in r.chains)
         self.cache_hits.update(r.cache_hits)
@@ -342,7 +353,6 @@ class Tally:
             "reasons",
             "four_point_fails",
             "services",
-            "conventions",
             "calls",
             "chains",
             "cache_hits",

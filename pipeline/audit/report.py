@@ -51,6 +51,7 @@ def build(
     cleanliness: CleanlinessConfig,
     config_source: str,
     run: dict[str, Any],
+    conventions: set[str],
 ) -> dict[str, Any]:
     """The report. `medians`: per task class, (median of its clean traces' durations,
     how many clean traces it rests on), before `min_samples` is applied."""
@@ -115,7 +116,7 @@ def build(
             "messages_rejected": read["bad_messages"],
             "time_range": {"start": _iso(t.start), "end": _iso(t.end)} if t.start else None,
             "services": [{"name": k, "traces": v} for k, v in t.services.most_common()],
-            "conventions": [{"name": k, "traces": v} for k, v in t.conventions.most_common()],
+            "conventions": sorted(conventions),
         },
         "classes": [
             {"class": c, "traces": t.classes.get(c, 0), "share": _share(t.classes.get(c, 0), total)}
@@ -253,7 +254,7 @@ def render(
     t.add_row("services", (shown + more) or "-")
     t.add_row(
         "conventions",
-        ", ".join(f"{c['name']} ({c['traces']:,})" for c in tot["conventions"]) or "-",
+        ", ".join(tot["conventions"]) or "-",
     )
     inputs = report["inputs"]
     t.add_row(

@@ -204,8 +204,8 @@ def run(opts: Options) -> int:
     ):
         if path:
             _writable(path, what)
-    if opts.partition_mib < 16:
-        raise UsageError("--partition-mib: at least 16")
+    if opts.partition_mib < 1:
+        raise UsageError("--partition-mib: at least 1")
     sources = inputs_mod.expand(opts.inputs)
     for src in sources:
         inputs_mod.probe(src)
@@ -222,7 +222,9 @@ def run(opts: Options) -> int:
         cfg = WorkerConfig(spec, directory, n, output_kind, keep)
         pool = Pool(cfg, n, progress)
         read = _read_inputs(pool, sources, spec, progress)
-        tally, medians, partitions, again = _passes(pool, cfg, spec, read, opts, progress)
+        tally, medians, partitions, again, conventions = _passes(
+            pool, cfg, spec, read, opts, progress
+        )
         if opts.output:
             _join_output(directory, partitions, opts.output)
     finally:
@@ -260,6 +262,7 @@ def run(opts: Options) -> int:
         medians=medians,
         cleanliness=spec.cleanliness,
         config_source=spec.source,
+        conventions=conventions,
         run={
             "workers": n,
             "partitions": len(partitions),
@@ -394,7 +397,7 @@ def _dispatch(pool: Pool, jobs: list[tuple[Any, ...]], local: Any) -> list[Any]:
 
 def _passes(
     pool: Pool, cfg: WorkerConfig, spec: ChainSpec, read: _Read, opts: Options, progress: Progress
-) -> tuple[Tally, dict[str, tuple[float, int]], list[list[int]], int]:
+) -> tuple[Tally, dict[str, tuple[float, int]], list[list[int]], int, set[str]]:
     sizes = _sizes(pool)
     partitions = plan(sizes, pool.n, opts.partition_mib << 20)
     audited = read.spans - read.rejected
@@ -406,7 +409,9 @@ def _passes(
 
     got = _dispatch(pool, [("pass1", pid, b) for pid, b in enumerate(partitions)], local1)
     merged: dict[str, Any] = {}
+    conventions: set[str] = set()
     for msg in got:
+        conventions |= msg[4]
         for task, sketch in msg[2].items():
             have = merged.get(task)
             if have is None:
@@ -432,7 +437,7 @@ def _passes(
     for msg in got:
         tally.merge(msg[2])
         again += msg[3]
-    return tally, medians, partitions, again
+    return tally, medians, partitions, again, conventions
 
 
 def _join_output(directory: str, partitions: list[list[int]], path: str) -> None:

@@ -122,16 +122,17 @@ class Worker:
     # -- 2. first pass --------------------------------------------------------------------
     def pass1(
         self, pid: int, buckets: list[int], progress: Callable[[int], None]
-    ) -> tuple[dict[str, Any], int]:
-        """(sketches of clean traces' root durations by task class, spans)"""
+    ) -> tuple[dict[str, Any], int, set[str]]:
+        """(sketches of clean traces' root durations by task class, spans, conventions
+        seen)"""
         records: list[TraceRecord] = []
-        chain, spans = self._run(buckets, None, {}, records.append, (), progress)
+        chain, sink, spans = self._run(buckets, None, {}, records.append, (), progress)
         with open(self._records_path(pid), "wb") as fh:
             for i in range(0, len(records), 4096):
                 data = self._records.encode(records[i : i + 4096])
                 fh.write(_REC.pack(len(data)))
                 fh.write(data)
-        return chain.cleanliness.timing_sketches(), spans
+        return chain.cleanliness.timing_sketches(), spans, sink.conventions
 
     # -- 3. second pass -------------------------------------------------------------------
     def pass2(
@@ -188,7 +189,7 @@ class Worker:
         emit: Callable[[TraceRecord], None],
         sinks: Any,
         progress: Callable[[int], None],
-    ) -> tuple[Chain, int]:
+    ) -> tuple[Chain, RecordSink, int]:
         spec = self.cfg.spec
         holder: list[Chain] = []
         schema_errors = SchemaErrors.for_config(spec.cleanliness)
@@ -230,7 +231,7 @@ class Worker:
             if was:
                 gc.enable()
             gc.collect()
-        return chain, spans
+        return chain, sink, spans
 
     def _output_sink(self, fh: Any) -> Callable[[Traces, list[TraceView], list[TraceRecord]], None]:
         keep = self.cfg.keep
