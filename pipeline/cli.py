@@ -19,7 +19,6 @@ import yaml
 from pipeline import config as config_mod
 from pipeline.configtypes import to_builtins
 from pipeline.errors import ConfigError
-from pipeline.registry import REGISTRY
 from pipeline.telemetry import setup_logging
 
 log = logging.getLogger("tracesieve")
@@ -107,6 +106,7 @@ def _run_loop(main: Callable[[], Coroutine[Any, Any, int]]) -> int:
 
 def cmd_run(sources: list[str]) -> int:
     from pipeline.gcpolicy import gc_threshold
+    from pipeline.registry import REGISTRY
     from pipeline.service import Service
 
     gc_threshold(os.environ.get("TRACESIEVE_GC_THRESHOLD"))  # a bad value fails here, as config
@@ -127,6 +127,7 @@ def cmd_run(sources: list[str]) -> int:
 
 def cmd_validate(sources: list[str]) -> int:
     from pipeline.graph import Graph
+    from pipeline.registry import REGISTRY
     from pipeline.telemetry import Telemetry
 
     cfg = config_mod.load(sources, REGISTRY)
@@ -137,6 +138,8 @@ def cmd_validate(sources: list[str]) -> int:
 
 
 def cmd_print_config(sources: list[str]) -> int:
+    from pipeline.registry import REGISTRY
+
     cfg = config_mod.load(sources, REGISTRY)
     out: dict[str, Any] = {}
     for section, kind in config_mod.SECTIONS.items():
@@ -149,6 +152,8 @@ def cmd_print_config(sources: list[str]) -> int:
 
 
 def cmd_components() -> int:
+    from pipeline.registry import REGISTRY
+
     for kind in ("receiver", "processor", "exporter", "connector", "extension"):
         print(f"{kind}s:")
         table = REGISTRY.table(kind)  # type: ignore[arg-type]

@@ -25,8 +25,14 @@ from pipeline import config as config_mod
 from pipeline.component import ComponentID, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import decode
 from pipeline.errors import ConfigError
-from pipeline.registry import REGISTRY
 from pipeline.telemetry import Telemetry
+from processors import (
+    cache_tagging,
+    cleanliness,
+    fallback_chain,
+    groupbytrace,
+    provider_reconciliation,
+)
 from processors.cleanliness import CleanlinessConfig, CleanlinessProcessor
 
 __all__ = ["DEFAULTS", "ORDER", "Chain", "ChainSpec", "spec_from_config"]
@@ -47,6 +53,18 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "cleanliness": {},
 }
 _LIFTED = 1 << 40
+# the factories, imported alone (the registry imports every component: receivers,
+# exporters and their libraries, which an audit without --config does not need)
+FACTORIES: dict[str, ProcessorFactory[Any]] = {
+    f.type: f
+    for f in (
+        groupbytrace.factory,
+        provider_reconciliation.factory,
+        cache_tagging.factory,
+        fallback_chain.factory,
+        cleanliness.factory,
+    )
+}
 
 
 @dataclass
@@ -64,8 +82,7 @@ class ChainSpec:
 
 
 def _decode(kind: str, raw: dict[str, Any], path: str) -> Any:
-    factory = REGISTRY.processors[kind]
-    cfg, errs = decode(raw, factory.config_type, path)
+    cfg, errs = decode(raw, FACTORIES[kind].config_type, path)
     if errs or cfg is None:
         raise ConfigError(errs or [f"{path}: cannot be decoded"])
     return cfg
@@ -77,6 +94,8 @@ def spec_from_config(sources: list[str] | None) -> ChainSpec:
     if not sources:
         defaults = {k: _decode(k, v, f"processors::{k}") for k, v in DEFAULTS.items()}
         return _offline(ChainSpec(defaults, "defaults (the processors of configs/local.yaml)"))
+    from pipeline.registry import REGISTRY
+
     cfg = config_mod.load(sources, REGISTRY)
     chosen: tuple[str, tuple[ComponentID, ...]] | None = None
     for pid, p in cfg.pipelines.items():
@@ -138,7 +157,7 @@ class Chain:
         nxt: TracesConsumer = sink
         made: dict[str, Any] = {}
         for kind in reversed(ORDER):
-            factory: ProcessorFactory[Any] = REGISTRY.processors[kind]
+            factory = FACTORIES[kind]
             settings = Settings(
                 ComponentID(kind),
                 "processor",

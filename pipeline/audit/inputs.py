@@ -48,14 +48,19 @@ import zstandard
 __all__ = [
     "JSON",
     "PROTO",
+    "BadMessage",
     "InputError",
     "Message",
     "Problem",
+    "Range",
     "Source",
     "detect",
     "expand",
     "probe",
+    "ranges",
     "read",
+    "read_range",
+    "splittable",
 ]
 
 PROTO, JSON = 0, 1  # message kinds
@@ -310,6 +315,154 @@ def read(
         return
     with fh:
         yield from _read_stream(src, _Counted(b"", fh, on_bytes))  # type: ignore[arg-type]
+
+
+# -- plain files, read by the workers themselves ---------------------------------------------
+
+
+@dataclass(frozen=True)
+class Range:
+    """Bytes [start, end) of a plain file, whole frames or lines, for a worker to read and
+    decode itself (no copy through the main process); `ordinal`: the number of the first
+    frame (1-based), or 0 for JSON lines (their numbers are known once the ranges before
+    are counted)."""
+
+    start: int
+    end: int
+    ordinal: int
+
+
+RANGE_BYTES = 4 << 20
+
+
+def splittable(src: Source) -> bool:
+    """Whether the workers read the source themselves, in ranges (a plain file of frames
+    or JSON lines)."""
+    return (
+        src.path is not None
+        and not src.compression
+        and src.format in ("json_lines", "proto_frames", "zstd_frames")
+    )
+
+
+def ranges(src: Source) -> Iterator[Range | Problem]:
+    """The file cut into ranges of whole frames or lines (about `RANGE_BYTES` each); a
+    truncated or implausible frame ends it with a problem, as when read in one stream."""
+    assert src.path is not None
+    try:
+        fh = open(src.path, "rb")  # noqa: SIM115 - closed below
+    except OSError as exc:
+        yield Problem("bad_files", src.name, f"cannot read: {exc.strerror or exc}")
+        return
+    with fh:
+        size = os.fstat(fh.fileno()).st_size
+        if src.format == "json_lines":
+            yield from _line_ranges(fh, size)
+        else:
+            yield from _frame_ranges(src, fh, size)
+
+
+def _line_ranges(fh: BinaryIO, size: int) -> Iterator[Range | Problem]:
+    start = 0
+    while start < size:
+        end = min(start + RANGE_BYTES, size)
+        while end < size:  # to the end of the line the cut falls in
+            fh.seek(end)
+            window = fh.read(1 << 16)
+            if not window:
+                end = size
+                break
+            nl = window.find(b"\n")
+            if nl >= 0:
+                end += nl + 1
+                break
+            end += len(window)
+        yield Range(start, end, 0)
+        start = end
+
+
+def _frame_ranges(src: Source, fh: BinaryIO, size: int) -> Iterator[Range | Problem]:
+    pos = start = 0
+    n = first = 1
+    while pos < size:
+        fh.seek(pos)
+        hdr = fh.read(4)
+        where = f"{src.name}: frame {n} (byte {pos})"
+        problem = ""
+        if len(hdr) < 4:
+            problem = f"truncated: {len(hdr)} of 4 length bytes"
+        else:
+            length = struct.unpack(">I", hdr)[0]
+            if length > MAX_FRAME:
+                problem = (
+                    f"length {length} is not plausible (more than {(MAX_FRAME + 1) >> 20} MiB): "
+                    "not a frame; the rest of the input is skipped"
+                )
+            elif pos + 4 + length > size:
+                problem = f"truncated: {size - pos - 4} of {length} bytes; the input ends"
+        if problem:
+            if pos > start:
+                yield Range(start, pos, first)
+            yield Problem("bad_frames", where, problem)
+            return
+        pos += 4 + length
+        n += 1
+        if pos - start >= RANGE_BYTES:
+            yield Range(start, pos, first)
+            start, first = pos, n
+    if pos > start:
+        yield Range(start, pos, first)
+
+
+@dataclass(frozen=True)
+class BadMessage:
+    """A message of a range that cannot be had (a zstd frame that does not decompress)."""
+
+    ordinal: int
+    offset: int
+    what: str
+
+
+def lines_in(data: bytes) -> int:
+    return data.count(b"\n") + (1 if data and not data.endswith(b"\n") else 0)
+
+
+def read_range(path: str, fmt: str, r: Range) -> tuple[list[Message | BadMessage], int]:
+    """The messages of a range (in a worker; frames are whole there: `ranges` saw to it),
+    and for JSON lines how many lines it holds (they are numbered from 1 within it)."""
+    with open(path, "rb") as fh:
+        fh.seek(r.start)
+        data = fh.read(r.end - r.start)
+    out: list[Message | BadMessage] = []
+    if fmt == "json_lines":
+        at = r.start
+        for lineno, line in enumerate(data.split(b"\n"), 1):
+            body = line.strip(_WS)
+            if body:
+                out.append(Message(JSON, body, lineno, at))
+            at += len(line) + 1
+        return out, lines_in(data)
+    view = memoryview(data)
+    pos = 0
+    n = r.ordinal
+    dctx = zstandard.ZstdDecompressor() if fmt == "zstd_frames" else None
+    while pos < len(data):
+        size = struct.unpack_from(">I", data, pos)[0]
+        body = bytes(view[pos + 4 : pos + 4 + size])
+        kind = PROTO
+        if dctx is not None:
+            try:
+                body = dctx.decompressobj().decompress(body)
+            except zstandard.ZstdError as exc:
+                out.append(BadMessage(n, r.start + pos, f"zstd: {exc}"))
+                pos += 4 + size
+                n += 1
+                continue
+            kind = JSON if body.lstrip(_WS)[:1] == b"{" else PROTO
+        out.append(Message(kind, body, n, r.start + pos))
+        pos += 4 + size
+        n += 1
+    return out, 0
 
 
 def _read_stream(src: Source, raw: io.RawIOBase) -> Iterator[Message | Problem]:

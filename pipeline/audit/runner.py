@@ -26,7 +26,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
 from typing import Any
@@ -298,44 +298,77 @@ def run(opts: Options) -> int:
 
 
 def _read_inputs(pool: Pool, sources: list[Source], spec: ChainSpec, progress: Progress) -> _Read:
+    """Every input to the workers: plain files of frames or JSON lines in ranges the
+    workers read themselves; other inputs (stdin, compressed files, documents, Kafka) read
+    here and handed over in chunks of messages."""
     read = _Read()
     sizes = [s.size for s in sources]
     total = sum(x for x in sizes if x) if all(x is not None for x in sizes) else None
     progress.phase("reading", total, "bytes")
     chunk: list[Item] = []
     size = 0
+    # JSON lines read in ranges: their lines are numbered within the range until the
+    # ranges before are counted. (source, range) -> lines; the examples waiting for it
+    lines: dict[tuple[int, int], int] = {}
+    waiting: list[
+        tuple[str, int, int, int, int, str]
+    ] = []  # kind, source, range, line, offset, what
+    jobs: list[deque[tuple[int, int]]] = [deque() for _ in range(pool.n)]  # (source, range)
 
-    def handle(res: ChunkResult) -> None:
+    def handle(res: ChunkResult, job: tuple[int, int] | None) -> None:
         read.messages += res.messages
         read.spans += res.spans
         read.rejected += res.rejected
         read.bad_messages += sum(res.bad_by_source.values())
+        if res.bytes:
+            progress.advance(res.bytes)
         progress.spans(res.spans)
         for si, counts in res.by_source.items():
             got = read.per_source.setdefault(si, [0, 0, 0])
             got[0] += counts[0]
             got[1] += counts[1]
-        for si, k in res.bad_by_source.items():
-            read.problems[_bad_kind(sources[si])] += k
-        for si, ordinal, offset, what in res.bad:
-            src = sources[si]
-            read.example(_bad_kind(src), _where(src, ordinal, offset), what)
-        for si, ordinal, offset, what in res.rejected_examples:
-            read.example("spans_without_ids", _where(sources[si], ordinal, offset), what)
+        for si, bad_n in res.bad_by_source.items():
+            read.problems[_bad_kind(sources[si])] += bad_n
+        numbered_later = job is not None and sources[job[0]].format == "json_lines"
+        if job is not None:
+            lines[job] = res.lines
+        found = [(_bad_kind(sources[e[0]]), e) for e in res.bad]
+        found += [("spans_without_ids", e) for e in res.rejected_examples]
+        for kind, (si, ordinal, offset, what) in found:
+            if numbered_later and job is not None:
+                waiting.append((kind, si, job[1], ordinal, offset, what))
+            else:
+                read.example(kind, _where(sources[si], ordinal, offset), what)
+
+    def send(op: tuple[Any, ...], job: tuple[int, int] | None) -> None:
+        while min(pool.outstanding) >= 2:
+            for i, msg in pool.replies():
+                handle(msg[1], jobs[i].popleft())
+        i = pool.outstanding.index(min(pool.outstanding))
+        pool.conns[i].send(op)
+        pool.outstanding[i] += 1
+        jobs[i].append(job if job is not None else (-1, -1))
 
     def submit(items: list[Item]) -> None:
         if pool.local is not None:
-            handle(pool.local.chunk(items))
-            return
-        while min(pool.outstanding) >= 2:
-            for _, msg in pool.replies():
-                handle(msg[1])
-        i = pool.outstanding.index(min(pool.outstanding))
-        pool.conns[i].send(("chunk", items))
-        pool.outstanding[i] += 1
+            handle(pool.local.chunk(items), None)
+        else:
+            send(("chunk", items), None)
 
     for si, src in enumerate(sources):
         counts = read.per_source.setdefault(si, [0, 0, 0])
+        if inputs_mod.splittable(src):
+            assert src.path is not None
+            counts[2] = src.size or 0
+            for ri, r in enumerate(inputs_mod.ranges(src)):
+                if isinstance(r, Problem):
+                    read.problem(r.kind, r.where, r.what)
+                    continue
+                if pool.local is not None:
+                    handle(pool.local.range(si, src.path, src.format, r), (si, ri))
+                else:
+                    send(("range", si, src.path, src.format, r), (si, ri))
+            continue
 
         def on_bytes(k: int, counts: list[int] = counts) -> None:
             counts[2] += k
@@ -354,8 +387,12 @@ def _read_inputs(pool: Pool, sources: list[Source], spec: ChainSpec, progress: P
     if chunk:
         submit(chunk)
     while any(pool.outstanding):
-        for _, msg in pool.replies():
-            handle(msg[1])
+        for i, msg in pool.replies():
+            job = jobs[i].popleft()
+            handle(msg[1], job if job[0] >= 0 else None)
+    for kind, si, ri, line, offset, what in sorted(waiting, key=lambda w: (w[1], w[2], w[3])):
+        base = sum(lines.get((si, k), 0) for k in range(ri))
+        read.example(kind, _where(sources[si], base + line, offset), what)
     return read
 
 
@@ -410,8 +447,10 @@ def _passes(
     got = _dispatch(pool, [("pass1", pid, b) for pid, b in enumerate(partitions)], local1)
     merged: dict[str, Any] = {}
     conventions: set[str] = set()
+    tally = Tally()
     for msg in got:
         conventions |= msg[4]
+        tally.merge(msg[5])
         for task, sketch in msg[2].items():
             have = merged.get(task)
             if have is None:
@@ -432,7 +471,6 @@ def _passes(
         return ("pass2", job[1], *pool.local.pass2(job[1], job[2], job[3], progress.advance))
 
     got = _dispatch(pool, [("pass2", pid, b, fixed) for pid, b in enumerate(partitions)], local2)
-    tally = Tally()
     again = 0
     for msg in got:
         tally.merge(msg[2])

@@ -17,7 +17,6 @@ import jsonschema_rs
 import msgspec
 
 from pipeline import wirescan
-from pipeline.pdata import Traces
 from pipeline.wholetraces import TraceView
 from processors.cleanliness import CleanlinessConfig
 from processors.genai.tools import name_from_span
@@ -68,7 +67,7 @@ class SchemaErrors:
         _CACHE[key] = got
         return got
 
-    def errors(self, v: TraceView, traces: Traces) -> list[tuple[str, str]]:
+    def errors(self, v: TraceView) -> list[tuple[str, str]]:
         """(tool, first validation error) of each successful tool result of the trace that
         fails its tool's schema."""
         out: list[tuple[str, str]] = []

@@ -33,8 +33,8 @@ import msgspec
 from pipeline import jsonwire, otlpjson, wirescan
 from pipeline.audit import partition
 from pipeline.audit.chain import Chain, ChainSpec
-from pipeline.audit.inputs import JSON
-from pipeline.audit.records import RecordSink, Tally, TraceRecord, ratio_of
+from pipeline.audit.inputs import JSON, BadMessage, Range, read_range
+from pipeline.audit.records import BatchSink, RecordSink, Tally, Verdict, ratio_of
 from pipeline.audit.schemas import SchemaErrors
 from pipeline.otlpwire import TAG_1, TAG_2, varint
 from pipeline.pdata import InvalidTracesError, Traces
@@ -68,6 +68,8 @@ class ChunkResult:
     # (source, ordinal, offset, problem): the first few of each
     bad: list[tuple[int, int, int, str]] = field(default_factory=list)
     rejected_examples: list[tuple[int, int, int, str]] = field(default_factory=list)
+    bytes: int = 0  # a range's size
+    lines: int = 0  # a range of JSON lines: how many (ordinals above count within it)
 
 
 class Worker:
@@ -76,7 +78,7 @@ class Worker:
         self.index = index
         self.spill = partition.Spill(cfg.directory, index)
         self._records = msgspec.msgpack.Encoder()
-        self._decode_records = msgspec.msgpack.Decoder(list[TraceRecord])
+        self._decode_records = msgspec.msgpack.Decoder(list[Verdict])
 
     # -- 1. partitioning ------------------------------------------------------------------
     def chunk(self, items: list[Item]) -> ChunkResult:
@@ -115,6 +117,25 @@ class Worker:
                 self.spill.write(b, fields, spans)
         return res
 
+    def range(self, si: int, path: str, fmt: str, r: Range) -> ChunkResult:
+        """`chunk` for a range of a plain file, read here."""
+        items: list[Item] = []
+        bad: list[BadMessage] = []
+        messages, lines = read_range(path, fmt, r)
+        for m in messages:
+            if isinstance(m, BadMessage):
+                bad.append(m)
+            else:
+                items.append((m.kind, m.data, si, m.ordinal, m.offset))
+        res = self.chunk(items)
+        for b in bad:
+            res.bad_by_source[si] = res.bad_by_source.get(si, 0) + 1
+            if len(res.bad) < 20:
+                res.bad.append((si, b.ordinal, b.offset, b.what))
+        res.bytes = r.end - r.start
+        res.lines = lines
+        return res
+
     def flush(self) -> dict[int, int]:
         self.spill.close()
         return dict(self.spill.sizes)
@@ -122,17 +143,18 @@ class Worker:
     # -- 2. first pass --------------------------------------------------------------------
     def pass1(
         self, pid: int, buckets: list[int], progress: Callable[[int], None]
-    ) -> tuple[dict[str, Any], int, set[str]]:
+    ) -> tuple[dict[str, Any], int, set[str], Tally]:
         """(sketches of clean traces' root durations by task class, spans, conventions
-        seen)"""
-        records: list[TraceRecord] = []
-        chain, sink, spans = self._run(buckets, None, {}, records.append, (), progress)
+        seen, the sums the timing check cannot change)"""
+        verdicts: list[Verdict] = []
+        tally = Tally()
+        chain, sink, spans = self._run(buckets, None, {}, verdicts.append, tally, (), progress)
         with open(self._records_path(pid), "wb") as fh:
-            for i in range(0, len(records), 4096):
-                data = self._records.encode(records[i : i + 4096])
+            for i in range(0, len(verdicts), 8192):
+                data = self._records.encode(verdicts[i : i + 8192])
                 fh.write(_REC.pack(len(data)))
                 fh.write(data)
-        return chain.cleanliness.timing_sketches(), spans, sink.conventions
+        return chain.cleanliness.timing_sketches(), spans, sink.conventions, tally
 
     # -- 3. second pass -------------------------------------------------------------------
     def pass2(
@@ -142,21 +164,22 @@ class Worker:
         medians: dict[str, float],
         progress: Callable[[int], None],
     ) -> tuple[Tally, int]:
-        """The partition's tally, and how many traces went through the processors again."""
-        records = self._load_records(pid)
+        """The partition's verdicts summed, and how many traces went through the
+        processors again."""
+        verdicts = self._load_records(pid)
         max_ratio = self.cfg.spec.cleanliness.timing.max_ratio
         again: set[bytes] | None
         if self.cfg.output:
             again = None  # every trace, for the enriched output
         else:
             again = set()
-            for r in records:
-                ratio = ratio_of(r, medians)
+            for v in verdicts:
+                ratio = ratio_of(v, medians)
                 if ratio is not None and ratio > max_ratio:
-                    again.add(r.trace_id)
-        redone: dict[bytes, TraceRecord] = {}
+                    again.add(v.trace_id)
+        redone: dict[bytes, Verdict] = {}
         if again is None or again:
-            sinks = []
+            sinks: list[BatchSink] = []
             out = None
             if self.cfg.output:
                 out = open(self.output_path(pid), "wb")  # noqa: SIM115 - closed below
@@ -166,7 +189,8 @@ class Worker:
                     buckets,
                     again,
                     medians,
-                    lambda r: redone.__setitem__(r.trace_id, r),
+                    lambda v: redone.__setitem__(v.trace_id, v),
+                    None,
                     sinks,
                     progress,
                 )
@@ -174,8 +198,8 @@ class Worker:
                 if out is not None:
                     out.close()
         tally = Tally()
-        for r in records:
-            final = redone.get(r.trace_id, r)
+        for v in verdicts:
+            final = redone.get(v.trace_id, v)
             tally.add(final, ratio_of(final, medians), max_ratio)
         os.unlink(self._records_path(pid))
         return tally, len(redone)
@@ -186,8 +210,9 @@ class Worker:
         buckets: list[int],
         only: set[bytes] | None,
         medians: dict[str, float],
-        emit: Callable[[TraceRecord], None],
-        sinks: Any,
+        emit: Callable[[Verdict], None],
+        tally: Tally | None,
+        sinks: list[BatchSink] | tuple[()],
         progress: Callable[[int], None],
     ) -> tuple[Chain, RecordSink, int]:
         spec = self.cfg.spec
@@ -196,9 +221,10 @@ class Worker:
         sink = RecordSink(
             lambda v: holder[0].cleanliness.timing_of(v),
             emit,
-            spec.cleanliness.attributes.tool_name,
-            schema_errors.errors if schema_errors is not None else None,
-            sinks,
+            tally=tally,
+            tool_name_keys=spec.cleanliness.attributes.tool_name,
+            schema_errors=schema_errors.errors if schema_errors is not None else None,
+            batch_sinks=sinks,
         )
         chain = Chain(spec, sink)
         holder.append(chain)
@@ -233,12 +259,12 @@ class Worker:
             gc.collect()
         return chain, sink, spans
 
-    def _output_sink(self, fh: Any) -> Callable[[Traces, list[TraceView], list[TraceRecord]], None]:
+    def _output_sink(self, fh: Any) -> BatchSink:
         keep = self.cfg.keep
         proto = self.cfg.output == "proto"
 
-        def write(traces: Traces, views: list[TraceView], records: list[TraceRecord]) -> None:
-            part = select(traces, views, [r.cls in keep for r in records]) if keep else traces
+        def write(traces: Traces, views: list[TraceView], verdicts: list[Verdict]) -> None:
+            part = select(traces, views, [v.cls in keep for v in verdicts]) if keep else traces
             if part is None:
                 return
             if proto:
@@ -257,8 +283,8 @@ class Worker:
     def _records_path(self, pid: int) -> str:
         return os.path.join(self.cfg.directory, f"p{pid}.records")
 
-    def _load_records(self, pid: int) -> list[TraceRecord]:
-        out: list[TraceRecord] = []
+    def _load_records(self, pid: int) -> list[Verdict]:
+        out: list[Verdict] = []
         with open(self._records_path(pid), "rb") as fh:
             data = fh.read()
         pos = 0
@@ -318,6 +344,8 @@ def serve(cfg: WorkerConfig, index: int, conn: Any) -> None:
         try:
             if op == "chunk":
                 conn.send(("chunk", w.chunk(msg[1])))
+            elif op == "range":
+                conn.send(("range", w.range(*msg[1:])))
             elif op == "flush":
                 conn.send(("flush", w.flush()))
             elif op == "pass1":
