@@ -230,7 +230,6 @@ def render(
             title_style=bold,
             box=style,
             header_style=bold,
-            pad_edge=False,
         )
         for name, justify in cols:
             t.add_column(name, justify=justify)  # type: ignore[arg-type]

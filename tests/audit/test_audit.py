@@ -251,3 +251,22 @@ def test_the_defaults_are_make_runs_processors():
     local = yaml.safe_load((ROOT / "configs" / "local.yaml").read_text())
     mine = {k: (v or {}) for k, v in local["processors"].items() if k in DEFAULTS}
     assert mine == DEFAULTS
+
+
+def test_an_enriched_dump_audits_the_same(dumps, traces, tmp_path):
+    """What `make run` writes (spans already enriched and classified by a tracesieve)
+    audits to the same verdicts: what an earlier tracesieve wrote is read, not doubted."""
+    enriched = tmp_path / "enriched.jsonl"
+    first = _run(tmp_path, str(dumps["proto"]), extra=("--output", str(enriched)))
+    again = _run(tmp_path, str(enriched))
+    for key in (
+        "classes",
+        "reasons",
+        "requested_served",
+        "fallback_chains",
+        "cache_hits",
+        "tool_retries",
+        "task_classes",
+    ):
+        assert again[key] == first[key], key
+    assert classes(again) == truth_classes(traces)
