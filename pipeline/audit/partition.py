@@ -130,8 +130,10 @@ def spill_path(directory: str, worker: int, bucket: int) -> str:
     return os.path.join(directory, f"w{worker}-b{bucket}.spill")
 
 
-def read_records(directory: str, workers: int, buckets: list[int]) -> Iterator[tuple[bytes, int]]:
-    """(encoding, spans) of every record spilled for `buckets`, by any worker."""
+def read_records(
+    directory: str, workers: int, buckets: list[int]
+) -> Iterator[tuple[int, bytes, int]]:
+    """(bucket, encoding, spans) of every record spilled for `buckets`, by any worker."""
     for b in buckets:
         for w in range(workers):
             path = spill_path(directory, w, b)
@@ -144,7 +146,7 @@ def read_records(directory: str, workers: int, buckets: list[int]) -> Iterator[t
             while pos < end:
                 size, spans = _HDR.unpack_from(data, pos)
                 pos += _HDR.size
-                yield data[pos : pos + size], spans
+                yield b, data[pos : pos + size], spans
                 pos += size
 
 

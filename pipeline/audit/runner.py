@@ -216,14 +216,17 @@ def run(opts: Options) -> int:
     if opts.output:
         output_kind = "proto" if opts.output.lower().endswith(PROTO_SUFFIXES) else "json"
     directory = tempfile.mkdtemp(prefix="tracesieve-audit-", dir=opts.spill_dir)
+    phases: dict[str, float] = {}
     progress = Progress(enabled=not opts.quiet and sys.stderr.isatty())
     pool: Pool | None = None
     try:
         cfg = WorkerConfig(spec, directory, n, output_kind, keep)
         pool = Pool(cfg, n, progress)
+        phases["start"] = time.monotonic() - started
         read = _read_inputs(pool, sources, spec, progress)
+        phases["reading"] = time.monotonic() - started - sum(phases.values())
         tally, medians, partitions, again, conventions = _passes(
-            pool, cfg, spec, read, opts, progress
+            pool, cfg, spec, read, opts, progress, phases
         )
         if opts.output:
             _join_output(directory, partitions, opts.output)
@@ -269,6 +272,7 @@ def run(opts: Options) -> int:
             "seconds": round(elapsed, 3),
             "spans_per_second": round(read.spans / elapsed, 1) if elapsed > 0 else 0.0,
             "second_pass_traces": again,
+            "phases_seconds": {k: round(v, 3) for k, v in phases.items()},
             "output": opts.output,
             "output_format": output_kind or None,
             "kept_classes": sorted(keep) if keep else None,
@@ -433,7 +437,13 @@ def _dispatch(pool: Pool, jobs: list[tuple[Any, ...]], local: Any) -> list[Any]:
 
 
 def _passes(
-    pool: Pool, cfg: WorkerConfig, spec: ChainSpec, read: _Read, opts: Options, progress: Progress
+    pool: Pool,
+    cfg: WorkerConfig,
+    spec: ChainSpec,
+    read: _Read,
+    opts: Options,
+    progress: Progress,
+    phases: dict[str, float],
 ) -> tuple[Tally, dict[str, tuple[float, int]], list[list[int]], int, set[str]]:
     sizes = _sizes(pool)
     partitions = plan(sizes, pool.n, opts.partition_mib << 20)
@@ -444,7 +454,9 @@ def _passes(
         assert pool.local is not None
         return ("pass1", job[1], *pool.local.pass1(job[1], job[2], progress.advance))
 
+    t0 = time.monotonic()
     got = _dispatch(pool, [("pass1", pid, b) for pid, b in enumerate(partitions)], local1)
+    phases["first_pass"] = time.monotonic() - t0
     merged: dict[str, Any] = {}
     conventions: set[str] = set()
     tally = Tally()
@@ -470,7 +482,9 @@ def _passes(
         assert pool.local is not None
         return ("pass2", job[1], *pool.local.pass2(job[1], job[2], job[3], progress.advance))
 
+    t0 = time.monotonic()
     got = _dispatch(pool, [("pass2", pid, b, fixed) for pid, b in enumerate(partitions)], local2)
+    phases["second_pass"] = time.monotonic() - t0
     again = 0
     for msg in got:
         tally.merge(msg[2])

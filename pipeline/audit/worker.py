@@ -231,12 +231,22 @@ class Worker:
         chain.cleanliness.fix_medians(medians)
         spans = 0
 
+        # the traces to go through again (second pass), by bucket: buckets without one are
+        # not read, records that do not hold one of theirs (a byte search) not taken apart
+        wanted: dict[int, list[bytes]] = {}
+        if only is not None:
+            for tid in only:
+                wanted.setdefault(partition.bucket_of(tid), []).append(tid)
+            buckets = [b for b in buckets if b in wanted]
+
         async def feed() -> None:
             nonlocal spans
             first = chain.first
             told = 0
-            for raw, n in partition.read_records(self.cfg.directory, self.cfg.workers, buckets):
+            for b, raw, n in partition.read_records(self.cfg.directory, self.cfg.workers, buckets):
                 if only is not None:
+                    if not any(tid in raw for tid in wanted[b]):
+                        continue
                     raw, n = _only(raw, only)
                     if not n:
                         continue
