@@ -16,6 +16,7 @@ in memory), and `cleanliness` keeps a median per task class however many there a
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from processors import (
     provider_reconciliation,
 )
 from processors.cleanliness import CleanlinessConfig, CleanlinessProcessor
+from processors.genai import keys_for
 
 __all__ = ["DEFAULTS", "ORDER", "Chain", "ChainSpec", "spec_from_config"]
 
@@ -150,13 +152,24 @@ def _offline(spec: ChainSpec) -> ChainSpec:
 
 class Chain:
     """The processors, made for one partition (fresh state: what one partition's traces
-    show does not leak into another's), ending in `sink`."""
+    show does not leak into another's), ending in `sink`; `tap` (the audit's `CallTap`)
+    goes between `fallback_chain` and `cleanliness`."""
 
-    def __init__(self, spec: ChainSpec, sink: TracesConsumer) -> None:
+    def __init__(
+        self,
+        spec: ChainSpec,
+        sink: TracesConsumer,
+        tap: Callable[[Any, TracesConsumer], TracesConsumer] | None = None,
+    ) -> None:
         telemetry = Telemetry(level="none")
         nxt: TracesConsumer = sink
         made: dict[str, Any] = {}
+        self.tap: Any = None
         for kind in reversed(ORDER):
+            if kind == "fallback_chain" and tap is not None:
+                # the index the enrichment processors share (their keys: cleanliness may
+                # map other hosts or attributes and build its own)
+                nxt = self.tap = tap(keys_for(spec.configs[kind]), nxt)
             factory = FACTORIES[kind]
             settings = Settings(
                 ComponentID(kind),

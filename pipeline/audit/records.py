@@ -1,10 +1,12 @@
 """What the audit reads from each classified trace, and the sums the report is made of.
 
-Everything is read from what the processors wrote (the documented contract), not from
-their internals: `cleanliness`' verdict from the trace's entry in the `groupbytrace` index
-(the same values as `sieve.trace.*`), and the `sieve.*` attributes of the enrichment
-processors on the spans that have some (found by looking for `sieve.` in the trace's
-bytes).
+Read once, where the processors left it: `cleanliness`' verdict from the trace's entry in
+the `groupbytrace` index (the same values as `sieve.trace.*`); what the enrichment
+processors found per LLM call and tool run from the batch's GenAI index, by a tap between
+`fallback_chain` and `cleanliness` (`CallTap`: the index's results, the very values the
+processors write as `sieve.provider.*`, `sieve.cache.*`, `sieve.fallback.*` and
+`sieve.retry.count`; reading them back from the spans would mean splicing the batch and
+scanning it again).
 
 Two kinds of sums, because the second pass changes only verdicts:
 
@@ -29,16 +31,16 @@ from typing import Any
 import msgspec
 from ddsketch import LogCollapsingLowestDenseDDSketch
 
-from pipeline import wirescan
 from pipeline.pdata import Traces
 from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from processors.cleanliness import A_CLASS, A_MODELS, A_PROVIDERS, A_RATIO, A_REASONS
-from processors.genai.tools import name_from_span
+from processors.genai import index_for
 
 __all__ = [
     "CONVENTIONS",
     "HIST_EDGES",
     "BatchSink",
+    "CallTap",
     "RecordSink",
     "Tally",
     "TaskTally",
@@ -57,7 +59,6 @@ CONVENTIONS: dict[str, tuple[bytes, ...]] = {
     "bifrost": (b"bifrost.",),
     "portkey": (b"portkey",),
 }
-_TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")  # as cleanliness
 # duration histogram: log-spaced bins of root durations, 8 a doubling, from 1 ms to ~1 day
 _HIST_BASE = 0.001
 _HIST_STEP = 2 ** (1 / 8)
@@ -215,25 +216,65 @@ class Tally:
 
 # -- reading the classified batches -----------------------------------------------------------
 
-_SLOT_KEYS = (
-    "sieve.provider.requested",
-    "sieve.model.requested",
-    "sieve.provider.served",
-    "sieve.model.served",
-    "sieve.provider.mismatch",
-    "sieve.cache.hit",
-    "sieve.cache.type",
-    "sieve.cache.evidence",
-    "sieve.fallback.fired",
-    "sieve.fallback.chain",
-    "sieve.retry.count",
-    "sieve.attempt.count",
-)
-_NAME_SLOT = len(_SLOT_KEYS)
-
 # a consumer of whole classified traces (the enriched output; a dataset writer): the batch
-# (what the processors wrote spliced in), its traces' views, and their verdicts
+# (what the processors wrote, pending: `to_bytes()` splices it in), its traces' views, and
+# their verdicts
 BatchSink = Callable[[Traces, list[TraceView], list[Verdict]], None]
+
+
+class CallTap:
+    """Between `fallback_chain` and `cleanliness`: adds what the enrichment processors found
+    in the batch (its GenAI index, built and analysed by them, shared through the batch)
+    to `tally`; hands the batch on untouched. `tally` None: nothing to add (second pass)."""
+
+    mutates_data = False
+
+    def __init__(self, keys: Any, next_consumer: Any) -> None:
+        self._keys = keys
+        self._next = next_consumer
+        self.tally: Tally | None = None
+
+    async def start(self, host: Any) -> None:
+        pass
+
+    async def shutdown(self) -> None:
+        pass
+
+    async def consume_traces(self, traces: Traces) -> None:
+        t = self.tally
+        if t is not None:
+            idx = index_for(traces, self._keys)
+            calls = t.calls
+            cache_hits = t.cache_hits
+            chains = t.chains
+            for rec in idx.calls:
+                calls[
+                    (
+                        rec.req_provider,
+                        rec.req_model_n,
+                        rec.served_provider,
+                        rec.served_model,
+                        rec.mismatch,
+                    )
+                ] += 1
+                if rec.cache_hit:
+                    cache_hits[
+                        (rec.cache_hit_type or "unknown", rec.cache_evidence or "unknown")
+                    ] += 1
+                if rec.logical and rec.fallback_fired:
+                    chains[tuple(rec.chain or ())] += 1
+            seen: set[tuple[str, bytes]] = set()
+            for rec in idx.tools:
+                if rec.tool_retries > 0:
+                    tool = rec.tool_name or rec.name
+                    counts = t.tool_retries.get(tool)
+                    if counts is None:
+                        counts = t.tool_retries[tool] = [0, 0]
+                    if (tool, rec.trace_id) not in seen:
+                        seen.add((tool, rec.trace_id))
+                        counts[0] += 1
+                    counts[1] += rec.tool_retries
+        await self._next.consume_traces(traces)
 
 
 class RecordSink:
@@ -248,7 +289,6 @@ class RecordSink:
         emit: Callable[[Verdict], None],
         *,
         tally: Tally | None = None,
-        tool_name_keys: Iterable[str] = (),
         schema_errors: Callable[[TraceView], list[tuple[str, str]]] | None = None,
         batch_sinks: Iterable[BatchSink] = (),
     ) -> None:
@@ -257,10 +297,6 @@ class RecordSink:
         self.tally = tally
         self._schema_errors = schema_errors
         self._batch_sinks = list(batch_sinks)
-        slots: dict[str, tuple[int, int]] = {k: (i, 0) for i, k in enumerate(_SLOT_KEYS)}
-        for prio, k in enumerate((*tool_name_keys, *_TOOL_NAME_KEYS)):
-            slots.setdefault(k, (_NAME_SLOT, prio))
-        self._slots = wirescan.Slots(slots)
         self._unseen = list(CONVENTIONS)
         self.conventions: set[str] = set()  # seen in the batches so far
 
@@ -271,7 +307,8 @@ class RecordSink:
         pass
 
     async def consume_traces(self, traces: Traces) -> None:
-        traces.to_bytes()  # what the processors wrote, spliced in (in one pass)
+        # the batch as the processors had it: what they wrote is still pending (a sink that
+        # wants it splices it in), the views and the span scan are theirs, cached
         views = trace_views(traces, settle=False)
         raw = traces.base
         verdicts = [self._verdict(v) for v in views]
@@ -283,10 +320,8 @@ class RecordSink:
                 for c in [c for c in self._unseen if any(n in raw for n in CONVENTIONS[c])]:
                     self._unseen.remove(c)
                     self.conventions.add(c)
-            spans = traces.scan()
-            starts = [s[9] for s in spans]
             for v, verdict in zip(views, verdicts, strict=True):
-                self._sum(tally, v, verdict, raw, spans, starts)
+                self._sum(tally, v, verdict)
         for sink in self._batch_sinks:
             sink(traces, views, verdicts)
 
@@ -304,17 +339,9 @@ class RecordSink:
             facts.get(A_RATIO),
         )
 
-    def _sum(
-        self,
-        t: Tally,
-        v: TraceView,
-        verdict: Verdict,
-        raw: bytes,
-        spans: list[Any],
-        starts: list[int],
-    ) -> None:
-        """What the timing check cannot change: spans, time range, services, and the
-        `sieve.*` attributes of the spans that have some."""
+    def _sum(self, t: Tally, v: TraceView, verdict: Verdict) -> None:
+        """What the timing check cannot change: spans, time range, services, traces without
+        a root span, schema-invalid tool results (the LLM calls and tool runs: `CallTap`)."""
         t.spans += len(v.spans)
         root = v.root
         if root is not None:
@@ -335,7 +362,6 @@ class RecordSink:
             if isinstance(name, str) and name not in seen_services:
                 seen_services.add(name)
                 t.services[name] += 1
-        self._read_calls(t, v, raw, spans, starts)
         if "tool_schema_invalid" in verdict.reasons and self._schema_errors is not None:
             for tool, err in self._schema_errors(v):
                 got = t.schema_invalid.get(tool)
@@ -343,46 +369,3 @@ class RecordSink:
                     t.schema_invalid[tool] = [1, err]
                 else:
                     got[0] += 1
-
-    def _read_calls(
-        self, t: Tally, v: TraceView, raw: bytes, spans: list[Any], starts: list[int]
-    ) -> None:
-        """The spans of the trace that have `sieve.*` attributes, found by looking for
-        `sieve.` in its bytes span after span (spans without are skipped, unread)."""
-        collect = wirescan.collect
-        slots = self._slots
-        e = v.entry
-        stop = e.byte_end
-        pos = raw.find(b"sieve.", e.byte_start, stop)
-        tools: set[str] = set()
-        while pos >= 0:
-            i = bisect_right(starts, pos) - 1
-            if i < 0:
-                pos = raw.find(b"sieve.", starts[0], stop) if spans else -1
-                continue
-            s = spans[i]
-            b1 = s[10]
-            if pos >= b1:  # between spans (a resource or scope attribute)
-                pos = raw.find(b"sieve.", starts[i + 1], stop) if i + 1 < len(spans) else -1
-                continue
-            got, mask = collect(raw, s[9], b1, slots, None)
-            if mask & 0x10:  # sieve.provider.mismatch: an LLM call span
-                t.calls[
-                    (got[0] or "", got[1] or "", got[2] or "", got[3] or "", got[4] is True)
-                ] += 1
-            if got[5] is True:
-                t.cache_hits[(got[6] or "unknown", got[7] or "unknown")] += 1
-            if got[8] is True and isinstance(got[9], list):
-                t.chains[tuple(str(x) for x in got[9])] += 1
-            retries = got[10]
-            if isinstance(retries, int) and retries > 0 and not mask & 0x800:  # not a call
-                name = got[_NAME_SLOT]
-                tool = name_from_span(s[1]) or (name if isinstance(name, str) else "") or s[1]
-                counts = t.tool_retries.get(tool)
-                if counts is None:
-                    counts = t.tool_retries[tool] = [0, 0]
-                if tool not in tools:
-                    tools.add(tool)
-                    counts[0] += 1
-                counts[1] += retries
-            pos = raw.find(b"sieve.", b1, stop)

@@ -34,7 +34,7 @@ from pipeline import jsonwire, otlpjson, wirescan
 from pipeline.audit import partition
 from pipeline.audit.chain import Chain, ChainSpec
 from pipeline.audit.inputs import JSON, BadMessage, Range, read_range
-from pipeline.audit.records import BatchSink, RecordSink, Tally, Verdict, ratio_of
+from pipeline.audit.records import BatchSink, CallTap, RecordSink, Tally, Verdict, ratio_of
 from pipeline.audit.schemas import SchemaErrors
 from pipeline.otlpwire import TAG_1, TAG_2, varint
 from pipeline.pdata import InvalidTracesError, Traces
@@ -222,11 +222,11 @@ class Worker:
             lambda v: holder[0].cleanliness.timing_of(v),
             emit,
             tally=tally,
-            tool_name_keys=spec.cleanliness.attributes.tool_name,
             schema_errors=schema_errors.errors if schema_errors is not None else None,
             batch_sinks=sinks,
         )
-        chain = Chain(spec, sink)
+        chain = Chain(spec, sink, CallTap)
+        chain.tap.tally = tally
         holder.append(chain)
         chain.cleanliness.fix_medians(medians)
         spans = 0
