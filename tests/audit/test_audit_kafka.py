@@ -64,3 +64,30 @@ def test_a_broker_that_does_not_answer_is_a_one_line_error(tmp_path) -> None:
     assert "Traceback" not in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
     assert "cannot read" in res.stderr
+
+
+def test_sasl_comes_from_the_configs_kafka_receiver(kafka_broker: Any, tmp_path) -> None:
+    """The first kafka receiver of --config gives kafka:// inputs their SASL (and TLS): a
+    broker that offers no SASL (Tansu without --authentication) then refuses the audit,
+    which says so in one line."""
+    topic = unique("audit-sasl")
+    create_topic(kafka_broker.bootstrap, topic, partitions=1)
+    sasl = "yaml:receivers::kafka::auth::sasl: {username: auditor, password: pw, mechanism: SCRAM-SHA-256}"
+    res = audit(
+        f"kafka://{kafka_broker.bootstrap}/{topic}",
+        "--config",
+        "configs/local.yaml",
+        "--config",
+        sasl,
+        "--quiet",
+        timeout=120,
+    )
+    assert res.returncode == 2, (res.stdout, res.stderr)
+    assert "Traceback" not in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert "cannot read" in res.stderr
+    # and without it, the same topic is read
+    res = audit(
+        f"kafka://{kafka_broker.bootstrap}/{topic}", "--config", "configs/local.yaml", "--quiet"
+    )
+    assert res.returncode == 0, res.stderr
