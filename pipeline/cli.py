@@ -186,6 +186,9 @@ def cmd_audit(args: argparse.Namespace) -> int:
     except InputError as exc:
         print(f"tracesieve audit: {exc}", file=sys.stderr)
         return 2
+    except (RuntimeError, OSError) as exc:  # a worker died, the disk filled up: no traceback
+        print(f"tracesieve audit: {exc}", file=sys.stderr)
+        return 1
 
 
 def main(argv: list[str] | None = None) -> int:
