@@ -1,17 +1,18 @@
 """An audit worker: one process (or, with `--workers 1`, the main one) that does three jobs
 on commands from the main process.
 
-1. `chunk`: decode a chunk of messages (protobuf checked with `wirescan.validate`, OTLP
-   JSON turned into wire bytes by `jsonwire`), reject spans without usable ids, and append
-   every span to its trace's bucket (`partition`).
+1. `chunk` / `range`: decode messages (handed over, or read from a range of a plain file:
+   protobuf checked with `wirescan.validate`, OTLP JSON turned into wire bytes by
+   `jsonwire`), reject spans without usable ids, and append every span to its trace's
+   bucket (`partition`).
 2. `pass1` (a partition): the processors over every trace of the partition, the timing
-   check off (`cleanliness.fix_medians({})`); a `TraceRecord` per trace goes to disk, and
-   the sketches of clean traces' durations per task class go back, to be merged into the
-   dump's medians.
+   check off (`cleanliness.fix_medians({})`); a `Verdict` per trace goes to disk; the
+   sketches of clean traces' durations per task class go back, to be merged into the
+   dump's medians, with the sums the timing check cannot change (`Tally`).
 3. `pass2` (a partition, with the medians): the traces the medians make slow (or, with
    `--output`, every trace) go through the processors again with the medians fixed, so
-   that `cleanliness` itself decides them; their records replace the first pass's, and
-   the partition's `Tally` goes back.
+   that `cleanliness` itself decides them; their verdicts replace the first pass's, and
+   the partition's verdicts, summed, go back.
 
 The garbage collector is off while a partition is worked on (the processors free what
 they make by reference counting) and runs between partitions.
