@@ -8,7 +8,8 @@ fault at the default rates) repeated with fresh trace ids (`LoadStream`) until t
 default); measured per format, best of `--repeat`:
 
 - `spans_per_s`: spans read / the command's wall time (start-up included);
-- `cpu_s`, `cpu_us_per_span`: CPU time of the command and its workers;
+- `cpu_s`, `cpu_us_per_span`: CPU time of the command and its workers; `cores_used`: CPU
+  seconds per wall second (on a shared machine, less than the workers: the others' load);
 - `peak_rss_mib`: the largest sum of the resident memory of the command and its workers
   at any time (sampled every 20 ms), and of the largest single process;
 - the decode floor, measured in the same run on the same dump: every message decoded and
@@ -223,6 +224,8 @@ def run_audit(path: str, workers: int) -> dict[str, Any]:
         "cpu_us_per_span": round(cpu / spans * 1e6, 3),
         "peak_rss_mib": round(peak[0] / 1024, 1),
         "peak_rss_largest_process_mib": round(peak[1] / 1024, 1),
+        "cores_used": round(cpu / wall, 2),  # CPU-s per wall-s: what the machine gave it
+        "phases_seconds": report["run"].get("phases_seconds"),
         "partitions": report["run"]["partitions"],
         "classes": {c["class"]: c["traces"] for c in report["classes"]},
     }
