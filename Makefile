@@ -11,7 +11,7 @@ NATIVE := processors/genai/index.py processors/genai/analysis.py processors/gena
 
 .PHONY: run test bench check fmt kafka fuzz clean chromium
 
-$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
+$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c pipeline/_jsonwire.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'

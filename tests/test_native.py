@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import wirescan
+from pipeline import jsonwire, wirescan
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -25,7 +25,8 @@ def _compiled() -> list[str]:
 
 
 SOURCES = [(p.removesuffix(".py").replace("/", "."), p) for p in _compiled()] + [
-    ("pipeline._wirescan", "pipeline/_wirescan.c")
+    ("pipeline._wirescan", "pipeline/_wirescan.c"),
+    ("pipeline._jsonwire", "pipeline/_jsonwire.c"),
 ]
 
 
@@ -55,3 +56,4 @@ def test_the_wire_scanner_is_native_where_a_compiler_was_found():
     if not (shutil.which("cc") or shutil.which("gcc")):
         pytest.skip("no C compiler here: the pure-Python fallback runs")
     assert wirescan.NATIVE, "pipeline._wirescan was not built, though a C compiler is here"
+    assert jsonwire.NATIVE, "pipeline._jsonwire was not built, though a C compiler is here"

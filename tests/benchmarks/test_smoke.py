@@ -49,7 +49,7 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert res.returncode == 0, res.stderr
     names = available()
     assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
-    assert {"latency", "memory", "two_process", "receive_floor"} <= set(names)
+    assert {"latency", "memory", "two_process", "receive_floor", "audit"} <= set(names)
     records = {}
     for name in names:
         r = json.loads((tmp_path / f"{name}.json").read_text())
@@ -110,6 +110,11 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert lv["page"]["gaps"] == 0 and "error" not in lv["page"]
     assert lv["A"]["traces"] > 0 and lv["B"]["traces"] > 0
     assert lv["processors"][-1] == "tail_sampling"
+    au = records["audit"]
+    for fmt in ("proto", "json"):
+        _positive(au[fmt], "spans_per_s", "cpu_us_per_span", "peak_rss_mib", "floor_spans_per_s")
+        assert au[fmt]["spans"] >= 20000 and au[fmt]["traces"] > 0
+    assert au["json"]["classes"] == au["proto"]["classes"]  # the same traces either way
     # the table: one row per figure, between the markers, in the section
     text = doc.read_text()
     assert text.index("## Results") < text.index(report.START) < text.index(report.END)
