@@ -589,11 +589,13 @@ class Generator:
         for f, i in zip(("tool_retry", "schema_invalid", "swallowed_error"), picks, strict=True):
             if f in faults:
                 all_tools[i].fault = f
-                if f == "swallowed_error" and i + 1 < len(all_tools):
-                    # the next tool is another one: the same tool again would be a retry
-                    nxt = all_tools[i + 1]
-                    if nxt.name == all_tools[i].name:
-                        nxt.name = next(t for t in tools if t != nxt.name)
+                if f == "swallowed_error":
+                    # no later run of the same tool in the trace: that would be a retry
+                    name = all_tools[i].name
+                    other = next(t for t in tools if t != name)
+                    for later in all_tools[i + 1 :]:
+                        if later.name == name:
+                            later.name = other
         return plan
 
 

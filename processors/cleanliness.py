@@ -396,6 +396,8 @@ class CleanlinessProcessor(ProcessorHelper):
         if f is not None:
             if cfg.strict_single_model and len(f.models) > 1:
                 reasons.add("multi_model")
+            # a run that failed explains its failed calls: not swallowed
+            root_error = root_error or f.failed_run
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
         if self._schemas and self._tools.invalid(tools, v.raw):

@@ -3,13 +3,13 @@
 Behaviour per request, from the `x-fake-scenario` request header:
 - `ok` (default): a normal answer; the served model is the dated snapshot of the one asked.
 - `fail-once`: 500 on the first try (the SDK's `x-stainless-retry-count: 0`), then ok.
-- `fail-first:<key>:<n>`: 500 for the first `n` requests carrying this very scenario, then
+- `fail-first:<n>`: 500 for the first `n` requests carrying this very header value, then
   ok (a retry made above the SDK, e.g. by a framework, sends a retry count of 0 again).
 - `always-500`: 500 every time.
 - `replay`: answers with the previous response's id (a cache replaying a stored answer).
 - `give-up`: in an agent turn, a tool error is answered with a final text (no new call).
 Anything after a `#` is a tag (one run's requests told apart): `fail-once#a` acts as
-`fail-once`.
+`fail-once`. The agent apps send `<kind>#<run tag>:<scenario>` (see `log_for`).
 
 An agent turn: when the request offers tools (OpenAI `tools`, Anthropic `tools`), the
 answer follows a small script instead of plain text: no tool result in the conversation
@@ -249,6 +249,12 @@ class FakeLLM:
         """The requests that carried `scenario`, in arrival order."""
         with self._lock:
             return [r for r in self.requests if r.scenario == scenario]
+
+    def log_for(self, tag: str, scenario: str) -> list[Logged]:
+        """The requests an agent app's run (`--tag`) sent in one of its scenarios."""
+        end = f"#{tag}:{scenario}"
+        with self._lock:
+            return [r for r in self.requests if r.scenario.endswith(end)]
 
     def close(self) -> None:
         self._httpd.shutdown()

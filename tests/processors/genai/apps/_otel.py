@@ -111,10 +111,13 @@ class App:
                 httpx_instr.HTTPX2ClientInstrumentor().instrument(tracer_provider=self.provider)
         self.tracer = self.provider.get_tracer("agent-app")
         self.trace_ids: dict[str, str] = {}
+        self.current = ""  # the scenario running
 
-    def scenario(self, name: str) -> str:
-        """The `x-fake-scenario` header value of a scenario (tagged per run)."""
-        return f"{name}#{self.args.tag}" if self.args.tag else name
+    def scenario(self, kind: str) -> str:
+        """The `x-fake-scenario` header value for a fake's behaviour `kind`, tagged with the
+        run's tag and the scenario running (`<kind>#<tag>:<scenario>`): the fakes' logs
+        tell each scenario's requests apart."""
+        return f"{kind}#{self.args.tag}:{self.current}"
 
     @contextmanager
     def run(self, name: str, root: bool = True) -> Iterator[None]:
@@ -122,6 +125,7 @@ class App:
         `invoke_workflow <name>`, left OK whatever happens below it, as a request handler
         that logs a failure would), or with the framework's own outermost span as the root.
         A failing scenario's exception is swallowed here (the app goes on to the next)."""
+        self.current = name
         if root:
             with self.tracer.start_as_current_span(
                 f"invoke_workflow {name}", attributes={"task.class": name}

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,10 +77,10 @@ def main(argv: list[str] | None = None) -> int:
     async def ask(a: FunctionAgent) -> str:
         return str(await a.run("weather in Paris?"))
 
-    def run(name: str, model: OpenAI, fail_tool: int = 0) -> None:
+    def run(name: str, model: Callable[[], OpenAI], fail_tool: int = 0) -> None:
         failures["left"] = fail_tool
         with app.run(name):
-            asyncio.run(ask(agent(model)))
+            asyncio.run(ask(agent(model())))
 
     with app.run("plain"):
         llm("ok").chat([ChatMessage(role="user", content="plan the task")])
@@ -89,15 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     async def fallback() -> str:
         try:
             return await ask(agent(llm("always-500", retries=0)))
-        except Exception:
-            return await ask(agent(llm("fallback", model="gpt-4o-mini")))
+        except Exception:  # the app falls back to another model
+            return await ask(agent(llm("ok", model="gpt-4o-mini")))
 
     with app.run("fallback"):
         asyncio.run(fallback())
-    run("tool", llm("tool"))
-    run("tool_retry", llm("tool-retry"), fail_tool=1)
-    run("swallowed", llm("give-up"), fail_tool=1)
-    run("failed", llm("always-500", retries=1))
+    run("tool", lambda: llm("ok"))
+    run("tool_retry", lambda: llm("ok"), fail_tool=1)
+    run("swallowed", lambda: llm("give-up"), fail_tool=1)
+    run("failed", lambda: llm("always-500", retries=1))
     return app.finish()
 
 

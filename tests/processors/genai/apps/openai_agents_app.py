@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -80,37 +81,29 @@ def main(argv: list[str] | None = None) -> int:
             model_settings=ModelSettings(**settings),  # type: ignore[arg-type]
         )
 
-    def run(name: str, a: Agent, fail_tool: int = 0) -> None:
+    def run(name: str, a: Callable[[], Agent], fail_tool: int = 0) -> None:
         failures["left"] = fail_tool
         with app.run(name, root=False), trace(name):
-            Runner.run_sync(a, "weather in Paris?")
+            Runner.run_sync(a(), "weather in Paris?")
 
-    run("plain", agent(model("ok")))
-    run("sdk_retry", agent(model("fail-once")))
-    run(
-        "framework_retry",
-        agent(
-            model("fail-first:1", retries=0),
-            retry=ModelRetrySettings(
-                max_retries=2,
-                backoff={"initial_delay": 0.01, "max_delay": 0.01, "jitter": False},
-                policy=retry_policies.http_status([500]),
-            ),
-        ),
+    run("plain", lambda: agent(model("ok")))
+    run("sdk_retry", lambda: agent(model("fail-once")))
+    retry = ModelRetrySettings(
+        max_retries=2,
+        backoff={"initial_delay": 0.01, "max_delay": 0.01, "jitter": False},
+        policy=retry_policies.http_status([500]),
     )
-
-    def fallback() -> None:
-        try:
-            Runner.run_sync(agent(model("always-500", retries=0)), "weather in Paris?")
-        except Exception:
-            Runner.run_sync(agent(model("ok", name="claude-sonnet-4-6")), "weather in Paris?")
+    run("framework_retry", lambda: agent(model("fail-first:1", retries=0), retry=retry))
 
     with app.run("fallback", root=False), trace("fallback"):
-        fallback()
-    run("tool", agent(model("tool"), tools=True))
-    run("tool_retry", agent(model("tool-retry"), tools=True), fail_tool=1)
-    run("swallowed", agent(model("give-up"), tools=True), fail_tool=1)
-    run("failed", agent(model("always-500", retries=1), tools=True))
+        try:
+            Runner.run_sync(agent(model("always-500", retries=0)), "weather in Paris?")
+        except Exception:  # the app falls back to another model
+            Runner.run_sync(agent(model("ok", name="claude-sonnet-4-6")), "weather in Paris?")
+    run("tool", lambda: agent(model("ok"), tools=True))
+    run("tool_retry", lambda: agent(model("ok"), tools=True), fail_tool=1)
+    run("swallowed", lambda: agent(model("give-up"), tools=True), fail_tool=1)
+    run("failed", lambda: agent(model("always-500", retries=1), tools=True))
     return app.finish()
 
 

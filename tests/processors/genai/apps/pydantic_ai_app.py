@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -78,18 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     def agent(model: Model, tools: bool = False) -> Agent[None, str]:
         return Agent(model, tools=[get_weather] if tools else [], name="weather_agent")
 
-    def run(name: str, model: Model, tools: bool = False, fail_tool: int = 0) -> None:
+    def run(name: str, model: Callable[[], Model], tools: bool = False, fail_tool: int = 0) -> None:
         failures["left"] = fail_tool
         with app.run(name, root=False):
-            agent(model, tools).run_sync("weather in Paris?")
+            agent(model(), tools).run_sync("weather in Paris?")
 
-    run("plain", gpt("ok"))
-    run("sdk_retry", gpt("fail-once"))
-    run("fallback", FallbackModel(gpt("always-500", retries=0), claude("ok")))
-    run("tool", gpt("tool"), tools=True)
-    run("tool_retry", gpt("tool-retry"), tools=True, fail_tool=1)
-    run("swallowed", gpt("give-up"), tools=True, fail_tool=1)
-    run("failed", gpt("always-500", retries=1), tools=True)
+    run("plain", lambda: gpt("ok"))
+    run("sdk_retry", lambda: gpt("fail-once"))
+    run("fallback", lambda: FallbackModel(gpt("always-500", retries=0), claude("ok")))
+    run("tool", lambda: gpt("ok"), tools=True)
+    run("tool_retry", lambda: gpt("ok"), tools=True, fail_tool=1)
+    run("swallowed", lambda: gpt("give-up"), tools=True, fail_tool=1)
+    run("failed", lambda: gpt("always-500", retries=1), tools=True)
     return app.finish()
 
 
