@@ -199,6 +199,11 @@ class GenAIIndex:
         else:
             inner = self._inner_calls(rec) if rec.children else None
             last = inner[-1] if inner else None
+            if last is not None and last.error and rec.ok:
+                # a failed attempt, then the answer from a request of the span's own
+                # (PydanticAI's fallback: the last model's request is no span of its own)
+                ok = [c for c in inner or () if not c.error]
+                last = ok[-1] if ok else None
             if last is not None:
                 self._resolve(last)
             if last is not None and last.served_provider:
@@ -588,7 +593,12 @@ class GenAIIndex:
             if not out:
                 out.append(self._leaf(rec))  # answered without a provider call (cache)
         elif https:
+            if calls:  # attempt spans and requests side by side (PydanticAI's fallback)
+                https = sorted([*https, *calls], key=_start)
             for h in https:
+                if h.role != HTTP:
+                    out.extend(self.attempts(h))
+                    continue
                 sub = [g for g in h.children if is_call(g.role)] if h.children else None
                 if sub:
                     sub.sort(key=_start)

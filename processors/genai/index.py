@@ -751,10 +751,14 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     # HTTP spans under calls (and the gateway server spans under those HTTP spans)
     http_recs: list[SpanRecord] = []
     orphans: list[Row] = []  # HTTP spans under no call: a call may adopt them (`_adopt`)
+    tool_keys: set[bytes] | None = None
     for info in https:
         pk: bytes = info[5]
         if pk not in call_keys:
-            orphans.append(info)
+            if tool_keys is None:
+                tool_keys = {t[4] for t in tools}
+            if pk not in tool_keys:  # a tool's own request is no LLM call's
+                orphans.append(info)
             continue
         p = by_key[pk]
         rec = SpanRecord(raw, info, HTTP, SC_HTTP)
@@ -812,24 +816,38 @@ def _adopt(
     own span, e.g. the Anthropic SDK's) land beside them, under an ancestor or a sibling;
     PydanticAI's fallback span keeps a failed attempt's request beside that attempt's span.
 
-    A call adopts, by time: an HTTP span under no call, or under a call that has call
-    children (the attempt spans beside it), that starts and ends within the call; and a
-    provider SDK's call span under no call, within a framework's call. The adopter is the
-    tightest such call that has no HTTP or call child of its own (a call that has one was
-    parented right). Adopted HTTP spans become records, children of their call."""
+    A call adopts, by time (starting and ending within it): an HTTP span under no call; a
+    provider SDK's call span under no call, within a framework's call; and, under a call
+    that has attempt (call) children, an HTTP span or SDK span beside them within one of
+    them. The adopter is the tightest such call that had no HTTP or call child of its own
+    (a call that has one was parented right). Adopted HTTP spans become records."""
     leaves: dict[bytes, list[SpanRecord]] = {}  # trace -> calls with no HTTP/call child
     moving: list[SpanRecord] = []  # calls that may move: SDK spans under no call
+    crowded: list[SpanRecord] = []  # calls with attempt (call) children
     for key in call_keys:
         c = by_key[key]
-        if not c.children:
+        kids = c.children
+        if c.hint == SC_LLM and c.parent_key and (c.parent is None or not is_call(c.parent.role)):
+            moving.append(c)
+        if not kids:
             leaves.setdefault(c.trace_id, []).append(c)
-            if c.hint == SC_LLM and c.parent is not None and not is_call(c.parent.role):
-                moving.append(c)
-        elif c.n_http:
-            for h in c.children:
-                if h.role == HTTP and any(is_call(x.role) for x in c.children):
-                    moving.append(h)
-                    break
+            continue
+        for x in kids:
+            if x.role == LLM or x.role == GATEWAY:
+                crowded.append(c)
+                break
+    for c in crowded:
+        # a request (or the SDK's span of one) beside the attempt spans, within one of them
+        kids = c.children or []
+        inner = [x for x in kids if is_call(x.role) and not x.children]
+        for x in list(kids):
+            if x.role == HTTP or (x.hint == SC_LLM and x.children and is_call(x.role)):
+                got = _container(inner, x.start, x.end, x)
+                if got is not None:
+                    if x.role == HTTP:
+                        c.n_http -= 1
+                    _detach(x)
+                    _attach(x, got)
     if not leaves:
         return
     for info in orphans:
@@ -841,22 +859,10 @@ def _adopt(
             http_recs.append(rec)
             _attach(rec, got)
     for m in moving:
-        if m.role == HTTP:
-            # every HTTP child of this call beside its attempt spans
-            p = m.parent
-            if p is None or not p.children:
-                continue
-            for h in [x for x in p.children if x.role == HTTP]:
-                got = _container(leaves.get(h.trace_id), h.start, h.end, p)
-                if got is not None and got.parent is p:
-                    p.n_http -= 1
-                    _detach(h)
-                    _attach(h, got)
-        else:
-            got = _container(leaves.get(m.trace_id), m.start, m.end, m)
-            if got is not None and got.hint != SC_LLM:
-                _detach(m)
-                _attach(m, got)
+        got = _container(leaves.get(m.trace_id), m.start, m.end, m)
+        if got is not None and got.hint != SC_LLM:
+            _detach(m)
+            _attach(m, got)
 
 
 def _container(
