@@ -347,6 +347,10 @@ class GenAIIndex:
             if r.ok and self._sent(r):
                 out.setdefault((r.trace_id, r.served_model), []).append(r)
                 out.setdefault((r.trace_id, ""), [])
+            elif not r.error:
+                # calls of traces with no request at all, under (trace, "!"): the calls an
+                # `unknown` is compared with
+                out.setdefault((r.trace_id, "!"), []).append(r)
         return out
 
     @staticmethod
@@ -370,7 +374,9 @@ class GenAIIndex:
         quick = rec.end - rec.start <= _INSTANT_NS
         peers = sent.get((rec.trace_id, rec.served_model))
         if peers is None:
-            if (rec.trace_id, "") not in sent and (quick or self._same_usage(rec, self.calls)):
+            if (rec.trace_id, "") not in sent and (
+                quick or self._same_usage(rec, sent.get((rec.trace_id, "!"), []))
+            ):
                 rec.cache_evidence = "unknown"
             return
         if quick or self._same_usage(rec, peers):

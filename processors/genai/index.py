@@ -597,7 +597,6 @@ class SpanRecord:
     duplicate: bool = False  # a second span for the same call (double instrumentation)
     n_http: int = 0  # HTTP children
     marked: bool = False  # it or a record under it has a retry/fallback marker
-    deferred: bool = False
     # results (analysis)
     req_provider: str = ""
     req_from_family: bool = False
