@@ -289,10 +289,19 @@ class GenAIIndex:
         self.reconcile()
         calls = sorted(self.calls, key=_start)
         first_end: dict[str, int] = {}
-        sent = self._sent_by_model(calls)
         for rec in calls:
             self._tag(rec, first_end, memory, zero_cost)
-            if not rec.cache_hit and sent is not None and rec.role == LLM:
+        # a framework's own cache: calls with no request under them, not told apart yet
+        quiet = [
+            r
+            for r in calls
+            if r.role == LLM
+            and r.children is None
+            and not (r.cache_hit or r.error or r.gw or r.cache_flag or r.http_status >= 400)
+        ]
+        if quiet:
+            sent = self._sent_by_model(calls)
+            for rec in quiet:
                 self._framework_cache(rec, sent)
         if memory is not None:
             for rec in calls:
@@ -334,14 +343,10 @@ class GenAIIndex:
         elif zero_cost and rec.cost == 0.0 and rec.tokens_in + rec.tokens_out > 0:
             self._hit(rec, "unknown", "zero_cost")
 
-    def _sent_by_model(
-        self, calls: list[SpanRecord]
-    ) -> dict[tuple[bytes, str], list[SpanRecord]] | None:
+    def _sent_by_model(self, calls: list[SpanRecord]) -> dict[tuple[bytes, str], list[SpanRecord]]:
         """Per (trace, served model): its successful calls that sent a request (an HTTP
-        span under them), by start time; with the key (trace, "") for every trace that has
-        HTTP spans. None when no call in the batch lacks an HTTP child (nothing to tag)."""
-        if all(r.n_http or r.children or r.role != LLM or r.error for r in calls):
-            return None
+        span under them), by start time; the key (trace, "") for every trace that has
+        such a call; (trace, "!"): the successful calls of the others."""
         out: dict[tuple[bytes, str], list[SpanRecord]] = {}
         for r in calls:
             if r.ok and self._sent(r):

@@ -736,11 +736,13 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
         elif role != OTHER:
             to_scan.append(rec)
     call_keys: set[bytes] = set()
+    calls: list[SpanRecord] = []
     for rec in to_scan:
         _scan(rec, keys, out)
         role = rec.role
         if role in (LLM, GATEWAY):
             call_keys.add(rec.key)
+            calls.append(rec)
         elif role == TOOL:
             tools.append(_info(rec))
             if rec.error:
@@ -766,8 +768,8 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
         http_recs.append(rec)
         p.n_http += 1
     _link(records, by_key)
-    if call_keys:
-        _adopt(raw, records, by_key, call_keys, orphans, http_recs)
+    if calls:
+        _adopt(raw, records, by_key, calls, orphans, http_recs)
     hosts = keys.hosts
     for rec in http_recs:
         p = by_key[rec.parent_key] if rec.parent is None else rec.parent
@@ -805,7 +807,7 @@ def _adopt(
     raw: bytes,
     records: list[SpanRecord],
     by_key: dict[bytes, SpanRecord],
-    call_keys: set[bytes],
+    calls: list[SpanRecord],
     orphans: list[Row],
     http_recs: list[SpanRecord],
 ) -> None:
@@ -823,12 +825,11 @@ def _adopt(
     leaves: dict[bytes, list[SpanRecord]] = {}  # trace -> calls with no HTTP/call child
     moving: list[SpanRecord] = []  # calls that may move: SDK spans under no call
     crowded: list[SpanRecord] = []  # calls with attempt (call) children
-    for key in call_keys:
-        c = by_key[key]
+    for c in calls:
         kids = c.children
         if c.hint == SC_LLM and c.parent_key and (c.parent is None or not is_call(c.parent.role)):
             moving.append(c)
-        if not kids:
+        if kids is None:
             leaves.setdefault(c.trace_id, []).append(c)
             continue
         for x in kids:
@@ -858,7 +859,10 @@ def _adopt(
             http_recs.append(rec)
             _attach(rec, got)
     for m in moving:
-        got = _container(leaves.get(m.trace_id), m.start, m.end, m)
+        near = leaves.get(m.trace_id)
+        if near is None or (len(near) == 1 and near[0] is m):
+            continue
+        got = _container(near, m.start, m.end, m)
         if got is not None and got.hint != SC_LLM:
             _detach(m)
             _attach(m, got)
