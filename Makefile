@@ -16,7 +16,7 @@ PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist worksteal
 
 .PHONY: run test test-pure test-image bench check fmt kafka fuzz clean chromium
 
-$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c $(NATIVE)
+$(STAMP): pyproject.toml setup.py pipeline/_wirescan.c pipeline/_jsonwire.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test,dev]'

@@ -1,14 +1,15 @@
 """Native code; everything else is in pyproject.toml.
 
 - `pipeline._wirescan` (C): reading spans from OTLP wire bytes (see pipeline/wirescan.py).
+- `pipeline._jsonwire` (C): OTLP JSON straight to wire bytes (see pipeline/jsonwire.py).
 - The GenAI index and analyses, and the wire splitting and trace views behind
   groupbytrace, cleanliness and tail_sampling, compiled with mypyc (`COMPILED`): the same
   typed Python, run as C. About 40% fewer instructions per span through the enrichment
   processors.
 
-Both are optional: without a compiler the build goes on and the same modules run as
-Python (pipeline/wirescan.py has the scanner's Python twin); TRACESIEVE_PURE_PYTHON=1
-skips mypyc on purpose."""
+All are optional: without a compiler the build goes on and the same modules run as
+Python (pipeline/wirescan.py has the scanner's Python twin, pipeline/jsonwire.py the JSON
+parser's); TRACESIEVE_PURE_PYTHON=1 skips mypyc on purpose."""
 
 import os
 
@@ -27,7 +28,10 @@ COMPILED = [
 ext_modules = [
     Extension(
         "pipeline._wirescan", ["pipeline/_wirescan.c"], optional=True, extra_compile_args=["-O2"]
-    )
+    ),
+    Extension(
+        "pipeline._jsonwire", ["pipeline/_jsonwire.c"], optional=True, extra_compile_args=["-O2"]
+    ),
 ]
 if os.environ.get("TRACESIEVE_PURE_PYTHON") != "1":
     try:

@@ -45,6 +45,7 @@ ORDER = [
     "passthrough",
     "agent_pipeline",
     "two_process",
+    "audit",
     "kafka",
     "processors",
     "latency",
@@ -179,6 +180,23 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 NONE,
                 None,  # two cores
             )
+        elif name == "audit":
+            for fmt, label, target in (
+                ("proto", "length-prefixed protobuf", "≥ 250,000 spans/s, ≤ 2 GiB"),
+                ("json", "OTLP JSON lines", "≥ 120,000 spans/s, ≤ 2 GiB"),
+            ):
+                a = r.get(fmt)
+                if not a:
+                    continue
+                add(
+                    r,
+                    f"audit: {_n(a['spans'])}-span dump, {label}, {r.get('workers')} workers",
+                    f"**{_n(a['spans_per_s'])} spans/s**, peak RSS {a['peak_rss_mib']:,.0f} MiB "
+                    f"({a['cpu_us_per_span']} µs of CPU a span; decode floor "
+                    f"{_n(a.get('floor_spans_per_s'))} spans/s: {a.get('vs_floor')} of it)",
+                    target,
+                    None,
+                )
         elif name == "kafka":
             add(
                 r,

@@ -21,6 +21,7 @@ Cases (every one's module docstring says exactly what it measures):
   two_process     the agent pipeline in two processes on one port (SO_REUSEPORT) vs one
   live_view       the agent pipeline with the live view (a page's stream open) vs without,
                   at 1,000 traces/s, interleaved A/B slices: the view's CPU cost
+  audit           tracesieve audit on a 1M-span dump, protobuf and JSON lines, vs the decode floor
 
 Collectors run pinned to CPU 0 (`taskset -c 0`), the load generator and sink on CPU 1;
 the load is the agent-trace generator's mix over OTLP/gRPC, closed loop, several streams.
@@ -91,6 +92,11 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
     ),
     "memory": ("benchmarks.cases.memory", [], ["--spans", "2000", "10000"]),
     "accuracy": ("benchmarks.accuracy", ["--traces", "10000"], ["--traces", "300"]),
+    "audit": (
+        "benchmarks.cases.audit",
+        ["--spans", "1000000"],
+        ["--spans", "20000", "--templates", "100"],
+    ),
     "two_process": (
         "benchmarks.cases.two_process",
         ["--duration", "10", "--repeat", "2"],

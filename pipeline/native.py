@@ -1,10 +1,11 @@
-"""Which native code runs: the C wire scanner (`pipeline._wirescan`) and the modules
-compiled with mypyc (setup.py's `COMPILED`), or their pure-Python twins.
+"""Which native code runs: the C wire scanner (`pipeline._wirescan`), the C OTLP JSON
+parser (`pipeline._jsonwire`) and the modules compiled with mypyc (setup.py's
+`COMPILED`), or their pure-Python twins.
 
 Both are optional at build time (setup.py: no compiler, or `TRACESIEVE_PURE_PYTHON=1`
 when installing, gives a pure-Python install). At run time `TRACESIEVE_PURE_PYTHON=1`
-makes a native install run as Python too: `pipeline.wirescan` leaves `_wirescan` alone,
-and a finder put first on `sys.meta_path` (`pipeline.purepython`, installed by
+makes a native install run as Python too: `pipeline.wirescan` and `pipeline.jsonwire`
+leave their C extensions alone, and a finder put first on `sys.meta_path` (`pipeline.purepython`, installed by
 `pipeline/__init__.py` and `processors/__init__.py` before anything compiled can be
 imported) loads each compiled module from its `.py` instead of the `.so` beside it. The
 test suite's pure-Python pass (`make test-pure`) runs that way.
@@ -33,6 +34,7 @@ from pipeline.purepython import (
 @dataclass(frozen=True)
 class NativeStatus:
     scanner: bool  # pipeline._wirescan (C) is in use
+    json_parser: bool  # pipeline._jsonwire (C) is in use
     compiled: tuple[str, ...]  # modules running as mypyc-compiled code
     interpreted: tuple[str, ...]  # modules of COMPILED running as Python
     pure_requested: bool
@@ -44,22 +46,26 @@ def _is_compiled(module: ModuleType) -> bool:
 
 def status() -> NativeStatus:
     """What is in use now (imports the modules concerned)."""
-    from pipeline import wirescan
+    from pipeline import jsonwire, wirescan
 
     compiled: list[str] = []
     interpreted: list[str] = []
     for name in COMPILED:
         (compiled if _is_compiled(importlib.import_module(name)) else interpreted).append(name)
     return NativeStatus(
-        wirescan.NATIVE, tuple(compiled), tuple(interpreted), pure_python_requested()
+        wirescan.NATIVE,
+        jsonwire.NATIVE,
+        tuple(compiled),
+        tuple(interpreted),
+        pure_python_requested(),
     )
 
 
 def describe(st: NativeStatus | None = None) -> str:
-    """One line: `native code: wire scanner C, 7 modules compiled (mypyc)`, or which
-    parts run as Python and why."""
+    """One line: `native code: wire scanner C, JSON parser C, 7 modules compiled (mypyc)`,
+    or which parts run as Python and why."""
     st = st or status()
-    if not st.scanner and not st.compiled:
+    if not st.scanner and not st.json_parser and not st.compiled:
         why = (
             f"{PURE_PYTHON_ENV}=1"
             if st.pure_requested
@@ -67,6 +73,7 @@ def describe(st: NativeStatus | None = None) -> str:
         )
         return f"native code: none, pure Python ({why})"
     scanner = "wire scanner C" if st.scanner else "wire scanner Python (_wirescan not built)"
+    parser = "JSON parser C" if st.json_parser else "JSON parser Python (_jsonwire not built)"
     n = len(COMPILED)
     if not st.interpreted:
         modules = f"{n} modules compiled (mypyc)"
@@ -74,14 +81,15 @@ def describe(st: NativeStatus | None = None) -> str:
         modules = f"{len(st.compiled)} of {n} modules compiled (mypyc), as Python: " + ", ".join(
             st.interpreted
         )
-    return f"native code: {scanner}, {modules}"
+    return f"native code: {scanner}, {parser}, {modules}"
 
 
 def native_files() -> tuple[str, ...]:
     """What a native build holds, as module paths without the `.<tag>.so` suffix: the C
-    scanner, mypyc's shared library, and one stub per compiled module."""
+    scanner and JSON parser, mypyc's shared library, and one stub per compiled module."""
     return (
         "pipeline/_wirescan",
+        "pipeline/_jsonwire",
         "tracesieve_native__mypyc",
         *(name.replace(".", "/") for name in COMPILED),
     )

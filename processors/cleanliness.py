@@ -5,7 +5,9 @@ It works on the whole traces `groupbytrace` (required before it) releases. Per t
 writes on the root span (without a root span in the batch, on every span of the trace):
 
 - `sieve.trace.class`: the worst class among its reasons' classes (failed > corrupted >
-  noisy > clean); `failed` whenever the root span reports an error; `clean` without reasons.
+  noisy > clean); `failed` whenever the root span reports an error, or an agent/chain span
+  ended in ERROR with no successful LLM call after it (a failed run under a root an
+  instrumentation leaves OK); `clean` without reasons.
 - `sieve.trace.reasons`: string array, in the order of `REASONS`.
 - `sieve.trace.providers`, `sieve.trace.models`: string arrays, what served the trace's
   successful LLM calls (normalised, sorted).
@@ -227,16 +229,21 @@ def _schema_problem(exc: Exception) -> str:
 
 
 class _Timing:
-    """Running median of root durations per task class (seconds), from clean traces."""
+    """Running median of root durations per task class (seconds), from clean traces; or,
+    once `fixed` is set (offline, `tracesieve audit`), the medians given there."""
 
-    __slots__ = ("cfg", "classes")
+    __slots__ = ("cfg", "classes", "fixed")
 
     def __init__(self, cfg: TimingConfig) -> None:
         self.cfg = cfg
         # key -> [sketch, median, sample count when the median was read]
         self.classes: OrderedDict[str, list[Any]] = OrderedDict()
+        self.fixed: dict[str, float] | None = None
 
     def ratio(self, key: str, seconds: float) -> float | None:
+        if self.fixed is not None:
+            median = self.fixed.get(key)
+            return seconds / median if median else None
         got = self.classes.get(key)
         if got is None:
             return None
@@ -325,6 +332,30 @@ class CleanlinessProcessor(ProcessorHelper):
             "tracesieve_cleanliness_task_classes",
             "Task classes with a running duration median",
         )
+
+    # -- offline timing (tracesieve audit) ------------------------------------------------
+    def fix_medians(self, medians: dict[str, float]) -> None:
+        """From now on, judge durations against these medians (task class -> seconds)
+        instead of the running ones: a task class without one gets no duration ratio and
+        no `slow`; `fix_medians({})` turns the timing check off. The sketches go on
+        learning from clean traces (`timing_sketches`)."""
+        self._timing.fixed = dict(medians)
+
+    def timing_sketches(self) -> dict[str, Any]:
+        """The DDSketch of clean traces' root durations (seconds) per task class, as far as
+        they have been fed (the least recently seen beyond `timing.max_task_classes` are
+        gone)."""
+        return {key: got[0] for key, got in self._timing.classes.items()}
+
+    def timing_of(self, v: TraceView) -> tuple[str, float] | None:
+        """(task class, root duration in seconds) that the timing check of trace `v` rests
+        on; None without a root span in the batch, for a late fragment, or for a duration
+        that is not positive (no check)."""
+        root = v.root
+        if root is None or v.late:
+            return None
+        seconds = (root[7] - root[6]) / 1e9
+        return (self._task_class(v, root), seconds) if seconds > 0 else None
 
     # -- per batch ------------------------------------------------------------------------
     def process(self, traces: Traces) -> Traces:
@@ -437,6 +468,8 @@ class CleanlinessProcessor(ProcessorHelper):
         if f is not None:
             if cfg.strict_single_model and len(f.models) > 1:
                 reasons.add("multi_model")
+            # a run that failed explains its failed calls: not swallowed
+            root_error = root_error or f.failed_run
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
         if schema_invalid:

@@ -64,10 +64,12 @@ class ConsoleLog:
         page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
 
 
-# per module, not per session: while Playwright's sync API runs, its event loop counts as
-# running in the main thread, and the async tests of any later module could not start
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
+    """One browser per test module. Not per session: while Playwright's sync API is open it
+    keeps an event loop running in the main thread, and every later test that runs an
+    event loop there (`asyncio.run`, pytest-asyncio's runner) would fail with "cannot be
+    called from a running event loop"."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

@@ -101,6 +101,13 @@ def _check_live_view(lv: dict) -> None:
     assert lv["processors"][-1] == "tail_sampling"
 
 
+def _check_audit(au: dict) -> None:
+    for fmt in ("proto", "json"):
+        _positive(au[fmt], "spans_per_s", "cpu_us_per_span", "peak_rss_mib", "floor_spans_per_s")
+        assert au[fmt]["spans"] >= 20000 and au[fmt]["traces"] > 0
+    assert au["json"]["classes"] == au["proto"]["classes"]  # the same traces either way
+
+
 CHECKS = {
     "floor": _check_floor,
     "receive_floor": _check_served,
@@ -113,6 +120,7 @@ CHECKS = {
     "accuracy": _check_accuracy,
     "two_process": _check_two_process,
     "live_view": _check_live_view,
+    "audit": _check_audit,
 }
 
 
@@ -120,7 +128,7 @@ def test_every_case_is_checked_and_available():
     assert set(CHECKS) == set(CASES)
     names = available()
     assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
-    assert {"latency", "memory", "two_process", "receive_floor"} <= set(names)
+    assert {"latency", "memory", "two_process", "receive_floor", "audit"} <= set(names)
 
 
 @pytest.mark.timeout(240)
