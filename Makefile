@@ -9,6 +9,11 @@ NATIVE := processors/genai/index.py processors/genai/analysis.py processors/gena
           processors/genai/tools.py processors/genai/write.py \
           pipeline/wiresplit.py pipeline/wholetraces.py
 
+# Python may write its bytecode caches (__pycache__, ignored by git) even where the
+# environment says not to: the suite starts hundreds of interpreters (collectors, CLI
+# runs, benchmark cases, xdist workers), each of which would compile the project again
+unexport PYTHONDONTWRITEBYTECODE
+
 # pytest-xdist workers for `make test`: most tests wait on sockets and child processes, so
 # more workers than cores (2 here) pays; docs/internals/testing.md
 JOBS   ?= 4
