@@ -455,9 +455,11 @@ factory = ProcessorFactory(
     create=CleanlinessProcessor,
     stability="alpha",
     description="classifies whole traces clean/noisy/corrupted/failed and says why (sieve.trace.*)",
-    requires_before=("groupbytrace",),
+    requires_before=("groupbytrace", "tail_sampling"),
     requires_reason=(
         "cleanliness classifies whole traces, and groupbytrace is what holds spans "
-        "until their trace is complete"
+        "until their trace is complete (a tail_sampling placed after cleanliness holds "
+        "traces only for its own decision; with groupbytrace before cleanliness, it "
+        "decides the whole traces released without holding them again)"
     ),
 )
