@@ -1,7 +1,8 @@
 """`cleanliness` processor: classifies each whole trace as `clean`, `noisy`, `corrupted` or
 `failed`, and says why.
 
-It works on the whole traces `groupbytrace` (required before it) releases. Per trace it
+It works on whole traces, as `groupbytrace` (or a `tail_sampling`) before it releases
+them. Per trace it
 writes on the root span (without a root span in the batch, on every span of the trace):
 
 - `sieve.trace.class`: the worst class among its reasons' classes (failed > corrupted >

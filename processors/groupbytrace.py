@@ -304,7 +304,7 @@ class TraceHolder(ProcessorBase):
             for tid, (blob, n) in by_tid.items():
                 t = touched.get(tid)
                 if t is None:
-                    t = touched[tid] = self._locate(tid)
+                    t = touched[tid] = self._locate(tid, now)
                 last = t.chunks[-1] if t.chunks else None
                 if last is not None and last[0] is group:
                     last[1].append(blob)
@@ -369,7 +369,7 @@ class TraceHolder(ProcessorBase):
         if earliest < self._sleep_until:
             self._wake.set()
 
-    def _locate(self, tid: bytes) -> _Trace:
+    def _locate(self, tid: bytes, now: float) -> _Trace:
         """The held trace `tid` (buffered or about to go), a new late fragment for it, or
         a new buffered trace."""
         t = self._traces.get(tid) or self._ready_ids.get(tid)
@@ -384,7 +384,7 @@ class TraceHolder(ProcessorBase):
         if len(self._traces) >= self.hold.num_traces:
             self._evict("num_traces")
         t = _Trace(tid, _BUFFERED)
-        t.last = time.monotonic()
+        t.last = now
         self._traces[tid] = t
         self._waiting[tid] = None
         self._bytes += t.size
