@@ -141,7 +141,9 @@ async def alternate(
                 sent += 1
                 t_next += n / args.rate
             await asyncio.gather(*inflight)  # the slice's requests answered
-            await asyncio.sleep(0.1)  # and exported: its CPU all counted
+            # and exported: its CPU all counted (a case whose collectors hold spans, e.g.
+            # in groupbytrace, waits longer: `args.settle`)
+            await asyncio.sleep(getattr(args, "settle", 0.1))
             if i >= 2:
                 cpu = cpu_ns(pids[side]) - c0
                 window = (w0, time.monotonic())

@@ -48,6 +48,7 @@ ORDER = [
     "kafka",
     "processors",
     "latency",
+    "live_view",
     "memory",
     "accuracy",
 ]
@@ -227,6 +228,21 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                     else ""
                 ),
                 "p99 ≤ 5 ms",
+                None,
+            )
+        elif name == "live_view":
+            mid = r["cpu_b_over_a"]["middle_half"]
+            cost = r["view_cost"]
+            add(
+                r,
+                "live view's cost: agent pipeline with vs without it, a page's stream open",
+                (f"**{cost:+.1%} CPU**" if cost is not None else "no undisturbed pair")
+                + f" a trace (B/A {r['cpu_b_over_a']['median']}, "
+                f"middle half {' to '.join(str(x) for x in mid)}, "
+                f"{r['cpu_b_over_a']['pairs']} pairs) at {_n(r['traces_per_s'])} traces/s "
+                f"({_n(r['spans_per_s'])} spans/s; without: {r['A']['cpu_ms_per_trace']} ms "
+                f"CPU a trace, {r['A']['core_share']:.0%} of a core)",
+                "≤ +5%",
                 None,
             )
         elif name == "memory":

@@ -19,6 +19,8 @@ Cases (every one's module docstring says exactly what it measures):
   memory          RSS against spans held in groupbytrace (100k, 1M)
   accuracy        cleanliness: confusion matrix and macro-F1 on generator traces (when there)
   two_process     the agent pipeline in two processes on one port (SO_REUSEPORT) vs one
+  live_view       the agent pipeline with the live view (a page's stream open) vs without,
+                  at 1,000 traces/s, interleaved A/B slices: the view's CPU cost
 
 Collectors run pinned to CPU 0 (`taskset -c 0`), the load generator and sink on CPU 1;
 the load is the agent-trace generator's mix over OTLP/gRPC, closed loop, several streams.
@@ -93,6 +95,14 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
         "benchmarks.cases.two_process",
         ["--duration", "10", "--repeat", "2"],
         _QUICK_AGENT,
+    ),
+    "live_view": (
+        "benchmarks.cases.live_view",
+        ["--traces-per-s", "1000", "--slice", "3", "--pairs", "12"],
+        [
+            *("--traces-per-s", "100", "--slice", "0.5", "--pairs", "2"),
+            *("--settle", "0.6", "--templates", "20"),
+        ],
     ),
 }
 

@@ -64,6 +64,8 @@ def cmd_run(sources: list[str]) -> int:
     cfg = config_mod.load(sources, REGISTRY)
     logs = cfg.service.telemetry.logs
     setup_logging(logs.level, logs.encoding)
+    for w in cfg.warnings:
+        log.warning("configuration: %s", w)
 
     async def main() -> int:
         service = Service(cfg, REGISTRY)
@@ -81,7 +83,12 @@ def cmd_validate(sources: list[str]) -> int:
     from pipeline.telemetry import Telemetry
 
     cfg = config_mod.load(sources, REGISTRY)
-    Graph(cfg, REGISTRY, Telemetry())  # builds every component without starting it
+    try:
+        Graph(cfg, REGISTRY, Telemetry())  # builds every component without starting it
+    except ConfigError as exc:
+        raise ConfigError(exc.errors, cfg.warnings) from None
+    for w in cfg.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     n = len(cfg.pipelines)
     print(f"configuration is valid: {n} pipeline{'s' if n != 1 else ''}")
     return 0
@@ -89,6 +96,8 @@ def cmd_validate(sources: list[str]) -> int:
 
 def cmd_print_config(sources: list[str]) -> int:
     cfg = config_mod.load(sources, REGISTRY)
+    for w in cfg.warnings:
+        print(f"warning: {w}", file=sys.stderr)
     out: dict[str, Any] = {}
     for section, kind in config_mod.SECTIONS.items():
         comps = cfg.components[kind]

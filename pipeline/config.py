@@ -14,6 +14,11 @@
 `load()` resolves the sources (see `pipeline.confmap`), decodes every component block
 into its factory's config struct and checks the pipelines; it raises one `ConfigError`
 listing every problem found, each with its `::`-separated path.
+
+tracesieve carries traces only. What an OTel Collector config holds for other signals
+(`logs`/`metrics`/`profiles` pipelines, the components only they use when tracesieve has
+no such type, and components' settings for other signals) is accepted and ignored, with
+one warning that lists it (`CollectorConfig.warnings`).
 """
 
 from __future__ import annotations
@@ -25,8 +30,10 @@ import msgspec
 
 from pipeline import confmap
 from pipeline.component import KINDS, ComponentID, Kind, Registry
-from pipeline.configtypes import Config, Duration, check_endpoint, decode
+from pipeline.configtypes import Config, Duration, check_endpoint, decode, other_signal_paths
 from pipeline.errors import ConfigError
+
+OTHER_SIGNALS = ("logs", "metrics", "profiles")
 
 SECTIONS: dict[str, Kind] = {
     "receivers": "receiver",
@@ -116,6 +123,13 @@ class CollectorConfig:
     service: ServiceConfig = field(default_factory=ServiceConfig)
     pipelines: dict[str, Pipeline] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)
+    # accepted, but worth telling the user (printed by `validate`, logged by `run`)
+    warnings: list[str] = field(default_factory=list)
+    # settings for other signals that were accepted and are ignored (their paths)
+    ignored: list[str] = field(default_factory=list)
+    # components of types tracesieve does not have: path -> the error, unless only
+    # pipelines of other signals use them (then they are ignored)
+    unknown: dict[str, tuple[str, ComponentID]] = field(default_factory=dict)
 
 
 def _decode_section(
@@ -139,8 +153,9 @@ def _decode_section(
         factory = table.get(cid.type)
         if factory is None:
             valid = ", ".join(registry.types(kind))
-            errors.append(
-                f'{path}: unknown type: "{cid.type}" for id: "{cid}" (valid values: [{valid}])'
+            cfg.unknown[path] = (
+                f'{path}: unknown type: "{cid.type}" for id: "{cid}" (valid values: [{valid}])',
+                cid,
             )
             continue
         if body is not None and not isinstance(body, dict):
@@ -148,6 +163,8 @@ def _decode_section(
             continue
         value, errs = decode(body, factory.config_type, path)
         errors += errs
+        if value is not None:
+            cfg.ignored += other_signal_paths(value, path)
         # recorded even when invalid, so that pipeline references to it still resolve
         cfg.components[kind][cid] = value
 
@@ -176,7 +193,7 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
         except ValueError as exc:
             errors.append(f"service::extensions: {exc}")
             continue
-        if eid not in comps["extension"]:
+        if eid not in comps["extension"] and f"extensions::{eid}" not in cfg.unknown:
             errors.append(
                 f'service::extensions: references extension "{eid}" which is not configured'
             )
@@ -184,14 +201,27 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
         errors.append("service::pipelines: at least one pipeline is required")
     as_exporter: set[ComponentID] = set()
     as_receiver: set[ComponentID] = set()
+    used_by_traces: set[str] = set()  # "<section>::<id>" of every component a traces pipeline names
     for pid, p in svc.pipelines.items():
         path = f"service::pipelines::{pid}"
         signal, sep, pname = pid.partition("/")
+        if signal in OTHER_SIGNALS:
+            cfg.ignored.append(path)
+            continue
         if signal != "traces":
             errors.append(
-                f"{path}: tracesieve handles traces only; want 'traces' or 'traces/<name>'"
+                f"{path}: unknown signal {signal!r}: want traces[/<name>] "
+                "(logs, metrics and profiles pipelines are accepted and ignored)"
             )
             continue
+        for section, names in (
+            ("receivers", p.receivers),
+            ("processors", p.processors),
+            ("exporters", p.exporters),
+        ):
+            used_by_traces.update(f"{section}::{n}".strip() for n in names)
+            if section != "processors":
+                used_by_traces.update(f"connectors::{n}".strip() for n in names)
         if sep and not pname:
             errors.append(f"{path}: empty pipeline name after '/'")
             continue
@@ -202,20 +232,22 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
             errors.append(f"{path}: must have at least one receiver")
         if not p.exporters:
             errors.append(f"{path}: must have at least one exporter")
+        unknown = {cid for _, cid in cfg.unknown.values()}
         for r in recv:
             if r in comps["connector"]:
                 as_receiver.add(r)
-            elif r not in comps["receiver"]:
+            elif r not in comps["receiver"] and r not in unknown:
                 errors.append(f'{path}: references receiver "{r}" which is not configured')
         for e in exps:
             if e in comps["connector"]:
                 as_exporter.add(e)
-            elif e not in comps["exporter"]:
+            elif e not in comps["exporter"] and e not in unknown:
                 errors.append(f'{path}: references exporter "{e}" which is not configured')
         seen_types: list[str] = []
         for pr in procs:
             if pr not in comps["processor"]:
-                errors.append(f'{path}: references processor "{pr}" which is not configured')
+                if pr not in unknown:
+                    errors.append(f'{path}: references processor "{pr}" which is not configured')
                 continue
             factory = registry.processors[pr.type]
             missing = [t for t in factory.requires_before if t not in seen_types]
@@ -227,6 +259,7 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
                 )
             seen_types.append(factory.type)
         cfg.pipelines[pid] = Pipeline(pid, tuple(recv), tuple(procs), tuple(exps))
+    _sort_unknown(cfg, svc, used_by_traces, errors)
     for c in comps["connector"]:
         if c in as_exporter and c not in as_receiver:
             errors.append(
@@ -238,17 +271,44 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
             )
 
 
+def _sort_unknown(
+    cfg: CollectorConfig, svc: ServiceConfig, used_by_traces: set[str], errors: list[str]
+) -> None:
+    """A component of a type tracesieve does not have is an error, unless only pipelines
+    of other signals use it (a Collector config's metrics or logs components)."""
+    used_elsewhere: set[str] = set()
+    for pid, p in svc.pipelines.items():
+        if pid.partition("/")[0] in OTHER_SIGNALS:
+            for section, names in (
+                ("receivers", p.receivers),
+                ("processors", p.processors),
+                ("exporters", p.exporters),
+            ):
+                used_elsewhere.update(f"{section}::{n}".strip() for n in names)
+                if section != "processors":
+                    used_elsewhere.update(f"connectors::{n}".strip() for n in names)
+    for path, (error, _) in cfg.unknown.items():
+        if path in used_elsewhere and path not in used_by_traces:
+            cfg.ignored.append(path)
+        else:
+            errors.append(error)
+
+
 def load(sources: list[str], registry: Registry) -> CollectorConfig:
     errors: list[str] = []
-    raw = confmap.resolve(sources, errors)
-    return from_raw(raw, registry, errors)
+    warnings: list[str] = []
+    raw = confmap.resolve(sources, errors, warnings)
+    return from_raw(raw, registry, errors, warnings)
 
 
 def from_raw(
-    raw: dict[str, Any], registry: Registry, errors: list[str] | None = None
+    raw: dict[str, Any],
+    registry: Registry,
+    errors: list[str] | None = None,
+    warnings: list[str] | None = None,
 ) -> CollectorConfig:
     errors = [] if errors is None else errors
-    cfg = CollectorConfig(raw=raw)
+    cfg = CollectorConfig(raw=raw, warnings=list(warnings or ()))
     for key in raw:
         if key not in SECTIONS and key != "service":
             valid = ", ".join([*SECTIONS, "service"])
@@ -256,6 +316,7 @@ def from_raw(
     for section in SECTIONS:
         _decode_section(raw, section, registry, cfg, errors)
     svc_raw = raw.get("service")
+    checked = False
     if svc_raw is None:
         errors.append("service: missing; it wires components into pipelines")
     elif not isinstance(svc_raw, dict):
@@ -266,6 +327,14 @@ def from_raw(
         if svc is not None:
             cfg.service = svc
             _check_pipelines(registry, cfg, errors)
+            checked = True
+    if not checked:  # no pipelines to tell whether unknown types are for other signals
+        errors += [error for error, _ in cfg.unknown.values()]
+    if cfg.ignored:
+        cfg.warnings.append(
+            "tracesieve carries traces only; these settings for other signals are accepted "
+            "and ignored: " + ", ".join(cfg.ignored)
+        )
     if errors:
-        raise ConfigError(errors)
+        raise ConfigError(errors, cfg.warnings)
     return cfg

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import re
 import ssl
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import msgspec
 from msgspec import Meta
@@ -20,7 +20,18 @@ T = TypeVar("T")
 
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     """Base of every config struct (treat as immutable). Override `validate()` for
-    cross-field checks."""
+    cross-field checks.
+
+    `other_signals` names fields that hold an OTel Collector component's settings for
+    other signals (logs, metrics, profiles): decoded (so a typo in them is still an
+    error), then ignored; the loader warns once about those that are set."""
+
+    other_signals: ClassVar[tuple[str, ...]] = ()
+
+    def other_signal_notes(self) -> list[str]:
+        """More of the block's settings that are for other signals (relative paths), when
+        a value rather than a field says so."""
+        return []
 
     def validate(self) -> list[str]:
         """Problems msgspec's type checks cannot see, each as 'field: message'."""
@@ -34,7 +45,8 @@ _UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "
 
 
 class Duration:
-    """A Go-style duration ("200ms", "1m30s", "0"), as in OTel Collector configs."""
+    """A Go-style duration ("200ms", "1m30s", "0"), as in OTel Collector configs; a bare
+    number is a count of nanoseconds, as the Collector reads it (`5` is 5ns, not 5s)."""
 
     __slots__ = ("seconds",)
 
@@ -47,8 +59,9 @@ class Duration:
             return value
         if isinstance(value, bool):
             raise ValueError(f"invalid duration {value!r}")
-        if isinstance(value, int | float) and value == 0:
-            return cls(0.0)
+        if isinstance(value, int | float):
+            # a bare number is nanoseconds, as the OTel Collector reads it (time.Duration)
+            return cls(int(value) * 1e-9)
         if not isinstance(value, str):
             raise ValueError(f"invalid duration {value!r}: want a string such as '5s' or '200ms'")
         text = value.strip()
@@ -79,6 +92,9 @@ class Duration:
         s = self.seconds
         if s == 0:
             return "0s"
+        if abs(s) < 1e-3:
+            ns = round(s * 1e9)
+            return f"{ns // 1000}us" if ns % 1000 == 0 else f"{ns}ns"
         if s < 1 and (s * 1000) == int(s * 1000):
             return f"{int(s * 1000)}ms"
         if s == int(s):
@@ -103,6 +119,38 @@ def enc_hook(obj: Any) -> Any:
 PositiveInt = Annotated[int, Meta(ge=1)]
 NonNegInt = Annotated[int, Meta(ge=0)]
 Percentage = Annotated[float, Meta(ge=0, le=100)]
+
+
+class ClientAuthConfig(Config):
+    """`auth` of an exporter: the OTel Collector's `authenticator: <extension id>`. tracesieve
+    has no authenticator extensions, so it is refused with a message (headers carry static
+    credentials: `headers: {authorization: "Bearer ${env:TOKEN}"}`)."""
+
+    authenticator: str
+
+    def validate(self) -> list[str]:
+        return [
+            f"authenticator: authenticator extensions are not supported: tracesieve has no "
+            f"{self.authenticator!r} extension; send static credentials with headers "
+            '(e.g. headers: {authorization: "Bearer ${env:TOKEN}"})'
+        ]
+
+
+class KeepaliveClientConfig(Config):
+    """gRPC client `keepalive`: ping after `time` idle, wait `timeout` for the answer."""
+
+    time: Duration | None = None
+    timeout: Duration | None = None
+    permit_without_stream: bool = False
+
+    def options(self) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        if self.time is not None and self.time.seconds > 0:
+            out.append(("grpc.keepalive_time_ms", max(1, round(self.time.seconds * 1000))))
+        if self.timeout is not None and self.timeout.seconds > 0:
+            out.append(("grpc.keepalive_timeout_ms", max(1, round(self.timeout.seconds * 1000))))
+        out.append(("grpc.keepalive_permit_without_calls", int(self.permit_without_stream)))
+        return out
 
 
 def check_endpoint(value: str, field: str = "endpoint") -> list[str]:
@@ -131,6 +179,44 @@ class RetryConfig(Config):
     randomization_factor: Annotated[float, Meta(ge=0.0, le=1.0)] = 0.5
 
 
+class PartitionConfig(Config):
+    metadata_keys: list[str] = []
+
+
+class QueueBatchConfig(Config):
+    """`sending_queue.batch`: the exporter helper's batching (the OTel Collector's): queued
+    batches are merged until `min_size` (in `sizer` units) or `flush_timeout` since the
+    first, and cut at `max_size` (0: no limit); only batches with the same values of
+    `partition.metadata_keys` (client metadata) are merged, and the merged batch carries
+    those keys as its client metadata."""
+
+    flush_timeout: Duration = msgspec.field(default_factory=lambda: Duration(0.2))
+    min_size: NonNegInt = 8192
+    max_size: NonNegInt = 0
+    sizer: Literal["requests", "items", "bytes"] = "items"
+    partition: PartitionConfig = msgspec.field(default_factory=PartitionConfig)
+
+    def validate(self) -> list[str]:
+        errs = []
+        if self.flush_timeout.seconds <= 0:
+            errs.append("flush_timeout: must be greater than zero")
+        if self.max_size and self.max_size < self.min_size:
+            errs.append("max_size: must be greater than or equal to min_size")
+        return errs
+
+
+def enable_null_blocks(raw: Any, *paths: tuple[str, ...]) -> Any:
+    """Turn `key:` with nothing under it into `{}` at each path (an optional block that is
+    present is on, with its defaults, as the Collector's `configoptional` reads it)."""
+    for path in paths:
+        node = raw
+        for part in path[:-1]:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path[-1] in node and node[path[-1]] is None:
+            node[path[-1]] = {}
+    return raw
+
+
 class QueueConfig(Config):
     """`sending_queue`, with the OTel Collector's defaults (sizer `requests`)."""
 
@@ -145,6 +231,7 @@ class QueueConfig(Config):
     # persistent queue: "always" fsyncs every write, "batch" every `fsync_interval`, "never"
     fsync: Literal["always", "batch", "never"] = "batch"
     fsync_interval: Duration = msgspec.field(default_factory=lambda: Duration(0.2))
+    batch: QueueBatchConfig | None = None
 
     def validate(self) -> list[str]:
         errs = []
@@ -158,6 +245,29 @@ class QueueConfig(Config):
         return errs
 
 
+TLS_VERSIONS = ("1.0", "1.1", "1.2", "1.3")
+
+
+def check_tls_versions(min_version: str | None, max_version: str | None) -> list[str]:
+    errs = []
+    for name, v in (("min_version", min_version), ("max_version", max_version)):
+        if v is not None and v not in TLS_VERSIONS:
+            errs.append(
+                f'{name}: invalid TLS {name}: unsupported TLS version: "{v}" '
+                f"(want one of {', '.join(TLS_VERSIONS)})"
+            )
+    return errs
+
+
+def tls_version(v: str) -> ssl.TLSVersion:
+    return {
+        "1.0": ssl.TLSVersion.TLSv1,
+        "1.1": ssl.TLSVersion.TLSv1_1,
+        "1.2": ssl.TLSVersion.TLSv1_2,
+        "1.3": ssl.TLSVersion.TLSv1_3,
+    }[v]
+
+
 class TLSClientConfig(Config):
     """Client TLS (`tls`): on unless `insecure: true`."""
 
@@ -167,11 +277,14 @@ class TLSClientConfig(Config):
     cert_file: str | None = None
     key_file: str | None = None
     server_name_override: str | None = None
+    min_version: str | None = None
+    max_version: str | None = None
 
     def validate(self) -> list[str]:
         if bool(self.cert_file) != bool(self.key_file):
             return ["cert_file and key_file must be set together"]
-        errs = _unreadable(self, ("ca_file", "cert_file", "key_file"))
+        errs = check_tls_versions(self.min_version, self.max_version)
+        errs += _unreadable(self, ("ca_file", "cert_file", "key_file"))
         if not errs and (self.ca_file or self.cert_file):
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
             errs += _load(ctx, self.cert_file, self.key_file, self.ca_file, "ca_file")
@@ -179,15 +292,22 @@ class TLSClientConfig(Config):
 
 
 class TLSServerConfig(Config):
-    """Server TLS: `cert_file`/`key_file`; `client_ca_file` requires client certs (mTLS)."""
+    """Server TLS: `cert_file`/`key_file`; `client_ca_file` requires client certs (mTLS).
+    `ca_file` is accepted and, as on a Collector server, has no effect (only
+    `client_ca_file` verifies clients); `reload_interval` is accepted, the files are read
+    at start."""
 
     cert_file: str
     key_file: str
     client_ca_file: str | None = None
-    min_version: Literal["1.2", "1.3"] = "1.2"
+    ca_file: str | None = None
+    min_version: str = "1.2"
+    max_version: str | None = None
+    reload_interval: Duration | None = None
 
     def validate(self) -> list[str]:
-        errs = _unreadable(self, ("cert_file", "key_file", "client_ca_file"))
+        errs = check_tls_versions(self.min_version, self.max_version)
+        errs += _unreadable(self, ("cert_file", "key_file", "client_ca_file"))
         if not errs:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             errs += _load(ctx, self.cert_file, self.key_file, self.client_ca_file, "client_ca_file")
@@ -325,5 +445,37 @@ def _validate_tree(value: Any, path: str) -> list[str]:
     return errors
 
 
+def other_signal_paths(value: Any, path: str) -> list[str]:
+    """The paths of the `other_signals` fields set in a struct and the structs in it."""
+    out: list[str] = []
+    if isinstance(value, Config):
+        names = dict(zip(value.__struct_fields__, value.__struct_encode_fields__, strict=True))
+        for name in value.other_signals:
+            v = getattr(value, name)
+            if v is not None and v != [] and v != {} and v != "":
+                out.append(f"{path}::{names.get(name, name)}")
+        out += [f"{path}::{note}" for note in value.other_signal_notes()]
+        for name, key in names.items():
+            if name not in value.other_signals:
+                out += other_signal_paths(getattr(value, name), f"{path}::{key}")
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            out += other_signal_paths(item, f"{path}::{i}")
+    elif isinstance(value, dict):
+        for k, item in value.items():
+            out += other_signal_paths(item, f"{path}::{k}")
+    return out
+
+
 def to_builtins(value: Any) -> Any:
-    return msgspec.to_builtins(value, enc_hook=enc_hook)
+    """Plain data for printing; optional blocks that are not set are left out (`key:` with
+    nothing under it would turn some of them on, as in the Collector)."""
+    return _drop_none(msgspec.to_builtins(value, enc_hook=enc_hook))
+
+
+def _drop_none(v: Any) -> Any:
+    if isinstance(v, dict):
+        return {k: _drop_none(x) for k, x in v.items() if x is not None}
+    if isinstance(v, list):
+        return [_drop_none(x) for x in v]
+    return v

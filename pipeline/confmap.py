@@ -5,7 +5,8 @@
   maps merge key by key, any other value (lists included) is replaced.
 - `${env:VAR}`, `${VAR}` and `${env:VAR:-default}` expand inside string values. A value
   that is exactly one reference takes the YAML type of the variable's text (`"8"` -> 8);
-  `$$` is a literal `$`. A variable that is not set and has no default is an error.
+  `$$` is a literal `$`. A variable that is not set and has no default expands to an
+  empty string, as in the OTel Collector, with a warning naming it.
 """
 
 from __future__ import annotations
@@ -79,18 +80,26 @@ def merge(base: dict[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def expand(raw: Any, path: str = "", errors: list[str] | None = None) -> Any:
-    """Expand env references in every string of the tree; problems go to `errors`."""
+def expand(
+    raw: Any,
+    path: str = "",
+    errors: list[str] | None = None,
+    warnings: list[str] | None = None,
+) -> Any:
+    """Expand env references in every string of the tree; problems go to `errors`,
+    variables that are not set (expanded to "") to `warnings`."""
     own = errors is None
     errors = [] if errors is None else errors
+    warnings = [] if warnings is None else warnings
     if isinstance(raw, dict):
         out: Any = {
-            k: expand(v, f"{path}::{k}" if path else str(k), errors) for k, v in raw.items()
+            k: expand(v, f"{path}::{k}" if path else str(k), errors, warnings)
+            for k, v in raw.items()
         }
     elif isinstance(raw, list):
-        out = [expand(v, f"{path}::{i}", errors) for i, v in enumerate(raw)]
+        out = [expand(v, f"{path}::{i}", errors, warnings) for i, v in enumerate(raw)]
     elif isinstance(raw, str) and "$" in raw:
-        out = _expand_str(raw, path, errors)
+        out = _expand_str(raw, path, errors, warnings)
     else:
         out = raw
     if own and errors:
@@ -98,7 +107,7 @@ def expand(raw: Any, path: str = "", errors: list[str] | None = None) -> Any:
     return out
 
 
-def _lookup(ref: str, path: str, errors: list[str]) -> str | None:
+def _lookup(ref: str, path: str, errors: list[str], warnings: list[str]) -> str | None:
     body = ref[4:] if ref.startswith("env:") else ref
     name, sep, default = body.partition(":-")
     if ":" in name and not ref.startswith("env:"):
@@ -111,15 +120,18 @@ def _lookup(ref: str, path: str, errors: list[str]) -> str | None:
     if value is None:
         if sep:
             return default
-        errors.append(f"{path}: environment variable {name!r} is not set (${{{ref}}})")
-        return None
+        warnings.append(
+            f"{path}: environment variable {name!r} is not set (${{{ref}}}); "
+            "using an empty string, as the OTel Collector does"
+        )
+        return ""
     return value
 
 
-def _expand_str(value: str, path: str, errors: list[str]) -> Any:
+def _expand_str(value: str, path: str, errors: list[str], warnings: list[str]) -> Any:
     m = _REF.fullmatch(value)
     if m and m.group(0) != "$$":
-        text = _lookup(m.group(1), path, errors)
+        text = _lookup(m.group(1), path, errors, warnings)
         if text is None:
             return value
         try:
@@ -131,17 +143,19 @@ def _expand_str(value: str, path: str, errors: list[str]) -> Any:
     def sub(m: re.Match[str]) -> str:
         if m.group(0) == "$$":
             return "$"
-        text = _lookup(m.group(1), path, errors)
+        text = _lookup(m.group(1), path, errors, warnings)
         return m.group(0) if text is None else text
 
     return _REF.sub(sub, value)
 
 
-def resolve(sources: list[str], errors: list[str] | None = None) -> dict[str, Any]:
+def resolve(
+    sources: list[str], errors: list[str] | None = None, warnings: list[str] | None = None
+) -> dict[str, Any]:
     """Load every source, deep-merge them in order and expand env references.
 
     Expansion problems go to `errors` when given (so that they are reported together
-    with everything else found later), else they raise."""
+    with everything else found later), else they raise; warnings go to `warnings`."""
     if not sources:
         raise ConfigError(["no --config given"])
     merged: dict[str, Any] = {}
@@ -153,4 +167,4 @@ def resolve(sources: list[str], errors: list[str] | None = None) -> dict[str, An
             load_errors += exc.errors
     if load_errors:
         raise ConfigError(load_errors)
-    return expand(merged, "", errors)  # type: ignore[no-any-return]
+    return expand(merged, "", errors, warnings)  # type: ignore[no-any-return]

@@ -37,11 +37,16 @@ class InvalidDataError(PermanentError):
 class ConfigError(Exception):
     """Invalid configuration: one message per problem, each starting with its path."""
 
-    def __init__(self, errors: list[str]) -> None:
+    def __init__(self, errors: list[str], warnings: list[str] | None = None) -> None:
         self.errors = list(errors)
+        # what was accepted with a warning (an unset variable, settings for other
+        # signals): shown with the errors, since it may explain them
+        self.warnings = list(warnings or ())
         super().__init__(self.render())
 
     def render(self) -> str:
         n = len(self.errors)
         head = f"invalid configuration ({n} error{'s' if n != 1 else ''}):"
-        return "\n".join([head, *(f"  {e}" for e in self.errors)])
+        lines = [head, *(f"  {e}" for e in self.errors)]
+        lines += [f"warning: {w}" for w in self.warnings]
+        return "\n".join(lines)

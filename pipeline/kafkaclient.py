@@ -42,11 +42,30 @@ class SASLConfig(Config):
     username_file: str | None = None
     password: str | None = None
     password_file: str | None = None
-    mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    mechanism: Literal[
+        "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER", "AWS_MSK_IAM_OAUTHBEARER"
+    ] = "PLAIN"
     version: int = 0  # accepted for OTel compatibility; aiokafka negotiates the handshake
+    # OAUTHBEARER: the id of an extension that gives tokens (tracesieve's `oauth2client`)
+    oauthbearer_token_source: str | None = None
+    aws_msk: dict[str, str] | None = None  # AWS_MSK_IAM_OAUTHBEARER: refused
 
     def validate(self) -> list[str]:
         errs: list[str] = []
+        if self.mechanism == "AWS_MSK_IAM_OAUTHBEARER":
+            return [
+                "mechanism: AWS_MSK_IAM_OAUTHBEARER is not supported (tracesieve has no AWS "
+                "SDK); use OAUTHBEARER with an oauth2client extension, or SCRAM"
+            ]
+        if self.mechanism == "OAUTHBEARER":
+            if not self.oauthbearer_token_source:
+                errs.append(
+                    "oauthbearer_token_source: OAUTHBEARER needs the id of an extension that "
+                    "gives tokens (e.g. oauth2client), listed under service::extensions"
+                )
+            return errs
+        if self.oauthbearer_token_source is not None:
+            errs.append("oauthbearer_token_source: only used with mechanism OAUTHBEARER")
         for name in ("username", "password"):
             value, path = getattr(self, name), getattr(self, f"{name}_file")
             if (value is None) == (path is None):

@@ -15,6 +15,13 @@ bytes, as a decoded message, or both:
   `settle()` splices patches in range by range, saying where each range went;
 - scanned once: `scan()` gives every span's cheap fields and byte bounds in `base`.
 
+`client` is the OTel Collector's `client.Info` of the request the batch came from: the
+peer address and, when the receiver has `include_metadata: true`, its metadata (HTTP
+headers or gRPC metadata, keys in lower case). Copies, slices and splits keep it; a merge
+keeps it only when every part has the same (the batch processor partitions by
+`metadata_keys` for that); stages that regroup spans (groupbytrace) drop it, as in the
+Collector.
+
 Derived data
 ============
 What stages work out about a batch travels with it, so that the next stage need not work
@@ -66,7 +73,7 @@ if TYPE_CHECKING:  # (they import this module)
     from pipeline.wholetraces import TraceIndex
     from processors.genai.analysis import GenAIIndex
 
-__all__ = ["Delivery", "InvalidTracesError", "Traces"]
+__all__ = ["ClientInfo", "Delivery", "InvalidTracesError", "Traces"]
 
 _Patch = tuple[int, bytes, frozenset[str] | None]  # as `wirescan.splice` takes it
 _START = operator.itemgetter(0)
@@ -82,6 +89,34 @@ class _Scan:
 
 class InvalidTracesError(ValueError):
     """The bytes are not a valid OTLP ExportTraceServiceRequest."""
+
+
+class ClientInfo:
+    """Who sent a batch: `addr` (host or host:port of the peer, or a socket path) and
+    `metadata` (lower-case key -> values; empty unless the receiver includes it)."""
+
+    __slots__ = ("addr", "metadata")
+
+    def __init__(self, addr: str = "", metadata: dict[str, tuple[str, ...]] | None = None) -> None:
+        self.addr = addr
+        self.metadata: dict[str, tuple[str, ...]] = metadata or {}
+
+    def get(self, key: str) -> tuple[str, ...]:
+        """The values of a metadata key (case-insensitive), () if absent."""
+        return self.metadata.get(key.lower(), ())
+
+    def __eq__(self, other: object) -> bool:
+        return (
+            isinstance(other, ClientInfo)
+            and other.addr == self.addr
+            and other.metadata == self.metadata
+        )
+
+    def __hash__(self) -> int:
+        return hash((self.addr, tuple(sorted(self.metadata.items()))))
+
+    def __repr__(self) -> str:
+        return f"ClientInfo({self.addr!r}, {self.metadata!r})"
 
 
 class Delivery:
@@ -123,6 +158,7 @@ class Traces:
         "_patches",
         "_raw",
         "_scan",
+        "client",
         "deliveries",
         "span_count",
         "trace_index",
@@ -135,6 +171,7 @@ class Traces:
         raw: bytes | None = None,
         span_count: int | None = None,
         deliveries: tuple[Delivery, ...] = (),
+        client: ClientInfo | None = None,
     ) -> None:
         if msg is None and raw is None:
             msg = ExportTraceServiceRequest()
@@ -145,6 +182,7 @@ class Traces:
             span_count = count_spans(self.request)
         self.span_count = span_count
         self.deliveries = deliveries
+        self.client = client
         # derived data: see the module docstring
         self._scan: _Scan | None = None
         self._genai: dict[str, GenAIIndex] | None = None  # by GenAI config fingerprint
@@ -281,7 +319,7 @@ class Traces:
             if len(ranges) == 1 and ranges[0] == (0, len(base))
             else b"".join([base[a:b] for a, b in ranges])
         )
-        out = Traces(raw=raw, span_count=span_count, deliveries=self.deliveries)
+        out = Traces(raw=raw, span_count=span_count, deliveries=self.deliveries, client=self.client)
         if self._patches:
             moved: list[_Patch] = []
             pos = 0
@@ -374,9 +412,14 @@ class Traces:
     # -- copies, merges, splits ---------------------------------------------------
     def copy(self, *, bare: bool = False) -> Traces:
         """An independent copy (for a consumer that mutates data), with its own copy of
-        the trace index (`bare`: the bytes and deliveries only, for a sending queue).
-        Cheap: bytes are shared and decoded again only if the copy is read."""
-        out = Traces(raw=self.to_bytes(), span_count=self.span_count, deliveries=self.deliveries)
+        the trace index (`bare`: the bytes, deliveries and client only, for a sending
+        queue). Cheap: bytes are shared and decoded again only if the copy is read."""
+        out = Traces(
+            raw=self.to_bytes(),
+            span_count=self.span_count,
+            deliveries=self.deliveries,
+            client=self.client,
+        )
         if not bare and self.trace_index is not None:
             out.trace_index = self.trace_index.copy()
         return out
@@ -389,10 +432,13 @@ class Traces:
         if len(batches) == 1:
             return batches[0]
         raw = b"".join(b.to_bytes() for b in batches)
+        clients = [b.client for b in batches]
+        same = clients[0] is not None and all(c == clients[0] for c in clients)
         out = Traces(
             raw=raw,
             span_count=sum(b.span_count for b in batches),
             deliveries=tuple(d for b in batches for d in b.deliveries),
+            client=clients[0] if same else None,
         )
         first, *rest = [b.trace_index for b in batches]
         if first is not None and all(i is not None for i in rest):
@@ -433,7 +479,7 @@ class Traces:
                 # a new scope in the same resource continues in the same out_rs
         if room < max_spans:
             parts.append(out)
-        batches = [Traces(p, deliveries=self.deliveries) for p in parts]
+        batches = [Traces(p, deliveries=self.deliveries, client=self.client) for p in parts]
         if self.trace_index is not None:
             for b in batches:
                 b.trace_index = self.trace_index.by_trace_id()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pipeline.component import AnyFactory, Kind, Registry
 from pipeline.connectors import forward, routing
-from pipeline.exporters import debug, file, kafka, otlp, otlp_http
-from pipeline.extensions import health_check
+from pipeline.exporters import debug, file, kafka, live_view, otlp, otlp_http
+from pipeline.extensions import health_check, oauth2client
 from pipeline.receivers import kafka as kafka_receiver
 from pipeline.receivers import otlp as otlp_receiver
 from processors import (
@@ -32,9 +32,16 @@ PROCESSORS = (
     cleanliness.factory,
     tail_sampling.factory,
 )
-EXPORTERS = (otlp.factory, otlp_http.factory, file.factory, debug.factory, kafka.factory)
+EXPORTERS = (
+    otlp.factory,
+    otlp_http.factory,
+    file.factory,
+    debug.factory,
+    kafka.factory,
+    live_view.factory,
+)
 CONNECTORS = (forward.factory, routing.factory)
-EXTENSIONS = (health_check.factory,)
+EXTENSIONS = (health_check.factory, oauth2client.factory)
 
 
 def build() -> Registry:

@@ -185,6 +185,19 @@ def aligned(traces: Traces) -> TraceIndex:
     return out
 
 
+def current(traces: Traces) -> TraceIndex | None:
+    """The batch's trace index if it holds one for its current encoding (found again after
+    patches were spliced in), else None. Unlike `aligned`, never regroups or changes the
+    batch: for a consumer that only reads it."""
+    idx = traces.trace_index
+    if idx is None:
+        return None
+    base = traces.base
+    if idx.raw is base or (idx.relocatable and _relocate(idx, base)):
+        return idx
+    return None
+
+
 def _relocate(idx: TraceIndex, raw: bytes) -> bool:
     """Find the entries' byte ranges in `raw` if it has as many `resource_spans` fields as
     they cover, and nothing else at the top level."""
@@ -455,6 +468,7 @@ __all__ = [
     "TraceIndex",
     "TraceView",
     "aligned",
+    "current",
     "plain",
     "resource_attributes",
     "select",

@@ -14,7 +14,8 @@ prompts and completions before spans leave the host.
 Actions run in order on each span's attributes (resource and event attributes are not
 touched), with the OTel Collector's semantics:
 
-    insert   add `key` if absent, from `value`, `from_attribute` or `default_value`
+    insert   add `key` if absent, from `value`, `from_attribute`, `from_context` or
+             `default_value`
     update   change `key` if present
     upsert   insert or update
     delete   remove `key` and/or every key matching `pattern`
@@ -22,7 +23,15 @@ touched), with the OTel Collector's semantics:
              its bytes (strings as UTF-8; int and double as 8 little-endian bytes; bool
              as one byte). Bytes, arrays and maps become "" (as in the OTel Collector).
     extract  named groups of `pattern` matched on the string value of `key` -> attributes
+             (unnamed groups are allowed and ignored)
     convert  `converted_type` int | double | string, left as is when not convertible
+
+`from_context` reads the batch's client info (`pipeline.pdata.ClientInfo`, set by the
+receiver): `client.address`; `metadata.<key>` a metadata key (the receiver needs
+`include_metadata: true`), several values joined with `;`; a bare key is read as
+metadata too, as in the Collector. `auth.<attr>` (an authenticator's data) is never set:
+tracesieve has no authenticator extensions, so such an action does nothing unless it has a
+`default_value`.
 
 `include` / `exclude` select spans (`include` is checked first): every property given
 must match; within `services`, `span_names` and `span_kinds` any item may match;
@@ -50,7 +59,8 @@ from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
 from pipeline.component import ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config
-from pipeline.pdata import Traces
+from pipeline.errors import ConfigError
+from pipeline.pdata import ClientInfo, Traces
 from pipeline.processorhelper import ProcessorHelper
 
 ActionName = Literal["insert", "update", "upsert", "delete", "hash", "extract", "convert"]
@@ -78,14 +88,44 @@ class LibraryMatch(Config):
     version: str | None = None
 
 
+class RegexpConfig(Config):
+    """`regexp` under include/exclude: the Collector's match-result cache. Accepted; no
+    effect here (compiled patterns are reused; results are not cached)."""
+
+    cacheenabled: bool = False
+    cachemaxnumentries: int = 0
+
+
+class SeverityNumberMatch(Config):
+    min: int | str = 0
+    match_undefined: bool = False
+
+
 class MatchProperties(Config):
     match_type: Literal["strict", "regexp"]
+    regexp: RegexpConfig | None = None
     services: list[str] = []
     span_names: list[str] = []
     span_kinds: list[str] = []
     attributes: list[AttributeMatch] = []
     resources: list[AttributeMatch] = []
     libraries: list[LibraryMatch] = []
+    # for logs and metrics: accepted where only those pipelines use the processor; in a
+    # traces pipeline they are an error, as in the Collector
+    log_bodies: list[str] = []
+    log_severity_texts: list[str] = []
+    log_severity_number: SeverityNumberMatch | None = None
+    metric_names: list[str] = []
+
+    other_signals = ("log_bodies", "log_severity_texts", "log_severity_number", "metric_names")
+
+    def for_traces(self) -> list[str]:
+        """What makes these properties unusable on spans (the Collector's messages)."""
+        return [
+            f"{name}: {name} should not be specified for trace spans"
+            for name in self.other_signals
+            if getattr(self, name)
+        ]
 
     def validate(self) -> list[str]:
         errs: list[str] = []
@@ -96,6 +136,10 @@ class MatchProperties(Config):
             or self.attributes
             or self.resources
             or self.libraries
+            or self.log_bodies
+            or self.log_severity_texts
+            or self.log_severity_number
+            or self.metric_names
         ):
             errs.append(
                 "at least one of services, span_names, span_kinds, attributes, resources, "
@@ -137,6 +181,7 @@ class ActionConfig(Config):
     key: str = ""
     value: Any = None
     from_attribute: str = ""
+    from_context: str = ""
     default_value: Any = None
     pattern: str = ""
     converted_type: Literal["int", "double", "string"] | None = None
@@ -149,6 +194,7 @@ class ActionConfig(Config):
             for n, present in (
                 ("value", self.value is not None),
                 ("from_attribute", bool(self.from_attribute)),
+                ("from_context", bool(self.from_context)),
             )
             if present
         ]
@@ -156,14 +202,14 @@ class ActionConfig(Config):
             if not self.key and not self.pattern:
                 errs.append(f'at least one of "key" and "pattern" is required for {a}')
             if sources or self.default_value is not None:
-                errs.append(f"{a} takes no value, from_attribute or default_value")
+                errs.append(f"{a} takes no value, from_attribute, from_context or default_value")
         elif not self.key:
             errs.append(f'"key" is required for {a}')
         if a in ("insert", "update", "upsert"):
             if not sources and self.default_value is None:
-                errs.append(f"{a} needs one of value, from_attribute, default_value")
+                errs.append(f"{a} needs one of value, from_attribute, from_context, default_value")
             if len(sources) > 1:
-                errs.append(f"{a} takes only one of value, from_attribute")
+                errs.append(f"{a} takes only one of value, from_attribute, from_context")
             if self.pattern:
                 errs.append(f'{a} does not use "pattern"')
             for name, v in (("value", self.value), ("default_value", self.default_value)):
@@ -171,7 +217,7 @@ class ActionConfig(Config):
                     errs.append(f"{name}: {problem}")
         if a == "extract":
             if sources or self.default_value is not None:
-                errs.append("extract takes no value, from_attribute or default_value")
+                errs.append("extract takes no value, from_attribute, from_context or default_value")
             if not self.pattern:
                 errs.append('"pattern" is required for extract')
         if self.pattern:
@@ -180,11 +226,8 @@ class ActionConfig(Config):
             except re.error as exc:
                 errs.append(f"pattern: invalid regular expression {self.pattern!r}: {exc}")
             else:
-                if a == "extract":
-                    if rx.groups == 0:
-                        errs.append("pattern: has no named groups, e.g. (?P<name>...)")
-                    elif len(rx.groupindex) != rx.groups:
-                        errs.append("pattern: every group must be named, e.g. (?P<name>...)")
+                if a == "extract" and not rx.groupindex:
+                    errs.append("pattern: has no named groups, e.g. (?P<name>...)")
         if a == "convert":
             if self.converted_type is None:
                 errs.append('"converted_type" (int, double or string) is required for convert')
@@ -472,6 +515,22 @@ class _Action:
     default: AnyValue | None
     rx: re.Pattern[str] | None
     converted_type: str | None
+    from_context: str = ""
+
+
+def context_value(client: ClientInfo | None, key: str) -> AnyValue | None:
+    """A `from_context` key's value for a batch from this client (None: absent)."""
+    if client is None:
+        return None
+    if key == "client.address":
+        values: tuple[str, ...] = (client.addr,) if client.addr else ()
+    elif key.startswith("metadata."):
+        values = client.get(key[len("metadata.") :])
+    elif key.startswith("auth."):
+        values = ()  # no authenticator extension sets auth data
+    else:
+        values = client.get(key)  # a bare key is metadata, as in the Collector
+    return AnyValue(string_value=";".join(values)) if values else None
 
 
 class _SpanAttrs:
@@ -542,8 +601,9 @@ class _SpanAttrs:
             del self.kvs[i]
 
 
-def _apply(actions: list[_Action], attrs: _SpanAttrs) -> bool:
-    """Run the actions on one span; True when something changed."""
+def _apply(actions: list[_Action], attrs: _SpanAttrs, context: dict[str, AnyValue | None]) -> bool:
+    """Run the actions on one span (`context`: the batch's `from_context` values); True
+    when something changed."""
     changed = False
     for a in actions:
         name = a.name
@@ -571,6 +631,8 @@ def _apply(actions: list[_Action], attrs: _SpanAttrs) -> bool:
             src = a.value
             if src is None and a.from_attribute:
                 src = attrs.get(a.from_attribute)
+            if src is None and a.from_context:
+                src = context.get(a.from_context)
             if src is None:
                 src = a.default
             if src is None:
@@ -607,9 +669,11 @@ class AttributesProcessor:
                 None if a.default_value is None else to_any_value(a.default_value),
                 re.compile(a.pattern) if a.pattern else None,
                 a.converted_type,
+                a.from_context,
             )
             for a in cfg.actions
         ]
+        self._context_keys = sorted({a.from_context for a in self.actions if a.from_context})
         self.include = _Matcher(cfg.include) if cfg.include else None
         self.exclude = _Matcher(cfg.exclude) if cfg.exclude else None
         # When every action is a delete or hash (redaction), each key is handled on its
@@ -657,6 +721,7 @@ class AttributesProcessor:
         inc, exc = self.include, self.exclude
         redact = self._redact_only
         changed = False
+        context = {k: context_value(traces.client, k) for k in self._context_keys}
         for rs in traces.request.resource_spans:
             # resource level: rules out (or in) every span of the resource at once
             if inc is not None and not inc.resource(rs.resource):
@@ -686,7 +751,7 @@ class AttributesProcessor:
                         continue
                     if redact:
                         changed = self._redact(kvs, keys) or changed
-                    elif _apply(self.actions, attrs):
+                    elif _apply(self.actions, attrs, context):
                         attrs.finish()
                         changed = True
         if changed:
@@ -714,6 +779,14 @@ def _edits(actions: list[_Action]) -> frozenset[str] | None:
 def create(
     settings: Settings, cfg: AttributesConfig, next_consumer: TracesConsumer
 ) -> ProcessorHelper:
+    errs = [
+        f"{side}::{e}"
+        for side, mp in (("include", cfg.include), ("exclude", cfg.exclude))
+        if mp is not None
+        for e in mp.for_traces()
+    ]
+    if errs:
+        raise ConfigError(errs)
     proc = AttributesProcessor(cfg)
     return ProcessorHelper(settings, next_consumer, proc.process, mutates_data=True)
 

@@ -8,6 +8,14 @@ Unlike the OTel Collector's batch processor, a refusal from downstream is not lo
 batch is kept and retried, and while more than `send_batch_max_size` (or 4 x
 `send_batch_size`) spans wait here, new data is refused with a retryable error so the
 back-pressure reaches the clients.
+
+`metadata_keys` (the Collector's): one batcher per distinct combination of the values of
+these client metadata keys (receivers set them with `include_metadata: true`), each with
+the settings above; what a batcher sends carries those keys (and only those) as its
+client metadata, so exporters can use them (`include_metadata_keys`,
+`topic_from_metadata_key`). At most `metadata_cardinality_limit` combinations (0: no
+limit); data that would open one more is refused permanently, as in the Collector.
+Without `metadata_keys`, batches leave with no client metadata (as in the Collector).
 """
 
 from __future__ import annotations
@@ -18,8 +26,8 @@ import msgspec
 
 from pipeline.component import Host, ProcessorFactory, Settings, TracesConsumer
 from pipeline.configtypes import Config, Duration, NonNegInt, PositiveInt
-from pipeline.errors import RefusedError
-from pipeline.pdata import Traces
+from pipeline.errors import PermanentError, RefusedError
+from pipeline.pdata import ClientInfo, Traces
 from pipeline.processorhelper import ProcessorBase
 
 
@@ -27,11 +35,19 @@ class BatchConfig(Config):
     send_batch_size: PositiveInt = 8192
     send_batch_max_size: NonNegInt = 0
     timeout: Duration = msgspec.field(default_factory=lambda: Duration(0.2))
+    metadata_keys: list[str] = []
+    metadata_cardinality_limit: NonNegInt = 1000
 
     def validate(self) -> list[str]:
+        errs = []
         if self.send_batch_max_size and self.send_batch_max_size < self.send_batch_size:
-            return ["send_batch_max_size: must be greater or equal to send_batch_size"]
-        return []
+            errs.append("send_batch_max_size: must be greater or equal to send_batch_size")
+        seen: set[str] = set()
+        for k in self.metadata_keys:
+            if k.lower() in seen:
+                errs.append(f"metadata_keys: duplicate entry {k!r} (case-insensitive)")
+            seen.add(k.lower())
+        return errs
 
 
 class BatchProcessor(ProcessorBase):
@@ -87,6 +103,8 @@ class BatchProcessor(ProcessorBase):
         self._timeout = cfg.timeout.seconds
         self._size = cfg.send_batch_size
         self._limit = cfg.send_batch_max_size or 4 * cfg.send_batch_size
+        # the client metadata sent batches carry (set per batcher with metadata_keys)
+        self.client: ClientInfo | None = None
 
     async def _start(self, host: Host) -> None:
         self._loop = asyncio.get_running_loop()
@@ -148,6 +166,7 @@ class BatchProcessor(ProcessorBase):
         batch, self._pending = self._pending, []
         self._pending_spans = 0
         merged = Traces.merge(batch)
+        merged.client = self.client
         max_size = self.cfg.send_batch_max_size
         parts = merged.split(max_size) if max_size else [merged]
         failed = False
@@ -203,10 +222,66 @@ class BatchProcessor(ProcessorBase):
             self._pending_spans = 0
 
 
+class MetadataBatchProcessor:
+    """`batch` with `metadata_keys`: a `BatchProcessor` per combination of values."""
+
+    mutates_data = False
+
+    def __init__(self, settings: Settings, cfg: BatchConfig, next_consumer: TracesConsumer) -> None:
+        self.settings = settings
+        self.cfg = cfg
+        self._next = next_consumer
+        self._keys = [k.lower() for k in cfg.metadata_keys]
+        self._batchers: dict[tuple[tuple[str, ...], ...], BatchProcessor] = {}
+        self._host: Host | None = None
+        self._closed = False
+        self._refused = settings.telemetry.counter(
+            "tracesieve_batch_metadata_cardinality_refused_spans",
+            "Spans refused because metadata_cardinality_limit batchers exist",
+            ("processor", "pipeline"),
+        ).labels(str(settings.id), settings.pipeline or "")
+
+    async def start(self, host: Host) -> None:
+        self._host = host
+
+    async def consume_traces(self, traces: Traces) -> None:
+        if self._closed:
+            raise RefusedError("batch processor is shutting down")
+        client = traces.client
+        key = tuple(client.get(k) if client is not None else () for k in self._keys)
+        batcher = self._batchers.get(key)
+        if batcher is None:
+            limit = self.cfg.metadata_cardinality_limit
+            if limit and len(self._batchers) >= limit:
+                self._refused.inc(traces.span_count)
+                raise PermanentError("too many batcher metadata-value combinations")
+            batcher = BatchProcessor(self.settings, self.cfg, self._next)
+            batcher.client = ClientInfo(
+                "", {k: v for k, v in zip(self._keys, key, strict=True) if v}
+            )
+            if self._host is not None:
+                await batcher.start(self._host)
+            self._batchers[key] = batcher
+        await batcher.consume_traces(traces)
+
+    async def shutdown(self) -> None:
+        self._closed = True
+        for b in list(self._batchers.values()):
+            await b.shutdown()
+
+
+def create(
+    settings: Settings, cfg: BatchConfig, next_consumer: TracesConsumer
+) -> BatchProcessor | MetadataBatchProcessor:
+    if cfg.metadata_keys:
+        return MetadataBatchProcessor(settings, cfg, next_consumer)
+    return BatchProcessor(settings, cfg, next_consumer)
+
+
 factory = ProcessorFactory(
     type="batch",
     config_type=BatchConfig,
-    create=BatchProcessor,
+    create=create,
     stability="beta",
     description="groups spans into larger batches (by size or timeout)",
 )

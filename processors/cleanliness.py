@@ -12,11 +12,21 @@ writes on the root span (without a root span in the batch, on every span of the 
   successful LLM calls (normalised, sorted).
 - `sieve.trace.duration_ratio`: root duration / the running median of the trace's task
   class (only once that median has `timing.min_samples` clean traces behind it).
+- `sieve.trace.task_class`: that task class (`timing.class_key` on the root span or its
+  resource, then `gen_ai.workflow.name`, `gen_ai.agent.name`, then the root span's name);
+  written when the trace has its root span.
+
+With `tool_schemas`, on each tool span whose result fails its tool's schema:
+`sieve.tool.schema_error` (the validator's message for the first error) and
+`sieve.tool.schema_path` (the JSON Pointer of the failing value in the result; "" when the
+result as a whole fails).
 
 The enrichment facts (fallback, retries, cache hits, provider mismatch, unrecovered
 failures) come from the batch's shared GenAI index (`processors.genai.index_for`): built
 here when no enrichment processor ran on this batch, shared when one did. The same values
-go into the trace's `facts` in the `groupbytrace` index, for `tail_sampling` and `routing`.
+go into the trace's `facts` in the `groupbytrace` index, for `tail_sampling` and `routing`,
+with (under `FACT_ROOT`) the root span's `wirescan.SpanInfo` row, for readers of its name,
+times and status (the `live_view` exporter): its byte offsets are of an earlier encoding.
 
 State: one quantile sketch (DDSketch, 1% relative accuracy) of root durations per task
 class, fed only by clean traces; and the results of recent traces, so that late fragments
@@ -43,12 +53,13 @@ from pipeline.processorhelper import ProcessorHelper
 from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from pipeline.wirescan import Row, SpanInfo
 from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, keys_for, no_gc
-from processors.genai.tools import ToolChecker, Validator
+from processors.genai.tools import Failure, ToolChecker
 from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
 
 __all__ = [
     "CLASSES",
     "DEFAULT_CLASSES",
+    "FACT_ROOT",
     "REASONS",
     "CleanlinessConfig",
     "CleanlinessProcessor",
@@ -86,8 +97,14 @@ A_REASONS = "sieve.trace.reasons"
 A_PROVIDERS = "sieve.trace.providers"
 A_MODELS = "sieve.trace.models"
 A_RATIO = "sieve.trace.duration_ratio"
+A_TASK = "sieve.trace.task_class"
+A_SCHEMA_ERROR = "sieve.tool.schema_error"
+A_SCHEMA_PATH = "sieve.tool.schema_path"
+FACT_ROOT = "sieve.trace.root_span"  # in a trace's facts: its root span's row (never written)
 _OURS_B = b"sieve.trace."
-_OURS_KEYS = frozenset((A_CLASS, A_REASONS, A_PROVIDERS, A_MODELS, A_RATIO))
+_OURS_KEYS = frozenset((A_CLASS, A_REASONS, A_PROVIDERS, A_MODELS, A_RATIO, A_TASK))
+_SCHEMA_B = b"sieve.tool.schema_"
+_SCHEMA_KEYS = frozenset((A_SCHEMA_ERROR, A_SCHEMA_PATH))
 
 # task class: the configured key, then these, then the root span's name
 _CLASS_FALLBACK_KEYS = ("gen_ai.workflow.name", "gen_ai.agent.name")
@@ -151,19 +168,19 @@ _NO_TOOLS: list[Row] = []
 
 # (absolute path, file content) -> compiled validator: compiled once per schema, though the
 # config is validated before the processor is made
-_COMPILED: dict[tuple[str, bytes], Validator] = {}
+_COMPILED: dict[tuple[str, bytes], Any] = {}
 
 
-def load_tool_schemas(directory: str) -> tuple[dict[str, Validator], list[str]]:
-    """The compiled schema of each `<tool>.json` in `directory`, and the problems found
-    (each naming the file)."""
+def load_tool_schemas(directory: str) -> tuple[dict[str, Any], list[str]]:
+    """The compiled schema (a `jsonschema_rs` validator) of each `<tool>.json` in
+    `directory`, and the problems found (each naming the file)."""
     problems: list[str] = []
     if not directory.strip():
         return {}, ["is empty (a directory of <tool name>.json JSON Schemas)"]
     if not os.path.isdir(directory):
         what = "is not a directory" if os.path.exists(directory) else "does not exist"
         return {}, [f"{directory!r} {what} (want a directory of <tool name>.json JSON Schemas)"]
-    out: dict[str, Validator] = {}
+    out: dict[str, Any] = {}
     names = sorted(n for n in os.listdir(directory) if n.endswith(".json"))
     for name in names:
         path = os.path.join(directory, name)
@@ -187,7 +204,7 @@ def load_tool_schemas(directory: str) -> tuple[dict[str, Validator], list[str]]:
                 problems.append(f"{path}: invalid JSON Schema (want an object or a boolean)")
                 continue
             try:
-                v = jsonschema_rs.validator_for(schema).is_valid
+                v = jsonschema_rs.validator_for(schema)
             except Exception as exc:  # ValidationError (against the meta-schema), refs
                 problems.append(f"{path}: invalid JSON Schema ({_schema_problem(exc)})")
                 continue
@@ -258,9 +275,9 @@ class _Verdict(NamedTuple):
     models: tuple[str, ...]
 
 
-# a trace's result: its verdict and duration ratio (kept this small for late fragments:
-# ~0.25 KB a remembered trace, the verdicts being shared)
-_Result = tuple[_Verdict, float | None]
+# a trace's result: its verdict, duration ratio and task class (kept this small for late
+# fragments: ~0.25 KB a remembered trace, the verdicts being shared)
+_Result = tuple[_Verdict, float | None, str]
 
 
 class CleanlinessProcessor(ProcessorHelper):
@@ -278,7 +295,7 @@ class CleanlinessProcessor(ProcessorHelper):
         self._timing = _Timing(cfg.timing)
         self._class_keys = (cfg.timing.class_key, *_CLASS_FALLBACK_KEYS)
         self._class_key_set = frozenset(self._class_keys)
-        self._schemas: dict[str, Validator] = {}
+        self._schemas: dict[str, Any] = {}
         if cfg.tool_schemas is not None:
             self._schemas, problems = load_tool_schemas(cfg.tool_schemas)
             if problems:  # validated before; the directory changed since
@@ -291,6 +308,7 @@ class CleanlinessProcessor(ProcessorHelper):
         self._late: OrderedDict[bytes, _Result] = OrderedDict()
         self._verdicts: dict[_Verdict, _Verdict] = {}  # interned
         self._enc = Encoder()
+        self._task_enc = Encoder()
         self._m_class = self.counters(
             "tracesieve_cleanliness_traces", "Traces classified, by class", "class", CLASSES
         )
@@ -333,18 +351,28 @@ class CleanlinessProcessor(ProcessorHelper):
             else:
                 if v.late:
                     late_n[1] += 1
-                res = self._classify(v, facts.get(v.trace_id), tools.get(v.trace_id, _NO_TOOLS))
+                failed: list[Failure] = []
+                if self._schemas:
+                    failed = self._tools.failures(tools.get(v.trace_id, _NO_TOOLS), v.raw)
+                    if failed or v.has(_SCHEMA_B):
+                        self._write_schema_errors(traces, v, failed)
+                res = self._classify(v, facts.get(v.trace_id), bool(failed))
                 classes[res[0].cls] += 1
                 reasons_n.update(res[0].reasons)
                 if self.cfg.late_cache_size and not v.late:
                     self._late[v.trace_id] = res
                     if len(self._late) > self.cfg.late_cache_size:
                         self._late.popitem(last=False)
-            v.entry.facts.update(_facts(res))
-            verdict, ratio = res
+            facts_of = v.entry.facts
+            facts_of.update(_facts(res))
+            if v.root is not None:
+                facts_of[FACT_ROOT] = v.root
+            verdict, ratio, task = res
             data = self._encoded(verdict)
             if ratio is not None:
                 data += attr_double(A_RATIO, ratio)
+            if task:
+                data += self._encoded_task(task)
             v.write(traces, data, _OURS_KEYS, _OURS_B)
         drop_index(traces)
         for c, n in classes.items():
@@ -370,8 +398,29 @@ class CleanlinessProcessor(ProcessorHelper):
             )
         return data
 
+    def _encoded_task(self, task: str) -> bytes:
+        data = self._task_enc.get(task)
+        if data is None:
+            data = self._task_enc.put(task, attr_str(A_TASK, task))
+        return data
+
+    def _write_schema_errors(self, traces: Traces, v: TraceView, failed: list[Failure]) -> None:
+        """The first schema error of each failing tool span on it; what an earlier
+        tracesieve wrote there (on any span of the trace) replaced."""
+        base = traces.base
+        stale = v.has(_SCHEMA_B)
+        done: set[int] = set()
+        for b0, path, message in failed:
+            data = attr_str(A_SCHEMA_ERROR, message) + attr_str(A_SCHEMA_PATH, path)
+            traces.patch(base, b0, data, _SCHEMA_KEYS if stale else None)
+            done.add(b0)
+        if stale:
+            for s in v.spans:
+                if s[9] not in done and v.raw.find(_SCHEMA_B, s[9], s[10]) >= 0:
+                    traces.patch(base, s[9], b"", _SCHEMA_KEYS)
+
     # -- per trace ------------------------------------------------------------------------
-    def _classify(self, v: TraceView, f: TraceFacts | None, tools: list[Row]) -> _Result:
+    def _classify(self, v: TraceView, f: TraceFacts | None, schema_invalid: bool) -> _Result:
         cfg = self.cfg
         reasons: set[str] = set(f.reasons()) if f is not None else set()
         root = v.root
@@ -380,9 +429,9 @@ class CleanlinessProcessor(ProcessorHelper):
         task = ""
         seconds = 0.0
         if root is not None and not v.late:
+            task = self._task_class(v, root)
             seconds = (root[7] - root[6]) / 1e9
             if seconds > 0:
-                task = self._task_class(v, root)
                 ratio = self._timing.ratio(task, seconds)
                 if ratio is not None and ratio > cfg.timing.max_ratio:
                     reasons.add("slow")
@@ -391,7 +440,7 @@ class CleanlinessProcessor(ProcessorHelper):
                 reasons.add("multi_model")
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
-        if self._schemas and self._tools.invalid(tools, v.raw):
+        if schema_invalid:
             reasons.add("tool_schema_invalid")
         ordered = [r for r in REASONS if r in reasons]
         rank = max((self._rank[r] for r in ordered), default=0)
@@ -409,7 +458,7 @@ class CleanlinessProcessor(ProcessorHelper):
             if len(self._verdicts) > 10_000:
                 self._verdicts.clear()
             shared = self._verdicts[verdict] = verdict
-        return shared, ratio
+        return shared, ratio, task
 
     def _task_class(self, v: TraceView, root: SpanInfo) -> str:
         """The first of the class keys present on the root span (the configured key also on
@@ -432,7 +481,7 @@ class CleanlinessProcessor(ProcessorHelper):
 
 def _facts(res: _Result) -> dict[str, Any]:
     """A result as the values written (for the trace's entry in the groupbytrace index)."""
-    verdict, ratio = res
+    verdict, ratio, task = res
     out: dict[str, Any] = {
         A_CLASS: verdict.cls,
         A_REASONS: list(verdict.reasons),
@@ -441,6 +490,8 @@ def _facts(res: _Result) -> dict[str, Any]:
     }
     if ratio is not None:
         out[A_RATIO] = ratio
+    if task:
+        out[A_TASK] = task
     return out
 
 

@@ -64,7 +64,9 @@ class ConsoleLog:
         page.on("pageerror", lambda exc: self.errors.append(f"uncaught: {exc}"))
 
 
-@pytest.fixture(scope="session")
+# per module, not per session: while Playwright's sync API runs, its event loop counts as
+# running in the main thread, and the async tests of any later module could not start
+@pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
     from playwright.sync_api import sync_playwright
 

@@ -5,6 +5,8 @@ on that file; every span comes out in the file, whole traces enriched, classifie
 
 from __future__ import annotations
 
+import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ def test_local_config_runs_the_main_job(tmp_path, collector_factory):
             "TRACESIEVE_HTTP_ENDPOINT": "127.0.0.1:0",
             "TRACESIEVE_HEALTH_ENDPOINT": "127.0.0.1:0",
             "TRACESIEVE_METRICS_ENDPOINT": "127.0.0.1:0",
+            "TRACESIEVE_LIVE_VIEW_ENDPOINT": "127.0.0.1:0",
             "TRACESIEVE_OUTPUT": str(out),
         }
         c = collector_factory(
@@ -96,3 +99,14 @@ def test_local_config_runs_the_main_job(tmp_path, collector_factory):
         (root,) = [attrs(s) for s in by_trace[tid] if not s.parent_span_id]
         assert root["sieve.trace.class"] == classes[scenario], (scenario, root)
         assert root["sieve.sampling.policy"] == "keep-all"
+    # and the live view, at the address printed at start, shows them as classified
+    view = c.endpoints["exporters::live_view/http"]
+
+    def shown() -> dict[str, str]:
+        with urllib.request.urlopen(f"http://{view}/api/traces", timeout=10) as resp:
+            return {t["trace_id"]: t["class"] for t in json.loads(resp.read())["traces"]}
+
+    assert wait_for(lambda: set(trace_ids.values()) <= set(shown()))
+    got = shown()
+    for scenario, tid in trace_ids.items():
+        assert got[tid] == classes[scenario], scenario

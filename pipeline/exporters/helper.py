@@ -15,6 +15,12 @@ with the OTel Collector's semantics (`exporterhelper`).
 - On shutdown, new batches are refused and the queue drains until the deadline; what
   is left is counted as failed (memory queue) or stays on disk for the next start
   (persistent queue, `sending_queue.storage`).
+- `sending_queue.batch` (the Collector's exporter batching): one sender at a time takes
+  queued batches until they reach `min_size` (`batch.sizer` units) or `flush_timeout`
+  has passed since the first, merges them (bytes concatenated) and cuts the result at
+  `max_size`; batches whose `partition.metadata_keys` values differ are not merged (a
+  batch of another partition waits for the next round), and the merged batch carries
+  those keys as its client metadata.
 """
 
 from __future__ import annotations
@@ -27,9 +33,9 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol
 
 from pipeline.component import Host, Settings
-from pipeline.configtypes import QueueConfig, RetryConfig
+from pipeline.configtypes import QueueBatchConfig, QueueConfig, RetryConfig
 from pipeline.errors import PermanentError, RefusedError
-from pipeline.pdata import Traces
+from pipeline.pdata import ClientInfo, Traces
 from pipeline.telemetry import RateLimitedLog
 
 PushFn = Callable[[Traces], Awaitable[int]]
@@ -224,6 +230,10 @@ class ExporterHelper:
         self._deadline: float | None = None  # set when shutting down
         self._waiters: dict[int, asyncio.Future[bool]] = {}
         self._cut_off = 0  # spans whose send was cut off at the shutdown deadline
+        self._batch: QueueBatchConfig | None = queue.batch if queue.enabled else None
+        self._assembly = asyncio.Lock()  # one sender gathers a batch at a time
+        # batches taken from the queue for a batch of another partition: next in line
+        self._carry: list[tuple[Traces, Callable[[], None]]] = []
 
     def _make_queue(self) -> SendingQueue:
         q = self._qcfg
@@ -285,26 +295,94 @@ class ExporterHelper:
         assert self._queue is not None
         q = self._queue
         while True:
-            traces, done = await q.get()
+            if self._batch is not None:
+                group = await self._gather(q, self._batch)
+            else:
+                group = [await q.get()]
             self.metrics.queue_size.set(q.size())
             self._in_flight += 1
             self.metrics.in_flight.set(self._in_flight)
             try:
-                ok = await self._send(traces)
+                ok = await self._send_group([t for t, _ in group])
             except asyncio.CancelledError:
                 # cut off at the shutdown deadline: a persistent queue keeps it (not acked)
                 if not getattr(q, "persistent", False):
-                    self.metrics.send_failed.inc(traces.span_count)
-                    self._cut_off += traces.span_count
-                    self._resolve(traces, False)
-                    traces.release(False)
+                    for traces, _ in group:
+                        self.metrics.send_failed.inc(traces.span_count)
+                        self._cut_off += traces.span_count
+                        self._resolve(traces, False)
+                        traces.release(False)
                 raise
             finally:
                 self._in_flight -= 1
                 self.metrics.in_flight.set(self._in_flight)
-            done()
-            self._resolve(traces, ok)
-            traces.release(ok)
+            for traces, done in group:
+                done()
+                self._resolve(traces, ok)
+                traces.release(ok)
+
+    # -- batching (sending_queue.batch) ---------------------------------------------
+    def _partition(self, traces: Traces, batch: QueueBatchConfig) -> tuple[tuple[str, ...], ...]:
+        keys = batch.partition.metadata_keys
+        client = traces.client
+        return tuple(client.get(k) if client is not None else () for k in keys)
+
+    async def _gather(
+        self, q: SendingQueue, batch: QueueBatchConfig
+    ) -> list[tuple[Traces, Callable[[], None]]]:
+        """Queued batches of one partition, up to `min_size` or `flush_timeout`."""
+        async with self._assembly:
+            group: list[tuple[Traces, Callable[[], None]]] = []
+            try:
+                group.append(self._carry.pop(0) if self._carry else await q.get())
+                key = self._partition(group[0][0], batch)
+                size = item_size(group[0][0], batch.sizer)
+                loop = asyncio.get_running_loop()
+                deadline = loop.time() + batch.flush_timeout.seconds
+                carried = [c for c in self._carry if self._partition(c[0], batch) == key]
+                for c in carried:
+                    self._carry.remove(c)
+                while size < batch.min_size and not self._closing:
+                    if carried:
+                        item = carried.pop(0)
+                    else:
+                        left = deadline - loop.time()
+                        if left <= 0:
+                            break
+                        try:
+                            item = await asyncio.wait_for(q.get(), min(left, 0.1))
+                        except TimeoutError:
+                            continue
+                        if self._partition(item[0], batch) != key:
+                            self._carry.append(item)
+                            continue
+                    group.append(item)
+                    size += item_size(item[0], batch.sizer)
+                self._carry[:0] = carried  # this partition's other batches: next in line
+            except asyncio.CancelledError:
+                self._carry[:0] = group  # still to send (or to count at shutdown)
+                raise
+            return group
+
+    async def _send_group(self, items: list[Traces]) -> bool:
+        batch = self._batch
+        if batch is None:
+            return await self._send(items[0])
+        merged = Traces.merge(items) if len(items) > 1 else items[0]
+        if batch.partition.metadata_keys:
+            client = items[0].client
+            merged.client = ClientInfo(
+                "",
+                {
+                    k.lower(): client.get(k)
+                    for k in batch.partition.metadata_keys
+                    if client is not None and client.get(k)
+                },
+            )
+        ok = True
+        for part in _cut(merged, batch):
+            ok = await self._send(part) and ok
+        return ok
 
     def _resolve(self, traces: Traces, ok: bool) -> None:
         fut = self._waiters.pop(id(traces), None)
@@ -381,12 +459,15 @@ class ExporterHelper:
             host_deadline = self._host.deadline if self._host is not None else None
             self._deadline = host_deadline if host_deadline is not None else loop.time() + 30.0
             # drain: wait for the queue to empty and sends to finish, until the deadline
-            while (not q.empty() or self._in_flight) and not self._past_deadline():  # noqa: ASYNC110
+            while (not q.empty() or self._in_flight or self._carry) and not self._past_deadline():  # noqa: ASYNC110
                 await asyncio.sleep(0.01)
             for w in self._workers:
                 w.cancel()
             await asyncio.gather(*self._workers, return_exceptions=True)
             left = q.drain_remaining()
+            if not getattr(q, "persistent", False):  # a persistent queue keeps them on disk
+                left += [t for t, _ in self._carry]
+            self._carry = []
             lost = sum(t.span_count for t in left)
             self.metrics.send_failed.inc(lost)
             for t in left:
@@ -401,6 +482,22 @@ class ExporterHelper:
             self.metrics.queue_size.set(0)
         if self._shutdown_fn is not None:
             await self._shutdown_fn()
+
+
+def _cut(traces: Traces, batch: QueueBatchConfig) -> list[Traces]:
+    """A merged batch cut at `max_size` (in its sizer's units)."""
+    limit = batch.max_size
+    if not limit:
+        return [traces]
+    if batch.sizer == "items":
+        return traces.split(limit)
+    if batch.sizer == "bytes":
+        n = len(traces.to_bytes())
+        if n <= limit or traces.span_count <= 1:
+            return [traces]
+        per = max(1, traces.span_count * limit // n)  # spans per part, by average size
+        return traces.split(per)
+    return [traces]  # requests: merged from at most min_size requests already
 
 
 class HelperExporter:

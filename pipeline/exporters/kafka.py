@@ -17,6 +17,14 @@ OTel Collector's kafka receiver reads) or its OTLP JSON form (`otlp_json`).
 - Splitting is done on the wire (`pipeline.wiresplit`): spans are never decoded or
   encoded again for it. Messages of a batch are produced together (many in flight);
   on a retry only the messages not yet acknowledged are sent again.
+- From the batch's client metadata (receivers' `include_metadata: true`): the values of
+  `include_metadata_keys` become record headers (one per value), `traces.topic_from_
+  metadata_key` names the topic (before `topic_from_attribute` and `topic`), and
+  `traces.message_key_from_metadata_key` the record key. A batch processor or
+  `sending_queue.batch` before this must keep those keys (their `metadata_keys`).
+- `record_headers` (and tracesieve's `headers`): static headers on every record;
+  `record_partitioner`: see `pipeline.kafkaoptions` (default `sticky_key` with the
+  Sarama-compatible hasher, as the Collector).
 """
 
 from __future__ import annotations
@@ -34,62 +42,221 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
 
-from pipeline import kafkaclient, otlpjson, wiresplit
+from pipeline import kafkaclient, kafkaoptions, otlpjson, wiresplit
 from pipeline.component import ExporterFactory, Host, Settings
 from pipeline.configtypes import (
     Config,
     Duration,
+    NonNegInt,
     PositiveInt,
     QueueConfig,
     RetryConfig,
     TLSClientConfig,
+    enable_null_blocks,
 )
 from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
 from pipeline.kafkaclient import AuthConfig
+from pipeline.kafkaoptions import token_provider as kafkaclient_token_provider
 from pipeline.pdata import Traces
 from pipeline.telemetry import RateLimitedLog
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 DEFAULT_TOPIC = "otlp_spans"
+ENCODINGS = ("otlp_proto", "otlp_json")
+OTHER_ENCODINGS = ("jaeger_proto", "jaeger_json", "zipkin_proto", "zipkin_json")
+
+
+def check_encoding(value: str | None, field: str = "encoding") -> list[str]:
+    if value is None or value in ENCODINGS:
+        return []
+    if value in OTHER_ENCODINGS:
+        return [
+            f"{field}: {value!r} is not supported: tracesieve writes OTLP (otlp_proto, otlp_json)"
+        ]
+    return [
+        f"{field}: {value!r} is not a built-in encoding (otlp_proto, otlp_json), so the "
+        "Collector reads it as an encoding extension, which tracesieve does not have"
+    ]
+
+
+class CompressionParams(Config):
+    level: int = -1  # accepted; aiokafka has no compression levels
 
 
 class ProducerConfig(Config):
     max_message_bytes: PositiveInt = 1_000_000
+    max_broker_write_bytes: PositiveInt = 104_857_600
     required_acks: Literal[0, 1, -1] = 1
     compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "none"
+    compression_params: CompressionParams | None = None
     linger: Duration = msgspec.field(default_factory=lambda: Duration(0.01))
+    # accepted; aiokafka has no such settings (see docs/compatibility.md)
+    flush_max_messages: NonNegInt = 10_000
+    allow_auto_topic_creation: bool = True
 
     def validate(self) -> list[str]:
+        errs = []
         if self.max_message_bytes < 1024:
-            return ["max_message_bytes: must be at least 1024"]
-        return []
+            errs.append("max_message_bytes: must be at least 1024")
+        if self.max_broker_write_bytes < self.max_message_bytes:
+            errs.append(
+                "max_broker_write_bytes: must be greater than or equal to max_message_bytes"
+            )
+        p = self.compression_params
+        if p is not None and p.level != -1 and self.compression in ("snappy", "none"):
+            errs.append(f"compression_params::level: {self.compression} has no compression levels")
+        return errs
 
 
 class SignalConfig(Config):
     """The OTel Collector's newer `traces:` block."""
 
     topic: str | None = None
-    encoding: Encoding | None = None
+    encoding: str | None = None
+    # the topic from this client metadata key (needs it in include_metadata_keys)
+    topic_from_metadata_key: str = ""
+    # the record key from this client metadata key (needs it in include_metadata_keys)
+    message_key_from_metadata_key: str = ""
+
+    def validate(self) -> list[str]:
+        return check_encoding(self.encoding)
+
+
+class OtherSignalConfig(Config):
+    """`logs:`, `metrics:`, `profiles:`: accepted and ignored (tracesieve carries traces)."""
+
+    topic: str | None = None
+    encoding: str | None = None
+    topic_from_metadata_key: str = ""
+    message_key_from_metadata_key: str = ""
+
+
+class Empty(Config):
+    pass
+
+
+class StickyKeyConfig(Config):
+    hasher: str = "sarama_compat"
+
+    def validate(self) -> list[str]:
+        if self.hasher not in ("sarama_compat", "murmur2"):
+            return [f"hasher: invalid hasher {self.hasher!r}: want sarama_compat or murmur2"]
+        return []
+
+
+class RecordPartitionerConfig(Config):
+    """At most one strategy (see `pipeline.kafkaoptions`); `type: <name>` is an older
+    form of the same."""
+
+    type: Literal["sticky_key", "sticky", "round_robin", "least_backup"] | None = None
+    sticky_key: StickyKeyConfig | None = None
+    sticky: Empty | None = None
+    round_robin: Empty | None = None
+    least_backup: Empty | None = None
+    extension: str | None = None
+
+    @classmethod
+    def preprocess(cls, raw: Any) -> Any:
+        if isinstance(raw, dict):
+            for k in ("sticky_key", "sticky", "round_robin", "least_backup"):
+                if k in raw and raw[k] is None:
+                    raw[k] = {}
+        return raw
+
+    def validate(self) -> list[str]:
+        given = [
+            k
+            for k in ("type", "sticky_key", "sticky", "round_robin", "least_backup", "extension")
+            if getattr(self, k) is not None
+        ]
+        if len(given) > 1:
+            return [f"at most one record_partitioner option may be set, got {', '.join(given)}"]
+        if self.extension is not None:
+            if not self.extension:
+                return ["extension: record_partitioner extension must be set"]
+            return [
+                f"extension: partitioner extensions are not supported: tracesieve has no "
+                f"{self.extension!r} extension (use sticky_key, sticky, round_robin or "
+                "least_backup)"
+            ]
+        return []
+
+    def strategy(self) -> tuple[str, str]:
+        """(strategy, hasher)."""
+        if self.type is not None:
+            return self.type, "sarama_compat"
+        for name in ("sticky", "round_robin", "least_backup"):
+            if getattr(self, name) is not None:
+                return name, "sarama_compat"
+        hasher = self.sticky_key.hasher if self.sticky_key is not None else "sarama_compat"
+        return "sticky_key", hasher
+
+
+class MetadataRetryConfig(Config):
+    max: NonNegInt = 3  # accepted; aiokafka retries metadata requests on its own
+    backoff: Duration = msgspec.field(default_factory=lambda: Duration(0.25))
+
+
+class ClientMetadataConfig(Config):
+    """`metadata`: `refresh_interval` -> aiokafka's metadata_max_age_ms, `retry.backoff` ->
+    retry_backoff_ms; `full` and `retry.max` are accepted with no effect."""
+
+    full: bool = True
+    refresh_interval: Duration = msgspec.field(default_factory=lambda: Duration(600.0))
+    retry: MetadataRetryConfig = msgspec.field(default_factory=MetadataRetryConfig)
 
 
 class KafkaExporterConfig(Config):
     brokers: list[str] = msgspec.field(default_factory=lambda: list(kafkaclient.DEFAULT_BROKERS))
     client_id: str = kafkaclient.DEFAULT_CLIENT_ID
     protocol_version: str = ""  # "" = negotiate
+    resolve_canonical_bootstrap_servers_only: bool = False
+    conn_idle_timeout: Duration = msgspec.field(default_factory=lambda: Duration(540.0))
+    metadata: ClientMetadataConfig = msgspec.field(default_factory=ClientMetadataConfig)
     topic: str = DEFAULT_TOPIC
-    encoding: Encoding = "otlp_proto"
+    encoding: str = "otlp_proto"
     traces: SignalConfig | None = None
+    logs: OtherSignalConfig | None = None
+    metrics: OtherSignalConfig | None = None
+    profiles: OtherSignalConfig | None = None
     partition_traces_by_id: bool = False
+    partition_metrics_by_resource_attributes: bool = False
+    partition_logs_by_resource_attributes: bool = False
+    partition_logs_by_trace_id: bool = False
+    record_partitioner: RecordPartitionerConfig | None = None
+    include_metadata_keys: list[str] = []
+    record_headers: dict[str, str] = {}
     topic_from_attribute: str = ""
     topic_prefix: str = ""
     topic_suffix: str = ""
-    headers: dict[str, str] = {}
+    headers: dict[str, str] = {}  # tracesieve's name for record_headers (both are used)
     producer: ProducerConfig = msgspec.field(default_factory=ProducerConfig)
     timeout: Duration = msgspec.field(default_factory=lambda: Duration(5.0))
     retry_on_failure: RetryConfig = msgspec.field(default_factory=RetryConfig)
     sending_queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     auth: AuthConfig | None = None
     tls: TLSClientConfig | None = None
+
+    other_signals = (
+        "logs",
+        "metrics",
+        "profiles",
+        "partition_metrics_by_resource_attributes",
+        "partition_logs_by_resource_attributes",
+        "partition_logs_by_trace_id",
+    )
+
+    @classmethod
+    def preprocess(cls, raw: Any) -> Any:
+        raw = enable_null_blocks(raw, ("sending_queue", "batch"))
+        if isinstance(raw, dict) and isinstance(raw.get("record_partitioner"), dict):
+            RecordPartitionerConfig.preprocess(raw["record_partitioner"])
+        if isinstance(raw, dict) and isinstance(raw.get("auth"), dict):
+            # `auth.tls` is the older place of `tls` (the Collector reads it there too)
+            auth = raw["auth"]
+            if "tls" in auth:
+                raw.setdefault("tls", auth.pop("tls"))
+        return raw
 
     @property
     def effective_topic(self) -> str:
@@ -100,11 +267,12 @@ class KafkaExporterConfig(Config):
     @property
     def effective_encoding(self) -> Encoding:
         if self.traces is not None and self.traces.encoding is not None:
-            return self.traces.encoding
-        return self.encoding
+            return self.traces.encoding  # type: ignore[return-value]  # checked in validate
+        return self.encoding  # type: ignore[return-value]
 
     def validate(self) -> list[str]:
         errs = kafkaclient.check_brokers(self.brokers) + kafkaclient.check_tls(self.tls)
+        errs += check_encoding(self.encoding)
         if not kafkaclient.valid_topic(self.effective_topic):
             errs.append(f"topic: {self.effective_topic!r} is not a valid Kafka topic name")
         for name in ("topic_prefix", "topic_suffix"):
@@ -117,17 +285,58 @@ class KafkaExporterConfig(Config):
             errs.append("timeout: must be positive")
         if self.sending_queue.wait_for_result and self.sending_queue.storage:
             errs.append("sending_queue: wait_for_result cannot be used with storage")
+        if self.partition_logs_by_resource_attributes and self.partition_logs_by_trace_id:
+            errs.append(
+                "partition_logs_by_trace_id: partition_logs_by_resource_attributes and "
+                "partition_logs_by_trace_id cannot both be enabled"
+            )
+        batch = self.sending_queue.batch
+        partition = {k.lower() for k in batch.partition.metadata_keys} if batch else set()
+        for name, sig in (
+            ("traces", self.traces),
+            ("logs", self.logs),
+            ("metrics", self.metrics),
+            ("profiles", self.profiles),
+        ):
+            if sig is None or batch is None:
+                continue  # without batching, each batch keeps its client metadata
+            for field in ("topic_from_metadata_key", "message_key_from_metadata_key"):
+                key = getattr(sig, field)
+                if key and key.lower() not in partition:
+                    errs.append(
+                        f"{name}::{field}: {field} must be present in include_metadata_keys: "
+                        f"{key!r} not found in include_metadata_keys="
+                        f"{batch.partition.metadata_keys} (with sending_queue::batch, the keys "
+                        "batches keep are sending_queue::batch::partition::metadata_keys)"
+                    )
+        t = self.traces
+        if t is not None and t.message_key_from_metadata_key and self.partition_traces_by_id:
+            errs.append(
+                "traces::message_key_from_metadata_key: cannot be used with partition_traces_by_id"
+            )
+        if batch is not None and self.include_metadata_keys:
+            missing = [k for k in self.include_metadata_keys if k.lower() not in partition]
+            if missing:
+                errs.append(
+                    "sending_queue::batch::partition::metadata_keys: batch partition "
+                    "metadata_keys must include include_metadata_keys (missing "
+                    f"{', '.join(missing)}), so that batches keep them"
+                )
         return errs
 
 
+Headers = list[tuple[str, bytes]]
+
+
 class _Message:
-    __slots__ = ("fut", "key", "spans", "topic", "value")
+    __slots__ = ("fut", "headers", "key", "spans", "topic", "value")
 
     def __init__(self, topic: str, key: bytes | None, value: bytes, spans: int) -> None:
         self.topic = topic
         self.key = key
         self.value = value
         self.spans = spans
+        self.headers: Headers = []
         self.fut: asyncio.Future[Any] | None = None
 
 
@@ -165,10 +374,15 @@ class KafkaExporter(HelperExporter):
         self._log = settings.logger
         self._topic = cfg.effective_topic
         self._encoding = cfg.effective_encoding
-        self._headers = [(k, v.encode()) for k, v in cfg.headers.items()]
+        static = {**cfg.record_headers, **cfg.headers}
+        self._headers: Headers = [(k, v.encode()) for k, v in static.items()]
         # each batch's encoded messages while it is being sent (across retries); an entry
         # goes once the batch is sent, or with the batch when the sender gives up on it
         self._sending: weakref.WeakKeyDictionary[Traces, _PushState] = weakref.WeakKeyDictionary()
+        self._brokers: list[str] | None = None  # resolve_canonical_bootstrap_servers_only
+        self._token_provider: object | None = None  # SASL OAUTHBEARER
+        rp = cfg.record_partitioner
+        self._strategy = rp.strategy() if rp is not None else ("sticky_key", "sarama_compat")
         self._producer: AIOKafkaProducer | None = None
         self._connected = asyncio.Event()
         self._connector: asyncio.Task[None] | None = None
@@ -206,9 +420,30 @@ class KafkaExporter(HelperExporter):
             shutdown=self._shutdown,
         )
 
-    def _overhead(self, key: bytes | None) -> int:
-        est = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", self._headers)
+    def _overhead(self, key: bytes | None, headers: Headers | None = None) -> int:
+        hs = self._headers if headers is None else headers
+        est = DefaultRecordBatchBuilder.estimate_size_in_bytes(key, b"", hs)
         return int(est) + 5  # + the value's length prefix growing up to 5 bytes
+
+    def _from_metadata(self, traces: Traces) -> tuple[str | None, bytes | None, Headers]:
+        """(topic, record key, extra headers) from the batch's client metadata."""
+        client = traces.client
+        if client is None:
+            return None, None, []
+        extra: Headers = [
+            (k, v.encode()) for k in self.cfg.include_metadata_keys for v in client.get(k)
+        ]
+        topic = key = None
+        sig = self.cfg.traces
+        if sig is not None and sig.topic_from_metadata_key:
+            values = client.get(sig.topic_from_metadata_key)
+            if values and kafkaclient.valid_topic(values[0]):
+                topic = values[0]
+        if sig is not None and sig.message_key_from_metadata_key:
+            values = client.get(sig.message_key_from_metadata_key)
+            if values and values[0]:
+                key = values[0].encode()
+        return topic, key, extra
 
     # -- lifecycle ---------------------------------------------------------------------
     def producer_kwargs(self) -> dict[str, Any]:
@@ -226,11 +461,23 @@ class KafkaExporter(HelperExporter):
             max_request_size=p.max_message_bytes,
             request_timeout_ms=max(1000, int(cfg.timeout.seconds * 1000)),
             enable_idempotence=False,
-            partitioner=kafkaclient.partitioner,
+            partitioner=kafkaoptions.make(*self._strategy),
+            connections_max_idle_ms=max(1000, int(cfg.conn_idle_timeout.seconds * 1000)),
+            metadata_max_age_ms=max(1000, int(cfg.metadata.refresh_interval.seconds * 1000)),
+            retry_backoff_ms=max(1, int(cfg.metadata.retry.backoff.seconds * 1000)),
         )
+        if self._brokers is not None:
+            kw["bootstrap_servers"] = list(self._brokers)
+        if self._token_provider is not None:
+            kw["sasl_oauth_token_provider"] = self._token_provider
         return kw
 
     async def _start(self, host: Host) -> None:
+        self._token_provider = kafkaclient_token_provider(self.cfg.auth, host)
+        if self.cfg.resolve_canonical_bootstrap_servers_only:
+            self._brokers = await asyncio.to_thread(
+                kafkaoptions.canonical_brokers, self.cfg.brokers
+            )
         kafkaclient.quiet_aiokafka_logs()
         self.producer_kwargs()  # fail now on bad TLS files
         self._connector = asyncio.get_running_loop().create_task(
@@ -289,29 +536,55 @@ class KafkaExporter(HelperExporter):
         """The messages for a batch, and how many spans were too large to send."""
         if traces.span_count == 0:
             return [], 0
+        meta_topic, meta_key, extra = self._from_metadata(traces)
+        headers = self._headers + extra if extra else self._headers
+        limit = self.cfg.producer.max_message_bytes
+        if extra or meta_key is not None:
+            unkeyed = limit - self._overhead(meta_key, headers)
+            keyed = limit - self._overhead(b"0" * 32, headers)
+        else:
+            unkeyed, keyed = self._budget_unkeyed, self._budget_keyed
         if self._encoding == "otlp_json":
-            return self._encode_json(traces)
-        by_id = self.cfg.partition_traces_by_id
-        routes = self._routes(traces.request) if self.cfg.topic_from_attribute else None
-        topic = self._topic
+            msgs, over = self._encode_json(traces, meta_topic, meta_key, unkeyed, keyed)
+        else:
+            msgs, over = self._encode_proto(traces, meta_topic, meta_key, unkeyed, keyed)
+        for m in msgs:
+            m.headers = headers
+        return msgs, over
+
+    def _encode_proto(
+        self,
+        traces: Traces,
+        meta_topic: str | None,
+        meta_key: bytes | None,
+        unkeyed: int,
+        keyed: int,
+    ) -> tuple[list[_Message], int]:
+        by_id = self.cfg.partition_traces_by_id and meta_key is None
+        routes = (
+            self._routes(traces.request)
+            if self.cfg.topic_from_attribute and meta_topic is None
+            else None
+        )
+        topic = meta_topic or self._topic
         if not by_id and not routes:
             raw = traces.to_bytes()
-            if len(raw) <= self._budget_unkeyed:  # the common case: one message, as is
-                return [_Message(topic, None, raw, traces.span_count)], 0
-            return self._sized(topic, None, wiresplit.parse(raw), self._budget_unkeyed)
+            if len(raw) <= unkeyed:  # the common case: one message, as is
+                return [_Message(topic, meta_key, raw, traces.span_count)], 0
+            return self._sized(topic, meta_key, wiresplit.parse(raw), unkeyed)
         refs = wiresplit.parse(traces.to_bytes())
         out: list[_Message] = []
         oversized = 0
         if by_id:
             for tid, group in wiresplit.by_trace(refs).items():
                 t = routes.get(tid, topic) if routes else topic
-                msgs, over = self._sized(t, tid.hex().encode(), group, self._budget_keyed)
+                msgs, over = self._sized(t, tid.hex().encode(), group, keyed)
                 out += msgs
                 oversized += over
         else:
             assert routes is not None
             for t, group in wiresplit.group(refs, lambda tid: routes.get(tid, topic)).items():
-                msgs, over = self._sized(t, None, group, self._budget_unkeyed)
+                msgs, over = self._sized(t, meta_key, group, unkeyed)
                 out += msgs
                 oversized += over
         return out, oversized
@@ -326,22 +599,30 @@ class KafkaExporter(HelperExporter):
         msgs = [_Message(topic, key, wiresplit.build(p), len(p)) for p in parts]
         return msgs, len(oversized)
 
-    def _encode_json(self, traces: Traces) -> tuple[list[_Message], int]:
+    def _encode_json(
+        self,
+        traces: Traces,
+        meta_topic: str | None,
+        meta_key: bytes | None,
+        unkeyed: int,
+        keyed: int,
+    ) -> tuple[list[_Message], int]:
         req = traces.request
-        by_id = self.cfg.partition_traces_by_id
-        routes = self._routes(req) if self.cfg.topic_from_attribute else None
+        by_id = self.cfg.partition_traces_by_id and meta_key is None
+        routes = self._routes(req) if self.cfg.topic_from_attribute and meta_topic is None else None
+        default_topic = meta_topic or self._topic
         groups: dict[tuple[str, bytes | None], list[tuple[ResourceSpans, ScopeSpans, Span]]] = {}
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
                 for span in ss.spans:
                     tid = span.trace_id
-                    t = routes.get(tid, self._topic) if routes else self._topic
+                    t = routes.get(tid, default_topic) if routes else default_topic
                     groups.setdefault((t, tid if by_id else None), []).append((rs, ss, span))
         out: list[_Message] = []
         oversized = 0
         for (topic, tid), items in groups.items():
-            key = tid.hex().encode() if tid is not None else None
-            budget = self._budget_keyed if key is not None else self._budget_unkeyed
+            key = tid.hex().encode() if tid is not None else meta_key
+            budget = keyed if tid is not None else unkeyed
             todo = [items]
             while todo:
                 part = todo.pop()
@@ -393,9 +674,7 @@ class KafkaExporter(HelperExporter):
                     if m.fut is not None:
                         continue  # in flight since an earlier attempt
                     try:
-                        m.fut = await producer.send(
-                            m.topic, m.value, key=m.key, headers=self._headers
-                        )
+                        m.fut = await producer.send(m.topic, m.value, key=m.key, headers=m.headers)
                     except KafkaError as exc:
                         if kafkaclient.is_retriable(exc):
                             first_error = exc

@@ -8,7 +8,7 @@ honours the server's RetryInfo delay. Partial success is logged and counted.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 import grpc
 import msgspec
@@ -16,7 +16,17 @@ from google.rpc import error_details_pb2, status_pb2
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
 
 from pipeline.component import ExporterFactory, Host, Settings
-from pipeline.configtypes import Config, Duration, QueueConfig, RetryConfig, TLSClientConfig
+from pipeline.configtypes import (
+    ClientAuthConfig,
+    Config,
+    Duration,
+    KeepaliveClientConfig,
+    NonNegInt,
+    QueueConfig,
+    RetryConfig,
+    TLSClientConfig,
+    enable_null_blocks,
+)
 from pipeline.errors import PermanentError
 from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
 from pipeline.pdata import Traces
@@ -33,7 +43,7 @@ RETRYABLE = {
 
 
 class OTLPExporterConfig(Config):
-    endpoint: str
+    endpoint: str = ""
     tls: TLSClientConfig = msgspec.field(default_factory=TLSClientConfig)
     headers: dict[str, str] = {}
     compression: Literal["gzip", "none", "", "deflate"] = "gzip"
@@ -41,12 +51,35 @@ class OTLPExporterConfig(Config):
     retry_on_failure: RetryConfig = msgspec.field(default_factory=RetryConfig)
     sending_queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
     balancer_name: Literal["round_robin", "pick_first"] = "round_robin"
+    read_buffer_size: NonNegInt = 0  # 0: grpc's default
+    write_buffer_size: NonNegInt = 0  # 0: grpc's default
+    keepalive: KeepaliveClientConfig | None = None
+    auth: ClientAuthConfig | None = None  # refused: no authenticator extensions
+
+    @classmethod
+    def preprocess(cls, raw: Any) -> Any:
+        return enable_null_blocks(raw, ("sending_queue", "batch"))
 
     def validate(self) -> list[str]:
         errs = []
-        target = self.endpoint.split("://", 1)[-1]
-        if ":" not in target.rsplit("]", 1)[-1]:
-            errs.append(f"endpoint: {self.endpoint!r} has no port (want host:port)")
+        if self.timeout.seconds < 0:
+            errs.append("timeout: 'timeout' must be non-negative")
+        scheme, sep, rest = self.endpoint.partition("://")
+        if scheme == "unix" and sep:
+            if not rest.strip("/"):
+                errs.append("endpoint: unix socket path cannot be empty")
+            return errs
+        target = rest if sep else self.endpoint
+        if not target.strip():
+            errs.append('endpoint: requires a non-empty "endpoint"')
+            return errs
+        _, colon, port = target.rpartition(":")
+        if not colon or "]" in port:
+            errs.append(
+                f"endpoint: {self.endpoint!r} has no port (want host:port): missing port in address"
+            )
+        elif not port.isdigit() or int(port) > 65535:
+            errs.append(f'endpoint: {self.endpoint!r}: invalid port "{port}"')
         if self.tls.insecure_skip_verify and not self.tls.insecure:
             errs.append(
                 "tls::insecure_skip_verify: not supported by the gRPC exporter; set "
@@ -106,7 +139,9 @@ class OTLPExporter(HelperExporter):
     async def _start(self, host: Host) -> None:
         scheme, sep, rest = self.cfg.endpoint.partition("://")
         target = rest if sep else self.cfg.endpoint
-        secure = not self.cfg.tls.insecure and scheme != "http"
+        if scheme == "unix" and sep:
+            target = "unix:" + rest  # grpc's unix socket target
+        secure = not self.cfg.tls.insecure and scheme not in ("http", "unix")
         options: list[tuple[str, str | int]] = [
             ("grpc.max_send_message_length", -1),
             ("grpc.max_receive_message_length", 64 << 20),
@@ -116,6 +151,13 @@ class OTLPExporter(HelperExporter):
             ("grpc.initial_reconnect_backoff_ms", 250),
             ("grpc.max_reconnect_backoff_ms", 5000),
         ]
+        # Go's ReadBufferSize / WriteBufferSize, in grpc core's terms
+        if self.cfg.read_buffer_size:
+            options.append(("grpc.experimental.tcp_read_chunk_size", self.cfg.read_buffer_size))
+        if self.cfg.write_buffer_size:
+            options.append(("grpc.http2.write_buffer_size", self.cfg.write_buffer_size))
+        if self.cfg.keepalive is not None:
+            options += self.cfg.keepalive.options()
         if secure:
             tls = self.cfg.tls
             creds = grpc.ssl_channel_credentials(

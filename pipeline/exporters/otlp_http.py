@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gzip
 import ssl
-from typing import Literal
+from typing import Any, Literal
 
 import aiohttp
 import msgspec
@@ -17,7 +17,17 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from pipeline import otlpjson
 from pipeline.component import ExporterFactory, Host, Settings
-from pipeline.configtypes import Config, Duration, QueueConfig, RetryConfig, TLSClientConfig
+from pipeline.configtypes import (
+    ClientAuthConfig,
+    Config,
+    Duration,
+    NonNegInt,
+    QueueConfig,
+    RetryConfig,
+    TLSClientConfig,
+    enable_null_blocks,
+    tls_version,
+)
 from pipeline.errors import PermanentError
 from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
 from pipeline.pdata import Traces
@@ -28,6 +38,10 @@ RETRYABLE_STATUS = {429, 502, 503, 504}
 class OTLPHTTPExporterConfig(Config):
     endpoint: str | None = None
     traces_endpoint: str | None = None
+    # other signals: accepted and ignored (with a warning)
+    metrics_endpoint: str | None = None
+    logs_endpoint: str | None = None
+    profiles_endpoint: str | None = None
     tls: TLSClientConfig = msgspec.field(default_factory=TLSClientConfig)
     headers: dict[str, str] = {}
     compression: Literal["gzip", "none", ""] = "gzip"
@@ -35,11 +49,22 @@ class OTLPHTTPExporterConfig(Config):
     timeout: Duration = msgspec.field(default_factory=lambda: Duration(30.0))
     retry_on_failure: RetryConfig = msgspec.field(default_factory=RetryConfig)
     sending_queue: QueueConfig = msgspec.field(default_factory=QueueConfig)
+    read_buffer_size: NonNegInt = 0  # bytes aiohttp reads at a time (0: its default)
+    write_buffer_size: NonNegInt = 0  # accepted; no effect (aiohttp writes whole bodies)
+    auth: ClientAuthConfig | None = None  # refused: no authenticator extensions
+
+    other_signals = ("metrics_endpoint", "logs_endpoint", "profiles_endpoint")
+
+    @classmethod
+    def preprocess(cls, raw: Any) -> Any:
+        return enable_null_blocks(raw, ("sending_queue", "batch"))
 
     def validate(self) -> list[str]:
         url = self.url()
         if url is None:
-            return ["set endpoint or traces_endpoint"]
+            return [
+                "endpoint: at least one endpoint must be specified (endpoint or traces_endpoint)"
+            ]
         if not url.startswith(("http://", "https://")):
             return [f"endpoint: {url!r} must start with http:// or https://"]
         return []
@@ -59,6 +84,10 @@ def client_ssl_context(tls: TLSClientConfig) -> ssl.SSLContext:
     if tls.insecure_skip_verify:
         ctx.check_hostname = False
         ctx.verify_mode = ssl.CERT_NONE
+    if tls.min_version:
+        ctx.minimum_version = tls_version(tls.min_version)
+    if tls.max_version:
+        ctx.maximum_version = tls_version(tls.max_version)
     return ctx
 
 
@@ -98,8 +127,11 @@ class OTLPHTTPExporter(HelperExporter):
         if self._url.startswith("https://"):
             ssl_ctx = client_ssl_context(self.cfg.tls)
         timeout = aiohttp.ClientTimeout(total=self.cfg.timeout.seconds or None)
+        kw: dict[str, Any] = {}
+        if self.cfg.read_buffer_size:
+            kw["read_bufsize"] = self.cfg.read_buffer_size
         self._session = aiohttp.ClientSession(
-            timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_ctx)
+            timeout=timeout, connector=aiohttp.TCPConnector(ssl=ssl_ctx), **kw
         )
 
     async def _push(self, traces: Traces) -> int:

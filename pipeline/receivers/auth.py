@@ -6,6 +6,9 @@
 
 A request without `Authorization: Bearer <token>` matching the token is refused with
 gRPC UNAUTHENTICATED / HTTP 401 and counted.
+
+The OTel Collector's form, `auth: {authenticator: <extension id>}`, names an authenticator
+extension; tracesieve has none yet, so it is refused with a message saying so.
 """
 
 from __future__ import annotations
@@ -15,12 +18,25 @@ import os
 
 from pipeline.configtypes import Config
 
+AUTHENTICATOR_REFUSED = (
+    "authenticator extensions (the OTel Collector's auth: {{authenticator: {name}}}) are not "
+    "supported: tracesieve has no {name!r} extension"
+)
+
 
 class AuthConfig(Config):
     bearer_token: str | None = None
     bearer_token_file: str | None = None
+    authenticator: str | None = None  # the Collector's form: refused (see the docstring)
 
     def validate(self) -> list[str]:
+        if self.authenticator is not None:
+            return [
+                "authenticator: "
+                + AUTHENTICATOR_REFUSED.format(name=self.authenticator)
+                + "; check bearer tokens with auth: {bearer_token: ...} or "
+                "{bearer_token_file: ...} instead"
+            ]
         if (self.bearer_token is None) == (self.bearer_token_file is None):
             return ["set exactly one of bearer_token, bearer_token_file"]
         if self.bearer_token is not None and not self.bearer_token.strip():

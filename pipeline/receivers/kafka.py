@@ -37,24 +37,77 @@ from aiokafka.errors import KafkaError
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from pipeline import kafkaclient, otlpjson
+from pipeline import kafkaclient, kafkaoptions, otlpjson
 from pipeline.component import Host, ReceiverFactory, Settings, TracesConsumer
-from pipeline.configtypes import Config, Duration, PositiveInt, RetryConfig, TLSClientConfig
+from pipeline.configtypes import (
+    Config,
+    Duration,
+    NonNegInt,
+    PositiveInt,
+    RetryConfig,
+    TLSClientConfig,
+)
 from pipeline.errors import InvalidDataError, PermanentError, RefusedError
 from pipeline.exporters.helper import Backoff
 from pipeline.kafkaclient import AuthConfig
+from pipeline.kafkaoptions import token_provider
 from pipeline.pdata import Delivery, InvalidTracesError, Traces, count_spans
 from pipeline.telemetry import RateLimitedLog
 
 Encoding = Literal["otlp_proto", "otlp_json"]
 DEFAULT_TOPIC = "otlp_spans"
+ENCODINGS = ("otlp_proto", "otlp_json")
+
+
+def check_encoding(value: str | None, field: str = "encoding") -> list[str]:
+    if value is None or value in ENCODINGS:
+        return []
+    if value.startswith(("jaeger_", "zipkin_")):
+        return [
+            f"{field}: {value!r} is not supported: tracesieve reads OTLP (otlp_proto, otlp_json)"
+        ]
+    return [
+        f"{field}: {value!r} is not a built-in encoding (otlp_proto, otlp_json), so the "
+        "Collector reads it as an encoding extension, which tracesieve does not have"
+    ]
+
+
+def check_topics(name: str, topics: list[str], exclude: list[str]) -> list[str]:
+    """The Collector's checks of `<signal>.exclude_topics`."""
+    errs: list[str] = []
+    if not exclude:
+        return errs
+    if any(e == "" for e in exclude):
+        errs.append(f"{name}::exclude_topics: {name}.exclude_topics contains empty string")
+    if not any(t.startswith("^") for t in topics):
+        errs.append(
+            f"{name}::exclude_topics: {name}.exclude_topics is configured but none of the "
+            f"configured {name}.topics use regex pattern (must start with '^')"
+        )
+    for e in exclude:
+        try:
+            re.compile(e)
+        except re.error as exc:
+            errs.append(
+                f"{name}::exclude_topics: {name}.exclude_topic contains invalid regex pattern "
+                f"{e!r}: {exc}"
+            )
+    return errs
 
 
 class SignalConfig(Config):
-    """The OTel Collector's newer `traces:` block."""
+    """The OTel Collector's per-signal block: `topics` (a list; `^regex` allowed, with
+    `exclude_topics`) or the older singular `topic`, and `encoding`."""
 
     topics: list[str] | None = None
-    encoding: Encoding | None = None
+    topic: str | None = None
+    exclude_topics: list[str] = []
+    encoding: str | None = None
+
+    def validate(self) -> list[str]:
+        if self.topics is not None and self.topic is not None:
+            return ["topic: set either topic or topics, not both"]
+        return []
 
 
 class AutocommitConfig(Config):
@@ -82,15 +135,64 @@ class ErrorBackoffConfig(RetryConfig):
     max_elapsed_time: Duration = msgspec.field(default_factory=lambda: Duration(0.0))
 
 
+class HeaderExtractionConfig(Config):
+    """Record headers copied onto every resource of the record's spans, as resource
+    attributes `kafka.header.<name>` (the Collector's)."""
+
+    extract_headers: bool = False
+    headers: list[str] = []
+
+
+class PartitionProcessingConfig(Config):
+    """The Collector's `partition_processing`. tracesieve always works partitions apart
+    (one chunk of a partition in the pipeline at a time, several partitions at once), so
+    `independent` is accepted with its checks; `max_buffered_batches` bounds nothing more
+    here (see docs/compatibility.md)."""
+
+    independent: bool = False
+    max_buffered_batches: int = 1
+
+    def validate(self) -> list[str]:
+        if self.max_buffered_batches <= 0:
+            return [
+                "max_buffered_batches: partition_processing.max_buffered_batches must be "
+                "greater than zero"
+            ]
+        return []
+
+
+class MetadataRetryConfig(Config):
+    max: NonNegInt = 3  # accepted; aiokafka retries metadata requests on its own
+    backoff: Duration = msgspec.field(default_factory=lambda: Duration(0.25))
+
+
+class ClientMetadataConfig(Config):
+    """`metadata`: `refresh_interval` -> aiokafka's metadata_max_age_ms, `retry.backoff` ->
+    retry_backoff_ms; `full` and `retry.max` are accepted with no effect."""
+
+    full: bool = True
+    refresh_interval: Duration = msgspec.field(default_factory=lambda: Duration(600.0))
+    retry: MetadataRetryConfig = msgspec.field(default_factory=MetadataRetryConfig)
+
+
 class KafkaReceiverConfig(Config):
     brokers: list[str] = msgspec.field(default_factory=lambda: list(kafkaclient.DEFAULT_BROKERS))
     client_id: str = kafkaclient.DEFAULT_CLIENT_ID
     group_id: str = "otel-collector"
+    group_instance_id: str = ""  # accepted; aiokafka has no static group membership
+    group_rebalance_strategy: str | None = None  # the older, single form
+    group_rebalance_strategies: list[str] = []  # empty: cooperative-sticky (franz-go's)
     protocol_version: str = ""  # "" = negotiate
+    resolve_canonical_bootstrap_servers_only: bool = False
+    conn_idle_timeout: Duration = msgspec.field(default_factory=lambda: Duration(540.0))
+    metadata: ClientMetadataConfig = msgspec.field(default_factory=ClientMetadataConfig)
     topics: list[str] = msgspec.field(default_factory=lambda: [DEFAULT_TOPIC])
     topic: str | None = None  # the older single-topic form
     traces: SignalConfig | None = None
-    encoding: Encoding = "otlp_proto"
+    logs: SignalConfig | None = None
+    metrics: SignalConfig | None = None
+    profiles: SignalConfig | None = None
+    encoding: str = "otlp_proto"
     initial_offset: Literal["latest", "earliest"] = "latest"
     session_timeout: Duration = msgspec.field(default_factory=lambda: Duration(10.0))
     heartbeat_interval: Duration = msgspec.field(default_factory=lambda: Duration(3.0))
@@ -101,26 +203,61 @@ class KafkaReceiverConfig(Config):
     autocommit: AutocommitConfig = msgspec.field(default_factory=AutocommitConfig)
     message_marking: MessageMarkingConfig = msgspec.field(default_factory=MessageMarkingConfig)
     error_backoff: ErrorBackoffConfig = msgspec.field(default_factory=ErrorBackoffConfig)
+    header_extraction: HeaderExtractionConfig = msgspec.field(
+        default_factory=HeaderExtractionConfig
+    )
+    partition_processing: PartitionProcessingConfig = msgspec.field(
+        default_factory=PartitionProcessingConfig
+    )
     dead_letter_topic: str = ""
     auth: AuthConfig | None = None
     tls: TLSClientConfig | None = None
 
+    other_signals = ("logs", "metrics", "profiles")
+
+    @classmethod
+    def preprocess(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and isinstance(raw.get("auth"), dict):
+            auth = raw["auth"]
+            if "tls" in auth:  # the older place of `tls` (the Collector reads it there too)
+                raw.setdefault("tls", auth.pop("tls"))
+        return raw
+
     @property
     def effective_topics(self) -> list[str]:
-        if self.traces is not None and self.traces.topics is not None:
-            return list(self.traces.topics)
+        t = self.traces
+        if t is not None and t.topics is not None:
+            return list(t.topics)
+        if t is not None and t.topic is not None:
+            return [t.topic]
         if self.topic is not None:
             return [self.topic]
         return list(self.topics)
 
     @property
+    def exclude_topics(self) -> list[str]:
+        return list(self.traces.exclude_topics) if self.traces is not None else []
+
+    @property
     def effective_encoding(self) -> Encoding:
         if self.traces is not None and self.traces.encoding is not None:
-            return self.traces.encoding
-        return self.encoding
+            return self.traces.encoding  # type: ignore[return-value]  # checked in validate
+        return self.encoding  # type: ignore[return-value]
+
+    @property
+    def rebalance_strategies(self) -> list[str]:
+        if self.group_rebalance_strategies:
+            return list(self.group_rebalance_strategies)
+        if self.group_rebalance_strategy:
+            return [self.group_rebalance_strategy]
+        return ["cooperative-sticky"]
 
     def validate(self) -> list[str]:
         errs = kafkaclient.check_brokers(self.brokers) + kafkaclient.check_tls(self.tls)
+        if self.traces is None or self.traces.encoding is None:
+            errs += check_encoding(self.encoding)
+        else:
+            errs += check_encoding(self.traces.encoding, "traces::encoding")
         if self.topic is not None and self.traces is not None and self.traces.topics:
             errs.append("topic: set either topic or traces::topics, not both")
         topics = self.effective_topics
@@ -137,6 +274,22 @@ class KafkaReceiverConfig(Config):
         for t in topics:
             if not t.startswith("^") and not kafkaclient.valid_topic(t):
                 errs.append(f"topics: {t!r} is not a valid Kafka topic name")
+        for name in ("traces", "logs", "metrics", "profiles"):
+            sig = getattr(self, name)
+            if sig is not None:
+                sig_topics = sig.topics if sig.topics is not None else [sig.topic or ""]
+                errs += check_topics(name, sig_topics, sig.exclude_topics)
+        for s in self.rebalance_strategies:
+            if s not in kafkaoptions.BALANCERS:
+                errs.append(
+                    f"group_rebalance_strategies: {s!r} is not one of "
+                    f"{', '.join(kafkaoptions.BALANCERS)} (balancer extensions are not supported)"
+                )
+        if self.partition_processing.independent and not self.autocommit.enable:
+            errs.append(
+                "partition_processing::independent: partition_processing.independent "
+                "requires autocommit.enable"
+            )
         if self.dead_letter_topic and not kafkaclient.valid_topic(self.dead_letter_topic):
             errs.append(f"dead_letter_topic: {self.dead_letter_topic!r} is not a valid topic name")
         if self.dead_letter_topic in topics:
@@ -237,6 +390,10 @@ class KafkaReceiver:
         self._log = settings.logger
         self._name = str(settings.id)
         self._topics = cfg.effective_topics
+        self._brokers: list[str] | None = None  # resolve_canonical_bootstrap_servers_only
+        self._token_provider: object | None = None  # SASL OAUTHBEARER
+        hx = cfg.header_extraction
+        self._extract = [h for h in hx.headers] if hx.extract_headers else []
         self._encoding = cfg.effective_encoding
         self._consumer: AIOKafkaConsumer | None = None
         self._dlq: AIOKafkaProducer | None = None
@@ -312,11 +469,32 @@ class KafkaReceiver:
             max_partition_fetch_bytes=cfg.default_fetch_size,
             fetch_max_bytes=cfg.max_fetch_size or 50 << 20,
             fetch_max_wait_ms=int(cfg.max_fetch_wait.seconds * 1000),
+            partition_assignment_strategy=kafkaoptions.assignors(cfg.rebalance_strategies),
+            connections_max_idle_ms=max(1000, int(cfg.conn_idle_timeout.seconds * 1000)),
+            metadata_max_age_ms=max(1000, int(cfg.metadata.refresh_interval.seconds * 1000)),
+            retry_backoff_ms=max(1, int(cfg.metadata.retry.backoff.seconds * 1000)),
         )
+        if self._brokers is not None:
+            kw["bootstrap_servers"] = list(self._brokers)
+        if self._token_provider is not None:
+            kw["sasl_oauth_token_provider"] = self._token_provider
         return kw
+
+    def _pattern(self) -> str:
+        """The topic pattern, with `exclude_topics` as a negative lookahead."""
+        pattern = self._topics[0]
+        exclude = self.cfg.exclude_topics
+        if not exclude:
+            return pattern
+        return "(?!" + "|".join(f"(?:{e})" for e in exclude) + f")(?:{pattern})"
 
     async def start(self, host: Host) -> None:
         self._host = host
+        self._token_provider = token_provider(self.cfg.auth, host)
+        if self.cfg.resolve_canonical_bootstrap_servers_only:
+            self._brokers = await asyncio.to_thread(
+                kafkaoptions.canonical_brokers, self.cfg.brokers
+            )
         kafkaclient.quiet_aiokafka_logs()
         self.consumer_kwargs()  # fail now on bad TLS files
         self._task = asyncio.get_running_loop().create_task(
@@ -327,7 +505,7 @@ class KafkaReceiver:
         consumer = AIOKafkaConsumer(**self.consumer_kwargs())
         listener = _Listener(self)
         if self._topics[0].startswith("^"):
-            consumer.subscribe(pattern=self._topics[0], listener=listener)
+            consumer.subscribe(pattern=self._pattern(), listener=listener)
         else:
             consumer.subscribe(topics=self._topics, listener=listener)
         return consumer
@@ -521,6 +699,8 @@ class KafkaReceiver:
         """The chunk's good messages as one batch (None if no spans), and the bad ones."""
         if self._encoding == "otlp_json":
             return self._decode_json(chunk, msgs)
+        if self._extract:
+            msgs = [self._with_headers(m) for m in msgs]
         values = [m.value for m in msgs]
         merged = ExportTraceServiceRequest()
         bad: list[tuple[Any, str]] = []
@@ -552,6 +732,24 @@ class KafkaReceiver:
         raw = b"".join(good)
         chunk.raw, chunk.spans = raw, n
         return Traces(merged, raw=raw, span_count=n), bad
+
+    def _with_headers(self, msg: Any) -> Any:
+        """`header_extraction`: the record with its wanted headers added to each of its
+        resources as `kafka.header.<name>` (a record that does not decode is left as is,
+        to be counted as bad)."""
+        found = [(k, v) for k, v in (msg.headers or ()) if k in self._extract]
+        if not found or not msg.value:
+            return msg
+        try:
+            req = ExportTraceServiceRequest.FromString(msg.value)
+        except DecodeError:
+            return msg
+        for rs in req.resource_spans:
+            for k, v in found:
+                kv = rs.resource.attributes.add()
+                kv.key = f"kafka.header.{k}"
+                kv.value.string_value = v.decode("utf-8", "replace") if v is not None else ""
+        return _Record(msg, req.SerializeToString())
 
     def _decode_json(
         self, chunk: _Chunk, msgs: list[Any]
@@ -775,6 +973,17 @@ class KafkaReceiver:
                 part.paused = False
                 part.backoff = Backoff(self.cfg.error_backoff)
                 self._m_paused.set(sum(1 for p in self._parts.values() if p.paused))
+
+
+class _Record:
+    """A consumer record with another value (its other fields as they were)."""
+
+    def __init__(self, msg: Any, value: bytes) -> None:
+        self._msg = msg
+        self.value = value
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._msg, name)
 
 
 def _check(value: bytes | None) -> str:

@@ -33,14 +33,18 @@ from pipeline import otlpjson, wirescan
 from pipeline.component import Host, ReceiverFactory, Settings, TracesConsumer
 from pipeline.configtypes import (
     Config,
+    Duration,
+    NonNegInt,
     PositiveInt,
     TLSServerConfig,
     check_endpoint,
     split_endpoint,
+    tls_version,
 )
+from pipeline.cors import CORS
 from pipeline.errors import InvalidDataError, PermanentError, RefusedError
-from pipeline.httpserver import HTTPServer
-from pipeline.pdata import InvalidTracesError, Traces
+from pipeline.httpserver import HTTPServer, remove_stale_socket
+from pipeline.pdata import ClientInfo, InvalidTracesError, Traces
 from pipeline.receivers.auth import AuthConfig, BearerAuth
 from pipeline.telemetry import RateLimitedLog, ReceiverMetrics
 
@@ -50,31 +54,138 @@ MIB = 1 << 20
 JSON_INLINE_LIMIT = 256 << 10  # larger OTLP JSON bodies are decoded in a worker thread
 
 
+class ServerParametersConfig(Config):
+    """gRPC `keepalive.server_parameters` (unset: grpc's defaults)."""
+
+    max_connection_idle: Duration | None = None
+    max_connection_age: Duration | None = None
+    max_connection_age_grace: Duration | None = None
+    time: Duration | None = None
+    timeout: Duration | None = None
+
+
+class EnforcementPolicyConfig(Config):
+    """gRPC `keepalive.enforcement_policy`: the fewest seconds between a client's pings,
+    and whether it may ping with no call open."""
+
+    min_time: Duration | None = None
+    permit_without_stream: bool = False
+
+
+class KeepaliveServerConfig(Config):
+    server_parameters: ServerParametersConfig | None = None
+    enforcement_policy: EnforcementPolicyConfig | None = None
+
+    def options(self) -> list[tuple[str, int]]:
+        """grpc channel arguments (grpc core's names for Go's keepalive settings)."""
+        out: list[tuple[str, int]] = []
+        sp = self.server_parameters
+        if sp is not None:
+            for value, arg in (
+                (sp.max_connection_idle, "grpc.max_connection_idle_ms"),
+                (sp.max_connection_age, "grpc.max_connection_age_ms"),
+                (sp.max_connection_age_grace, "grpc.max_connection_age_grace_ms"),
+                (sp.time, "grpc.keepalive_time_ms"),
+                (sp.timeout, "grpc.keepalive_timeout_ms"),
+            ):
+                if value is not None and value.seconds > 0:
+                    out.append((arg, max(1, round(value.seconds * 1000))))
+        ep = self.enforcement_policy
+        if ep is not None:
+            if ep.min_time is not None:
+                ms = round(ep.min_time.seconds * 1000)
+                out.append(("grpc.http2.min_ping_interval_without_data_ms", ms))
+            out.append(("grpc.keepalive_permit_without_calls", int(ep.permit_without_stream)))
+        return out
+
+
+Transport = Literal["tcp", "tcp4", "tcp6", "unix"]
+
+
+def _check_listen(endpoint: str, transport: str) -> list[str]:
+    if transport == "unix":
+        return [] if endpoint.strip() else ["endpoint: a unix socket path is required"]
+    return check_endpoint(endpoint)
+
+
 class GRPCConfig(Config):
     endpoint: str = "127.0.0.1:4317"
+    transport: Transport = "tcp"  # unix: `endpoint` is a socket path
     max_recv_msg_size_mib: PositiveInt = 64  # the OTLP spec's recommendation
     max_concurrent_streams: int = 0  # 0: grpc's default
+    read_buffer_size: NonNegInt = 512 * 1024  # as the Collector; 0: grpc's default
+    write_buffer_size: NonNegInt = 0  # 0: grpc's default
+    keepalive: KeepaliveServerConfig | None = None
+    include_metadata: bool = False
     tls: TLSServerConfig | None = None
     auth: AuthConfig | None = None
     reuse_port: bool = False  # SO_REUSEPORT, for several processes on one port
 
     def validate(self) -> list[str]:
-        return check_endpoint(self.endpoint)
+        return _check_listen(self.endpoint, self.transport)
+
+    def address(self) -> str:
+        """The address grpc binds: host:port, or unix:PATH."""
+        return f"unix:{self.endpoint}" if self.transport == "unix" else self.endpoint
+
+
+class CORSConfig(Config):
+    """Cross-Origin Resource Sharing for browsers (the Collector's `cors`): origins may
+    hold `*` wildcards (`https://*.example.com`; `*` alone: any origin)."""
+
+    allowed_origins: list[str] = []
+    allowed_headers: list[str] = []
+    max_age: NonNegInt = 0  # seconds a preflight answer may be cached (0: not said)
+
+
+def url_path(value: str, field: str) -> tuple[str, list[str]]:
+    """A signal's URL path as the Collector reads it: parsed as a URL (an error if that
+    fails, e.g. ":invalid"), its path made absolute."""
+    head = value.split("/", 1)[0]
+    if ":" in head:
+        scheme = head.split(":", 1)[0]
+        if not scheme or not scheme[0].isalpha():
+            return value, [
+                f"{field}: invalid HTTP URL path set for signal: parse {value!r}: "
+                "missing protocol scheme"
+            ]
+        value = value.split(":", 1)[1]  # a scheme, as Go's url.Parse reads it
+        if value.startswith("//"):
+            value = "/" + value[2:].partition("/")[2]
+    path = value.split("?", 1)[0].split("#", 1)[0]
+    return (path if path.startswith("/") else "/" + path), []
 
 
 class HTTPConfig(Config):
     endpoint: str = "127.0.0.1:4318"
+    transport: Transport = "tcp"  # unix: `endpoint` is a socket path
     max_request_body_size: PositiveInt = 20 * MIB  # as the OTel Collector
     traces_url_path: str = "/v1/traces"
+    # other signals: checked as the Collector does, then ignored
+    metrics_url_path: str | None = None
+    logs_url_path: str | None = None
+    profiles_url_path: str | None = None
+    cors: CORSConfig | None = None
+    include_metadata: bool = False
+    response_headers: dict[str, str] = {}
     tls: TLSServerConfig | None = None
     auth: AuthConfig | None = None
     reuse_port: bool = False
 
+    other_signals = ("metrics_url_path", "logs_url_path", "profiles_url_path")
+
     def validate(self) -> list[str]:
-        errs = check_endpoint(self.endpoint)
-        if not self.traces_url_path.startswith("/"):
-            errs.append("traces_url_path: must start with '/'")
+        errs = _check_listen(self.endpoint, self.transport)
+        for name in ("traces_url_path", *self.other_signals):
+            value = getattr(self, name)
+            if value is not None:
+                errs += url_path(value, name)[1]
         return errs
+
+    @property
+    def traces_path(self) -> str:
+        """`traces_url_path` with its leading `/` (the Collector adds it when missing)."""
+        return url_path(self.traces_url_path, "traces_url_path")[0]
 
 
 class Protocols(Config):
@@ -93,11 +204,13 @@ class OTLPReceiverConfig(Config):
             for name in ("grpc", "http"):
                 if name in protocols and protocols[name] is None:
                     protocols[name] = {}
+        elif isinstance(raw, dict) and "protocols" in raw and protocols is None:
+            raw["protocols"] = {}  # `protocols:` with nothing under it: no protocol
         return raw
 
     def validate(self) -> list[str]:
         if self.protocols.grpc is None and self.protocols.http is None:
-            return ["protocols: enable at least one of grpc, http"]
+            return ["protocols: must specify at least one protocol when using the OTLP receiver"]
         return []
 
 
@@ -149,9 +262,9 @@ def decode_protobuf(body: bytes) -> Traces:
 
 def server_ssl_context(tls: TLSServerConfig) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = (
-        ssl.TLSVersion.TLSv1_3 if tls.min_version == "1.3" else ssl.TLSVersion.TLSv1_2
-    )
+    ctx.minimum_version = tls_version(tls.min_version)
+    if tls.max_version:
+        ctx.maximum_version = tls_version(tls.max_version)
     ctx.load_cert_chain(tls.cert_file, tls.key_file)
     if tls.client_ca_file:
         ctx.load_verify_locations(tls.client_ca_file)
@@ -259,6 +372,14 @@ class OTLPReceiver:
         ]
         if cfg.max_concurrent_streams:
             options.append(("grpc.max_concurrent_streams", cfg.max_concurrent_streams))
+        # Go's ReadBufferSize (bytes read per syscall) and WriteBufferSize (bytes batched
+        # before a write), in grpc core's terms
+        if cfg.read_buffer_size:
+            options.append(("grpc.experimental.tcp_read_chunk_size", cfg.read_buffer_size))
+        if cfg.write_buffer_size:
+            options.append(("grpc.http2.write_buffer_size", cfg.write_buffer_size))
+        if cfg.keepalive is not None:
+            options += cfg.keepalive.options()
         server = grpc.aio.server(options=options)
         handler = grpc.method_handlers_generic_handler(
             SERVICE,
@@ -275,17 +396,24 @@ class OTLPReceiver:
                 root_certificates=_read(cfg.tls.client_ca_file) if cfg.tls.client_ca_file else None,
                 require_client_auth=cfg.tls.client_ca_file is not None,
             )
-            port = server.add_secure_port(cfg.endpoint, creds)
+        if cfg.transport == "unix":
+            remove_stale_socket(cfg.endpoint)
+        if cfg.tls is not None:
+            port = server.add_secure_port(cfg.address(), creds)
         else:
-            port = server.add_insecure_port(cfg.endpoint)
+            port = server.add_insecure_port(cfg.address())
         if port == 0:
             raise OSError(f"receivers::{self.settings.id}: cannot listen on {cfg.endpoint} (gRPC)")
         await server.start()
         self._grpc_server = server
         self._grpc_limit = limit
-        h, _ = split_endpoint(cfg.endpoint)
+        self._grpc_metadata = cfg.include_metadata
         scheme = "grpcs" if cfg.tls else "grpc"
-        host.announce(f"receivers::{self.settings.id}: OTLP/gRPC on {scheme}://{h}:{port}")
+        if cfg.transport == "unix":
+            where = f"{scheme}+unix://{cfg.endpoint}"
+        else:
+            where = f"{scheme}://{split_endpoint(cfg.endpoint)[0]}:{port}"
+        host.announce(f"receivers::{self.settings.id}: OTLP/gRPC on {where}")
 
     async def _export(self, raw: bytes, context: grpc.aio.ServicerContext) -> bytes:
         out = self._grpc_out
@@ -303,6 +431,7 @@ class OTLPReceiver:
             )
         try:
             traces = decode_protobuf(raw)
+            traces.client = _grpc_client(context, self._grpc_metadata)
         except InvalidTracesError as exc:
             out.m.requests["invalid"].inc()
             out.warn.warning("rejected a malformed gRPC request from %s: %s", context.peer(), exc)
@@ -361,17 +490,30 @@ class OTLPReceiver:
 
     # -- HTTP -------------------------------------------------------------------------
     async def _start_http(self, cfg: HTTPConfig, host: Host) -> None:
-        app = web.Application(client_max_size=cfg.max_request_body_size)
-        app.router.add_post(cfg.traces_url_path, self._http_export)
+        middlewares = []
+        if cfg.cors is not None and cfg.cors.allowed_origins:
+            c = cfg.cors
+            middlewares.append(CORS(c.allowed_origins, c.allowed_headers, c.max_age).middleware)
+        elif cfg.cors is not None and cfg.cors.allowed_headers:
+            self._log.warning(
+                "cors::allowed_headers is set without allowed_origins: CORS stays off"
+            )
+        app = web.Application(client_max_size=cfg.max_request_body_size, middlewares=middlewares)
+        path = cfg.traces_path
+        app.router.add_post(path, self._http_export)
         ssl_ctx = server_ssl_context(cfg.tls) if cfg.tls else None
-        h, p = split_endpoint(cfg.endpoint)
+        unix = cfg.endpoint if cfg.transport == "unix" else None
+        h, p = ("", 0) if unix else split_endpoint(cfg.endpoint)
         self._http_limit = cfg.max_request_body_size
-        self._http = HTTPServer(app, h, p, ssl_context=ssl_ctx, reuse_port=cfg.reuse_port)
+        self._http_metadata = cfg.include_metadata
+        self._response_headers = dict(cfg.response_headers)
+        self._http = HTTPServer(
+            app, h, p, ssl_context=ssl_ctx, reuse_port=cfg.reuse_port, unix_path=unix
+        )
         bh, bp = await self._http.start()
         scheme = "https" if ssl_ctx else "http"
-        host.announce(
-            f"receivers::{self.settings.id}: OTLP/HTTP on {scheme}://{bh}:{bp}{cfg.traces_url_path}"
-        )
+        where = f"{scheme}+unix://{unix}:{path}" if unix else f"{scheme}://{bh}:{bp}{path}"
+        host.announce(f"receivers::{self.settings.id}: OTLP/HTTP on {where}")
 
     def _http_error(
         self, status: int, message: str, is_json: bool, headers: dict[str, str] | None = None
@@ -423,6 +565,12 @@ class OTLPReceiver:
         raise LookupError(encoding)
 
     async def _http_export(self, request: web.Request) -> web.Response:
+        resp = await self._http_answer(request)
+        if self._response_headers:
+            resp.headers.update(self._response_headers)
+        return resp
+
+    async def _http_answer(self, request: web.Request) -> web.Response:
         out = self._http_out
         ctype = (request.content_type or "").lower()
         is_json = ctype == "application/json"
@@ -482,6 +630,7 @@ class OTLPReceiver:
             out.m.requests["invalid"].inc()
             out.warn.warning("cannot decode an HTTP request from %s: %r", request.remote, exc)
             return self._http_error(400, f"cannot decode: {exc}", is_json)
+        traces.client = _http_client(request, self._http_metadata)
         code, message, retry_after = await self._consume(traces, out)
         if code is None:
             if is_json:
@@ -493,6 +642,30 @@ class OTLPReceiver:
         }.get(code, 500)
         headers = {"Retry-After": str(max(1, round(retry_after)))} if status == 503 else None
         return self._http_error(status, message, is_json, headers)
+
+
+def _grpc_client(context: grpc.aio.ServicerContext, include_metadata: bool) -> ClientInfo:
+    """The Collector's client.Info of a gRPC call: the peer's ip:port and, with
+    `include_metadata`, the call's metadata."""
+    peer = context.peer() or ""
+    kind, _, rest = peer.partition(":")  # "ipv4:1.2.3.4:5678", "unix:/path"
+    addr = rest.replace("%5B", "[").replace("%5D", "]") if kind in ("ipv4", "ipv6") else peer
+    md: dict[str, tuple[str, ...]] = {}
+    if include_metadata:
+        for k, v in context.invocation_metadata() or ():
+            if isinstance(v, str):
+                key = k.lower()
+                md[key] = (*md.get(key, ()), v)
+    return ClientInfo(addr, md)
+
+
+def _http_client(request: web.Request, include_metadata: bool) -> ClientInfo:
+    md: dict[str, tuple[str, ...]] = {}
+    if include_metadata:
+        for k, v in request.headers.items():
+            key = k.lower()
+            md[key] = (*md.get(key, ()), v)
+    return ClientInfo(request.remote or "", md)
 
 
 def create(
@@ -508,5 +681,3 @@ factory = ReceiverFactory(
     stability="beta",
     description="OTLP over gRPC and HTTP (protobuf and JSON)",
 )
-
-Transport = Literal["grpc", "http"]

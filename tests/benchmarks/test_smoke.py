@@ -23,7 +23,7 @@ def _positive(r: dict, *keys: str) -> None:
         assert r[k] > 0, (r["case"], k, r[k])
 
 
-@pytest.mark.timeout(240)
+@pytest.mark.timeout(300)
 def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     doc = tmp_path / "benchmarks.md"
     doc.write_text("# Benchmarks\n\n## Results\n\nText.\n\n## Next\n")
@@ -44,7 +44,7 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
         ],
         capture_output=True,
         text=True,
-        timeout=230,
+        timeout=290,
     )
     assert res.returncode == 0, res.stderr
     names = available()
@@ -104,6 +104,12 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert two["grpc_default_so_reuseport"] in (True, False)
     if "accuracy" in records:
         assert 0 <= records["accuracy"]["macro_f1"] <= 1
+    lv = records["live_view"]
+    assert lv["collector_exit"] == 0 and lv["errors"] == 0
+    assert lv["view"]["seq"] > 0 and lv["page"]["traces"] == lv["view"]["seq"]
+    assert lv["page"]["gaps"] == 0 and "error" not in lv["page"]
+    assert lv["A"]["traces"] > 0 and lv["B"]["traces"] > 0
+    assert lv["processors"][-1] == "tail_sampling"
     # the table: one row per figure, between the markers, in the section
     text = doc.read_text()
     assert text.index("## Results") < text.index(report.START) < text.index(report.END)

@@ -71,9 +71,9 @@ def test_minimal_config_gets_otel_defaults(tmp_path):
             "processors:\n  batch:\n    timeout: soon\n",
             "processors::batch::timeout: invalid duration 'soon'",
         ),
-        (
+        (  # an unset variable is "" (as in the Collector): the empty path is the error
             "exporters:\n  file:\n    path: ${env:TS_TEST_UNSET_VAR}\n",
-            "exporters::file::path: environment variable 'TS_TEST_UNSET_VAR' is not set",
+            "exporters::file::path: path must be non-empty",
         ),
     ],
 )
@@ -96,6 +96,26 @@ def test_dangling_references_and_all_errors_at_once(tmp_path):
     )
     assert "processors::batch: unknown field 'timout'" in errs
     assert any(e.startswith("processors::batch::send_batch_size:") for e in errs)
+
+
+def test_unset_env_var_is_empty_with_a_warning_naming_it(tmp_path, monkeypatch):
+    monkeypatch.delenv("TS_TEST_UNSET_VAR", raising=False)
+    text = MINIMAL.replace(
+        "exporters:\n  debug:\n",
+        "exporters:\n  debug:\n    verbosity: basic${env:TS_TEST_UNSET_VAR}\n",
+    )
+    cfg = config_mod.load([write(tmp_path, text)], REGISTRY)
+    (debug,) = cfg.components["exporter"].values()
+    assert debug.verbosity == "basic"
+    (warning,) = cfg.warnings
+    assert warning.startswith(
+        "exporters::debug::verbosity: environment variable 'TS_TEST_UNSET_VAR' is not set"
+    )
+    res = cli("validate", "--config", write(tmp_path, text))
+    assert res.returncode == 0, res.stderr
+    assert "warning: exporters::debug::verbosity: environment variable 'TS_TEST_UNSET_VAR'" in (
+        res.stderr
+    )
 
 
 def test_env_expansion_typed_default_and_escape(tmp_path, monkeypatch):
@@ -172,9 +192,9 @@ def test_cli_validate_ok_and_components():
             "processors:\n  batch:\n    timeout: soon\n",
             "processors::batch::timeout: invalid duration 'soon'",
         ),
-        (
+        (  # an unset variable is "" (as in the Collector): the empty path is the error
             "exporters:\n  file:\n    path: ${env:TS_TEST_UNSET_VAR}\n",
-            "exporters::file::path: environment variable 'TS_TEST_UNSET_VAR' is not set",
+            "exporters::file::path: path must be non-empty",
         ),
         (
             "extensions:\n  health_check: {}\n",

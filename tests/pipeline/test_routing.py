@@ -1,6 +1,8 @@
 """The routing connector: per-trace split by a trace-level attribute, default pipelines,
 config checks; and end to end through the CLI: the OTel SDK sends agent traces, clean ones
-land in one file, the rest in another, failed ones are sampled out."""
+land in one file, the rest in another, failed ones are sampled out. Then the Collector's
+OTTL routes: resource, span and request contexts, match_once, error_mode, the config
+errors the Collector gives, and OTTL routing through the CLI."""
 
 from __future__ import annotations
 
@@ -16,15 +18,16 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from pipeline import config as config_mod
 from pipeline.configtypes import decode
-from pipeline.connectors.routing import RoutingConfig, RoutingConnector
-from pipeline.errors import ConfigError
+from pipeline.connectors.routing import OTTLRoutingConnector, RoutingConfig, RoutingConnector
+from pipeline.errors import ConfigError, PermanentError
 from pipeline.graph import Graph
-from pipeline.pdata import Traces
+from pipeline.pdata import ClientInfo, Traces
 from pipeline.registry import REGISTRY
 from pipeline.telemetry import Telemetry
 from pipeline.testing import (
     Sink,
     attrs,
+    kv,
     make_span,
     make_traces,
     read_json_lines,
@@ -75,7 +78,9 @@ def connector(
     )
     assert not errs and cfg is not None, errs
     sinks = {p: Sink() for p in PIPES}
-    return RoutingConnector(settings("connector", "routing", tel), cfg, dict(sinks)), sinks
+    from pipeline.connectors.routing import create
+
+    return create(settings("connector", "routing", tel), cfg, dict(sinks)), sinks  # type: ignore[return-value]
 
 
 def ids(sink: Sink) -> set[bytes]:
@@ -213,7 +218,7 @@ def test_routes_must_name_pipelines_the_connector_feeds():
         ),
         (
             {"attribute": "a", "values": ["x"], "pipelines": []},
-            "pipelines: list at least one pipeline",
+            "pipelines: invalid route: no pipelines defined",
         ),
     ],
 )
@@ -326,3 +331,323 @@ def test_clean_traces_to_one_file_the_rest_to_another(tmp_path, collector_factor
         in text
     )
     assert 'release="root"' in text
+
+
+# -- OTTL routes (the Collector's routing connector) ------------------------------------------
+
+
+def multi_resource(*resources: tuple[dict[str, Any], list[Any]]) -> Traces:
+    req = ExportTraceServiceRequest()
+    for rattrs, spans in resources:
+        rs = req.resource_spans.add()
+        for k, v in rattrs.items():
+            rs.resource.attributes.append(kv(k, v))
+        ss = rs.scope_spans.add()
+        ss.scope.name = "s"
+        ss.spans.extend(spans)
+    return Traces(raw=req.SerializeToString(), span_count=sum(len(s) for _, s in resources))
+
+
+def names(sink: Sink) -> list[str]:
+    return sorted(s.name for s in sink.spans())
+
+
+async def test_resource_routes_split_resource_spans_first_match_wins():
+    table = [
+        {
+            "statement": 'route() where attributes["tenant"] == "acme"',
+            "pipelines": ["traces/clean"],
+        },
+        {"condition": 'resource.attributes["tenant"] != nil', "pipelines": ["traces/other"]},
+    ]
+    c, sinks = connector(table, ["traces/rest"])
+    assert isinstance(c, OTTLRoutingConnector)
+    batch = multi_resource(
+        ({"tenant": "acme"}, [make_span("a1", tid(1), sid(1)), make_span("a2", tid(2), sid(2))]),
+        ({"tenant": "globex"}, [make_span("g1", tid(1), sid(3))]),
+        ({"service.name": "x"}, [make_span("n1", tid(3), sid(4))]),
+        ({"tenant": "acme"}, [make_span("a3", tid(4), sid(5))]),
+    )
+    await c.consume_traces(batch)
+    assert names(sinks["traces/clean"]) == ["a1", "a2", "a3"]
+    assert names(sinks["traces/other"]) == ["g1"]
+    assert names(sinks["traces/rest"]) == ["n1"]
+    (acme,) = sinks["traces/clean"].batches
+    assert acme.span_count == 3 and len(acme.request.resource_spans) == 2
+
+
+async def test_one_resource_route_for_everything_passes_the_batch_as_is():
+    c, sinks = connector(
+        [{"condition": 'attributes["tenant"] == "acme"', "pipelines": ["traces/clean"]}]
+    )
+    batch = multi_resource(({"tenant": "acme"}, [make_span("a", tid(1), sid(1))]))
+    await c.consume_traces(batch)
+    assert sinks["traces/clean"].batches == [batch]
+
+
+async def test_span_routes_split_spans_and_keep_their_resource():
+    table = [
+        {
+            "context": "span",
+            "condition": 'kind == SPAN_KIND_CLIENT and attributes["gen_ai.system"] != nil',
+            "pipelines": ["traces/clean"],
+        },
+        {
+            "statement": 'route() where span.end_time - span.start_time > Duration("2s")',
+            "pipelines": ["traces/other"],
+        },
+        {"condition": 'attributes["tenant"] == "acme"', "pipelines": ["traces/other"]},
+    ]
+    c, sinks = connector(table, ["traces/rest"])
+    llm = make_span("llm", tid(1), sid(1), sid(9), kind=3, attributes={"gen_ai.system": "openai"})
+    slow = make_span("slow", tid(1), sid(2), duration_ns=3_000_000_000)
+    fast = make_span("fast", tid(1), sid(3), kind=3)
+    acme = make_span("acme-span", tid(2), sid(4))
+    batch = multi_resource(
+        ({"service.name": "agent"}, [llm, slow, fast]), ({"tenant": "acme"}, [acme])
+    )
+    await c.consume_traces(batch)
+    assert names(sinks["traces/clean"]) == ["llm"]
+    assert names(sinks["traces/other"]) == ["acme-span", "slow"]
+    assert names(sinks["traces/rest"]) == ["fast"]
+    (llm_batch,) = sinks["traces/clean"].batches
+    rs = llm_batch.request.resource_spans[0]
+    assert rs.resource.attributes[0].value.string_value == "agent"
+    assert rs.scope_spans[0].scope.name == "s"
+
+
+async def test_request_routes_use_client_metadata():
+    table = [
+        {
+            "context": "request",
+            "condition": 'request["X-Tenant"] == "acme"',
+            "pipelines": ["traces/clean"],
+        },
+        {
+            "context": "request",
+            "condition": 'request["x-tenant"] != "acme"',
+            "pipelines": ["traces/other"],
+        },
+    ]
+    c, sinks = connector(table, ["traces/rest"])
+    for tenant in ("acme", "globex", None):
+        batch = multi_resource(({}, [make_span(f"s-{tenant}", tid(1), sid(1))]))
+        batch.client = ClientInfo("10.0.0.1", {"x-tenant": (tenant,)} if tenant else {})
+        await c.consume_traces(batch)
+    assert names(sinks["traces/clean"]) == ["s-acme"]
+    assert names(sinks["traces/other"]) == ["s-globex"]
+    assert names(sinks["traces/rest"]) == ["s-None"]
+
+
+async def test_match_once_false_sends_to_every_matching_route():
+    table = [
+        {"condition": 'attributes["env"] == "prod"', "pipelines": ["traces/clean"]},
+        {"condition": 'attributes["region"] == "east"', "pipelines": ["traces/other"]},
+    ]
+    cfg, errs = decode(
+        {"table": table, "default_pipelines": ["traces/rest"], "match_once": False},
+        RoutingConfig,
+        "routing",
+    )
+    assert cfg is not None and not errs
+    sinks = {p: Sink() for p in PIPES}
+    c = OTTLRoutingConnector(settings("connector", "routing"), cfg, dict(sinks))
+    await c.consume_traces(
+        multi_resource(
+            ({"env": "prod", "region": "east"}, [make_span("both", tid(1), sid(1))]),
+            ({"env": "dev"}, [make_span("none", tid(2), sid(2))]),
+        )
+    )
+    assert names(sinks["traces/clean"]) == ["both"]
+    assert names(sinks["traces/other"]) == ["both"]
+    assert names(sinks["traces/rest"]) == ["none"]
+
+
+@pytest.mark.parametrize("mode", ["propagate", "ignore", "silent"])
+async def test_error_mode(mode):
+    cfg, errs = decode(
+        {
+            "table": [
+                {
+                    "context": "span",
+                    "condition": 'attributes["n"] - 1 > 0',
+                    "pipelines": ["traces/clean"],
+                }
+            ],
+            "default_pipelines": ["traces/rest"],
+            "error_mode": mode,
+        },
+        RoutingConfig,
+        "routing",
+    )
+    assert cfg is not None and not errs
+    sinks = {p: Sink() for p in PIPES}
+    c = OTTLRoutingConnector(settings("connector", "routing"), cfg, dict(sinks))
+    batch = multi_resource(
+        (
+            {},
+            [
+                make_span("num", tid(1), sid(1), attributes={"n": 5}),
+                make_span("str", tid(1), sid(2), attributes={"n": "five"}),
+            ],
+        )
+    )
+    if mode == "propagate":
+        with pytest.raises(PermanentError, match="cannot apply '-' to string and number"):
+            await c.consume_traces(batch)
+        return
+    await c.consume_traces(batch)
+    assert names(sinks["traces/clean"]) == ["num"]
+    assert names(sinks["traces/rest"]) == ["str"]
+
+
+@pytest.mark.parametrize(
+    ("route", "expected"),
+    [
+        (
+            {
+                "statement": 'route() where attributes["x"] == "a"',
+                "condition": "true",
+                "pipelines": ["traces/clean"],
+            },
+            "statement: invalid route: both condition and statement provided",
+        ),
+        (
+            {"pipelines": ["traces/clean"]},
+            "statement: invalid route: no condition or statement provided",
+        ),
+        ({"condition": "true", "pipelines": []}, "pipelines: invalid route: no pipelines defined"),
+        (
+            {"context": "invalid", "condition": "true", "pipelines": ["traces/clean"]},
+            "context: invalid context: invalid",
+        ),
+        (
+            {"context": "request", "statement": "route()", "pipelines": ["traces/clean"]},
+            """statement: "request" context requires a 'condition'""",
+        ),
+        (
+            {
+                "context": "request",
+                "condition": 'attributes["attr"] == "acme"',
+                "pipelines": ["traces/clean"],
+            },
+            """condition: condition must have format 'request["<name>"] <comparator> <value>'""",
+        ),
+        (
+            {
+                "statement": 'delete_key(attributes, "X-Tenant") where attributes["X-Tenant"] == "acme"',
+                "pipelines": ["traces/clean"],
+            },
+            "statement: unsupported function delete_key() at column 1: a statement here may only be route()",
+        ),
+        (
+            {
+                "context": "span",
+                "condition": 'status.message == "x"',
+                "pipelines": ["traces/clean"],
+            },
+            "condition: unsupported path status.message at column 1 in the span context",
+        ),
+        (
+            {"condition": 'name == "x"', "pipelines": ["traces/clean"]},
+            "condition: unsupported path name at column 1 in the resource context",
+        ),
+        (
+            {"attribute": "a", "values": ["x"], "condition": "true", "pipelines": ["traces/clean"]},
+            "attribute: give either attribute/values/regex (a trace-level route) or statement/condition",
+        ),
+    ],
+)
+def test_ottl_route_config_errors(route, expected):
+    with pytest.raises(ConfigError) as exc:
+        config_mod.from_raw(routing_config([route], []), REGISTRY)
+    assert any(
+        e.startswith(f"connectors::routing::table::0::{expected}") for e in exc.value.errors
+    ), exc.value.errors
+
+
+def test_a_table_mixing_kinds_and_an_empty_table_are_errors():
+    mixed = [*BY_CLASS, {"condition": "true", "pipelines": ["traces/clean"]}]
+    with pytest.raises(ConfigError) as exc:
+        config_mod.from_raw(routing_config(mixed, []), REGISTRY)
+    assert "connectors::routing::table: mixes trace-level routes" in exc.value.errors[0]
+    with pytest.raises(ConfigError) as exc:
+        config_mod.from_raw(routing_config([], []), REGISTRY)
+    assert exc.value.errors == [
+        "connectors::routing::table: invalid routing table: the routing table is empty"
+    ]
+
+
+def test_routes_of_other_signals_are_accepted_with_a_warning():
+    table = [
+        {"context": "log", "condition": "severity_number < 9", "pipelines": ["traces/clean"]},
+        {"condition": 'attributes["a"] == "b"', "pipelines": ["traces/clean"]},
+    ]
+    cfg = config_mod.from_raw(routing_config(table, []), REGISTRY)
+    assert any("connectors::routing::table::0::context" in w for w in cfg.warnings)
+
+
+def test_routing_by_ottl_through_the_cli(tmp_path, collector_factory):
+    """The Collector's own routing connector config shape, from the CLI: the OTel SDK
+    sends spans of two tenants (as resources) and LLM client spans; resource routes split
+    by tenant, a span route takes the LLM calls, the rest goes to the default."""
+    out = {n: str(tmp_path / f"{n}.jsonl") for n in ("acme", "llm", "other")}
+    c = collector_factory(
+        {
+            "receivers": {"otlp": {"protocols": {"http": {"endpoint": "127.0.0.1:0"}}}},
+            "exporters": {f"file/{n}": {"path": p, "flush_interval": 0} for n, p in out.items()},
+            "connectors": {
+                "routing": {
+                    "default_pipelines": ["traces/other"],
+                    "table": [
+                        {
+                            "context": "span",
+                            "condition": 'kind == SPAN_KIND_CLIENT and IsMatch(name, "^chat ")',
+                            "pipelines": ["traces/llm"],
+                        },
+                        {
+                            "statement": 'route() where attributes["tenant"] == "acme"',
+                            "pipelines": ["traces/acme"],
+                        },
+                    ],
+                }
+            },
+            "service": {
+                "pipelines": {
+                    "traces/in": {"receivers": ["otlp"], "exporters": ["routing"]},
+                    **{
+                        f"traces/{n}": {"receivers": ["routing"], "exporters": [f"file/{n}"]}
+                        for n in out
+                    },
+                },
+                "telemetry": {"metrics": {"level": "none"}},
+            },
+        }
+    )
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.trace import SpanKind
+
+    endpoint = f"http://{c.endpoints['receivers::otlp/http']}/v1/traces"
+    for tenant in ("acme", "globex"):
+        provider = TracerProvider(
+            resource=Resource.create({"service.name": "agent", "tenant": tenant})
+        )
+        provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=endpoint)))
+        tracer = provider.get_tracer("e2e")
+        with tracer.start_as_current_span(f"run-{tenant}"):
+            with tracer.start_as_current_span(f"chat gpt-4o {tenant}", kind=SpanKind.CLIENT):
+                pass
+            with tracer.start_as_current_span(f"tool-{tenant}"):
+                pass
+        provider.shutdown()
+
+    def got(name: str) -> list[str]:
+        try:
+            return sorted(s.name for s in spans_in(read_json_lines(out[name])))
+        except FileNotFoundError:
+            return []
+
+    assert wait_for(lambda: len(got("acme")) + len(got("llm")) + len(got("other")) == 6)
+    assert got("llm") == ["chat gpt-4o acme", "chat gpt-4o globex"]
+    assert got("acme") == ["run-acme", "tool-acme"]
+    assert got("other") == ["run-globex", "tool-globex"]

@@ -217,7 +217,7 @@ async def test_an_edit_keeps_the_releases_and_drops_the_facts_of_the_keys_it_may
         ({"actions": [{"action": "delete"}]}, 'actions::0: at least one of "key" and "pattern"'),
         (
             {"actions": [{"action": "extract", "key": "k", "pattern": "(x)"}]},
-            "every group must be named",
+            "pattern: has no named groups",
         ),
         ({"actions": [{"action": "hash", "pattern": "("}]}, "pattern: invalid regular expression"),
         ({"actions": [{"action": "convert", "key": "k"}]}, '"converted_type"'),

@@ -320,6 +320,44 @@ async def test_the_tool_name_is_the_first_name_attribute_that_is_not_empty(schem
     assert await verdict(b, tool_schemas=schemas) == ("corrupted", ["tool_schema_invalid"])
 
 
+async def test_the_failing_tool_span_says_where_its_result_broke_the_schema(schemas):
+    b = TraceBuilder(1).llm().tool("calculator", {"value": "3.5"}).tool(result={"hits": []})
+    b.tool("calculator", {"value": 2})
+    p, sink = processor(tool_schemas=schemas)
+    await p.consume_traces(await whole(b))
+    tools = [attrs(s) for s in sink.spans() if s.name.startswith("execute_tool")]
+    assert tools[0]["sieve.tool.schema_path"] == "/value"
+    assert tools[0]["sieve.tool.schema_error"] == '"3.5" is not of type "number"'
+    assert tools[1]["sieve.tool.schema_path"] == ""  # the result as a whole
+    assert tools[1]["sieve.tool.schema_error"] == '"results" is a required property'
+    assert not any(k.startswith("sieve.tool.") for k in tools[2])  # valid: nothing written
+
+
+async def test_schema_errors_an_earlier_pass_wrote_are_replaced(schemas):
+    b = TraceBuilder(1).llm().tool("calculator", {"value": 1}).tool("calculator", {"value": "x"})
+    for span in b.spans[-2:]:
+        span.attributes.add(key="sieve.tool.schema_error").value.string_value = "stale"
+        span.attributes.add(key="sieve.tool.schema_path").value.string_value = "/stale"
+    p, sink = processor(tool_schemas=schemas)
+    await p.consume_traces(await whole(b))
+    valid, invalid = [s for s in sink.spans() if s.name.startswith("execute_tool")]
+    assert not any(kv.key.startswith("sieve.tool.") for kv in valid.attributes)
+    keys = [kv.key for kv in invalid.attributes]
+    assert keys.count("sieve.tool.schema_error") == keys.count("sieve.tool.schema_path") == 1
+    assert attrs(invalid)["sieve.tool.schema_path"] == "/value"
+
+
+async def test_the_task_class_is_written_on_the_root():
+    a, b, c = await verdicts(
+        TraceBuilder(1, task="support").llm(),
+        TraceBuilder(2, root_attrs={"gen_ai.agent.name": "triage"}).llm(),
+        TraceBuilder(3, root_attrs={}).llm(),
+    )
+    assert a["sieve.trace.task_class"] == "support"
+    assert b["sieve.trace.task_class"] == "triage"
+    assert c["sieve.trace.task_class"] == "invoke_workflow research"  # the root's name
+
+
 async def test_tools_without_a_schema_and_failed_tools_are_not_checked(schemas):
     b = TraceBuilder(1).llm().tool("read_file", result={"anything": 1}).tool(error=True).tool()
     assert await verdict(b, tool_schemas=schemas) == ("noisy", ["tool_retry"])
@@ -572,6 +610,12 @@ async def test_generator_traces_of_every_fault(tmp_path, convention):
         assert a["sieve.trace.class"] == t.truth["expected"]["class"] == cls, faults
         assert a["sieve.trace.reasons"] == t.truth["expected"]["reasons"], faults
         assert a["sieve.trace.providers"] == t.truth["served"]["providers"], faults
+        flagged = {
+            s.span_id.hex()
+            for s in sink.spans()
+            if s.trace_id == t.trace_id and "sieve.tool.schema_error" in attrs(s)
+        }
+        assert flagged == set(t.truth["tool_schema_invalid"]), faults
     a = got[slow.trace_id]
     assert (a["sieve.trace.class"], a["sieve.trace.reasons"]) == ("noisy", ["slow"])
     assert a["sieve.trace.duration_ratio"] > 1.5
