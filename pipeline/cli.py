@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pipeline import config as config_mod
+from pipeline import native
 from pipeline.configtypes import to_builtins
 from pipeline.errors import ConfigError
 from pipeline.telemetry import setup_logging
@@ -113,6 +114,7 @@ def cmd_run(sources: list[str]) -> int:
     cfg = config_mod.load(sources, REGISTRY)
     logs = cfg.service.telemetry.logs
     setup_logging(logs.level, logs.encoding)
+    log.info("%s", native.describe())  # which native code is in use (pipeline.native)
     for w in cfg.warnings:
         log.warning("configuration: %s", w)
 
