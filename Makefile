@@ -24,7 +24,7 @@ PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist worksteal
 $(STAMP): pyproject.toml setup.py pipeline/_wirescan.c pipeline/_jsonwire.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev]'
+	TRACESIEVE_NATIVE=require $(PY) -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
