@@ -905,8 +905,7 @@ def _twins(calls: list[SpanRecord]) -> None:
     the one call: the retries seen through one span's requests, the model that served
     named on the other. A twin is an LLM span of another instrumentation scope that is
     the only call inside an LLM span, or an LLM or gateway span that runs within a
-    sibling LLM span of another scope; either way naming the same call (the same
-    response id, or the same model where both name one)."""
+    sibling LLM span of another scope; either way naming the same call (`_one_call`)."""
     first: dict[bytes, SpanRecord] = {}  # parent -> its first call child
     mixed: set[bytes] = set()  # parents with calls of several scopes
     for c in calls:
@@ -965,12 +964,15 @@ def _duration(r: SpanRecord) -> int:
 
 def _one_call(a: SpanRecord, b: SpanRecord) -> bool:
     """Whether two spans name the same call: the same response id, else the same
-    (normalised) model, or a model on one of them only."""
+    (normalised) model asked for, else the same response model; a span that names none
+    of them may be any call."""
     if a.resp_id and b.resp_id:
         return a.resp_id == b.resp_id
-    ma = a.resp_model or a.req_model
-    mb = b.resp_model or b.req_model
-    return not ma or not mb or normalize_model(ma) == normalize_model(mb)
+    if a.req_model and b.req_model:
+        return normalize_model(a.req_model) == normalize_model(b.req_model)
+    if a.resp_model and b.resp_model:
+        return normalize_model(a.resp_model) == normalize_model(b.resp_model)
+    return True
 
 
 def _fill(a: SpanRecord, b: SpanRecord) -> None:
