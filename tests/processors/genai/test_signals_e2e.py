@@ -25,7 +25,7 @@ def config(out: str) -> dict[str, Any]:
         "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
         "processors": {
             "groupbytrace": {"wait_duration": "2s", "wait_duration_after_root": "100ms"},
-            **dict.fromkeys(ENRICH, {}),
+            **{name: {} for name in ENRICH},
             "cleanliness": {},
         },
         "exporters": {"file": {"path": out, "flush_interval": 0}},
