@@ -585,3 +585,24 @@ async def test_a_request_its_cache_plugin_answered_is_a_hit_without_a_marker():
         )
     assert got[miss_call]["sieve.cache.hit"] is False
     assert got[failed_call]["sieve.cache.hit"] is False
+
+
+# -- the generator's agent_guide convention through cleanliness -------------------------------
+
+
+def test_generator_guide_traces_classified_with_their_summaries(tmp_path):
+    from benchmarks.accuracy import classify
+    from benchmarks.generator import Generator, write_tool_schemas
+
+    write_tool_schemas(str(tmp_path))
+    g = Generator(5, warmup=0)
+    cases = [[], ["eval_failed"], ["policy_blocked"], ["governance"], ["fallback", "eval_failed"]]
+    made = [g.trace("agent_guide", faults) for faults in cases for _ in range(4)]
+    got, _, evals = classify(made, {"tool_schemas": str(tmp_path)})
+    seen = set()
+    for t in made:
+        cls, reasons = got[t.trace_id]
+        assert {"class": cls, "reasons": reasons} == t.truth["expected"], t.truth["faults"]
+        assert evals[t.trace_id] == t.truth["evals"]
+        seen.add(cls)
+    assert seen == {"clean", "noisy", "corrupted"}
