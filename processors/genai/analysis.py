@@ -27,6 +27,7 @@ from processors.genai.index import (
     build_records,
     event_walk,
     is_call,
+    signals_of,
 )
 from processors.genai.models import compatible, model_family, normalize_model
 
@@ -373,8 +374,8 @@ class GenAIIndex:
                 if g.cache_hit:
                     self._hit(rec, g.cache_hit_type, g.cache_evidence)
                     return
-        if rec.plugin_hit:
-            self._hit(rec, rec.plugin_hit, "no_provider_call")
+        if rec.sig is not None and rec.sig.plugin_hit:
+            self._hit(rec, rec.sig.plugin_hit, "no_provider_call")
         elif rec.role == GATEWAY and self._short_circuit(rec):
             self._hit(rec, "unknown", "no_provider_call")
         elif seen_before:
@@ -458,8 +459,10 @@ class GenAIIndex:
             r: SpanRecord | None = req
             while r is not None and not is_call(r.role):
                 r = r.parent
-            if r is not None and not r.plugin_hit:
-                r.plugin_hit = "semantic" if "semantic" in pl.name else "unknown"
+            if r is not None:
+                sig = signals_of(r)
+                if not sig.plugin_hit:
+                    sig.plugin_hit = "semantic" if "semantic" in pl.name else "unknown"
 
     @staticmethod
     def _short_circuit(g: SpanRecord) -> bool:
@@ -627,8 +630,8 @@ class GenAIIndex:
             return got
         self._resolve(rec)
         if not rec.children:  # the common case: one span, one attempt (not kept: cheaper
-            if rec.ev_attempts is None:  # to make again than to hold for the GC to walk)
-                return [self._leaf(rec)]
+            if rec.sig is None or rec.sig.attempts is None:  # to make again than to hold
+                return [self._leaf(rec)]  # for the GC to walk)
             got = self._attempts[rec.key] = self._event_attempts(rec)
             return got
         out: list[Attempt] = []
@@ -797,24 +800,27 @@ class GenAIIndex:
                         f.providers.add(r.served_provider)
                     if r.served_model:
                         f.models.add(r.served_model)
-                elif not r.blocked:  # a call a policy refused: the block explains it
+                elif r.sig is None or not r.sig.blocked:  # a policy refused it: explained
                     f.unrecovered.append(r)
         for t in self.tools:
             f = get(t.trace_id)
             f.tools.append(t)
             f.tool_retry = f.tool_retry or t.tool_retries > 0
-            if not t.superseded and t.error and not t.blocked:
+            if not t.superseded and t.error and (t.sig is None or not t.sig.blocked):
                 f.unrecovered.append(t)
         for r in self.signals:
+            sig = r.sig
+            if sig is None:
+                continue
             f = get(r.trace_id)
-            f.policy_blocked = f.policy_blocked or r.blocked
-            f.evals += r.eval_count
-            f.evals_failed += r.eval_failed
-            m = r.eval_min
+            f.policy_blocked = f.policy_blocked or sig.blocked
+            f.evals += sig.eval_count
+            f.evals_failed += sig.eval_failed
+            m = sig.eval_min
             if m is not None and (f.eval_min is None or m < f.eval_min):
                 f.eval_min = m
-            f.quota_exceeded += r.quota_exceeded
-            f.key_rotated += r.key_rotated
+            f.quota_exceeded += sig.quota_exceeded
+            f.key_rotated += sig.key_rotated
         for a in self.failed_agents:
             f = get(a.trace_id)
             if not f.failed_run and not any(
@@ -835,7 +841,11 @@ def _close_tool_run(run: list[SpanRecord]) -> None:
     last = run[-1]
     # runs of the tool, or the retries one run reports (`retry_count`): the larger, never
     # the sum (a re-run span that counts its attempts reports the same retries)
-    last.tool_retries = max(len(run) - 1, max(t.retries_marker for t in run))
+    reported = 0
+    for t in run:
+        if t.retries_marker > reported:
+            reported = t.retries_marker
+    last.tool_retries = max(len(run) - 1, reported)
     last.final_ok = not last.error
 
 

@@ -323,9 +323,11 @@ F_X_CACHE_HIT: Final = 44
 F_X_CACHE_TYPE: Final = 45
 F_CF_STEP: Final = 46
 F_AI_MODEL: Final = 47  # the guide's `ai.model_name`: the model the call ran on
-F_PLAIN_MODEL: Final = 48  # `model_name`, `model_provider`, `tool_name`: read on spans
-F_PLAIN_PROVIDER: Final = 49  # already known to be calls or tools (too generic to
-F_PLAIN_TOOL: Final = 50  # make one)
+# `model_name`, `model_provider`, `tool_name`: read only on spans already known to be calls
+# or tools (too generic to make one)
+F_PLAIN_MODEL: Final = 48
+F_PLAIN_PROVIDER: Final = 49
+F_PLAIN_TOOL: Final = 50
 F_ROUTER: Final = 51  # `router_decision`: the model a router chose, and its candidates
 F_ERROR_CODE: Final = 52  # a tool's `error_code`
 N_FIELDS: Final = 53
@@ -638,7 +640,6 @@ class SpanRecord:
     enriched: bool = False  # carries sieve.* from an earlier tracesieve
     duplicate: bool = False  # a second span for the same call (double instrumentation)
     nested: bool = False  # a call span inside another call (its attempt, or its twin)
-    plugin_hit: str = ""  # a gateway's cache plugin answered it: the cache type
     n_http: int = 0  # HTTP children
     marked: bool = False  # it or a record under it has a retry/fallback marker
     # results (analysis)
@@ -661,18 +662,8 @@ class SpanRecord:
     fallback_fired: bool = False
     final_ok: bool = True  # logical call / tool run: did the last attempt succeed
     tool_retries: int = 0
-    # the guide's signals (`_signals`): failed attempts and fallbacks a call's events
-    # report, as (time, kind, detail, from model, to model): kind rate_limited, timeout, or
-    # "" for a fallback (detail: its reason); a policy's block; evaluations (count,
-    # failed, lowest score); governance events
-    ev_attempts: list[tuple[int, str, str, str, str]] | None = None
-    router_model: str = ""  # the model a router chose (`router_decision`)
-    blocked: bool = False
-    eval_count: int = 0
-    eval_failed: int = 0
-    eval_min: float | None = None
-    quota_exceeded: int = 0
-    key_rotated: int = 0
+    # the guide's signals and a cache plugin's answer (few spans have any: one field here)
+    sig: Signals | None = None
 
     def __init__(self, raw: bytes, info: Row, role: int, hint: int = SC_APP) -> None:
         # `info` is a wirescan.SpanInfo
@@ -711,6 +702,43 @@ class SpanRecord:
 
     def __repr__(self) -> str:
         return f"SpanRecord({ROLE_NAMES[self.role]} {self.name!r} {self.key[16:].hex()})"
+
+
+class Signals:
+    """What a span says in the agent-tracing guide's vocabulary (`_signals`), and whether a
+    gateway's cache plugin answered it (`analysis`)."""
+
+    __slots__ = (
+        "attempts",
+        "blocked",
+        "eval_count",
+        "eval_failed",
+        "eval_min",
+        "key_rotated",
+        "plugin_hit",
+        "quota_exceeded",
+    )
+
+    def __init__(self) -> None:
+        # failed attempts and fallbacks its events report, as (time, kind, detail, from
+        # model, to model): kind rate_limited or timeout, or "" for a fallback (detail: its
+        # reason)
+        self.attempts: list[tuple[int, str, str, str, str]] | None = None
+        self.blocked = False  # a policy blocked it
+        self.eval_count = 0  # evaluations: run, failed, their lowest score
+        self.eval_failed = 0
+        self.eval_min: float | None = None
+        self.quota_exceeded = 0  # governance events
+        self.key_rotated = 0
+        self.plugin_hit = ""  # a gateway's cache plugin answered it: the cache type
+
+
+def signals_of(rec: SpanRecord) -> Signals:
+    """The record's `Signals`, made on first use."""
+    got = rec.sig
+    if got is None:
+        got = rec.sig = Signals()
+    return got
 
 
 # -- building --------------------------------------------------------------------------------
@@ -846,7 +874,7 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     _link(records, by_key)
     if calls:
         _adopt(raw, records, by_key, calls, orphans, http_recs)
-        _twins(calls)
+        _twins(calls)  # (and marks the calls nested in others)
     hosts = keys.hosts
     for rec in http_recs:
         p = by_key[rec.parent_key] if rec.parent is None else rec.parent
@@ -888,12 +916,6 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
                 while r is not None and not r.marked:
                     r.marked = True
                     r = r.parent
-    for rec in calls:
-        a = rec.parent
-        while a is not None and a.role == HTTP:
-            a = a.parent
-        if a is not None and (a.role == LLM or a.role == GATEWAY):
-            rec.nested = True
     return out
 
 
@@ -911,6 +933,11 @@ def _twins(calls: list[SpanRecord]) -> None:
     for c in calls:
         p = c.parent
         if p is not None:
+            a: SpanRecord | None = p
+            while a is not None and a.role == HTTP:
+                a = a.parent
+            if a is not None and (a.role == LLM or a.role == GATEWAY):
+                c.nested = True  # inside another call: its attempt, its gateway's span...
             if p.role == LLM:
                 if (
                     c.role == LLM
@@ -922,7 +949,7 @@ def _twins(calls: list[SpanRecord]) -> None:
                     c.duplicate = True
                     _fill(p, c)
                 continue
-            if p.role == GATEWAY:
+            if c.nested:
                 continue
         pk = c.parent_key
         if not pk:
@@ -951,7 +978,7 @@ def _twins(calls: list[SpanRecord]) -> None:
                     and inner.end <= outer.end
                     and _one_call(outer, inner)
                 ):
-                    inner.duplicate = True
+                    inner.duplicate = inner.nested = True
                     _fill(outer, inner)
                     _detach(inner)
                     _attach(inner, outer)
@@ -1364,8 +1391,7 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
         oi_model = oi_model or s
         v = b[F_ROUTER]
         if v is not None:
-            rec.router_model = router_choice(v)
-            req_model = req_model or rec.router_model
+            req_model = req_model or router_choice(v)
     if not req_model:
         v = b[F_OI_PARAMS]
         if v is not None:
@@ -1562,8 +1588,6 @@ _EVENT_KEYS: Final = wirescan.Slots(
         "reason",
         "from_model",
         "to_model",
-        "from_provider",
-        "to_provider",
         "cache_type",
         "gen_ai.evaluation.score.value",
         "gen_ai.evaluation.score.label",
@@ -1596,9 +1620,12 @@ def _signals(rec: SpanRecord, b: list[Value], built: Built) -> None:
         _verdict(rec)
     if b[EV_SLOT] is not None and role != HTTP:
         _events(rec)
-    if rec.blocked or rec.eval_count or rec.quota_exceeded or rec.key_rotated:
+    sig = rec.sig
+    if sig is None:
+        return
+    if sig.blocked or sig.eval_count or sig.quota_exceeded or sig.key_rotated:
         built.signals.append(rec)
-    if rec.ev_attempts is not None:
+    if sig.attempts is not None:
         built.ev_calls.append(rec)
 
 
@@ -1631,13 +1658,13 @@ def _events(rec: SpanRecord) -> None:
                 _set_cache(rec, _flag(value), ctype, "span_event")
         elif base == EV_BLOCKED:
             if _flag(value):
-                rec.blocked = True
+                signals_of(rec).blocked = True
         elif base == EV_QUOTA:
             if _flag(value):
-                rec.quota_exceeded += 1
+                signals_of(rec).quota_exceeded += 1
         elif base == EV_KEY:
             if _flag(value):
-                rec.key_rotated += 1
+                signals_of(rec).key_rotated += 1
         elif base == EV_EVALUATION:
             label = _s_of(a.get("gen_ai.evaluation.score.label")).strip().lower()
             _add_eval(rec, _word(label) == 0, as_float(a.get("gen_ai.evaluation.score.value")))
@@ -1661,7 +1688,7 @@ def event_walk(rec: SpanRecord) -> Walk:
     fallback that ends it came from, the model the one that starts it went to), as the
     events name them ("" where they do not). A fallback with no failure before it in its
     segment implies one (outcome `error:<reason>`, or `error:unknown`)."""
-    evs = sorted(rec.ev_attempts or ())
+    evs = sorted(rec.sig.attempts or ()) if rec.sig is not None else []
     walk: list[tuple[int, str]] = []
     hints: list[tuple[str, str]] = [("", "")]
     seg = 0
@@ -1701,18 +1728,20 @@ def _s_of(v: Value) -> str:
 def _ev_attempt(rec: SpanRecord, t: int, kind: str, detail: str, a: dict[str, Value]) -> None:
     """A failed attempt (`kind` rate_limited or timeout) or a fallback (`kind` "", with
     its reason, and the models it went from and to when the event names them)."""
-    got = rec.ev_attempts
+    sig = signals_of(rec)
+    got = sig.attempts
     if got is None:
-        got = rec.ev_attempts = []
+        got = sig.attempts = []
     got.append((t, kind, detail, _s_of(a.get("from_model")), _s_of(a.get("to_model"))))
 
 
 def _add_eval(rec: SpanRecord, failed: bool, score: float | None) -> None:
-    rec.eval_count += 1
+    sig = signals_of(rec)
+    sig.eval_count += 1
     if failed:
-        rec.eval_failed += 1
-    if score is not None and (rec.eval_min is None or score < rec.eval_min):
-        rec.eval_min = score
+        sig.eval_failed += 1
+    if score is not None and (sig.eval_min is None or score < sig.eval_min):
+        sig.eval_min = score
 
 
 def _word(text: str) -> int:
@@ -1733,11 +1762,11 @@ def _verdict(rec: SpanRecord) -> None:
         for k, v in attrs:
             if k in _GUARD_FLAGS:
                 if as_bool(v):
-                    rec.blocked = True
+                    signals_of(rec).blocked = True
             elif k in _GUARD_WORDS or k == "output.value":
                 text = as_str(v).strip().lower()
                 if text in _BLOCK or _word(text) == 0 or text.startswith(("blocked:", "denied:")):
-                    rec.blocked = True
+                    signals_of(rec).blocked = True
         return
     scores: dict[str, float] = {}
     limits: dict[str, float] = {}
