@@ -46,14 +46,15 @@ the instrumentation's own) stays OK (PydanticAI's agent span is the root: ERROR)
   `error_code`, `latency_ms`, `retry_count` (an attribute or an event); `eval.run` spans
   (`eval.type`/`evaluator_type`, `eval.score.<metric>`, `eval.threshold`, `eval.passed`,
   `eval.result`); `guardrail.check` spans; `policy_blocked`, `quota_exceeded` and
-  `key_rotated` events.
+  `key_rotated` events. In some traces the requests sit under a second instrumentation's
+  span of the same call (LiteLLM's `litellm_request`), beside the guide's span: one call.
 
 Faults (each drawn per trace at its rate; several may combine): `fallback`, `llm_retry`,
 `tool_retry`, `cache_hit`, `mismatch` (served model differs), `schema_invalid` (a tool
 result breaks its schema), `swallowed_error` (a tool error nobody retried, root OK),
 `slow` (root 2.5-4x its class's usual duration), `root_failure` (root status ERROR); and,
-in `agent_guide` only (drawn after the others, so the other conventions' traces do not
-change), `eval_failed` (an evaluation below its threshold or failed), `policy_blocked` (a
+in `agent_guide` only (drawn after the others: a generator without `agent_guide` among its
+conventions makes the same traces as before it existed), `eval_failed` (an evaluation below its threshold or failed), `policy_blocked` (a
 tool call blocked by a policy, or a guardrail that blocked) and `governance`
 (`quota_exceeded`/`key_rotated` events: no change of class). The first `warmup` traces of
 each task class carry no fault (the cleanliness timing median needs clean samples first).
@@ -688,13 +689,16 @@ class Generator:
         for f, i in zip(kinds, picks, strict=False):
             if f in faults:
                 all_tools[i].fault = f
-                if f in ("swallowed_error", "policy_blocked"):
-                    # no later run of the same tool in the trace: that would be a retry
-                    name = all_tools[i].name
-                    other = next(t for t in tools if t != name)
-                    for later in all_tools[i + 1 :]:
-                        if later.name == name:
-                            later.name = other
+        failing = [t for t in all_tools if t.fault in ("swallowed_error", "policy_blocked")]
+        for t in failing:
+            # no later run of the same tool in the trace: that would be a retry (and no
+            # renamed run may take the name of a failing tool)
+            name = t.name
+            taken = {x.name for x in failing}
+            other = next(x for x in tools if x not in taken)
+            for later in all_tools[all_tools.index(t) + 1 :]:
+                if later.name == name:
+                    later.name = other
         return plan
 
 
@@ -721,6 +725,9 @@ class _Renderer:
         # the agent-tracing guide (`agent_guide`): per-trace choices, and what it recorded
         self.g_http = False  # the LLM spans have the SDK's HTTP requests under them
         self.g_plain = False  # plain `model_provider`/`model_name`, not `ai.*`
+        # the requests are under a second instrumentation's span of the call (LiteLLM's
+        # `litellm_request`), beside the guide's span, which the app did not make current
+        self.g_twin = False
         self.g_agent = ""
         self.blocked: list[str] = []  # span ids a policy blocked
         self.evals: tuple[int, int, float | None] | None = None
@@ -739,6 +746,7 @@ class _Renderer:
             self.g_http = r.random() < 0.6
             self.g_plain = r.random() < 0.3
             self.g_agent = r.choice(("assistant", "support_bot", "researcher"))
+            self.g_twin = self.g_http and r.random() < 0.3
         root = self._root(t0, t0 + dur, root_failed)
         self.root_id = root
         # time budget: planner call, rounds, final call, split by weights
@@ -2038,7 +2046,14 @@ class _Renderer:
         sid = self.b.span(S_APP, name, "internal", parent, start, end, attrs,
                           events=events)  # fmt: skip
         if self.g_http and requests:
-            self._guide_requests(sid, start, end, requests)
+            under = sid
+            if self.g_twin:  # one call, two spans: its requests under the other one
+                under = self.b.span(
+                    S_LITELLM, "litellm_request", "client", parent, start + 100_000,
+                    end - 100_000,
+                    {"gen_ai.system": requests[0][0].provider, "gen_ai.request.model": asked},
+                )  # fmt: skip
+            self._guide_requests(under, start + 100_000, end - 100_000, requests)
         req = (_claimed(provider, asked), normalize_model(asked))
         served = (provider, normalize_model(ran_on))
         evidence = "http_host" if self.g_http and requests else "response_model"

@@ -68,10 +68,9 @@ def test_expected_classes_follow_the_rules():
     assert "multi_model" in t.truth["expected_strict"]["reasons"]
 
 
-def test_the_guides_faults_only_in_its_convention_and_the_others_unchanged():
+def test_the_guides_faults_only_in_its_convention():
     """`eval_failed`, `policy_blocked` and `governance` are drawn for `agent_guide` traces
-    only, after the other faults: the other conventions' traces are those of a generator
-    without them."""
+    only (after the other faults: a generator without `agent_guide` draws none of them)."""
     old = [c for c in gm.CONVENTIONS if c != "agent_guide"]
     a = Generator(8, rates=FaultRates.parse("all=0.3"), conventions=old, warmup=0)
     seen: set[str] = set()

@@ -606,3 +606,40 @@ def test_generator_guide_traces_classified_with_their_summaries(tmp_path):
         assert evals[t.trace_id] == t.truth["evals"]
         seen.add(cls)
     assert seen == {"clean", "noisy", "corrupted"}
+
+
+async def test_generator_twin_shapes_are_one_call_each():
+    """agent_guide traces whose requests sit under LiteLLM's span beside the guide's span:
+    each call counted once, its retries and fallbacks on the guide's span as the truth
+    says."""
+    from benchmarks.generator import Generator, batches
+    from tests.processors.genai.test_generator_truth import check
+
+    g = Generator(21, warmup=0)
+    made = []
+    while len(made) < 6:
+        t = g.trace("agent_guide", [("llm_retry", "fallback", "mismatch")[len(made) % 3]])
+        names = {s.name for rs in t.resource_spans for ss in rs.scope_spans for s in ss.spans}
+        if "litellm_request" in names:
+            made.append(t)
+    req, truths = next(batches(made, per_batch=10))
+    tel = Telemetry()
+    sink = Sink()
+    nxt: Any = sink
+    for f in (fallback_chain.factory, cache_tagging.factory, provider_reconciliation.factory):
+        nxt = f.create(settings(id=f.type, telemetry=tel), f.config_type(), nxt)
+    await nxt.consume_traces(Traces(req))
+    (out,) = sink.batches
+    check(out, truths)
+    calls = sum(len(t["llm_calls"]) for t in truths)
+    total = sum(
+        s.value
+        for m in tel.registry.collect()
+        if m.name == "tracesieve_genai_llm_calls"
+        for s in m.samples
+        if s.name.endswith("_total")
+    )
+    assert total == calls
+    for _, _, s in out.spans():
+        if s.name == "litellm_request":
+            assert "sieve.attempt.count" not in attrs(s)
