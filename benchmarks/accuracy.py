@@ -13,7 +13,9 @@ Prints one JSON record: per config the confusion matrix (`confusion[truth][predi
 per-class precision, recall, F1 and support, macro-F1, accuracy, the share of traces whose
 reasons are exactly the expected ones, per convention the traces, those classified right,
 class accuracy and reason precision/recall (over every reason of every trace), per-reason
-false positives and negatives, and a few mismatched traces (for debugging); plus the classifier's time per trace.
+false positives and negatives, the share of traces whose evaluation summary
+(`sieve.trace.eval.*`: written when the trace has evaluations) is exactly the expected one,
+and a few mismatched traces (for debugging); plus the classifier's time per trace.
 """
 
 from __future__ import annotations
@@ -83,11 +85,17 @@ def _batch(traces: list[GeneratedTrace]) -> Traces:
     return out
 
 
+EVAL_KEYS = ("sieve.trace.eval.count", "sieve.trace.eval.failed", "sieve.trace.eval.min_score")
+
+
+Summary = dict[str, Any] | None  # {count, failed, min_score}: `sieve.trace.eval.*`
+
+
 def classify(
     traces: Sequence[GeneratedTrace], config: dict[str, Any]
-) -> tuple[dict[bytes, tuple[str, list[str]]], float]:
+) -> tuple[dict[bytes, tuple[str, list[str]]], float, dict[bytes, Summary]]:
     """(trace id -> (class, reasons) read from the root span written, seconds spent in the
-    processor)."""
+    processor, trace id -> the evaluation summary written or None)."""
     cfg = msgspec.convert(config, CleanlinessConfig)
     errs = cfg.validate()
     if errs:
@@ -106,12 +114,15 @@ def classify(
 
     asyncio.run(run())
     got: dict[bytes, tuple[str, list[str]]] = {}
+    evals: dict[bytes, Summary] = {}
     for b in sink.batches:
         for _, _, s in b.spans():
             if not s.parent_span_id:
                 a = attrs(s)
                 got[s.trace_id] = (a.get("sieve.trace.class", ""), a.get("sieve.trace.reasons", []))
-    return got, spent
+                summary = {k.rsplit(".", 1)[1]: a.get(k) for k in EVAL_KEYS}
+                evals[s.trace_id] = summary if summary["count"] is not None else None
+    return got, spent, evals
 
 
 def score(
@@ -210,8 +221,15 @@ def evaluate(n: int, seed: int, rates: str = "") -> dict[str, Any]:
             ("default", {}, "expected"),
             ("strict_single_model", {"strict_single_model": True}, "expected_strict"),
         ):
-            got, spent = classify(traces, {"tool_schemas": schemas, **extra})
+            got, spent, evals = classify(traces, {"tool_schemas": schemas, **extra})
             rec = score(traces, got, key)
+            with_evals = [t for t in traces if t.truth["evals"] is not None]
+            rec["eval_summary_exact"] = (
+                round(sum(evals.get(t.trace_id) == t.truth["evals"] for t in traces) / n, 6)
+                if n
+                else 0.0
+            )
+            rec["traces_with_evals"] = len(with_evals)
             rec["processor_s"] = round(spent, 3)
             rec["us_per_trace"] = round(spent / n * 1e6, 1) if n else 0.0
             out[name] = rec

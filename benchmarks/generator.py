@@ -36,13 +36,28 @@ children (the SDK's requests); some tools have HTTP or database children. Conven
 In the framework conventions `root_failure` is a failed run: the last call fails after
 the SDK's retries and the framework's agent span ends in ERROR, while the root (an app or
 the instrumentation's own) stays OK (PydanticAI's agent span is the root: ERROR).
+- `agent_guide`: the vocabulary of the agent-tracing guide, written by hand with the OTel
+  API: a root `<agent>.session:<id>.intent=<task class>` (no `task.class`), `agent.step:*`
+  steps, `llm.generate` and `agent.step:respond` LLM spans with `ai.model_provider`/
+  `ai.model_name` (or plain `model_provider`/`model_name`), `ai.router_strategy`,
+  `ai.prompt_version` and `router_decision`, with or without the SDK's HTTP requests under
+  them; events `rate_limited`/`timeout` (retries), `fallback_triggered[=true]`,
+  `semantic_cache_hit`/`cache_hit`; `tool.invoke:<tool>` spans with `tool_name`,
+  `error_code`, `latency_ms`, `retry_count` (an attribute or an event); `eval.run` spans
+  (`eval.type`/`evaluator_type`, `eval.score.<metric>`, `eval.threshold`, `eval.passed`,
+  `eval.result`); `guardrail.check` spans; `policy_blocked`, `quota_exceeded` and
+  `key_rotated` events. In some traces the requests sit under a second instrumentation's
+  span of the same call (LiteLLM's `litellm_request`), beside the guide's span: one call.
 
 Faults (each drawn per trace at its rate; several may combine): `fallback`, `llm_retry`,
 `tool_retry`, `cache_hit`, `mismatch` (served model differs), `schema_invalid` (a tool
 result breaks its schema), `swallowed_error` (a tool error nobody retried, root OK),
-`slow` (root 2.5-4x its class's usual duration), `root_failure` (root status ERROR). The
-first `warmup` traces of each task class carry no fault (the cleanliness timing median
-needs clean samples first).
+`slow` (root 2.5-4x its class's usual duration), `root_failure` (root status ERROR); and,
+in `agent_guide` only (drawn after the others: a generator without `agent_guide` among its
+conventions makes the same traces as before it existed), `eval_failed` (an evaluation below its threshold or failed), `policy_blocked` (a
+tool call blocked by a policy, or a guardrail that blocked) and `governance`
+(`quota_exceeded`/`key_rotated` events: no change of class). The first `warmup` traces of
+each task class carry no fault (the cleanliness timing median needs clean samples first).
 
 Ground truth per trace (`GeneratedTrace.truth`, one JSON line each from the CLI):
 `trace_id`, `convention`, `stack`, `task_class`, `faults`, `warmup`, `root_span_id`,
@@ -51,7 +66,9 @@ issue 4's default config, `expected_strict` (with `strict_single_model: true`), 
 {`providers`, `models`}, `llm_calls` (per logical call: `span_id`, `step`, `requested`,
 `served`, `evidence`, `mismatch`, `cache_hit`, `cache_type`, `cache_evidence`, `attempts`,
 `retries`, `fallback`, `chain`), `tool_retries` [{`span_id`, `tool`, `retries`}],
-`tool_schema_invalid` [span ids], `swallowed` [span ids], `tool_result_key`.
+`tool_schema_invalid` [span ids], `swallowed` [span ids], `tool_result_key`; and
+`evals` ({`count`, `failed`, `min_score`} or null: `sieve.trace.eval.*`), `governance`
+({`quota_exceeded`, `key_rotated`}), `policy_blocked` [span ids].
 
 CLI: `python -m benchmarks.generator --traces 1000 --seed 1 --out traces.pb
 --truth truth.jsonl --schemas schemas/` (`--out` is length-prefixed protobuf, the `file`
@@ -106,6 +123,7 @@ CONVENTIONS = (
     "llamaindex",
     "pydantic_ai",
     "openai_agents",
+    "agent_guide",
 )
 GATEWAY_CONVENTIONS = frozenset({"litellm", "litellm_v2", "bifrost", "portkey"})
 # agent frameworks, modelled on the span trees their instrumentations emit (captured from
@@ -127,7 +145,13 @@ FAULTS = (
     "swallowed_error",
     "slow",
     "root_failure",
+    "eval_failed",
+    "policy_blocked",
+    "governance",
 )
+# the guide's faults: only `agent_guide` traces draw them (after the others)
+GUIDE_FAULTS = ("eval_failed", "policy_blocked", "governance")
+_BASE_FAULTS = tuple(f for f in FAULTS if f not in GUIDE_FAULTS)
 REASONS = (
     "fallback",
     "llm_retry",
@@ -136,13 +160,24 @@ REASONS = (
     "provider_mismatch",
     "slow",
     "multi_model",
+    "policy_blocked",
     "tool_schema_invalid",
     "swallowed_error",
+    "eval_failed",
 )
 NOISY = frozenset(
-    {"fallback", "llm_retry", "tool_retry", "cache_hit", "provider_mismatch", "slow", "multi_model"}
+    {
+        "fallback",
+        "llm_retry",
+        "tool_retry",
+        "cache_hit",
+        "provider_mismatch",
+        "slow",
+        "multi_model",
+        "policy_blocked",
+    }
 )
-CORRUPTED = frozenset({"tool_schema_invalid", "swallowed_error"})
+CORRUPTED = frozenset({"tool_schema_invalid", "swallowed_error", "eval_failed"})
 
 # task class -> (base root duration in seconds, tool-count range, tools it uses)
 TASK_CLASSES: dict[str, tuple[float, tuple[int, int], tuple[str, ...]]] = {
@@ -331,6 +366,9 @@ class FaultRates:
     swallowed_error: float = 0.03
     slow: float = 0.03
     root_failure: float = 0.02
+    eval_failed: float = 0.05
+    policy_blocked: float = 0.05
+    governance: float = 0.05
 
     @classmethod
     def none(cls) -> FaultRates:
@@ -448,6 +486,7 @@ class _Builder:
         ok: bool = False,
         service: str = "agent-app",
         exception: str | None = None,
+        events: Sequence[tuple[str, int, dict[str, Any]]] = (),
     ) -> bytes:
         sid = self.new_id()
         s = Span(
@@ -470,6 +509,11 @@ class _Builder:
             ev.name = "exception"
             ev.time_unix_nano = end
             ev.attributes.extend(_attrs({"exception.type": exception, "exception.message": error}))
+        for ev_name, t, ev_attrs in events:
+            ev = s.events.add()
+            ev.name = ev_name
+            ev.time_unix_nano = t
+            ev.attributes.extend(_attrs(ev_attrs))
         self.groups.setdefault((service, scope), []).append(s)
         return sid
 
@@ -567,7 +611,9 @@ class Generator:
         elif warm:
             chosen = set()
         else:
-            chosen = {f for f in FAULTS if r.random() < getattr(self.rates, f)}
+            chosen = {f for f in _BASE_FAULTS if r.random() < getattr(self.rates, f)}
+            if conv == "agent_guide":
+                chosen |= {f for f in GUIDE_FAULTS if r.random() < getattr(self.rates, f)}
         stacks = STACKS_BY_CONVENTION.get(conv, _DEFAULT_STACKS)
         stack_name = r.choice(stacks)
         plan = self._plan(conv, stack_name, task_class, chosen)
@@ -604,6 +650,8 @@ class Generator:
                 )
             )
         plan.calls.append(_Call("final", stack.planner, stack))
+        if conv != "agent_guide":
+            faults.difference_update(GUIDE_FAULTS)  # the guide's vocabulary only
         if conv in FRAMEWORK_CONVENTIONS:
             if conv not in _FRAMEWORK_CACHE:
                 faults.discard("cache_hit")  # no LLM cache of its own
@@ -632,16 +680,25 @@ class Generator:
                 plan.calls[i].fault = f
         all_tools = [t for _, ts in plan.rounds for t in ts]
         picks = r.sample(range(len(all_tools)), 3)
-        for f, i in zip(("tool_retry", "schema_invalid", "swallowed_error"), picks, strict=True):
+        if "policy_blocked" in faults and r.random() < 0.6:
+            # a tool call a policy blocked (else a guardrail blocks: `_guide_signals`)
+            free_tools = [i for i in range(len(all_tools)) if i not in picks]
+            if free_tools:
+                picks.append(free_tools[r.randrange(len(free_tools))])
+        kinds = ("tool_retry", "schema_invalid", "swallowed_error", "policy_blocked")
+        for f, i in zip(kinds, picks, strict=False):
             if f in faults:
                 all_tools[i].fault = f
-                if f == "swallowed_error":
-                    # no later run of the same tool in the trace: that would be a retry
-                    name = all_tools[i].name
-                    other = next(t for t in tools if t != name)
-                    for later in all_tools[i + 1 :]:
-                        if later.name == name:
-                            later.name = other
+        failing = [t for t in all_tools if t.fault in ("swallowed_error", "policy_blocked")]
+        for t in failing:
+            # no later run of the same tool in the trace: that would be a retry (and no
+            # renamed run may take the name of a failing tool)
+            name = t.name
+            taken = {x.name for x in failing}
+            other = next(x for x in tools if x not in taken)
+            for later in all_tools[all_tools.index(t) + 1 :]:
+                if later.name == name:
+                    later.name = other
         return plan
 
 
@@ -665,6 +722,16 @@ class _Renderer:
         self.root_id = b""
         self.turn = b""  # OpenAI Agents: the turn of the last call (its tools run in it)
         self.last_llm = b""  # the last LLM span written (framework conventions)
+        # the agent-tracing guide (`agent_guide`): per-trace choices, and what it recorded
+        self.g_http = False  # the LLM spans have the SDK's HTTP requests under them
+        self.g_plain = False  # plain `model_provider`/`model_name`, not `ai.*`
+        # the requests are under a second instrumentation's span of the call (LiteLLM's
+        # `litellm_request`), beside the guide's span, which the app did not make current
+        self.g_twin = False
+        self.g_agent = ""
+        self.blocked: list[str] = []  # span ids a policy blocked
+        self.evals: tuple[int, int, float | None] | None = None
+        self.governance = {"quota_exceeded": 0, "key_rotated": 0}
 
     # -- layout ----------------------------------------------------------------------------
     def render(self) -> dict[str, Any]:
@@ -675,6 +742,11 @@ class _Renderer:
         t0 = self.g.next_start(dur)
         root_failed = "root_failure" in p.faults
         framework = self.conv in FRAMEWORK_CONVENTIONS
+        if self.conv == "agent_guide":
+            self.g_http = r.random() < 0.6
+            self.g_plain = r.random() < 0.3
+            self.g_agent = r.choice(("assistant", "support_bot", "researcher"))
+            self.g_twin = self.g_http and r.random() < 0.3
         root = self._root(t0, t0 + dur, root_failed)
         self.root_id = root
         # time budget: planner call, rounds, final call, split by weights
@@ -710,6 +782,8 @@ class _Renderer:
         f_end = t0 + dur - _OVERHEAD_NS
         fstep = self._step("planner", root, f_start, f_end, failed=root_failed and framework)
         self._call(len(p.calls) - 1, fstep, f_start + _OVERHEAD_NS, f_end - _OVERHEAD_NS)
+        if self.conv == "agent_guide":
+            self._guide_signals(root, t0, t0 + dur)
         return self._truth(root, dur, int(base_s * 1e9), root_failed)
 
     def _truth(self, root: bytes, dur: int, base: int, root_failed: bool) -> dict[str, Any]:
@@ -733,6 +807,10 @@ class _Renderer:
             reasons.add("tool_schema_invalid")
         if self.swallowed and not root_failed:
             reasons.add("swallowed_error")
+        if self.blocked:
+            reasons.add("policy_blocked")
+        if self.evals is not None and self.evals[1]:
+            reasons.add("eval_failed")
         del gw
         ordered = [x for x in REASONS if x in reasons]
         answered = [c for c in self.calls_truth if not c.get("failed")]
@@ -762,12 +840,31 @@ class _Renderer:
             "unrecovered": self.swallowed
             + [c["span_id"] for c in self.calls_truth if c.get("failed")],
             "tool_result_key": _TOOL_RESULT_KEY.get(self.conv, "gen_ai.tool.call.result"),
+            "evals": (
+                None
+                if self.evals is None
+                else dict(zip(("count", "failed", "min_score"), self.evals, strict=True))
+            ),
+            "governance": dict(self.governance),
+            "policy_blocked": self.blocked,
         }
 
     # -- root and steps --------------------------------------------------------------------
     def _root(self, start: int, end: int, failed: bool) -> bytes:
         cls = self.p.task_class
         err = "task failed: final answer rejected" if failed else None
+        if self.conv == "agent_guide":  # the task class is the intent in the root's name
+            session = f"{self.r.getrandbits(32):08x}"
+            return self.b.span(
+                S_APP,
+                f"{self.g_agent}.session:{session}.intent={cls}",
+                "server",
+                b"",
+                start,
+                end,
+                {"session.id": session, "agent.name": self.g_agent},
+                error=err,
+            )
         if self.conv in FRAMEWORK_CONVENTIONS and self.conv != "pydantic_ai":
             err = None  # a failed run: the framework's agent span says so, not the root
         if self.conv == "pydantic_ai":  # the agent run is the root
@@ -845,6 +942,11 @@ class _Renderer:
         conv = self.conv
         err = "run failed" if failed else None
         exc = "InternalServerError" if failed else None
+        if conv == "agent_guide":
+            step = "plan" if name == "planner" else "act"
+            return self.b.span(
+                S_APP, f"agent.step:{step}", "internal", parent, start, end, {"agent.step": step}
+            )
         if conv == "langchain_oi":
             return self.b.span(
                 S_OI_LANGCHAIN,
@@ -956,7 +1058,9 @@ class _Renderer:
     # -- tools -----------------------------------------------------------------------------
     def _tool(self, tool: _Tool, parent: bytes, start: int, end: int) -> None:
         r = self.r
-        if tool.fault == "tool_retry":
+        if self.conv == "agent_guide" and tool.fault in ("tool_retry", "policy_blocked"):
+            self._guide_tool(tool, parent, start, end)
+        elif tool.fault == "tool_retry":
             mid = start + (end - start) // 3
             self._tool_span(tool.name, parent, start, mid, result=None, error="TimeoutError")
             sid = self._tool_span(
@@ -990,7 +1094,23 @@ class _Renderer:
         args = json.dumps({"query": f"q{r.randint(1, 999)}"})
         res = json.dumps(result, separators=(",", ":")) if result is not None else None
         conv = self.conv
-        if conv in FRAMEWORK_CONVENTIONS:
+        if conv == "agent_guide":
+            code = {"TimeoutError": "TIMEOUT", "ToolExecutionError": "TOOL_ERROR"}.get(
+                error or "", error
+            )
+            # a failed tool says so by its error code; its status may stay unset
+            sid = self.b.span(
+                S_APP, f"tool.invoke:{name}", "internal", parent, start, end,
+                {
+                    "tool_name": name,
+                    "latency_ms": (end - start) // 1_000_000,
+                    "error_code": code,
+                    "gen_ai.tool.call.arguments": args,
+                    "gen_ai.tool.call.result": res,
+                },
+                error=error if error and r.random() < 0.5 else None,
+            )  # fmt: skip
+        elif conv in FRAMEWORK_CONVENTIONS:
             sid = self._fw_tool(name, parent, start, end, call_id, args, res, error)
         elif conv == "openinference":
             attrs: dict[str, Any] = {
@@ -1089,6 +1209,8 @@ class _Renderer:
             call.tokens = (self.r.randint(200, 4000), self.r.randint(20, 800))
         if conv in GATEWAY_CONVENTIONS:
             truth = getattr(self, f"_gw_{conv}")(call, parent, start, end, served_raw)
+        elif conv == "agent_guide":
+            truth = self._guide_call(call, parent, start, end, served_raw)
         elif conv in FRAMEWORK_CONVENTIONS:
             truth = self._fw_call(call, parent, start, end, served_raw)
         else:
@@ -1819,6 +1941,214 @@ class _Renderer:
             "fallback": fallback,
             "chain": chain,
         }
+
+    # -- the agent-tracing guide (`agent_guide`) -----------------------------------------------
+    def _guide_tool(self, tool: _Tool, parent: bytes, start: int, end: int) -> None:
+        """A tool retry as the guide records it (two runs; or one run with `retry_count`,
+        an attribute or an event), or a tool call a policy blocked (`policy_blocked`)."""
+        r, b = self.r, self.b
+        name = tool.name
+        res = json.dumps(_valid_result(name, r), separators=(",", ":"))
+        base = {"tool_name": name, "latency_ms": (end - start) // 1_000_000}
+        if tool.fault == "policy_blocked":
+            sid = b.span(
+                S_APP, f"tool.invoke:{name}", "internal", parent, start, end,
+                {**base, "error_code": "POLICY_BLOCKED"},
+                error="blocked by policy" if r.random() < 0.5 else None,
+                events=[("policy_blocked", start + (end - start) // 2,
+                         {"policy": "no-external-email", "tool_name": name})],
+            )  # fmt: skip
+            self.blocked.append(sid.hex())
+            return
+        how = r.random()
+        if how < 0.5:  # a failed run, then another
+            mid = start + (end - start) // 3
+            self._tool_span(name, parent, start, mid, result=None, error="TimeoutError")
+            sid = self._tool_span(name, parent, mid + 500_000, end, result=_valid_result(name, r))
+            self.tool_retries.append({"span_id": sid.hex(), "tool": name, "retries": 1})
+            return
+        n = r.randint(1, 3)
+        attrs: dict[str, Any] = {**base, "gen_ai.tool.call.result": res}
+        events: list[tuple[str, int, dict[str, Any]]] = []
+        if how < 0.7:
+            attrs["retry_count"] = n
+        elif how < 0.85:
+            events.append((f"retry_count={n}", end - 100_000, {}))
+        else:
+            events.append(("tool.retry", end - 100_000, {"retry_count": n}))
+        sid = b.span(S_APP, f"tool.invoke:{name}", "internal", parent, start, end, attrs,
+                     events=events)  # fmt: skip
+        self.tool_retries.append({"span_id": sid.hex(), "tool": name, "retries": n})
+
+    def _guide_call(
+        self, call: _Call, parent: bytes, start: int, end: int, served_raw: str
+    ) -> dict[str, Any]:
+        """An LLM call as the guide records it: the router's choice (`router_decision`) is
+        the model asked for, `ai.model_name` the model it ran on; retries and fallbacks
+        as events (`rate_limited`, `timeout`, `fallback_triggered`), beside the SDK's
+        requests when the app traces HTTP; a cache hit as an event."""
+        stack, fault, r = call.stack, call.fault, self.r
+        name = "agent.step:respond" if call.step == "final" else "llm.generate"
+        asked = call.model
+        provider, ran_on = stack.provider, served_raw
+        events: list[tuple[str, int, dict[str, Any]]] = []
+        requests: list[tuple[Model, int | str]] = []  # (stack, status or error type)
+        mid = start + (end - start) // 3
+        fail_kind = r.choice(("rate_limited", "timeout"))
+        failure: int | str = 429 if fail_kind == "rate_limited" else "httpx.ReadTimeout"
+        chain_fail = "error:" + ("429" if failure == 429 else "ReadTimeout")
+        if not self.g_http:
+            chain_fail = "error:" + fail_kind
+        fb = FALLBACK_OF[self.p.stack_name]
+        if fault == "fallback":
+            fb_model = fb.planner
+            provider, ran_on = fb.provider, fb.served[fb_model]
+            if r.random() < 0.6:  # a failure, then the fallback
+                events.append((fail_kind, mid - 200_000, {}))
+                reason = ""
+            else:  # the fallback alone, with its reason
+                reason = r.choice(("provider_error", "overloaded"))
+                failure = 500
+                chain_fail = "error:" + ("500" if self.g_http else reason)
+            ev_name = r.choice(("fallback_triggered", "fallback_triggered=true"))
+            events.append((ev_name, mid, {"from_model": asked, "to_model": fb_model,
+                                          "reason": reason or None}))  # fmt: skip
+            requests = [(stack, failure), (fb, 200)]
+        elif fault == "llm_retry":
+            events.append((fail_kind, mid - 200_000, {}))
+            requests = [(stack, failure), (stack, 200)]
+        elif fault == "mismatch":
+            ran_on = stack.substitute[asked]
+            requests = [(stack, 200)]
+        elif fault == "cache_hit":
+            ev_name = r.choice(("semantic_cache_hit", "cache_hit"))
+            events.append((ev_name, start + 100_000, {}))
+        else:
+            requests = [(stack, 200)]
+        if "governance" in self.p.faults and call.step == "planner":
+            events.append(("quota_exceeded", start + 50_000, {"quota": "tokens_per_minute"}))
+            self.governance["quota_exceeded"] += 1
+        if self.g_plain:
+            attrs: dict[str, Any] = {"model_provider": provider, "model_name": ran_on}
+        else:
+            attrs = {
+                "ai.model_provider": provider,
+                "ai.model_name": ran_on,
+                "ai.router_strategy": "cost_optimized",
+                "ai.prompt_version": "v3",
+            }
+        alt = fb.planner
+        attrs["router_decision"] = (
+            json.dumps({"selected": asked, "candidates": [asked, alt], "reason": "cheapest"})
+            if r.random() < 0.7
+            else asked
+        )
+        sid = self.b.span(S_APP, name, "internal", parent, start, end, attrs,
+                          events=events)  # fmt: skip
+        if self.g_http and requests:
+            under = sid
+            if self.g_twin:  # one call, two spans: its requests under the other one
+                under = self.b.span(
+                    S_LITELLM, "litellm_request", "client", parent, start + 100_000,
+                    end - 100_000,
+                    {"gen_ai.system": requests[0][0].provider, "gen_ai.request.model": asked},
+                )  # fmt: skip
+            self._guide_requests(under, start + 100_000, end - 100_000, requests)
+        req = (_claimed(provider, asked), normalize_model(asked))
+        served = (provider, normalize_model(ran_on))
+        evidence = "http_host" if self.g_http and requests else "response_model"
+        if fault == "fallback":
+            chain = [_entry(stack.provider, asked, chain_fail), _entry(*served, "ok")]
+            return self._expect(sid, req, served, evidence, chain=chain, fallback=True,
+                                mismatch=True)  # fmt: skip
+        if fault == "llm_retry":
+            chain = [_entry(*served, chain_fail), _entry(*served, "ok")]
+            return self._expect(sid, req, served, evidence, chain=chain)
+        cache = None
+        if fault == "cache_hit":
+            cache = ("semantic" if events[0][0].startswith("semantic") else "exact", "span_event")
+        return self._expect(sid, req, served, evidence, chain=[_entry(*served, "ok")],
+                            mismatch=fault == "mismatch", cache=cache)  # fmt: skip
+
+    def _guide_requests(
+        self, parent: bytes, start: int, end: int, requests: list[tuple[Model, int | str]]
+    ) -> None:
+        """The SDK's HTTP requests under a guide LLM span: a status, or a timeout (no
+        response: an error type)."""
+        d = (end - start) // len(requests)
+        for i, (st, outcome) in enumerate(requests):
+            a, z = start + i * d + 200_000, start + (i + 1) * d - 200_000
+            path = "/v1/messages" if st.provider == "anthropic" else "/v1/chat/completions"
+            resend = sum(1 for x, _ in requests[:i] if x is st)  # (a fallback is no resend)
+            if isinstance(outcome, int):
+                attrs = _http_attrs(st.host, "POST", outcome, True, path, resend=resend)
+                err = str(outcome) if outcome >= 400 else None
+            else:
+                h, _, port = st.host.partition(":")
+                attrs = {
+                    "http.request.method": "POST",
+                    "url.full": f"https://{st.host}{path}",
+                    "server.address": h,
+                    "server.port": int(port or 443),
+                    "http.request.resend_count": resend or None,
+                    "error.type": outcome,
+                }
+                err = "timed out"
+            self.b.span(S_HTTPX, "POST", "client", parent, a, z, attrs, error=err)
+
+    def _guide_signals(self, root: bytes, start: int, end: int) -> None:
+        """What the guide records beside the agent's work: an input guardrail (that may
+        block), evaluations after the answer (`eval.run`), a key rotation."""
+        p, r, b = self.p, self.r, self.b
+        head = start + _OVERHEAD_NS // 4, start + _OVERHEAD_NS * 3 // 4
+        blocks = "policy_blocked" in p.faults and not self.blocked
+        if blocks or r.random() < 0.3:
+            attrs: dict[str, Any] = {"guardrail.name": "pii_filter", "guardrail.type": "input"}
+            if r.random() < 0.5:
+                attrs["guardrail.blocked"] = blocks
+            else:
+                attrs["guardrail.action"] = "block" if blocks else "allow"
+            sid = b.span(S_APP, "guardrail.check", "internal", root, *head, attrs)
+            if blocks:
+                self.blocked.append(sid.hex())
+        n = r.choice((0, 1, 1, 2))
+        if "eval_failed" in p.faults:
+            n = max(n, 1)
+        if n:
+            failing = r.randrange(n) if "eval_failed" in p.faults else -1
+            tail = end - _OVERHEAD_NS + 100_000
+            d = (_OVERHEAD_NS - 200_000) // n
+            failed, low = 0, None
+            for i in range(n):
+                ok = i != failing
+                metric = r.choice(("faithfulness", "relevance", "groundedness"))
+                attrs = {("eval.type" if r.random() < 0.5 else "evaluator_type"): metric}
+                if r.random() < 0.2:  # a verdict and no score
+                    attrs["eval.result"] = "pass" if ok else "fail"
+                else:
+                    score = round(r.uniform(0.72, 0.99) if ok else r.uniform(0.1, 0.65), 3)
+                    attrs[f"eval.score.{metric}"] = score
+                    attrs["eval.threshold"] = 0.7
+                    if r.random() < 0.5:
+                        attrs["eval.passed"] = ok
+                    low = score if low is None else min(low, score)
+                failed += not ok
+                b.span(S_APP, "eval.run", "internal", root, tail + i * d,
+                       tail + (i + 1) * d - 50_000, attrs)  # fmt: skip
+            self.evals = (n, failed, low)
+        if "governance" in p.faults and r.random() < 0.5:
+            self._root_event(root, "key_rotated", start + 10_000, {"key_id": "k-2"})
+            self.governance["key_rotated"] += 1
+
+    def _root_event(self, root: bytes, name: str, t: int, attrs: dict[str, Any]) -> None:
+        for spans in self.b.groups.values():
+            for s in spans:
+                if s.span_id == root:
+                    ev = s.events.add()
+                    ev.name = name
+                    ev.time_unix_nano = t
+                    ev.attributes.extend(_attrs(attrs))
+                    return
 
     # -- gateway conventions ---------------------------------------------------------------
     def _gw_litellm(

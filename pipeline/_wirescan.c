@@ -472,6 +472,7 @@ typedef struct {
     Py_ssize_t mask; /* table size - 1 (a power of two) */
     Py_ssize_t n;    /* slots: max slot + 1 */
     PyObject *keys;  /* frozenset of the keys */
+    long events;     /* collect: the slot that counts the span's events (-1: none) */
 } SlotsObject;
 
 static const slot_entry *slots_find(const SlotsObject *t, ptr k, Py_ssize_t len) {
@@ -494,8 +495,13 @@ static void Slots_dealloc(SlotsObject *self) {
 
 static int Slots_init(SlotsObject *self, PyObject *args, PyObject *kw) {
     PyObject *src;
-    static char *names[] = {"keys", NULL};
-    if (!PyArg_ParseTupleAndKeywords(args, kw, "O", names, &src)) return -1;
+    long events = -1;
+    static char *names[] = {"keys", "events", NULL};
+    if (!PyArg_ParseTupleAndKeywords(args, kw, "O|l", names, &src, &events)) return -1;
+    if (events < -1 || events >= 64) {
+        PyErr_SetString(PyExc_ValueError, "Slots: events is a slot in 0..63");
+        return -1;
+    }
     PyObject *items = PyDict_Check(src) ? PyDict_Items(src) : PySequence_List(src);
     if (items == NULL) return -1;
     Py_ssize_t count = PyList_GET_SIZE(items), size = 8;
@@ -540,9 +546,11 @@ static int Slots_init(SlotsObject *self, PyObject *args, PyObject *kw) {
         if (slot + 1 > n) n = slot + 1;
     }
     Py_DECREF(items);
+    if (events + 1 > n) n = events + 1;
     self->tab = tab;
     self->mask = size - 1;
     self->n = n;
+    self->events = events;
     self->keys = PyFrozenSet_New(keys);
     Py_DECREF(keys);
     return self->keys ? 0 : -1;
@@ -555,6 +563,10 @@ fail:
 }
 
 static PyObject *Slots_get_n(SlotsObject *self, void *c) { return PyLong_FromSsize_t(self->n); }
+static PyObject *Slots_get_events(SlotsObject *self, void *c) {
+    if (self->events < 0) Py_RETURN_NONE;
+    return PyLong_FromLong(self->events);
+}
 static PyObject *Slots_get_keys(SlotsObject *self, void *c) {
     Py_INCREF(self->keys);
     return self->keys;
@@ -563,6 +575,7 @@ static PyObject *Slots_get_keys(SlotsObject *self, void *c) {
 static PyGetSetDef Slots_getset[] = {
     {"n", (getter)Slots_get_n, NULL, "max slot + 1", NULL},
     {"keys", (getter)Slots_get_keys, NULL, "the keys, a frozenset", NULL},
+    {"events", (getter)Slots_get_events, NULL, "the slot counting events, or None", NULL},
     {NULL},
 };
 
@@ -857,9 +870,13 @@ static PyObject *wire_collect(PyObject *self, PyObject *const *args, Py_ssize_t 
     }
     ptr p = (ptr)buf.buf + s0, end = (ptr)buf.buf + s1;
     field f;
+    long n_events = 0;
     while (p < end) {
         if (next_field(&p, end, &f)) goto done;
-        if (f.key != 0x4A) continue;
+        if (f.key != 0x4A) {
+            if (f.key == 0x5A) n_events++; /* events = 11, LEN */
+            continue;
+        }
         ptr k0, k1, x0, x1;
         int simple = kv_simple(f.v0, f.v1, &k0, &k1, &x0, &x1);
         if (!simple && last_str1(f.v0, f.v1, &k0, &k1)) goto done;
@@ -885,6 +902,14 @@ static PyObject *wire_collect(PyObject *self, PyObject *const *args, Py_ssize_t 
             Py_DECREF(v);
         }
     }
+    if (n_events && t->events >= 0) {
+        PyObject *c = PyLong_FromLong(n_events);
+        if (c == NULL) goto done;
+        PyObject *old = PyList_GET_ITEM(by, t->events);
+        PyList_SET_ITEM(by, t->events, c);
+        Py_DECREF(old);
+        mask |= 1ULL << t->events;
+    }
     PyObject *m = PyLong_FromUnsignedLongLong(mask);
     if (m == NULL) goto done;
     result = PyTuple_New(2);
@@ -899,6 +924,124 @@ done:
     Py_XDECREF(by);
     PyBuffer_Release(&buf);
     return result;
+}
+
+/* -- events ------------------------------------------------------------------------ */
+
+/* Whether a KeyValue's key is in the table (an empty key: looked up as ""). */
+static int kv_wanted(const SlotsObject *t, ptr v0, ptr v1) {
+    ptr k0, k1, x0, x1;
+    if (!kv_simple(v0, v1, &k0, &k1, &x0, &x1) && last_str1(v0, v1, &k0, &k1)) return -1;
+    return slots_find(t, k0 ? k0 : (ptr) "", k0 ? k1 - k0 : 0) != NULL;
+}
+
+/* events(raw, b0, b1, names: Slots, keys: Slots) -> [(time_unix_nano, name, [(key, value)])]
+ * of the span's events whose name, up to its first '=', is in `names`, or that carry an
+ * attribute whose key is in `names`; each with its attributes in `keys`, in wire order.
+ * See wirescan.py. */
+static PyObject *wire_events(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "events(raw, b0, b1, names, keys)");
+        return NULL;
+    }
+    if (!PyObject_TypeCheck(args[3], &SlotsType) || !PyObject_TypeCheck(args[4], &SlotsType)) {
+        PyErr_SetString(PyExc_TypeError, "events: names and keys must be Slots");
+        return NULL;
+    }
+    Py_ssize_t s0 = PyLong_AsSsize_t(args[1]);
+    if (s0 == -1 && PyErr_Occurred()) return NULL;
+    Py_ssize_t s1 = PyLong_AsSsize_t(args[2]);
+    if (s1 == -1 && PyErr_Occurred()) return NULL;
+    const SlotsObject *names = (SlotsObject *)args[3], *keys = (SlotsObject *)args[4];
+    Py_buffer buf;
+    if (PyObject_GetBuffer(args[0], &buf, PyBUF_SIMPLE)) return NULL;
+    PyObject *out = NULL;
+    if (s0 < 0 || s1 < s0 || s1 > buf.len) {
+        PyErr_SetString(PyExc_IndexError, "span bounds out of range");
+        goto done;
+    }
+    out = PyList_New(0);
+    if (out == NULL) goto done;
+    ptr p = (ptr)buf.buf + s0, end = (ptr)buf.buf + s1;
+    field f, g;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto error;
+        if (f.key != 0x5A) continue; /* events = 11 */
+        ptr nm0 = NULL, nm1 = NULL;
+        uint64_t t = 0;
+        int match = 0;
+        ptr q = f.v0;
+        while (q < f.v1) {
+            if (next_field(&q, f.v1, &g)) goto error;
+            if (g.key == 0x09) { /* time_unix_nano = 1, fixed64 */
+                t = le64(g.v0);
+            } else if (g.key == 0x12) { /* name = 2 */
+                if (nm0 && check_str(nm0, nm1)) goto error;
+                nm0 = g.v0;
+                nm1 = g.v1;
+            } else if (g.key == 0x1A && !match) { /* attributes = 3 */
+                int w = kv_wanted(names, g.v0, g.v1);
+                if (w < 0) goto error;
+                match = w;
+            }
+        }
+        if (!match) {
+            ptr a = nm0 ? nm0 : (ptr) "", b = nm0 ? nm1 : a;
+            ptr eq = memchr(a, '=', (size_t)(b - a));
+            match = slots_find(names, a, (eq ? eq : b) - a) != NULL;
+        }
+        if (!match) {
+            if (nm0 && check_str(nm0, nm1)) goto error; /* validated, as the decoder does */
+            continue;
+        }
+        PyObject *attrs = PyList_New(0);
+        if (attrs == NULL) goto error;
+        q = f.v0;
+        while (q < f.v1) {
+            if (next_field(&q, f.v1, &g)) {
+                Py_DECREF(attrs);
+                goto error;
+            }
+            if (g.key != 0x1A) continue;
+            int w = kv_wanted(keys, g.v0, g.v1);
+            if (w < 0) {
+                Py_DECREF(attrs);
+                goto error;
+            }
+            if (!w) continue;
+            PyObject *k, *v, *item;
+            if (key_value(g.v0, g.v1, Py_None, 0, &k, &v)) {
+                Py_DECREF(attrs);
+                goto error;
+            }
+            item = PyTuple_Pack(2, k, v);
+            Py_DECREF(k);
+            Py_DECREF(v);
+            if (item == NULL || PyList_Append(attrs, item)) {
+                Py_XDECREF(item);
+                Py_DECREF(attrs);
+                goto error;
+            }
+            Py_DECREF(item);
+        }
+        PyObject *name = nm0 ? mkstr(nm0, nm1) : PyUnicode_FromStringAndSize("", 0);
+        PyObject *time = PyLong_FromUnsignedLongLong((unsigned long long)t);
+        PyObject *ev = (name && time) ? PyTuple_Pack(3, time, name, attrs) : NULL;
+        Py_XDECREF(name);
+        Py_XDECREF(time);
+        Py_DECREF(attrs);
+        if (ev == NULL || PyList_Append(out, ev)) {
+            Py_XDECREF(ev);
+            goto error;
+        }
+        Py_DECREF(ev);
+    }
+    goto done;
+error:
+    Py_CLEAR(out);
+done:
+    PyBuffer_Release(&buf);
+    return out;
 }
 
 /* -- splice ------------------------------------------------------------------------ */
@@ -1513,6 +1656,7 @@ static PyMethodDef methods[] = {
     {"spans", wire_spans, METH_O, "Every span's cheap fields; see pipeline.wirescan."},
     {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
     {"collect", (PyCFunction)(void (*)(void))wire_collect, METH_FASTCALL, "A span's wanted attributes, by slot."},
+    {"events", (PyCFunction)(void (*)(void))wire_events, METH_FASTCALL, "A span's wanted events."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
     {"check", wire_check, METH_VARARGS, "Validate a request as protobuf's decoder does; (spans, ids_ok)."},

@@ -30,7 +30,16 @@ meet (values are equal either way; do not rely on identity).
   attributes whose keys are in ``slots``, ``by_slot`` (``slots.n`` long) gives per slot
   the value of its key present with the lowest priority number (the last occurrence of a
   repeated key; None: none present), and ``mask`` has bit ``slot`` set for each slot
-  present.
+  present. ``Slots(keys, events=slot)`` also counts the span's events in the same pass:
+  ``by_slot[slot]`` is their number and its bit is set when there is at least one (no key
+  should use that slot). Knowing that a span has events costs nothing more.
+- ``events(raw, body_start, body_end, names, keys) -> [(time_unix_nano, name, attrs)]``:
+  the span's events (in wire order) whose name, up to its first ``=``, is a key of the
+  `Slots` ``names`` (``fallback_triggered=true`` matches ``fallback_triggered``), or that
+  carry an attribute whose key is in ``names``; ``attrs`` are that event's attributes
+  whose keys are in the `Slots` ``keys``, as ``(key, value)`` in wire order (an unset
+  value is None).
+  Other events cost a walk over their fields, no Python object.
 - ``ids_ok(raw) -> bool``: whether every span's trace_id is empty or 16 bytes and its
   span_id and parent_span_id empty or 8 (what the OTLP receivers require; `validate`'s
   second half).
@@ -82,6 +91,7 @@ __all__ = [
     "attributes",
     "check",
     "collect",
+    "events",
     "group",
     "ids_ok",
     "spans",
@@ -315,14 +325,17 @@ def _py_attributes(
 class _PySlots:
     """`Slots` in Python."""
 
-    def __init__(self, keys: dict[str, tuple[int, int]] | Iterable[str]) -> None:
+    def __init__(self, keys: dict[str, tuple[int, int]] | Iterable[str], events: int = -1) -> None:
         table = dict(keys) if isinstance(keys, dict) else {k: (0, 0) for k in keys}
         for k, (slot, _) in table.items():
             if not isinstance(k, str) or not 0 <= slot < 64:
                 raise ValueError("Slots: str keys, slots in 0..63")
+        if not -1 <= events < 64:
+            raise ValueError("Slots: events is a slot in 0..63")
         self.table: dict[str, tuple[int, int]] = table
         self.keys = frozenset(table)
-        self.n = max((slot for slot, _ in table.values()), default=-1) + 1
+        self.events: int | None = events if events >= 0 else None
+        self.n = max(max((slot for slot, _ in table.values()), default=-1), events) + 1
 
 
 def _py_collect(
@@ -338,7 +351,41 @@ def _py_collect(
             best[f] = prio
             mask |= 1 << f
             by[f] = value
+    if slots.events is not None:
+        n = sum(1 for k, _, _, _ in _fields(raw, start, end) if k == 0x5A)  # events = 11
+        if n:
+            by[slots.events] = n
+            mask |= 1 << slots.events
     return by, mask
+
+
+def _py_events(
+    raw: bytes, start: int, end: int, names: _PySlots, keys: _PySlots
+) -> list[tuple[int, str, list[tuple[str, Any]]]]:
+    if not 0 <= start <= end <= len(raw):
+        raise IndexError("span bounds out of range")
+    if not isinstance(names, _PySlots) or not isinstance(keys, _PySlots):
+        raise TypeError("events: names and keys must be Slots")
+    out = []
+    for k, _, v0, v1 in _fields(raw, start, end):
+        if k != 0x5A:  # events = 11, LEN
+            continue
+        t = 0
+        name = ""
+        kvs: list[tuple[int, int]] = []
+        for ek, _, e0, e1 in _fields(raw, v0, v1):
+            if ek == 0x09:  # time_unix_nano = 1, fixed64
+                t = _Q.unpack_from(raw, e0)[0]
+            elif ek == 0x12:  # name = 2
+                name = _str(raw, e0, e1)
+            elif ek == 0x1A:  # attributes = 3
+                kvs.append((e0, e1))
+        akeys = [_attr_key(raw, a, b) for a, b in kvs]
+        if name.split("=", 1)[0] not in names.keys and not any(k in names.keys for k in akeys):
+            continue
+        wanted = [ab for ab, k in zip(kvs, akeys, strict=True) if k in keys.keys]
+        out.append((t, name, [_py_kv(raw, a, b, None, 0) for a, b in wanted]))
+    return out
 
 
 def _py_ids_ok(raw: bytes) -> bool:
@@ -543,6 +590,7 @@ try:
     from pipeline._wirescan import attributes as attributes
     from pipeline._wirescan import check as _c_check
     from pipeline._wirescan import collect as collect
+    from pipeline._wirescan import events as events
     from pipeline._wirescan import group as group
     from pipeline._wirescan import spans as spans
     from pipeline._wirescan import splice as splice
@@ -564,6 +612,7 @@ except ImportError:  # not built (no compiler): the same algorithm in Python
     spans = _py_spans
     attributes = _py_attributes  # type: ignore[assignment]
     collect = _py_collect  # type: ignore[assignment]
+    events = _py_events  # type: ignore[assignment]
     group = _py_group
     check = _py_check
     validate = _py_validate

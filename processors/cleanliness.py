@@ -56,7 +56,7 @@ from pipeline.wholetraces import TraceView, resource_attributes, trace_views
 from pipeline.wirescan import Row, SpanInfo
 from processors.genai import GenAIConfig, TraceFacts, drop_index, index_for, keys_for, no_gc
 from processors.genai.tools import Failure, ToolChecker
-from processors.genai.write import Encoder, attr_double, attr_str, attr_strs
+from processors.genai.write import Encoder, attr_double, attr_int, attr_str, attr_strs
 
 __all__ = [
     "CLASSES",
@@ -79,8 +79,10 @@ REASONS = (
     "provider_mismatch",
     "slow",
     "multi_model",
+    "policy_blocked",
     "tool_schema_invalid",
     "swallowed_error",
+    "eval_failed",
 )
 DEFAULT_CLASSES = {
     "fallback": "noisy",
@@ -90,9 +92,12 @@ DEFAULT_CLASSES = {
     "provider_mismatch": "noisy",
     "slow": "noisy",
     "multi_model": "noisy",
+    "policy_blocked": "noisy",
     "tool_schema_invalid": "corrupted",
     "swallowed_error": "corrupted",
+    "eval_failed": "corrupted",
 }
+GOVERNANCE_EVENTS = ("quota_exceeded", "key_rotated")
 
 A_CLASS = "sieve.trace.class"
 A_REASONS = "sieve.trace.reasons"
@@ -100,18 +105,24 @@ A_PROVIDERS = "sieve.trace.providers"
 A_MODELS = "sieve.trace.models"
 A_RATIO = "sieve.trace.duration_ratio"
 A_TASK = "sieve.trace.task_class"
+A_EVAL_COUNT = "sieve.trace.eval.count"
+A_EVAL_FAILED = "sieve.trace.eval.failed"
+A_EVAL_MIN = "sieve.trace.eval.min_score"
 A_SCHEMA_ERROR = "sieve.tool.schema_error"
 A_SCHEMA_PATH = "sieve.tool.schema_path"
 FACT_ROOT = "sieve.trace.root_span"  # in a trace's facts: its root span's row (never written)
 _OURS_B = b"sieve.trace."
-_OURS_KEYS = frozenset((A_CLASS, A_REASONS, A_PROVIDERS, A_MODELS, A_RATIO, A_TASK))
+_OURS_KEYS = frozenset(
+    {A_CLASS, A_REASONS, A_PROVIDERS, A_MODELS, A_RATIO, A_TASK}
+    | {A_EVAL_COUNT, A_EVAL_FAILED, A_EVAL_MIN}
+)
 _SCHEMA_B = b"sieve.tool.schema_"
 _SCHEMA_KEYS = frozenset((A_SCHEMA_ERROR, A_SCHEMA_PATH))
 
 # task class: the configured key, then these, then the root span's name
 _CLASS_FALLBACK_KEYS = ("gen_ai.workflow.name", "gen_ai.agent.name")
 # tool name and result, after the configured keys
-_TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name")
+_TOOL_NAME_KEYS = ("gen_ai.tool.name", "tool.name", "traceloop.entity.name", "tool_name")
 _TOOL_RESULT_KEYS = ("gen_ai.tool.call.result", "output.value", "traceloop.entity.output")
 _ERROR = 2  # Status.STATUS_CODE_ERROR
 
@@ -282,9 +293,11 @@ class _Verdict(NamedTuple):
     models: tuple[str, ...]
 
 
-# a trace's result: its verdict, duration ratio and task class (kept this small for late
-# fragments: ~0.25 KB a remembered trace, the verdicts being shared)
-_Result = tuple[_Verdict, float | None, str]
+# a trace's evaluations: (count, failed, lowest score), or None without any
+_Evals = tuple[int, int, float | None] | None
+# a trace's result: its verdict, duration ratio, task class and evaluations (kept this
+# small for late fragments: ~0.25 KB a remembered trace, the verdicts being shared)
+_Result = tuple[_Verdict, float | None, str, _Evals]
 
 
 class CleanlinessProcessor(ProcessorHelper):
@@ -333,6 +346,13 @@ class CleanlinessProcessor(ProcessorHelper):
             "tracesieve_cleanliness_task_classes",
             "Task classes with a running duration median",
         )
+        gov = self.counters(
+            "tracesieve_cleanliness_governance_events",
+            "Governance events (quota_exceeded, key_rotated) in the traces classified",
+            "event",
+            GOVERNANCE_EVENTS,
+        )
+        self._m_quota, self._m_key = gov["quota_exceeded"], gov["key_rotated"]
 
     # -- offline timing (tracesieve audit) ------------------------------------------------
     def fix_medians(self, medians: dict[str, float]) -> None:
@@ -375,7 +395,12 @@ class CleanlinessProcessor(ProcessorHelper):
         classes: Counter[str] = Counter()
         reasons_n: Counter[str] = Counter()
         late_n = [0, 0]
+        quota = keys_rotated = 0
         for v in views:
+            f = facts.get(v.trace_id)
+            if f is not None:  # (a late fragment's spans are not its trace's earlier ones)
+                quota += f.quota_exceeded
+                keys_rotated += f.key_rotated
             res = self._late.get(v.trace_id) if v.late else None
             if res is not None:
                 late_n[0] += 1
@@ -387,7 +412,7 @@ class CleanlinessProcessor(ProcessorHelper):
                     failed = self._tools.failures(tools.get(v.trace_id, _NO_TOOLS), v.raw)
                     if failed or v.has(_SCHEMA_B):
                         self._write_schema_errors(traces, v, failed)
-                res = self._classify(v, facts.get(v.trace_id), bool(failed))
+                res = self._classify(v, f, bool(failed))
                 classes[res[0].cls] += 1
                 reasons_n.update(res[0].reasons)
                 if self.cfg.late_cache_size and not v.late:
@@ -398,12 +423,16 @@ class CleanlinessProcessor(ProcessorHelper):
             facts_of.update(_facts(res))
             if v.root is not None:
                 facts_of[FACT_ROOT] = v.root
-            verdict, ratio, task = res
+            verdict, ratio, task, evals = res
             data = self._encoded(verdict)
             if ratio is not None:
                 data += attr_double(A_RATIO, ratio)
             if task:
                 data += self._encoded_task(task)
+            if evals is not None:
+                data += attr_int(A_EVAL_COUNT, evals[0]) + attr_int(A_EVAL_FAILED, evals[1])
+                if evals[2] is not None:
+                    data += attr_double(A_EVAL_MIN, evals[2])
             v.write(traces, data, _OURS_KEYS, _OURS_B)
         drop_index(traces)
         for c, n in classes.items():
@@ -415,6 +444,10 @@ class CleanlinessProcessor(ProcessorHelper):
         if late_n[1]:
             self._m_late_l[1].inc(late_n[1])
         self._m_task_classes.set(len(self._timing.classes))
+        if quota:
+            self._m_quota.inc(quota)
+        if keys_rotated:
+            self._m_key.inc(keys_rotated)
         return traces
 
     def _encoded(self, verdict: _Verdict) -> bytes:
@@ -454,6 +487,11 @@ class CleanlinessProcessor(ProcessorHelper):
     def _classify(self, v: TraceView, f: TraceFacts | None, schema_invalid: bool) -> _Result:
         cfg = self.cfg
         reasons: set[str] = set(f.reasons()) if f is not None else set()
+        evals: _Evals = None
+        if f is not None and (f.evals or f.policy_blocked):
+            reasons.update(f.signal_reasons())
+            if f.evals:
+                evals = (f.evals, f.evals_failed, f.eval_min)
         root = v.root
         root_error = root is not None and root[8] == _ERROR
         ratio: float | None = None
@@ -491,11 +529,12 @@ class CleanlinessProcessor(ProcessorHelper):
             if len(self._verdicts) > 10_000:
                 self._verdicts.clear()
             shared = self._verdicts[verdict] = verdict
-        return shared, ratio, task
+        return shared, ratio, task, evals
 
     def _task_class(self, v: TraceView, root: SpanInfo) -> str:
         """The first of the class keys present on the root span (the configured key also on
-        its resource), else the root span's name."""
+        its resource), else the intent a root span named `<agent>.session:<id>.intent=<intent>`
+        names, else the root span's name."""
         keys = self._class_keys
         found: dict[str, str] = {}
         for k, value in wirescan.attributes(v.raw, root[9], root[10], self._class_key_set, None):
@@ -509,12 +548,20 @@ class CleanlinessProcessor(ProcessorHelper):
                 text = _text(resource_attributes(v.resource_of(root[9])).get(k))
                 if text:
                     return text
-        return root[1]
+        name: str = root[1]
+        i = name.find(_INTENT)
+        if i > 0 and name.find(_SESSION) > 0 and i + len(_INTENT) < len(name):
+            return name[i + len(_INTENT) :]  # the agent-tracing guide's root span name
+        return name
+
+
+_SESSION = ".session:"
+_INTENT = ".intent="
 
 
 def _facts(res: _Result) -> dict[str, Any]:
     """A result as the values written (for the trace's entry in the groupbytrace index)."""
-    verdict, ratio, task = res
+    verdict, ratio, task, evals = res
     out: dict[str, Any] = {
         A_CLASS: verdict.cls,
         A_REASONS: list(verdict.reasons),
@@ -525,6 +572,11 @@ def _facts(res: _Result) -> dict[str, Any]:
         out[A_RATIO] = ratio
     if task:
         out[A_TASK] = task
+    if evals is not None:
+        out[A_EVAL_COUNT] = evals[0]
+        out[A_EVAL_FAILED] = evals[1]
+        if evals[2] is not None:
+            out[A_EVAL_MIN] = evals[2]
     return out
 
 

@@ -25,7 +25,9 @@ from processors.genai.index import (
     Keys,
     SpanRecord,
     build_records,
+    event_walk,
     is_call,
+    signals_of,
 )
 from processors.genai.models import compatible, model_family, normalize_model
 
@@ -38,22 +40,31 @@ EVIDENCE: Final = ("gateway", "http_host", "response_model", "span_attribute", "
 class Attempt:
     """One attempt of a logical call (a native class: made for every call span)."""
 
-    __slots__ = ("model", "ok", "outcome", "provider", "record")
+    __slots__ = ("model", "ok", "outcome", "provider", "record", "switch")
 
     def __init__(
-        self, provider: str, model: str, ok: bool, outcome: str, record: SpanRecord | None
+        self,
+        provider: str,
+        model: str,
+        ok: bool,
+        outcome: str,
+        record: SpanRecord | None,
+        switch: bool = False,
     ) -> None:
         self.provider = provider
         self.model = model  # normalised
         self.ok = ok
         self.outcome = outcome  # "ok" | "error:<type or status>"
         self.record = record
+        # a marker says this attempt went elsewhere (a fallback), whatever its target
+        # reads as (an event's fallback whose first model is not named)
+        self.switch = switch
 
     def __repr__(self) -> str:
         return f"Attempt({self.provider!r}, {self.model!r}, {self.ok}, {self.outcome!r})"
 
     def with_target(self, provider: str, model: str) -> Attempt:
-        return Attempt(provider, model, self.ok, self.outcome, self.record)
+        return Attempt(provider, model, self.ok, self.outcome, self.record, self.switch)
 
     def entry(self) -> str:
         key = (self.provider, self.model, self.outcome)
@@ -92,13 +103,32 @@ class TraceFacts:
     # successful logical call started after it ended): the run failed, whatever the root
     # span (an instrumentation's own root may stay OK) says
     failed_run: bool = False
+    # the agent-tracing guide's signals: a policy (a guardrail, a tool's `policy_blocked`
+    # event) blocked something; evaluations run, failed, and their lowest score;
+    # governance events
+    policy_blocked: bool = False
+    evals: int = 0
+    evals_failed: int = 0
+    eval_min: float | None = None
+    quota_exceeded: int = 0
+    key_rotated: int = 0
 
     def reasons(self) -> list[str]:
-        """The enrichment reasons, in the order of the cleanliness vocabulary."""
+        """The enrichment reasons, in the order of the cleanliness vocabulary (but for
+        `policy_blocked` and `eval_failed`: `signal_reasons`)."""
         out = []
         for name in ("fallback", "llm_retry", "tool_retry", "cache_hit", "provider_mismatch"):
             if getattr(self, name):
                 out.append(name)
+        return out
+
+    def signal_reasons(self) -> list[str]:
+        """`policy_blocked` and `eval_failed`, when they apply."""
+        out = []
+        if self.policy_blocked:
+            out.append("policy_blocked")
+        if self.evals_failed:
+            out.append("eval_failed")
         return out
 
 
@@ -138,6 +168,8 @@ class GenAIIndex:
         self.by_key = built.by_key
         self.tool_spans = built.tool_spans
         self.failed_agents = built.failed_agents
+        self.signals = built.signals  # records with a block, evaluations or governance
+        self.plugins = built.plugins  # gateway cache plugin spans
         self._has_markers = built.has_markers
         self.calls = [r for r in self.records if is_call(r.role)]
         self.tools = [r for r in self.records if r.role == TOOL]
@@ -165,12 +197,16 @@ class GenAIIndex:
             self._resolve(rec)
 
     def served_counts(self) -> tuple[dict[tuple[str, str], int], int]:
-        """Call spans by the (provider, model) that served them, and how many of them were
-        served by another provider or model than requested (after `reconcile`)."""
+        """Calls by the (provider, model) that served them, and how many of them were
+        served by another provider or model than requested (after `reconcile`). A call is
+        counted once: by its outermost span (not by the spans inside it: its attempts, a
+        gateway's spans, a second instrumentation's span of it)."""
         self.reconcile()
         served: dict[tuple[str, str], int] = {}
         mismatches = 0
         for rec in self.calls:
+            if rec.nested:
+                continue
             k = (rec.served_provider, rec.served_model)
             served[k] = served.get(k, 0) + 1
             if rec.mismatch:
@@ -287,6 +323,8 @@ class GenAIIndex:
             return
         self._cached = True
         self.reconcile()
+        if self.plugins:
+            self._plugin_answers()
         calls = sorted(self.calls, key=_start)
         first_end: dict[str, int] = {}
         for rec in calls:
@@ -336,7 +374,9 @@ class GenAIIndex:
                 if g.cache_hit:
                     self._hit(rec, g.cache_hit_type, g.cache_evidence)
                     return
-        if rec.role == GATEWAY and self._short_circuit(rec):
+        if rec.sig is not None and rec.sig.plugin_hit:
+            self._hit(rec, rec.sig.plugin_hit, "no_provider_call")
+        elif rec.role == GATEWAY and self._short_circuit(rec):
             self._hit(rec, "unknown", "no_provider_call")
         elif seen_before:
             self._hit(rec, "exact", "response_id_seen")
@@ -404,6 +444,26 @@ class GenAIIndex:
                 return True
         return False
 
+    def _plugin_answers(self) -> None:
+        """A gateway request that its cache plugin answered: a cache plugin span
+        (`plugin.semantic_cache.prehook`) under the request, and no provider call (no LLM,
+        gateway attempt or HTTP span) under it, the request successful. The call that made
+        the request (the request itself when it is a gateway span, else the first call
+        above it) is a hit (`semantic` for a semantic cache), marker or not."""
+        for pl in self.plugins:
+            req = pl.parent
+            if req is None or req.error or req.http_status >= 400:
+                continue
+            if any(c.role in (LLM, GATEWAY, HTTP) for c in req.children or ()):
+                continue  # the gateway called a provider
+            r: SpanRecord | None = req
+            while r is not None and not is_call(r.role):
+                r = r.parent
+            if r is not None:
+                sig = signals_of(r)
+                if not sig.plugin_hit:
+                    sig.plugin_hit = "semantic" if "semantic" in pl.name else "unknown"
+
     @staticmethod
     def _short_circuit(g: SpanRecord) -> bool:
         """A gateway span that answered without calling a provider."""
@@ -423,7 +483,7 @@ class GenAIIndex:
         self.reconcile()
         groups: dict[bytes, list[SpanRecord]] = {}
         for rec in self.calls:
-            if self._is_nested(rec):
+            if rec.nested:  # an attempt or a twin of the call it is in
                 continue
             groups.setdefault(rec.parent_key or rec.key, []).append(rec)
         failed: list[list[SpanRecord]] = []  # runs whose last attempt failed
@@ -436,17 +496,6 @@ class GenAIIndex:
         if failed:
             self._link_failed(failed)
         self._tool_runs()
-
-    @staticmethod
-    def _is_nested(rec: SpanRecord) -> bool:
-        anc = rec.parent
-        while anc is not None:
-            if is_call(anc.role):
-                return True
-            if anc.role != HTTP:
-                return False
-            anc = anc.parent
-        return False
 
     @staticmethod
     def _dedupe(members: list[SpanRecord]) -> None:
@@ -581,7 +630,10 @@ class GenAIIndex:
             return got
         self._resolve(rec)
         if not rec.children:  # the common case: one span, one attempt (not kept: cheaper
-            return [self._leaf(rec)]  # to make again than to hold for the GC to walk)
+            if rec.sig is None or rec.sig.attempts is None:  # to make again than to hold
+                return [self._leaf(rec)]  # for the GC to walk)
+            got = self._attempts[rec.key] = self._event_attempts(rec)
+            return got
         out: list[Attempt] = []
         calls: list[SpanRecord] = []
         https: list[SpanRecord] = []
@@ -629,12 +681,54 @@ class GenAIIndex:
         self._attempts[rec.key] = out
         return out
 
+    def _event_attempts(self, rec: SpanRecord) -> list[Attempt]:
+        """The attempts of a call span with no request under it whose events report
+        failed attempts (`rate_limited`, `timeout`) and fallbacks (`fallback_triggered`):
+        see `index.event_walk`. A segment's target is the model its fallback events name,
+        else: the last, the span's own; the first, the model asked for (a router's
+        choice) when it differs from the one that served; else unknown."""
+        final = self._leaf(rec)
+        walk, hints = event_walk(rec)
+        last = len(hints) - 1
+        targets: list[tuple[str, str]] = []
+        for k, (frm, to) in enumerate(hints):
+            named = frm or to
+            if k == last:
+                targets.append((final.provider, final.model))
+            elif named:
+                m = normalize_model(named)
+                targets.append((model_family(named) or "", m))
+            elif k == 0 and rec.req_model_n and rec.req_model_n != final.model:
+                targets.append((rec.req_provider, rec.req_model_n))
+            else:
+                targets.append(("", ""))
+        out: list[Attempt] = []
+        prev = 0
+        for i, (seg, outcome) in enumerate(walk):
+            p, m = targets[seg]
+            switch = i > 0 and seg != prev
+            prev = seg
+            if i == len(walk) - 1:
+                out.append(Attempt(p, m, final.ok, outcome or final.outcome, rec, switch))
+            else:
+                out.append(Attempt(p, m, False, outcome, None, switch))
+        return out
+
     def _http_attempt(self, h: SpanRecord, rec: SpanRecord) -> Attempt:
         p = self.keys.hosts.provider(h.host) if h.host else ""
         ok = h.ok
+        model = rec.served_model or rec.req_model_n
+        if (
+            p
+            and rec.served_provider
+            and p != rec.served_provider
+            and rec.req_model_n
+            and compatible(model_family(rec.req_model) or rec.req_provider, p)
+        ):
+            model = rec.req_model_n  # a request to the provider first asked: its model
         return Attempt(
             p or rec.served_provider or rec.req_provider,
-            rec.served_model or rec.req_model_n,
+            model,
             ok,
             "ok" if ok else "error:" + _error_of(h),
             h,
@@ -706,14 +800,27 @@ class GenAIIndex:
                         f.providers.add(r.served_provider)
                     if r.served_model:
                         f.models.add(r.served_model)
-                else:
+                elif r.sig is None or not r.sig.blocked:  # a policy refused it: explained
                     f.unrecovered.append(r)
         for t in self.tools:
             f = get(t.trace_id)
             f.tools.append(t)
             f.tool_retry = f.tool_retry or t.tool_retries > 0
-            if not t.superseded and t.error:
+            if not t.superseded and t.error and (t.sig is None or not t.sig.blocked):
                 f.unrecovered.append(t)
+        for r in self.signals:
+            sig = r.sig
+            if sig is None:
+                continue
+            f = get(r.trace_id)
+            f.policy_blocked = f.policy_blocked or sig.blocked
+            f.evals += sig.eval_count
+            f.evals_failed += sig.eval_failed
+            m = sig.eval_min
+            if m is not None and (f.eval_min is None or m < f.eval_min):
+                f.eval_min = m
+            f.quota_exceeded += sig.quota_exceeded
+            f.key_rotated += sig.key_rotated
         for a in self.failed_agents:
             f = get(a.trace_id)
             if not f.failed_run and not any(
@@ -732,7 +839,13 @@ def _close_tool_run(run: list[SpanRecord]) -> None:
     for t in run[:-1]:
         t.superseded = True
     last = run[-1]
-    last.tool_retries = len(run) - 1
+    # runs of the tool, or the retries one run reports (`retry_count`): the larger, never
+    # the sum (a re-run span that counts its attempts reports the same retries)
+    reported = 0
+    for t in run:
+        if t.retries_marker > reported:
+            reported = t.retries_marker
+    last.tool_retries = max(len(run) - 1, reported)
     last.final_ok = not last.error
 
 
@@ -746,7 +859,7 @@ def _count(atts: list[Attempt]) -> tuple[int, int]:
     for i in range(1, len(atts)):
         if atts[i - 1].ok:
             continue
-        if _same(atts[i - 1], atts[i]):
+        if _same(atts[i - 1], atts[i]) and not atts[i].switch:
             retries += 1
         else:
             fallbacks += 1

@@ -20,15 +20,18 @@ import msgspec
 from pipeline import wirescan
 from pipeline.wirescan import Row, SpanInfo
 from processors.genai.config import AttributeMappings, GenAIConfig
-from processors.genai.models import HostResolver, canonical_provider
+from processors.genai.models import HostResolver, canonical_provider, normalize_model
 
 __all__ = [
     "AGENT",
     "CALL_ROLES",
+    "EVAL",
     "GATEWAY",
+    "GUARD",
     "HTTP",
     "LLM",
     "OTHER",
+    "PLUGIN",
     "TOOL",
     "Built",
     "Keys",
@@ -47,6 +50,9 @@ HTTP: Final = 3
 TOOL: Final = 4
 AGENT: Final = 5
 UNKNOWN: Final = 6
+EVAL: Final = 7  # an evaluation (`eval.run`, OpenInference EVALUATOR)
+GUARD: Final = 8  # a guardrail check (OpenInference GUARDRAIL, `guardrail*` spans)
+PLUGIN: Final = 9  # a gateway's cache plugin (Bifrost `plugin.semantic_cache.prehook`)
 CALL_ROLES: Final = (LLM, GATEWAY)
 
 
@@ -63,6 +69,9 @@ ROLE_NAMES: Final = {
     TOOL: "tool",
     AGENT: "agent",
     UNKNOWN: "unknown",
+    EVAL: "eval",
+    GUARD: "guard",
+    PLUGIN: "plugin",
 }
 
 _CLIENT: Final = 3  # Span.SPAN_KIND_CLIENT
@@ -191,10 +200,23 @@ _TRACELOOP_KINDS: Final = {"tool": TOOL, "agent": AGENT, "workflow": AGENT, "tas
 # OpenInference LLM-kind spans that are no model call (LlamaIndex traces the method that
 # prepares a tool-calling request beside the one that sends it)
 _OI_NOT_CALLS: Final = ("._prepare_chat_with_tools", "._prepare_chat_with_tools_async")
+_GUIDE_PREFIXES: Final = ("tool.invoke:", "agent.step:", "eval.run", "guardrail", "plugin.")
 
 
 def name_role(hint: int, name: str, kind: int) -> int:
     """The role a span has by its cheap fields; UNKNOWN means 'read its attributes'."""
+    if name.startswith(_GUIDE_PREFIXES):
+        # the agent-tracing guide's span shapes (docs/genai.md#the-agent-tracing-guide)
+        if name.startswith("tool.invoke:"):
+            return TOOL
+        if name.startswith("agent.step:"):
+            return LLM if name == "agent.step:respond" else AGENT
+        if name == "eval.run":
+            return EVAL
+        if name.startswith("guardrail"):
+            return GUARD
+        if name.startswith("plugin.") and "cache" in name:
+            return PLUGIN
     if hint == SC_OI:
         if name.endswith(_OI_NOT_CALLS):
             return OTHER  # an LLM-kind span that sends nothing (LlamaIndex's preparation)
@@ -300,10 +322,26 @@ F_X_SERVED_MODEL: Final = 43
 F_X_CACHE_HIT: Final = 44
 F_X_CACHE_TYPE: Final = 45
 F_CF_STEP: Final = 46
-N_FIELDS: Final = 47
+F_AI_MODEL: Final = 47  # the guide's `ai.model_name`: the model the call ran on
+# `model_name`, `model_provider`, `tool_name`: read only on spans already known to be calls
+# or tools (too generic to make one)
+F_PLAIN_MODEL: Final = 48
+F_PLAIN_PROVIDER: Final = 49
+F_PLAIN_TOOL: Final = 50
+F_ROUTER: Final = 51  # `router_decision`: the model a router chose, and its candidates
+F_ERROR_CODE: Final = 52  # a tool's `error_code`
+N_FIELDS: Final = 53
+EV_SLOT: Final = 53  # `collect` counts the span's events here (wirescan.Slots(events=))
+_EV_BIT: Final = 1 << EV_SLOT
 
 FIELD_KEYS: Final[dict[int, tuple[str, ...]]] = {
-    F_PROVIDER: ("gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"),
+    F_PROVIDER: (
+        "gen_ai.provider.name",
+        "gen_ai.system",
+        "llm.provider",
+        "llm.system",
+        "ai.model_provider",
+    ),
     F_REQ_MODEL: (
         "gen_ai.request.model",
         "llm.request.model_name",
@@ -356,7 +394,7 @@ FIELD_KEYS: Final[dict[int, tuple[str, ...]]] = {
         "extra_fields.cache_debug.model_used",
     ),
     F_CACHE_JSON: ("cache_debug", "bifrost.cache_debug", "extra_fields.cache_debug"),
-    F_RETRIES: ("bifrost.retries", "gen_ai.number_of_retries", "retry.count"),
+    F_RETRIES: ("bifrost.retries", "gen_ai.number_of_retries", "retry.count", "retry_count"),
     F_FB_INDEX: ("bifrost.fallback_index", "gen_ai.fallback_index"),
     F_HOST: ("server.address", "net.peer.name", "http.host"),
     F_URL: ("url.full", "http.url"),
@@ -389,6 +427,12 @@ FIELD_KEYS: Final[dict[int, tuple[str, ...]]] = {
     F_TOOL_NAME: ("gen_ai.tool.name", "tool.name"),
     F_TOOL_RESULT: ("gen_ai.tool.call.result", "traceloop.entity.output"),
     F_TOOL_CALL_ID: ("gen_ai.tool.call.id", "tool.id", "tool_call.id"),
+    F_AI_MODEL: ("ai.model_name",),
+    F_PLAIN_MODEL: ("model_name",),
+    F_PLAIN_PROVIDER: ("model_provider",),
+    F_PLAIN_TOOL: ("tool_name",),
+    F_ROUTER: ("router_decision", "ai.router_decision"),
+    F_ERROR_CODE: ("error_code",),
     # an earlier tracesieve already enriched: keys written on every call span it saw
     # (evidence is left out when nothing tells, so it alone misses some)
     F_SIEVE: (
@@ -430,7 +474,7 @@ class Keys:
             for prio, k in enumerate(getattr(a, name)):
                 keymap[k] = (f, prio - 100)  # config keys first
         self.keymap = keymap  # key -> (field, priority)
-        self.slots = wirescan.Slots(keymap)
+        self.slots = wirescan.Slots(keymap, events=EV_SLOT)
         self.hosts = HostResolver(self.cfg.hosts)
         self.fingerprint = _fingerprint(self.cfg)
 
@@ -595,6 +639,7 @@ class SpanRecord:
     op: str = ""
     enriched: bool = False  # carries sieve.* from an earlier tracesieve
     duplicate: bool = False  # a second span for the same call (double instrumentation)
+    nested: bool = False  # a call span inside another call (its attempt, or its twin)
     n_http: int = 0  # HTTP children
     marked: bool = False  # it or a record under it has a retry/fallback marker
     # results (analysis)
@@ -617,6 +662,8 @@ class SpanRecord:
     fallback_fired: bool = False
     final_ok: bool = True  # logical call / tool run: did the last attempt succeed
     tool_retries: int = 0
+    # the guide's signals and a cache plugin's answer (few spans have any: one field here)
+    sig: Signals | None = None
 
     def __init__(self, raw: bytes, info: Row, role: int, hint: int = SC_APP) -> None:
         # `info` is a wirescan.SpanInfo
@@ -657,6 +704,43 @@ class SpanRecord:
         return f"SpanRecord({ROLE_NAMES[self.role]} {self.name!r} {self.key[16:].hex()})"
 
 
+class Signals:
+    """What a span says in the agent-tracing guide's vocabulary (`_signals`), and whether a
+    gateway's cache plugin answered it (`analysis`)."""
+
+    __slots__ = (
+        "attempts",
+        "blocked",
+        "eval_count",
+        "eval_failed",
+        "eval_min",
+        "key_rotated",
+        "plugin_hit",
+        "quota_exceeded",
+    )
+
+    def __init__(self) -> None:
+        # failed attempts and fallbacks its events report, as (time, kind, detail, from
+        # model, to model): kind rate_limited or timeout, or "" for a fallback (detail: its
+        # reason)
+        self.attempts: list[tuple[int, str, str, str, str]] | None = None
+        self.blocked = False  # a policy blocked it
+        self.eval_count = 0  # evaluations: run, failed, their lowest score
+        self.eval_failed = 0
+        self.eval_min: float | None = None
+        self.quota_exceeded = 0  # governance events
+        self.key_rotated = 0
+        self.plugin_hit = ""  # a gateway's cache plugin answered it: the cache type
+
+
+def signals_of(rec: SpanRecord) -> Signals:
+    """The record's `Signals`, made on first use."""
+    got = rec.sig
+    if got is None:
+        got = rec.sig = Signals()
+    return got
+
+
 # -- building --------------------------------------------------------------------------------
 _KINDS: Final = 6  # span kinds: memo lists are indexed by kind (others share slot 0)
 _role_memo: Final[dict[int, list[dict[str, int]]]] = {}  # hint -> kind -> name -> role
@@ -666,7 +750,16 @@ _hint_memo: Final[dict[str, int]] = {}
 class Built:
     """What `build_records` returns (see `GenAIIndex`)."""
 
-    __slots__ = ("by_key", "failed_agents", "has_markers", "records", "tool_spans")
+    __slots__ = (
+        "by_key",
+        "ev_calls",
+        "failed_agents",
+        "has_markers",
+        "plugins",
+        "records",
+        "signals",
+        "tool_spans",
+    )
 
     def __init__(self) -> None:
         self.records: list[SpanRecord] = []
@@ -674,6 +767,10 @@ class Built:
         self.tool_spans: list[SpanInfo] = []  # every tool span
         self.has_markers = False  # any retry/fallback marker > 0 in the batch
         self.failed_agents: list[SpanRecord] = []  # agent/chain spans in ERROR, not roots
+        # records with a policy block, evaluations or governance events (`_signals`)
+        self.signals: list[SpanRecord] = []
+        self.plugins: list[SpanRecord] = []  # gateway cache plugin spans
+        self.ev_calls: list[SpanRecord] = []  # calls whose events report attempts
 
 
 def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
@@ -722,7 +819,12 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
             if role == HTTP:
                 https.append(info)
                 continue
-            if role == TOOL and (" " in name or name.endswith(".tool")):
+            if (
+                role == TOOL
+                and (" " in name or name.endswith(".tool"))
+                and not name.startswith("tool.invoke:")
+            ):
+                # (`tool.invoke:X` spans are read: their error code, retries and events)
                 tools.append(info)
                 if info[8] == _ERROR:
                     failed_tools.add((info[3], _tool_name_of(name)))
@@ -733,6 +835,8 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
         if role == AGENT:
             if parent:
                 out.failed_agents.append(rec)
+        elif role == PLUGIN:
+            out.plugins.append(rec)
         elif role != OTHER:
             to_scan.append(rec)
     call_keys: set[bytes] = set()
@@ -770,6 +874,7 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     _link(records, by_key)
     if calls:
         _adopt(raw, records, by_key, calls, orphans, http_recs)
+        _twins(calls)  # (and marks the calls nested in others)
     hosts = keys.hosts
     for rec in http_recs:
         p = by_key[rec.parent_key] if rec.parent is None else rec.parent
@@ -793,6 +898,17 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     for rec in http_recs:
         if rec.scanned and rec.parent is not None:
             _propagate(rec, rec.parent)
+    for rec in out.ev_calls:
+        if rec.children:
+            # the attempts are spans under it: its events are markers of the same attempts
+            # (the larger count wins, never the sum: one attempt seen twice is one)
+            retries, fallbacks = walk_counts(event_walk(rec)[0])
+            if retries > rec.retries_marker:
+                rec.retries_marker = retries
+            if fallbacks > rec.fallback_marker:
+                rec.fallback_marker = fallbacks
+            if retries or fallbacks:
+                out.has_markers = True
     if out.has_markers:
         for rec in records:
             if rec.retries_marker or rec.fallback_marker or rec.resend:
@@ -801,6 +917,103 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
                     r.marked = True
                     r = r.parent
     return out
+
+
+def _twins(calls: list[SpanRecord]) -> None:
+    """Two instrumentations' spans of one call (an instrumentation library's span and the
+    provider SDK's own, an SDK's span and a gateway's): the second is `duplicate`, nested
+    under the first, and each fills in what the other left out (the request and response
+    models, the response id, the provider claimed), so that evidence on either counts for
+    the one call: the retries seen through one span's requests, the model that served
+    named on the other. A twin is an LLM span of another instrumentation scope that is
+    the only call inside an LLM span, or an LLM or gateway span that runs within a
+    sibling LLM span of another scope; either way naming the same call (`_one_call`)."""
+    first: dict[bytes, SpanRecord] = {}  # parent -> its first call child
+    mixed: set[bytes] = set()  # parents with calls of several scopes
+    for c in calls:
+        p = c.parent
+        if p is not None:
+            a: SpanRecord | None = p
+            while a is not None and a.role == HTTP:
+                a = a.parent
+            if a is not None and (a.role == LLM or a.role == GATEWAY):
+                c.nested = True  # inside another call: its attempt, its gateway's span...
+            if p.role == LLM:
+                if (
+                    c.role == LLM
+                    and c.scope != p.scope
+                    and not c.gw_attempt
+                    and _one_call(p, c)
+                    and sum(1 for k in p.children or () if k.role == LLM or k.role == GATEWAY) == 1
+                ):
+                    c.duplicate = True
+                    _fill(p, c)
+                continue
+            if c.nested:
+                continue
+        pk = c.parent_key
+        if not pk:
+            continue
+        o = first.get(pk)
+        if o is None:
+            first[pk] = c
+        elif o.scope != c.scope:
+            mixed.add(pk)
+    if not mixed:
+        return
+    groups: dict[bytes, list[SpanRecord]] = {}
+    for c in calls:
+        if c.parent_key in mixed and not c.duplicate:
+            groups.setdefault(c.parent_key, []).append(c)
+    for members in groups.values():
+        members.sort(key=_duration, reverse=True)  # the longest first: containers
+        for i in range(1, len(members)):
+            inner = members[i]
+            for outer in members[:i]:
+                if (
+                    outer.role == LLM
+                    and not outer.duplicate
+                    and outer.scope != inner.scope
+                    and outer.start <= inner.start
+                    and inner.end <= outer.end
+                    and _one_call(outer, inner)
+                ):
+                    inner.duplicate = inner.nested = True
+                    _fill(outer, inner)
+                    _detach(inner)
+                    _attach(inner, outer)
+                    break
+
+
+def _duration(r: SpanRecord) -> int:
+    return r.end - r.start
+
+
+def _one_call(a: SpanRecord, b: SpanRecord) -> bool:
+    """Whether two spans name the same call: the same response id, else the same
+    (normalised) model asked for, else the same response model; a span that names none
+    of them may be any call."""
+    if a.resp_id and b.resp_id:
+        return a.resp_id == b.resp_id
+    if a.req_model and b.req_model:
+        return normalize_model(a.req_model) == normalize_model(b.req_model)
+    if a.resp_model and b.resp_model:
+        return normalize_model(a.resp_model) == normalize_model(b.resp_model)
+    return True
+
+
+def _fill(a: SpanRecord, b: SpanRecord) -> None:
+    """Each of two spans of one call takes what the other names and it does not (the
+    response model: of a span that succeeded)."""
+    for x, y in ((a, b), (b, a)):
+        if not x.resp_model and y.resp_model and y.ok:  # (a failed span's is no answer's)
+            x.resp_model = y.resp_model
+        if not x.req_model and y.req_model:
+            x.req_model = y.req_model
+        if not x.resp_id and y.resp_id:
+            x.resp_id = y.resp_id
+        if not x.provider_attr and y.provider_attr:
+            x.provider_attr = y.provider_attr
 
 
 def _adopt(
@@ -909,6 +1122,8 @@ def _tool_name_of(span_name: str) -> str:
         return span_name[13:]
     if span_name.endswith(".tool"):
         return span_name[:-5]
+    if span_name.startswith("tool.invoke:"):
+        return span_name[12:]
     return span_name
 
 
@@ -1013,8 +1228,12 @@ def _scan(rec: SpanRecord, keys: Keys, built: Built) -> None:
     if not mask:
         if rec.role == UNKNOWN:
             rec.role = OTHER
+        if rec.role == EVAL or rec.role == GUARD:
+            _signals(rec, b, built)
         return
     _interpret(rec, b, mask, keys)
+    if mask & _EV_BIT or rec.role == EVAL or rec.role == GUARD:
+        _signals(rec, b, built)
     if rec.retries_marker or rec.fallback_marker or rec.resend:
         built.has_markers = True
 
@@ -1030,6 +1249,8 @@ _OI_ROLES: Final = {
     "TOOL": TOOL,
     "AGENT": AGENT,
     "CHAIN": AGENT,
+    "EVALUATOR": EVAL,
+    "GUARDRAIL": GUARD,
 }
 _OP_ROLES: Final = {
     "chat": LLM,
@@ -1095,8 +1316,17 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
     if b[F_SIEVE] is not None:
         rec.enriched = True
     if role == TOOL:
-        rec.tool_name = _s(b, F_TOOL_NAME) or _tool_name(rec)
+        rec.tool_name = _s(b, F_TOOL_NAME) or _s(b, F_PLAIN_TOOL) or _tool_name(rec)
         rec.tool_call_id = _s(b, F_TOOL_CALL_ID)
+        v = b[F_RETRIES]
+        if v is not None:  # the guide's `retry_count`: retries inside this tool call
+            rec.retries_marker = as_int(v)
+        v = b[F_ERROR_CODE]
+        if v is not None:
+            code = as_str(v).strip()
+            if code.lower() not in _NO_ERROR:
+                rec.error = True  # a tool that reports an error code failed
+                rec.error_type = code
         return
     if role != LLM and role != GATEWAY and role != HTTP:
         return
@@ -1120,6 +1350,8 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
     if v is not None:
         rec.resend = v if type(v) is int else as_int(v)
     v = b[F_ERROR_TYPE]
+    if v is None:
+        v = b[F_ERROR_CODE]
     if v is not None:
         rec.error_type = normalize_error_type(as_str(v))
     if mask & (_HTTP_GW_MASK if role == HTTP else _GW_MASK):
@@ -1131,6 +1363,8 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
     if v is not None:
         rec.op = v if type(v) is str else as_str(v)
     v = b[F_PROVIDER]
+    if v is None and role == LLM:
+        v = b[F_PLAIN_PROVIDER]
     if v is not None:
         rec.provider_attr = canonical_provider(v if type(v) is str else as_str(v))
     v = b[F_REQ_MODEL]
@@ -1146,6 +1380,18 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
             oi_model = s
         else:
             req_model = req_model or s
+    v = b[F_AI_MODEL]
+    if v is None and role == LLM:
+        v = b[F_PLAIN_MODEL]
+    if v is not None:
+        # the guide's `ai.model_name`: the model the call ran on (a router's choice, or
+        # the model a fallback went to); the model asked for is the router's choice
+        s = v if type(v) is str else as_str(v)
+        resp_model = resp_model or s
+        oi_model = oi_model or s
+        v = b[F_ROUTER]
+        if v is not None:
+            req_model = req_model or router_choice(v)
     if not req_model:
         v = b[F_OI_PARAMS]
         if v is not None:
@@ -1316,18 +1562,268 @@ def _role_from_attributes(rec: SpanRecord, b: list[Value]) -> int:
         or b[F_HIDDEN] is not None
         or b[F_REQ_TYPE] is not None
         or b[F_PROVIDER] is not None
+        or b[F_AI_MODEL] is not None
     ):
         return LLM
     return rec.role if rec.role != UNKNOWN else OTHER
 
 
+# -- the agent-tracing guide's signals (docs/genai.md#the-agent-tracing-guide) ---------------
+# events read, by name up to its `=` (`fallback_triggered=true`), or by an attribute
+EV_FALLBACK: Final = "fallback_triggered"
+EV_FAILURES: Final = ("rate_limited", "timeout")  # a failed attempt each
+EV_CACHE: Final = ("semantic_cache_hit", "cache_hit")
+EV_RETRY: Final = "retry_count"
+EV_BLOCKED: Final = "policy_blocked"
+EV_QUOTA: Final = "quota_exceeded"
+EV_KEY: Final = "key_rotated"
+EV_EVALUATION: Final = "gen_ai.evaluation.result"  # OTel GenAI
+_EVENT_NAMES: Final = wirescan.Slots(
+    (EV_FALLBACK, *EV_FAILURES, *EV_CACHE, EV_RETRY, EV_BLOCKED, EV_QUOTA, EV_KEY, EV_EVALUATION)
+)
+_EVENT_KEYS: Final = wirescan.Slots(
+    (
+        "retry_count",
+        "value",
+        "reason",
+        "from_model",
+        "to_model",
+        "cache_type",
+        "gen_ai.evaluation.score.value",
+        "gen_ai.evaluation.score.label",
+    )
+)
+_EVENTS: Final = wirescan.events
+_ATTRIBUTES: Final = wirescan.attributes
+_NO_ERROR: Final = frozenset({"", "0", "none", "null", "nil", "ok", "success", "200"})
+_PASS: Final = frozenset({"pass", "passed", "success", "succeeded", "ok", "true", "yes"})
+_FAIL: Final = frozenset({"fail", "failed", "failure", "false", "no"})
+_BLOCK: Final = frozenset(
+    {"block", "blocked", "deny", "denied", "reject", "rejected", "refuse", "refused"}
+)
+_EVAL_VERDICT: Final = frozenset(
+    {"eval.result", "eval.outcome", "eval.status", "eval.label", "eval.verdict"}
+)
+_GUARD_FLAGS: Final = frozenset(
+    {"guardrail.blocked", "guardrail.triggered", "blocked", "triggered"}
+)
+_GUARD_WORDS: Final = frozenset(
+    {"guardrail.action", "guardrail.decision", "guardrail.result", "guardrail.status"}
+)
+
+
+def _signals(rec: SpanRecord, b: list[Value], built: Built) -> None:
+    """The guide's signals on a scanned span: its events (when it has any), and an
+    evaluation's or a guardrail's verdict."""
+    role = rec.role
+    if role in (EVAL, GUARD):
+        _verdict(rec)
+    if b[EV_SLOT] is not None and role != HTTP:
+        _events(rec)
+    sig = rec.sig
+    if sig is None:
+        return
+    if sig.blocked or sig.eval_count or sig.quota_exceeded or sig.key_rotated:
+        built.signals.append(rec)
+    if sig.attempts is not None:
+        built.ev_calls.append(rec)
+
+
+def _flag(value: str | None) -> bool:
+    """An event's value (`name=value`, or its `value` attribute): none means yes."""
+    return value is None or value.strip().lower() not in ("false", "0", "no", "off")
+
+
+def _events(rec: SpanRecord) -> None:
+    call = rec.role == LLM or rec.role == GATEWAY
+    for t, name, attrs in _EVENTS(rec.raw, rec.b0, rec.b1, _EVENT_NAMES, _EVENT_KEYS):
+        eq = name.find("=")
+        base = name if eq < 0 else name[:eq]
+        value: str | None = None if eq < 0 else name[eq + 1 :]
+        a: dict[str, Value] = {}
+        for k, v in attrs:
+            a[k] = v
+        if value is None and "value" in a:
+            value = as_str(a["value"])
+        if base == EV_FALLBACK:
+            if call and _flag(value):
+                _ev_attempt(rec, t, "", _s_of(a.get("reason")), a)
+        elif base in EV_FAILURES:
+            if call and _flag(value):
+                _ev_attempt(rec, t, base, "", a)
+        elif base in EV_CACHE:
+            if call:
+                ct = _s_of(a.get("cache_type"))
+                ctype = _cache_type(ct) if ct else "semantic" if base[0] == "s" else "exact"
+                _set_cache(rec, _flag(value), ctype, "span_event")
+        elif base == EV_BLOCKED:
+            if _flag(value):
+                signals_of(rec).blocked = True
+        elif base == EV_QUOTA:
+            if _flag(value):
+                signals_of(rec).quota_exceeded += 1
+        elif base == EV_KEY:
+            if _flag(value):
+                signals_of(rec).key_rotated += 1
+        elif base == EV_EVALUATION:
+            label = _s_of(a.get("gen_ai.evaluation.score.label")).strip().lower()
+            _add_eval(rec, _word(label) == 0, as_float(a.get("gen_ai.evaluation.score.value")))
+        n = -1
+        if base == EV_RETRY and value is not None:
+            n = as_int(value)
+        elif "retry_count" in a:
+            n = as_int(a["retry_count"])
+        if n > rec.retries_marker:
+            rec.retries_marker = n
+
+
+Walk = tuple[list[tuple[int, str]], list[tuple[str, str]]]
+
+
+def event_walk(rec: SpanRecord) -> Walk:
+    """The attempts a call's events describe, in time order: (segment, outcome) per
+    attempt, a fallback starting the next segment; the last is the span's own attempt
+    (outcome "": the span's) unless the span failed on an event's failure (the last
+    `rate_limited`/`timeout` is then its final attempt). And per segment (the model the
+    fallback that ends it came from, the model the one that starts it went to), as the
+    events name them ("" where they do not). A fallback with no failure before it in its
+    segment implies one (outcome `error:<reason>`, or `error:unknown`)."""
+    evs = sorted(rec.sig.attempts or ()) if rec.sig is not None else []
+    walk: list[tuple[int, str]] = []
+    hints: list[tuple[str, str]] = [("", "")]
+    seg = 0
+    failed = False
+    for _, kind, detail, frm, to in evs:
+        if kind:
+            walk.append((seg, "error:" + kind))
+            failed = True
+            continue
+        if not failed:
+            walk.append((seg, "error:" + (detail or "unknown")))
+        hints[seg] = (frm, hints[seg][1])
+        hints.append(("", to))
+        seg += 1
+        failed = False
+    if rec.ok or not failed:
+        walk.append((seg, ""))
+    return walk, hints
+
+
+def walk_counts(walk: list[tuple[int, str]]) -> tuple[int, int]:
+    """(retries, fallbacks) of an event walk: an attempt after a failed one is a retry in
+    the same segment, a fallback in the next."""
+    retries = fallbacks = 0
+    for i in range(1, len(walk)):
+        if walk[i][0] == walk[i - 1][0]:
+            retries += 1
+        else:
+            fallbacks += 1
+    return retries, fallbacks
+
+
+def _s_of(v: Value) -> str:
+    return "" if v is None else as_str(v)
+
+
+def _ev_attempt(rec: SpanRecord, t: int, kind: str, detail: str, a: dict[str, Value]) -> None:
+    """A failed attempt (`kind` rate_limited or timeout) or a fallback (`kind` "", with
+    its reason, and the models it went from and to when the event names them)."""
+    sig = signals_of(rec)
+    got = sig.attempts
+    if got is None:
+        got = sig.attempts = []
+    got.append((t, kind, detail, _s_of(a.get("from_model")), _s_of(a.get("to_model"))))
+
+
+def _add_eval(rec: SpanRecord, failed: bool, score: float | None) -> None:
+    sig = signals_of(rec)
+    sig.eval_count += 1
+    if failed:
+        sig.eval_failed += 1
+    if score is not None and (sig.eval_min is None or score < sig.eval_min):
+        sig.eval_min = score
+
+
+def _word(text: str) -> int:
+    """A verdict word: 1 passed, 0 failed (`fail`, `FAIL: reason`), -1 neither."""
+    if text in _PASS:
+        return 1
+    if text in _FAIL or text.startswith(("fail:", "fail ", "failed:")):
+        return 0
+    return -1
+
+
+def _verdict(rec: SpanRecord) -> None:
+    """An evaluation's result (`eval.run` with `eval.score[.<metric>]`,
+    `eval.threshold[.<metric>]`, `eval.passed`...; OpenInference EVALUATOR) or whether a
+    guardrail blocked, from all the span's attributes (such spans are few)."""
+    attrs = _ATTRIBUTES(rec.raw, rec.b0, rec.b1, None, None)
+    if rec.role == GUARD:
+        for k, v in attrs:
+            if k in _GUARD_FLAGS:
+                if as_bool(v):
+                    signals_of(rec).blocked = True
+            elif k in _GUARD_WORDS or k == "output.value":
+                text = as_str(v).strip().lower()
+                if text in _BLOCK or _word(text) == 0 or text.startswith(("blocked:", "denied:")):
+                    signals_of(rec).blocked = True
+        return
+    scores: dict[str, float] = {}
+    limits: dict[str, float] = {}
+    verdict = -1
+    oi_word = -1
+    for k, v in attrs:
+        if k.startswith("eval.score"):
+            f = as_float(v)
+            if f is not None and (k == "eval.score" or k[10] == "."):
+                scores[k[11:]] = f
+        elif k.startswith("eval.threshold"):
+            f = as_float(v)
+            if f is not None and (k == "eval.threshold" or k[14] == "."):
+                limits[k[15:]] = f
+        elif k == "eval.passed" or k == "eval.pass":
+            verdict = 1 if as_bool(v) else 0
+        elif k == "eval.failed":
+            verdict = 0 if as_bool(v) else 1
+        elif k in _EVAL_VERDICT:
+            w = _word(as_str(v).strip().lower())
+            if w >= 0:
+                verdict = w
+        elif k == "output.value":
+            oi_word = _word(as_str(v).strip().lower())
+    if verdict < 0:
+        verdict = oi_word
+    if verdict < 0:
+        verdict = 1
+        for metric, score in scores.items():
+            limit = limits.get(metric, limits.get(""))
+            if limit is not None and score < limit:
+                verdict = 0
+    _add_eval(rec, verdict == 0, min(scores.values()) if scores else None)
+
+
+def router_choice(v: Value) -> str:
+    """The model a router chose, from `router_decision`: a model name, or an object (JSON
+    text or a kvlist) naming it under `selected`, `selected_model`, `chosen`, `model` or
+    `decision` (its `candidates` are not needed: the model that served is compared with
+    the one chosen)."""
+    d: Any = v
+    if not isinstance(v, dict):
+        text = as_str(v).strip()
+        if not text.startswith("{"):
+            return text
+        d = _loads(text)
+        if not isinstance(d, dict):
+            return ""
+    for k in ("selected", "selected_model", "chosen", "chosen_model", "model", "decision"):
+        x = d.get(k)
+        if isinstance(x, str) and x:
+            return x
+    return ""
+
+
 def _tool_name(rec: SpanRecord) -> str:
-    name = rec.name
-    if name.startswith("execute_tool "):
-        return name[13:]
-    if name.endswith(".tool"):
-        return name[:-5]
-    return name
+    return _tool_name_of(rec.name)
 
 
 def _cache_type(t: str) -> str:

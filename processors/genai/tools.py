@@ -1,7 +1,7 @@
 """Tool results checked against their tools' JSON Schemas, read from the wire (for
 `cleanliness`). Compiled with mypyc: it runs for every tool span of every trace.
 
-A tool is named by its span name (`execute_tool X`, Traceloop `X.tool`) or else by the
+A tool is named by its span name (`execute_tool X`, Traceloop `X.tool`, `tool.invoke:X`) or else by the
 first tool-name key present; its result is the first result key present. A result that is
 JSON text is checked as the value it encodes, any other value as it is. A result that fails
 is explained by its first error: the JSON Pointer of the failing value in the result and
@@ -107,11 +107,14 @@ class ToolChecker:
 
 
 def name_from_span(name: str) -> str | None:
-    """The tool's name when the span name says it (`execute_tool X`, Traceloop `X.tool`)."""
+    """The tool's name when the span name says it (`execute_tool X`, Traceloop `X.tool`,
+    the agent-tracing guide's `tool.invoke:X`)."""
     if name.startswith("execute_tool ") and len(name) > 13:
         return name[13:]
     if name.endswith(".tool") and len(name) > 5:
         return name[:-5]
+    if name.startswith("tool.invoke:") and len(name) > 12:
+        return name[12:]
     return None
 
 

@@ -126,11 +126,11 @@ def cache_patches(
     calls: list[SpanRecord], enc: Encoder, overwrite: bool, keys: frozenset[str], miss: bytes
 ) -> tuple[list[Patch], dict[str, int]]:
     """Every call span's cache verdict (`miss` on those not answered from a cache), and
-    the hits by cache type."""
+    the hits by cache type (calls answered from a cache: outermost spans only)."""
     out: list[Patch] = []
     hits: dict[str, int] = {}
     for rec in calls:
-        if rec.cache_hit:
+        if rec.cache_hit and not rec.nested:  # a call counted once, by its outermost span
             hits[rec.cache_hit_type] = hits.get(rec.cache_hit_type, 0) + 1
         drop: frozenset[str] | None = None
         if rec.enriched:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from processors.cleanliness import REASONS
 from tests.audit.helpers import (
     audit,
     config_with_schemas,
@@ -62,7 +63,7 @@ def test_the_html_report_draws_its_charts(audited, browser_page) -> None:
     assert sum(widths.values()) == pytest.approx(900, abs=0.1)
     # reasons: a bar per reason of the vocabulary, non-empty where traces have it
     bars = page.locator("#chart-reasons rect.reason-bar")
-    assert bars.count() == len(rep["reasons"]) == 9
+    assert bars.count() == len(rep["reasons"]) == len(REASONS)
     for r in rep["reasons"]:
         w = float(
             page.locator(f'#chart-reasons rect[data-reason="{r["reason"]}"]').get_attribute("width")

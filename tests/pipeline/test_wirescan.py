@@ -1157,3 +1157,102 @@ def test_check_allows_the_nesting_protobuf_allows(depth):
     span = req.resource_spans.add().scope_spans.add().spans.add()
     span.attributes.add(key="k").value.CopyFrom(v)
     _check_answers_as_protobuf(req.SerializeToString())
+
+
+# -- 8. events -----------------------------------------------------------------------------
+
+EVENTS = [(w._PySlots, w._py_events, w._py_collect)] + (
+    [(w.Slots, w.events, w.collect)] if w.NATIVE else []
+)
+
+
+def _truth_events(
+    span: Span, names: frozenset[str], keys: frozenset[str]
+) -> list[tuple[int, str, list[tuple[str, Any]]]]:
+    out = []
+    for e in span.events:
+        if e.name.split("=", 1)[0] in names or any(kv.key in names for kv in e.attributes):
+            attrs = [(kv.key, plain_with(kv.value, None)) for kv in e.attributes if kv.key in keys]
+            out.append((e.time_unix_nano, e.name, attrs))
+    return out
+
+
+@pytest.mark.parametrize(("slots_type", "events", "collect"), EVENTS)
+def test_events_of_generator_traces_as_protobuf_reads_them(
+    slots_type: Any, events: Any, collect: Any
+) -> None:
+    """Every span's wanted events (the generator's exception and agent-guide events), and
+    the count `collect` gives in its events slot."""
+    gen = Generator(12, rates=FaultRates.parse("all=0.3"), warmup=0)
+    generated = [req.SerializeToString() for req, _ in batches(gen.traces(42), 6)]
+    names = frozenset({"exception", "fallback_triggered", "retry_count", "quota_exceeded"})
+    keys = frozenset({"exception.type", "from_model", "retry_count"})
+    name_slots, key_slots = slots_type(names), slots_type(keys)
+    counting = slots_type({"gen_ai.request.model": (0, 0)}, events=3)
+    assert counting.n == 4 and counting.events == 3
+    seen = counted = 0
+    for raw in generated:
+        req = ExportTraceServiceRequest.FromString(raw)
+        for info, (_, span) in zip(w.spans(raw), pb_spans(req), strict=True):
+            got = events(raw, info[9], info[10], name_slots, key_slots)
+            assert canon(got) == canon(_truth_events(span, names, keys))
+            seen += len(got)
+            by, mask = collect(raw, info[9], info[10], counting, None)
+            n = len(span.events)
+            assert by[3] == (n or None) and bool(mask & 8) == bool(n)
+            counted += n
+    assert seen > 20 and counted > seen
+
+
+@pytest.mark.parametrize(("slots_type", "events", "collect"), EVENTS)
+def test_events_by_name_up_to_its_value_or_by_an_attribute(
+    slots_type: Any, events: Any, collect: Any
+) -> None:
+    span = Span(trace_id=TID, span_id=SID, name="llm.generate")
+    for name, t, attrs in (
+        ("fallback_triggered=true", 5, {"to_model": "claude"}),
+        ("exception", 6, {"exception.stacktrace": "long"}),
+        ("tool.retry", 7, {"retry_count": 2, "other": "x"}),
+        ("fallback_triggered", 8, {}),
+        ("", 9, {}),
+        ("fallback", 10, {}),  # a prefix of a wanted name is not it
+    ):
+        e = span.events.add(name=name, time_unix_nano=t)
+        for k, v in attrs.items():
+            a = e.attributes.add(key=k)
+            if isinstance(v, int):
+                a.value.int_value = v
+            else:
+                a.value.string_value = v
+    req = ExportTraceServiceRequest()
+    req.resource_spans.add().scope_spans.add().spans.append(span)
+    raw = req.SerializeToString()
+    info = w.spans(raw)[0]
+    got = events(
+        raw,
+        info[9],
+        info[10],
+        slots_type(["fallback_triggered", "retry_count"]),
+        slots_type(["to_model", "retry_count"]),
+    )
+    assert got == [
+        (5, "fallback_triggered=true", [("to_model", "claude")]),
+        (7, "tool.retry", [("retry_count", 2)]),
+        (8, "fallback_triggered", []),
+    ]
+    with pytest.raises(ValueError):
+        slots_type(["x"], events=64)
+    with pytest.raises(TypeError):
+        events(raw, info[9], info[10], frozenset({"x"}), slots_type(["x"]))
+    with pytest.raises(IndexError):
+        events(raw, info[9], len(raw) + 1, slots_type(["x"]), slots_type(["x"]))
+
+
+@pytest.mark.parametrize(("slots_type", "events", "collect"), EVENTS)
+def test_a_malformed_event_is_refused(slots_type: Any, events: Any, collect: Any) -> None:
+    """An event whose name is not UTF-8, or whose fields run past it: WireError."""
+    for body in (ld(2, b"\xff\xfe"), ld(2, b"ok") + b"\x1a\x09\x0a"):
+        raw = request(scope_spans(ld(1, TID) + ld(2, SID) + ld(5, b"x") + ld(11, body)))
+        info = w._py_spans(raw)[0]
+        with pytest.raises(w.WireError):
+            events(raw, info[9], info[10], slots_type(["ok"]), slots_type(["k"]))

@@ -4,7 +4,8 @@
         --otlp 127.0.0.1:4317 --openai http://127.0.0.1:P1 --anthropic http://127.0.0.1:P2
 
 The `openai` SDK with `opentelemetry-instrumentation-openai-v2` or
-`openinference-instrumentation-openai`, httpx2 instrumented by
+`openinference-instrumentation-openai`, or both at once (`both`: each call traced twice,
+OpenInference's span inside OTel's), httpx2 instrumented by
 `opentelemetry-instrumentation-httpx`, the `anthropic` SDK (which traces itself). Spans go
 through the OTel SDK's OTLP/gRPC exporter. One trace per scenario; prints
 {scenario: trace id hex} as JSON.
@@ -19,7 +20,9 @@ import sys
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--instrumentation", choices=("openai-v2", "openinference"), required=True)
+    ap.add_argument(
+        "--instrumentation", choices=("openai-v2", "openinference", "both"), required=True
+    )
     ap.add_argument("--otlp", required=True)
     ap.add_argument("--openai", required=True)
     ap.add_argument("--anthropic", required=True)
@@ -44,11 +47,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     trace.set_tracer_provider(provider)
     HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
-    if args.instrumentation == "openai-v2":
+    if args.instrumentation in ("openai-v2", "both"):
         from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
 
         OpenAIInstrumentor().instrument(tracer_provider=provider)
-    else:
+    if args.instrumentation in ("openinference", "both"):
         from openinference.instrumentation.openai import OpenAIInstrumentor as OIInstrumentor
 
         OIInstrumentor().instrument(tracer_provider=provider)

@@ -36,13 +36,13 @@ def test_shape_warmup_and_rates():
 
 
 def _tools(t: gm.GeneratedTrace) -> int:
-    names = ("execute_tool ", ".tool")
+    names = ("execute_tool ", ".tool", "tool.invoke:")
     n = 0
     for rs in t.resource_spans:
         for ss in rs.scope_spans:
             for s in ss.spans:
                 if (
-                    s.name.startswith(names[0])
+                    s.name.startswith((names[0], names[2]))
                     or s.name.endswith(names[1])
                     or any(
                         kv.key == "openinference.span.kind" and kv.value.string_value == "TOOL"
@@ -66,6 +66,30 @@ def test_expected_classes_follow_the_rules():
     t = g.trace("openinference", faults=["fallback"])
     assert t.truth["expected"]["reasons"] == ["fallback"]
     assert "multi_model" in t.truth["expected_strict"]["reasons"]
+
+
+def test_the_guides_faults_only_in_its_convention():
+    """`eval_failed`, `policy_blocked` and `governance` are drawn for `agent_guide` traces
+    only (after the other faults: a generator without `agent_guide` draws none of them)."""
+    old = [c for c in gm.CONVENTIONS if c != "agent_guide"]
+    a = Generator(8, rates=FaultRates.parse("all=0.3"), conventions=old, warmup=0)
+    seen: set[str] = set()
+    for t in a.traces(60):
+        seen.update(t.truth["faults"])
+        assert t.truth["evals"] is None and t.truth["policy_blocked"] == []
+        assert t.truth["governance"] == {"quota_exceeded": 0, "key_rotated": 0}
+    assert not seen & set(gm.GUIDE_FAULTS)
+    g = Generator(2, warmup=0)
+    t = g.trace("agent_guide", faults=["eval_failed"])
+    assert t.truth["expected"]["reasons"] == ["eval_failed"]
+    assert t.truth["expected"]["class"] == "corrupted"
+    assert t.truth["evals"]["failed"] >= 1
+    t = g.trace("agent_guide", faults=["policy_blocked", "governance"])
+    assert t.truth["expected"] == {"class": "noisy", "reasons": ["policy_blocked"]}
+    assert len(t.truth["policy_blocked"]) == 1
+    assert sum(t.truth["governance"].values()) >= 1
+    t = g.trace("otel_genai", faults=["eval_failed", "governance"])  # not its vocabulary
+    assert t.truth["faults"] == [] and t.truth["expected"]["class"] == "clean"
 
 
 def test_tool_schemas_accept_valid_and_reject_invalid_results(tmp_path):

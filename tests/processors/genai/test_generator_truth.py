@@ -25,6 +25,7 @@ from tests.processors.genai.helpers import enrich
 GENAI_REASONS = ("fallback", "llm_retry", "tool_retry", "cache_hit", "provider_mismatch")
 LLM_FAULTS = ("fallback", "llm_retry", "cache_hit", "mismatch")
 TOOL_FAULTS = ("tool_retry", "schema_invalid", "swallowed_error")
+GUIDE_FAULTS = ("eval_failed", "policy_blocked", "governance")
 
 
 def spans_by_id(traces: Traces) -> dict[str, Span]:
@@ -58,6 +59,13 @@ def check(traces: Traces, truths: list[dict[str, Any]]) -> None:
         f = facts[bytes.fromhex(t["trace_id"])]
         want_reasons = [r for r in t["expected"]["reasons"] if r in GENAI_REASONS]
         assert f.reasons() == want_reasons, where
+        # the guide's signals: a policy's block, evaluations, governance events
+        signals = [r for r in t["expected"]["reasons"] if r in ("policy_blocked", "eval_failed")]
+        assert f.signal_reasons() == signals, where
+        evals = t["evals"] or {"count": 0, "failed": 0, "min_score": None}
+        assert (f.evals, f.evals_failed, f.eval_min) == tuple(evals.values()), where
+        assert f.quota_exceeded == t["governance"]["quota_exceeded"], where
+        assert f.key_rotated == t["governance"]["key_rotated"], where
         assert sorted(r.span_id.hex() for r in f.unrecovered) == sorted(t["unrecovered"]), where
         assert f.failed_run == (
             "root_failure" in t["faults"] and t["convention"] in FRAMEWORK_CONVENTIONS
@@ -71,15 +79,24 @@ def one(g: Generator, convention: str, faults: list[str]) -> GeneratedTrace:
 
 
 @pytest.mark.parametrize("convention", CONVENTIONS)
-@pytest.mark.parametrize("fault", [None, *LLM_FAULTS, *TOOL_FAULTS, "slow", "root_failure"])
+@pytest.mark.parametrize(
+    "fault", [None, *LLM_FAULTS, *TOOL_FAULTS, "slow", "root_failure", *GUIDE_FAULTS]
+)
 async def test_each_convention_and_fault(convention, fault):
     g = Generator(seed=zlib.crc32(f"{convention}/{fault}".encode()))
     gen = [one(g, convention, [fault] if fault else []) for _ in range(3)]
     req, truths = next(batches(gen, per_batch=10))
-    if fault in ("fallback", "llm_retry", "cache_hit", "mismatch", "tool_retry"):
+    if fault in ("fallback", "llm_retry", "cache_hit", "mismatch", "tool_retry", *GUIDE_FAULTS):
         key = {"mismatch": "provider_mismatch"}.get(fault, fault)
-        # (a framework without an LLM cache, or whose spans name no served model, drops it)
-        assert all(key in t["expected"]["reasons"] for t in truths if fault in t["faults"])
+        # (a framework without an LLM cache, or whose spans name no served model, drops it;
+        # the guide's faults are the guide's convention's only)
+        assert all(
+            key in t["expected"]["reasons"]
+            for t in truths
+            if fault in t["faults"] and fault != "governance"
+        )
+        if fault in GUIDE_FAULTS:
+            assert all((fault in t["faults"]) == (convention == "agent_guide") for t in truths)
     out = await enrich(Traces(req))
     check(out, truths)
 
@@ -101,6 +118,9 @@ async def test_mixed_faults_in_shared_batches():
         "swallowed_error",
         "slow",
         "root_failure",
+        "eval_failed",
+        "policy_blocked",
+        "governance",
     }
 
 
