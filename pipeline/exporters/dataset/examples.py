@@ -1,0 +1,266 @@
+"""From a classified trace to training examples: which calls, which messages, who served
+each assistant turn, and what a fallback changes.
+
+The calls of a trace are its successful logical LLM calls as the GenAI index sees them
+(`processors.genai`: after `build_chains`, a record with `logical` and `final_ok`; nested
+attempts and the second span of a double-instrumented call are not calls of their own).
+A call's content is read from its span (`processors.genai.content`); a gateway span
+without content takes that of the last successful call span under it.
+
+- `per: call`: one example per call: its input, then its first output message.
+- `per: conversation`: one example per conversation: a call whose input and output are the
+  beginning of a later call's input is part of that later call's conversation; the calls
+  that are no other call's beginning each give one example.
+
+Each assistant message of an example is attributed to the call that produced it: the
+example's own call for its output, and for an assistant message at position k of its
+input, the call of the trace whose input is the example's first k messages and whose
+output is that message. Unattributed turns (history from outside the trace) have no
+provider or model.
+
+Fallbacks: the first assistant turn produced by a call whose logical call fell back, and
+every assistant turn after it, are "after a fallback": `on_fallback: drop` cuts the
+example before the first of them (an example left without an assistant turn is skipped,
+`fallback`); `weight0` keeps them with `"weight": 0` (and every other assistant turn
+`"weight": 1`).
+
+`served_models`: every trained assistant turn (weight 1) must have been served by one of
+these (normalised models; an unattributed turn fails).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+from processors.genai import CALL_ROLES, HTTP, SpanRecord
+from processors.genai.content import CallContent, Message, read_call
+
+__all__ = [
+    "Call",
+    "Draft",
+    "Selection",
+    "Turn",
+    "calls_of",
+    "drafts",
+    "message_key",
+]
+
+
+class Turn(NamedTuple):
+    """Who produced one assistant message of an example."""
+
+    span_id: bytes  # b"": not attributed
+    provider: str
+    model: str
+    fallback: bool  # the call that produced it fell back
+
+
+class Call(NamedTuple):
+    span_id: bytes
+    start: int
+    provider: str
+    model: str
+    fallback: bool
+    content: CallContent
+    b0: int  # the span the content came from (its resource gives the service)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The options that shape examples (`DatasetConfig`'s)."""
+
+    per: str = "conversation"
+    on_fallback: str = "drop"
+    served_models: frozenset[str] = frozenset()
+
+
+@dataclass
+class Draft:
+    """An example before formatting: messages, tools, and who served each assistant turn
+    (one `Turn` per assistant message, in order), with the weight of each."""
+
+    messages: list[Message]
+    tools: list[dict[str, Any]]
+    turns: list[Turn]
+    weights: list[int] | None  # per assistant message (None: no weights)
+    span_ids: list[bytes]  # calls whose content the example holds, oldest first
+    b0: int
+    skip: str = ""  # why it is not written ("" : it is)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def message_key(m: Message) -> tuple[Any, ...]:
+    """What makes two messages the same turn (arguments compared as JSON values)."""
+    return (
+        m.role,
+        m.content or "",
+        tuple((c.id, c.name, _canon(c.arguments)) for c in m.tool_calls),
+        m.tool_call_id,
+    )
+
+
+def _canon(args: str) -> str:
+    try:
+        return json.dumps(json.loads(args), sort_keys=True, separators=(",", ":"))
+    except ValueError:
+        return args
+
+
+# -- the calls of a trace -----------------------------------------------------------------------
+
+# (record) -> (provider, model, fallback fired) as written on the span, or None to use the
+# index's own results
+ServedReader = Callable[[SpanRecord], tuple[str, str, bool] | None]
+
+
+def _content_of(rec: SpanRecord) -> tuple[CallContent | None, int]:
+    """The call's content, from its span or the last successful call span under it."""
+    got = read_call(rec.raw, rec.b0, rec.b1)
+    if got is not None or not rec.children:
+        return got, rec.b0
+    inner: list[SpanRecord] = []
+    stack = list(rec.children)
+    while stack:
+        r = stack.pop()
+        if r.role in CALL_ROLES and r.ok:
+            inner.append(r)
+        if r.children and r.role in (*CALL_ROLES, HTTP):
+            stack.extend(r.children)
+    for r in sorted(inner, key=lambda r: r.start, reverse=True):
+        got = read_call(r.raw, r.b0, r.b1)
+        if got is not None:
+            return got, r.b0
+    return None, rec.b0
+
+
+def calls_of(
+    records: Iterable[SpanRecord], served: ServedReader | None = None
+) -> tuple[list[Call], int]:
+    """The trace's successful logical calls with content, by start time, and how many had
+    none (`no_content`)."""
+    out: list[Call] = []
+    missing = 0
+    for rec in records:
+        if not rec.logical or not rec.final_ok or rec.duplicate:
+            continue
+        content, b0 = _content_of(rec)
+        if content is None or not content.input or not content.output:
+            missing += 1
+            continue
+        got = served(rec) if served is not None else None
+        provider, model, fb = (
+            got
+            if got is not None
+            else (
+                rec.served_provider,
+                rec.served_model,
+                rec.fallback_fired,
+            )
+        )
+        out.append(Call(rec.span_id, rec.start, provider, model, fb, content, b0))
+    out.sort(key=lambda c: c.start)
+    return out, missing
+
+
+# -- examples -----------------------------------------------------------------------------------
+
+
+def _keys(messages: list[Message]) -> list[tuple[Any, ...]]:
+    return [message_key(m) for m in messages]
+
+
+def drafts(calls: list[Call], sel: Selection) -> list[Draft]:
+    """The trace's examples (see the module docstring); those to skip carry `skip`."""
+    if not calls:
+        return []
+    keyed = [(c, _keys(c.content.input), message_key(c.content.output[0])) for c in calls]
+    chosen: list[int]
+    if sel.per == "call":
+        chosen = list(range(len(calls)))
+    else:
+        chosen = []
+        for i, (_, inp, out) in enumerate(keyed):
+            whole = [*inp, out]
+            n = len(whole)
+            covered = any(
+                j != i and len(other) > n and other[:n] == whole
+                for j, (_, other, _) in enumerate(keyed)
+            )
+            if not covered:
+                chosen.append(i)
+    out_drafts: list[Draft] = []
+    for i in chosen:
+        call, inp, _ = keyed[i]
+        out_drafts.append(_draft(call, inp, keyed, sel))
+    return out_drafts
+
+
+def _draft(
+    call: Call,
+    inp_keys: list[tuple[Any, ...]],
+    keyed: list[tuple[Call, list[tuple[Any, ...]], tuple[Any, ...]]],
+    sel: Selection,
+) -> Draft:
+    messages = [*call.content.input, call.content.output[0]]
+    turns: list[Turn] = []
+    span_ids: list[bytes] = []
+    for k, m in enumerate(messages):
+        if m.role != "assistant":
+            continue
+        if k == len(messages) - 1:
+            src: Call | None = call
+        else:
+            src = None
+            mk = inp_keys[k]
+            for other, other_in, other_out in keyed:
+                if len(other_in) == k and other_out == mk and other_in == inp_keys[:k]:
+                    src = other
+                    break
+        if src is None:
+            turns.append(Turn(b"", "", "", False))
+        else:
+            turns.append(Turn(src.span_id, src.provider, src.model, src.fallback))
+            if src.span_id not in span_ids:
+                span_ids.append(src.span_id)
+    d = Draft(messages, call.content.tools, turns, None, span_ids, call.b0)
+    _fallback(d, sel)
+    if not d.skip and sel.served_models:
+        weights = d.weights or [1] * len(d.turns)
+        if any(
+            w and t.model not in sel.served_models for t, w in zip(d.turns, weights, strict=True)
+        ):
+            d.skip = "served_model"
+    return d
+
+
+def _fallback(d: Draft, sel: Selection) -> None:
+    first = next((i for i, t in enumerate(d.turns) if t.fallback), None)
+    if first is None:
+        return
+    if sel.on_fallback == "weight0":
+        d.weights = [1 if i < first else 0 for i in range(len(d.turns))]
+        return
+    # drop: cut before the first assistant message after the fallback, then back to the
+    # last assistant message left
+    seen = -1
+    cut = len(d.messages)
+    for k, m in enumerate(d.messages):
+        if m.role == "assistant":
+            seen += 1
+            if seen == first:
+                cut = k
+                break
+    kept = d.messages[:cut]
+    while kept and kept[-1].role != "assistant":
+        kept.pop()
+    if not kept:
+        d.skip = "fallback"
+        return
+    n_turns = sum(1 for m in kept if m.role == "assistant")
+    d.messages = kept
+    d.turns = d.turns[:n_turns]
+    keep_ids = {t.span_id for t in d.turns}
+    d.span_ids = [s for s in d.span_ids if s in keep_ids]
