@@ -11,7 +11,8 @@ generator's ground truth (`expected` and `expected_strict`).
 
 Prints one JSON record: per config the confusion matrix (`confusion[truth][predicted]`),
 per-class precision, recall, F1 and support, macro-F1, accuracy, the share of traces whose
-reasons are exactly the expected ones, traces classified right per convention, per-reason
+reasons are exactly the expected ones, per convention the traces, those classified right,
+class accuracy and reason precision/recall (over every reason of every trace), per-reason
 false positives and negatives, and a few mismatched traces (for debugging); plus the classifier's time per trace.
 """
 
@@ -128,10 +129,16 @@ def score(
         if cls not in CLASSES:
             raise SystemExit(f"trace {t.trace_id.hex()}: no sieve.trace.class written")
         confusion[exp["class"]][cls] += 1
-        conv = by_conv.setdefault(t.truth["convention"], {"traces": 0, "class_right": 0})
+        conv = by_conv.setdefault(
+            t.truth["convention"],
+            {"traces": 0, "class_right": 0, "reasons_tp": 0, "reasons_fp": 0, "reasons_fn": 0},
+        )
         conv["traces"] += 1
         conv["class_right"] += cls == exp["class"]
         want, have = set(exp["reasons"]), set(reasons)
+        conv["reasons_tp"] += len(want & have)
+        conv["reasons_fp"] += len(have - want)
+        conv["reasons_fn"] += len(want - have)
         if want == have:
             reasons_exact += 1
         fp.update(have - want)
@@ -160,6 +167,16 @@ def score(
             "f1": round(f1, 6),
             "support": support,
         }
+    per_conv: dict[str, dict[str, float]] = {}
+    for name, counts in by_conv.items():
+        tp, fp_, fn_ = counts["reasons_tp"], counts["reasons_fp"], counts["reasons_fn"]
+        per_conv[name] = {
+            "traces": counts["traces"],
+            "class_right": counts["class_right"],
+            "class_accuracy": round(counts["class_right"] / counts["traces"], 6),
+            "reason_precision": round(tp / (tp + fp_), 6) if tp + fp_ else 1.0,
+            "reason_recall": round(tp / (tp + fn_), 6) if tp + fn_ else 1.0,
+        }
     n = len(traces)
     return {
         "confusion": confusion,
@@ -167,7 +184,7 @@ def score(
         "macro_f1": round(sum(v["f1"] for v in per_class.values()) / len(CLASSES), 6),
         "accuracy": round(sum(confusion[c][c] for c in CLASSES) / n, 6) if n else 0.0,
         "reasons_exact": round(reasons_exact / n, 6) if n else 0.0,
-        "by_convention": by_conv,
+        "by_convention": per_conv,
         "reason_false_positives": {r: fp[r] for r in REASONS if fp[r]},
         "reason_false_negatives": {r: fn[r] for r in REASONS if fn[r]},
         "mismatches": wrong,

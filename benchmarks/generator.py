@@ -18,6 +18,24 @@ children (the SDK's requests); some tools have HTTP or database children. Conven
 - `litellm_v2`: app span -> LiteLLM proxy SERVER span -> one CLIENT `chat X` span per attempt.
 - `bifrost`: app span -> Bifrost `http.request` -> `llm.call`/`retry`/`fallback` attempts.
 - `portkey`: app span whose HTTP child carries Portkey's response headers.
+- `langchain_oi`, `langchain_traceloop`: a LangGraph agent under an app root, traced by
+  OpenInference (CHAIN/AGENT/LLM/TOOL spans; the HTTP spans under the app root, beside the
+  LLM spans, not under them) or by Traceloop (`execute_task X` spans, `ChatOpenAI.chat`
+  with its HTTP spans beside it); `.with_retry()`, `.with_fallbacks()`, LangChain's LLM
+  cache (a call with no request: OpenInference replays the response id, Traceloop has
+  none), tool calls under one `tools` node each.
+- `pydantic_ai`: PydanticAI's own instrumentation (`invoke_agent`, `chat X`, `execute_tool
+  X`); `FallbackModel` (the span renamed after the model that answered, with a failed
+  `model request attempt X` child), `ModelRetry` tool retries.
+- `openai_agents`: the OpenAI Agents SDK through OpenInference (trace span, `Agent
+  workflow`, agent, `turn`, `generation` LLM spans naming only the model asked for); the
+  runner's retry; a fallback is the app running the agent again on another model.
+- `llamaindex`: LlamaIndex's FunctionAgent through OpenInference (`FunctionAgent.run`,
+  `run_agent_step` with `_prepare_chat_with_tools` beside `OpenAI.achat`, `call_tool` with
+  `FunctionTool.acall`); a fallback is the app running the agent again.
+In the framework conventions `root_failure` is a failed run: the last call fails after
+the SDK's retries and the framework's agent span ends in ERROR, while the root (an app or
+the instrumentation's own) stays OK (PydanticAI's agent span is the root: ERROR).
 
 Faults (each drawn per trace at its rate; several may combine): `fallback`, `llm_retry`,
 `tool_retry`, `cache_hit`, `mismatch` (served model differs), `schema_invalid` (a tool
@@ -83,8 +101,22 @@ CONVENTIONS = (
     "litellm_v2",
     "bifrost",
     "portkey",
+    "langchain_oi",
+    "langchain_traceloop",
+    "llamaindex",
+    "pydantic_ai",
+    "openai_agents",
 )
 GATEWAY_CONVENTIONS = frozenset({"litellm", "litellm_v2", "bifrost", "portkey"})
+# agent frameworks, modelled on the span trees their instrumentations emit (captured from
+# the real frameworks against fake providers: tests/processors/genai/apps/, docs/frameworks.md)
+FRAMEWORK_CONVENTIONS = frozenset(
+    {"langchain_oi", "langchain_traceloop", "llamaindex", "pydantic_ai", "openai_agents"}
+)
+# frameworks with an LLM cache of their own (LangChain's set_llm_cache)
+_FRAMEWORK_CACHE = frozenset({"langchain_oi", "langchain_traceloop"})
+# frameworks whose LLM spans name only the model asked for (no served model to compare)
+_NO_SERVED_MODEL = frozenset({"llamaindex", "openai_agents"})
 FAULTS = (
     "fallback",
     "llm_retry",
@@ -276,6 +308,8 @@ STACKS = {"openai": OPENAI, "anthropic": ANTHROPIC, "azure": AZURE, "bedrock": B
 FALLBACK_OF = {"openai": ANTHROPIC, "anthropic": OPENAI, "azure": OPENAI, "bedrock": ANTHROPIC}
 STACKS_BY_CONVENTION = {
     "otel_genai": ("openai", "anthropic", "azure", "bedrock"),
+    "openai_agents": ("openai",),  # OpenAIChatCompletionsModel; falls back to Claude
+    "llamaindex": ("openai",),
 }
 _DEFAULT_STACKS = ("openai", "anthropic")
 
@@ -383,6 +417,10 @@ S_TL_ANTHROPIC = "opentelemetry.instrumentation.anthropic"
 S_TRACELOOP = "traceloop.tracer"
 S_LITELLM = "litellm"
 S_BIFROST = "bifrost"
+S_TL_LANGCHAIN = "opentelemetry.instrumentation.langchain"
+S_PYDANTIC_AI = "pydantic-ai"
+S_OI_AGENTS = "openinference.instrumentation.openai_agents"
+S_OI_LLAMA = "openinference.instrumentation.llama_index"
 
 
 class _Builder:
@@ -462,6 +500,7 @@ class _Call:
     replay_of: int = -1  # cache hit (app level): index of the call whose response it replays
     resp_id: str = ""
     weight: float = 3.0
+    tokens: tuple[int, int] = (0, 0)  # (in, out) reported (a cache hit replays its source's)
 
 
 @dataclass
@@ -565,8 +604,15 @@ class Generator:
                 )
             )
         plan.calls.append(_Call("final", stack.planner, stack))
+        if conv in FRAMEWORK_CONVENTIONS:
+            if conv not in _FRAMEWORK_CACHE:
+                faults.discard("cache_hit")  # no LLM cache of its own
+            if conv in _NO_SERVED_MODEL:
+                faults.discard("mismatch")  # no served model on its spans: nothing to see
+            if "root_failure" in faults:
+                plan.calls[-1].fault = "run_failure"  # the last call fails; free[] skips it
         # LLM faults on distinct calls; a cache hit replays an earlier call of the same model
-        free = list(range(len(plan.calls)))
+        free = [i for i, c in enumerate(plan.calls) if not c.fault]
         r.shuffle(free)
         if "cache_hit" in faults:
             for i in free:
@@ -589,11 +635,13 @@ class Generator:
         for f, i in zip(("tool_retry", "schema_invalid", "swallowed_error"), picks, strict=True):
             if f in faults:
                 all_tools[i].fault = f
-                if f == "swallowed_error" and i + 1 < len(all_tools):
-                    # the next tool is another one: the same tool again would be a retry
-                    nxt = all_tools[i + 1]
-                    if nxt.name == all_tools[i].name:
-                        nxt.name = next(t for t in tools if t != nxt.name)
+                if f == "swallowed_error":
+                    # no later run of the same tool in the trace: that would be a retry
+                    name = all_tools[i].name
+                    other = next(t for t in tools if t != name)
+                    for later in all_tools[i + 1 :]:
+                        if later.name == name:
+                            later.name = other
         return plan
 
 
@@ -614,6 +662,9 @@ class _Renderer:
         self.invalid: list[str] = []
         self.swallowed: list[str] = []
         self.n_resp = 0
+        self.root_id = b""
+        self.turn = b""  # OpenAI Agents: the turn of the last call (its tools run in it)
+        self.last_llm = b""  # the last LLM span written (framework conventions)
 
     # -- layout ----------------------------------------------------------------------------
     def render(self) -> dict[str, Any]:
@@ -623,7 +674,9 @@ class _Renderer:
         dur = int(base_s * factor * 1e9)
         t0 = self.g.next_start(dur)
         root_failed = "root_failure" in p.faults
+        framework = self.conv in FRAMEWORK_CONVENTIONS
         root = self._root(t0, t0 + dur, root_failed)
+        self.root_id = root
         # time budget: planner call, rounds, final call, split by weights
         weights = [p.calls[0].weight]
         for ci, tools in p.rounds:
@@ -655,7 +708,7 @@ class _Renderer:
         # final step
         f_start = w_end
         f_end = t0 + dur - _OVERHEAD_NS
-        fstep = self._step("planner", root, f_start, f_end)
+        fstep = self._step("planner", root, f_start, f_end, failed=root_failed and framework)
         self._call(len(p.calls) - 1, fstep, f_start + _OVERHEAD_NS, f_end - _OVERHEAD_NS)
         return self._truth(root, dur, int(base_s * 1e9), root_failed)
 
@@ -682,8 +735,9 @@ class _Renderer:
             reasons.add("swallowed_error")
         del gw
         ordered = [x for x in REASONS if x in reasons]
-        providers = sorted({c["served"].split("/", 1)[0] for c in self.calls_truth})
-        models = sorted({c["served"].split("/", 1)[1] for c in self.calls_truth})
+        answered = [c for c in self.calls_truth if not c.get("failed")]
+        providers = sorted({c["served"].split("/", 1)[0] for c in answered})
+        models = sorted({c["served"].split("/", 1)[1] for c in answered})
         strict = (
             ordered if len(models) <= 1 else [x for x in REASONS if x in reasons | {"multi_model"}]
         )
@@ -704,6 +758,9 @@ class _Renderer:
             "tool_retries": self.tool_retries,
             "tool_schema_invalid": self.invalid,
             "swallowed": self.swallowed,
+            # failures nobody recovered from: swallowed tools, and a failed run's last call
+            "unrecovered": self.swallowed
+            + [c["span_id"] for c in self.calls_truth if c.get("failed")],
             "tool_result_key": _TOOL_RESULT_KEY.get(self.conv, "gen_ai.tool.call.result"),
         }
 
@@ -711,6 +768,36 @@ class _Renderer:
     def _root(self, start: int, end: int, failed: bool) -> bytes:
         cls = self.p.task_class
         err = "task failed: final answer rejected" if failed else None
+        if self.conv in FRAMEWORK_CONVENTIONS and self.conv != "pydantic_ai":
+            err = None  # a failed run: the framework's agent span says so, not the root
+        if self.conv == "pydantic_ai":  # the agent run is the root
+            return self.b.span(
+                S_PYDANTIC_AI,
+                f"invoke_agent {cls}",
+                "internal",
+                b"",
+                start,
+                end,
+                {
+                    "gen_ai.operation.name": "invoke_agent",
+                    "gen_ai.agent.name": cls,
+                    "agent_name": cls,
+                    "task.class": cls,
+                },
+                error=err,
+                exception="UnexpectedModelBehavior" if err else None,
+            )
+        if self.conv == "openai_agents":  # the SDK's trace span is the root; it stays OK
+            return self.b.span(
+                S_OI_AGENTS,
+                cls,
+                "internal",
+                b"",
+                start,
+                end,
+                {"openinference.span.kind": "AGENT", "task.class": cls},
+                ok=True,
+            )
         if self.conv == "openinference":
             return self.b.span(
                 S_OI_LANGCHAIN,
@@ -754,7 +841,88 @@ class _Renderer:
             error=err,
         )
 
-    def _step(self, name: str, parent: bytes, start: int, end: int) -> bytes:
+    def _step(self, name: str, parent: bytes, start: int, end: int, failed: bool = False) -> bytes:
+        conv = self.conv
+        err = "run failed" if failed else None
+        exc = "InternalServerError" if failed else None
+        if conv == "langchain_oi":
+            return self.b.span(
+                S_OI_LANGCHAIN,
+                "LangGraph",
+                "internal",
+                parent,
+                start,
+                end,
+                {"openinference.span.kind": "CHAIN", "graph.node.id": name},
+                error=err,
+                exception=exc,
+                ok=not failed,
+            )
+        if conv == "langchain_traceloop":
+            return self.b.span(
+                S_TL_LANGCHAIN,
+                "execute_task LangGraph",
+                "internal",
+                parent,
+                start,
+                end,
+                {
+                    "traceloop.span.kind": "task",
+                    "gen_ai.operation.name": "execute_task",
+                    "gen_ai.task.name": "LangGraph",
+                    "gen_ai.task.status": "failure" if failed else "success",
+                    "error.type": exc,
+                },
+                error=err,
+                exception=exc,
+            )
+        if conv == "pydantic_ai":
+            return self.b.span(
+                S_PYDANTIC_AI,
+                f"invoke_agent {name}",
+                "internal",
+                parent,
+                start,
+                end,
+                {"gen_ai.operation.name": "invoke_agent", "gen_ai.agent.name": name},
+                error=err,
+                exception=exc,
+            )
+        if conv == "openai_agents":
+            wf = self.b.span(
+                S_OI_AGENTS,
+                "Agent workflow",
+                "internal",
+                parent,
+                start,
+                end,
+                {"openinference.span.kind": "CHAIN"},
+                ok=True,
+            )
+            return self.b.span(
+                S_OI_AGENTS,
+                f"{name}_agent",
+                "internal",
+                wf,
+                start + 100_000,
+                end - 100_000,
+                {"openinference.span.kind": "AGENT", "agent.name": f"{name}_agent"},
+                error=err,
+                ok=not failed,
+            )
+        if conv == "llamaindex":
+            return self.b.span(
+                S_OI_LLAMA,
+                "FunctionAgent.run",
+                "internal",
+                parent,
+                start,
+                end,
+                {"openinference.span.kind": "CHAIN"},
+                error=err,
+                exception=exc,
+                ok=not failed,
+            )
         if self.conv == "openinference":
             return self.b.span(
                 S_OI_LANGCHAIN,
@@ -822,7 +990,9 @@ class _Renderer:
         args = json.dumps({"query": f"q{r.randint(1, 999)}"})
         res = json.dumps(result, separators=(",", ":")) if result is not None else None
         conv = self.conv
-        if conv == "openinference":
+        if conv in FRAMEWORK_CONVENTIONS:
+            sid = self._fw_tool(name, parent, start, end, call_id, args, res, error)
+        elif conv == "openinference":
             attrs: dict[str, Any] = {
                 "openinference.span.kind": "TOOL",
                 "tool.name": name,
@@ -913,8 +1083,14 @@ class _Renderer:
         fault = call.fault
         served_raw = (stack.substitute if fault == "mismatch" else stack.served)[call.model]
         conv = self.conv
+        if call.replay_of >= 0:
+            call.tokens = self.p.calls[call.replay_of].tokens
+        else:
+            call.tokens = (self.r.randint(200, 4000), self.r.randint(20, 800))
         if conv in GATEWAY_CONVENTIONS:
             truth = getattr(self, f"_gw_{conv}")(call, parent, start, end, served_raw)
+        elif conv in FRAMEWORK_CONVENTIONS:
+            truth = self._fw_call(call, parent, start, end, served_raw)
         else:
             truth = self._app_call(call, parent, start, end, served_raw)
         truth["step"] = call.step
@@ -979,7 +1155,13 @@ class _Renderer:
         )
 
     def _app_evidence(self, no_http: bool) -> str:
-        if no_http and self.conv in ("openinference", "openllmetry", "otel_genai_legacy"):
+        if no_http and self.conv in (
+            "openinference",
+            "openllmetry",
+            "otel_genai_legacy",
+            "langchain_oi",
+            "langchain_traceloop",
+        ):
             return "response_model"  # no server.address on these LLM spans
         return "http_host"
 
@@ -1127,6 +1309,459 @@ class _Renderer:
         else:
             self._http_children(sid, stack, start, end, statuses)
         return sid
+
+    # -- agent frameworks --------------------------------------------------------------------
+    def _fw_tool(
+        self,
+        name: str,
+        parent: bytes,
+        start: int,
+        end: int,
+        call_id: str,
+        args: str,
+        res: str | None,
+        error: str | None,
+    ) -> bytes:
+        """A tool call as the framework's instrumentation writes it, in the wrapper span its
+        runtime opens for each tool step (so a retry runs under another parent)."""
+        conv = self.conv
+        b = self.b
+        exc = "RuntimeError" if error else None
+        a, z = start + 100_000, end - 100_000
+        if conv == "langchain_oi":
+            node = b.span(
+                S_OI_LANGCHAIN, "tools", "internal", parent, start, end,
+                {"openinference.span.kind": "CHAIN"}, ok=True,
+            )  # fmt: skip
+            return b.span(
+                S_OI_LANGCHAIN, name, "internal", node, a, z,
+                {
+                    "openinference.span.kind": "TOOL",
+                    "tool.name": name,
+                    "tool.description": f"The {name} tool.",
+                    "input.value": args,
+                    "output.value": res,
+                },
+                error=error, exception=exc, ok=error is None,
+            )  # fmt: skip
+        if conv == "langchain_traceloop":
+            node = b.span(
+                S_TL_LANGCHAIN, "execute_task tools", "internal", parent, start, end,
+                {
+                    "traceloop.span.kind": "task",
+                    "gen_ai.operation.name": "execute_task",
+                    "gen_ai.task.name": "tools",
+                },
+            )  # fmt: skip
+            return b.span(
+                S_TL_LANGCHAIN, f"execute_tool {name}", "internal", node, a, z,
+                {
+                    "traceloop.span.kind": "tool",
+                    "traceloop.entity.name": name,
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": name,
+                    "gen_ai.tool.type": "function",
+                    "gen_ai.task.status": "failure" if error else "success",
+                    "gen_ai.tool.call.result": res,
+                    "error.type": exc,
+                },
+                error=error, exception=exc,
+            )  # fmt: skip
+        if conv == "pydantic_ai":  # ModelRetry: the tool's span is an error, the model retries
+            return b.span(
+                S_PYDANTIC_AI, f"execute_tool {name}", "internal", parent, start, end,
+                {
+                    "gen_ai.operation.name": "execute_tool",
+                    "gen_ai.tool.name": name,
+                    "gen_ai.tool.call.id": call_id,
+                    "gen_ai.tool.call.arguments": args,
+                    "gen_ai.tool.call.result": res if res is not None else f"{error}, try again",
+                    "pydantic_ai.tool.retry.cause": "model_retry" if error else None,
+                    "pydantic_ai.tool.retry.attempt": 1 if error else None,
+                },
+                error=error, exception="ModelRetry" if error else None,
+            )  # fmt: skip
+        if conv == "openai_agents":  # in the turn of the call that asked for it
+            return b.span(
+                S_OI_AGENTS, name, "internal", self.turn or parent, start, end,
+                {
+                    "openinference.span.kind": "TOOL",
+                    "tool.name": name,
+                    "input.value": args,
+                    "output.value": res,
+                },
+                error=error, ok=error is None,
+            )  # fmt: skip
+        node = b.span(
+            S_OI_LLAMA, "BaseWorkflowAgent.call_tool", "internal", parent, start, end,
+            {"openinference.span.kind": "CHAIN"}, ok=True,
+        )  # fmt: skip
+        return b.span(
+            S_OI_LLAMA, "FunctionTool.acall", "internal", node, a, z,
+            {
+                "openinference.span.kind": "TOOL",
+                "tool.name": name,
+                "input.value": args,
+                "output.value": res,
+            },
+            error=error, exception=exc, ok=error is None,
+        )  # fmt: skip
+
+    def _fw_call(
+        self, call: _Call, parent: bytes, start: int, end: int, served_raw: str
+    ) -> dict[str, Any]:
+        """One logical LLM call in a framework's shape, with its faults: the SDK's or the
+        framework's retry, the framework's fallback (or the app's), LangChain's cache, a
+        call that fails the run."""
+        stack, fault, conv, r = call.stack, call.fault, self.conv, self.r
+        req = (stack.provider, normalize_model(call.model))
+        served = (stack.provider, normalize_model(served_raw))
+        ev = "http_host"
+        if fault == "run_failure":
+            w = self._fw_wrapper(parent, start, end, failed=True)
+            self._fw_llm(stack, call.model, "", w, start + 200_000, end - 200_000, (500, 500),
+                         call.resp_id, call.tokens)  # fmt: skip
+            sid = self.last_llm
+            e = _entry(stack.provider, call.model, "error:500")
+            # a failed span names the model asked for as its model (not PydanticAI's; an
+            # Anthropic call answers for the Anthropic SDK's span inside it, which does not)
+            quiet = conv == "pydantic_ai" or stack.provider == "anthropic"
+            ev = "span_attribute" if quiet else "response_model"
+            out = self._expect(sid, req, (stack.provider, req[1]), ev, chain=[e, e])
+            out["failed"] = True
+            return out
+        if fault == "cache_hit":  # LangChain's cache: no request, the stored answer replayed
+            w = self._fw_wrapper(parent, start, end)
+            a = start + 300_000
+            self._fw_llm(stack, call.model, call.model, w, a, a + r.randint(200_000, 900_000),
+                         (), call.resp_id if conv == "langchain_oi" else "", call.tokens)  # fmt: skip
+            evidence = "response_id_seen" if conv == "langchain_oi" else "no_provider_call"
+            return self._expect(
+                self.last_llm, req, req, self._app_evidence(True),
+                chain=[_entry(stack.provider, call.model, "ok")], cache=("exact", evidence),
+            )  # fmt: skip
+        if fault == "fallback":
+            return self._fw_fallback(call, parent, start, end)
+        if fault == "llm_retry":
+            framework_retry = conv in ("langchain_oi", "langchain_traceloop", "openai_agents")
+            if framework_retry and r.random() < 0.5:
+                return self._fw_framework_retry(call, parent, start, end, served_raw)
+        statuses = (500, 200) if fault == "llm_retry" else (200,)
+        w = self._fw_wrapper(parent, start, end)
+        self._fw_llm(stack, call.model, served_raw, w, start + 200_000, end - 200_000, statuses,
+                     call.resp_id, call.tokens)  # fmt: skip
+        chain = [_entry(stack.provider, served_raw, "error:500")] if fault == "llm_retry" else []
+        chain.append(_entry(stack.provider, served_raw, "ok"))
+        if conv in _NO_SERVED_MODEL:
+            served = req  # the span names the model asked for only
+        return self._expect(self.last_llm, req, served, ev, chain=chain,
+                            mismatch=fault == "mismatch")  # fmt: skip
+
+    def _fw_wrapper(self, parent: bytes, start: int, end: int, failed: bool = False) -> bytes:
+        """The spans a framework's runtime opens around one model call (a LangGraph agent
+        node, an OpenAI Agents turn, a LlamaIndex agent step); the LLM span's parent."""
+        conv, b = self.conv, self.b
+        err = "run failed" if failed else None
+        if conv == "langchain_oi":
+            node = b.span(
+                S_OI_LANGCHAIN, "agent", "internal", parent, start, end,
+                {"openinference.span.kind": "AGENT"}, error=err, ok=not failed,
+            )  # fmt: skip
+            return b.span(
+                S_OI_LANGCHAIN, "RunnableSequence", "internal", node, start + 50_000,
+                end - 50_000, {"openinference.span.kind": "CHAIN"}, error=err, ok=not failed,
+            )  # fmt: skip
+        if conv == "langchain_traceloop":
+            node = b.span(
+                S_TL_LANGCHAIN, "execute_task agent", "internal", parent, start, end,
+                {"traceloop.span.kind": "task", "gen_ai.task.name": "agent"}, error=err,
+            )  # fmt: skip
+            return b.span(
+                S_TL_LANGCHAIN, "execute_task RunnableSequence", "internal", node,
+                start + 50_000, end - 50_000,
+                {"traceloop.span.kind": "task", "gen_ai.task.name": "RunnableSequence"},
+                error=err,
+            )  # fmt: skip
+        if conv == "openai_agents":
+            self.turn = b.span(
+                S_OI_AGENTS, "turn", "internal", parent, start, end,
+                {"openinference.span.kind": "CHAIN"}, ok=True,
+            )  # fmt: skip
+            return self.turn
+        if conv == "llamaindex":
+            return b.span(
+                S_OI_LLAMA, "BaseWorkflowAgent.run_agent_step", "internal", parent, start, end,
+                {"openinference.span.kind": "CHAIN"}, error=err, ok=not failed,
+            )  # fmt: skip
+        return parent  # PydanticAI: the chat span is the agent's child
+
+    def _fw_llm(
+        self,
+        stack: Model,
+        model: str,
+        served_raw: str,
+        parent: bytes,
+        start: int,
+        end: int,
+        statuses: Sequence[int],
+        rid: str,
+        tokens: tuple[int, int],
+        beside: bytes = b"",
+    ) -> None:
+        """One LLM span (`self.last_llm`) with its requests, where the instrumentation puts
+        them: under it (PydanticAI, OpenAI Agents, LlamaIndex), beside it (Traceloop:
+        under its parent, or `beside`), or under the app root (OpenInference's LangChain
+        spans are never current). An Anthropic call also gets the Anthropic SDK's own span
+        around its request."""
+        conv, b, r = self.conv, self.b, self.r
+        failed = bool(statuses) and statuses[-1] >= 400
+        anthropic = stack.provider == "anthropic"
+        tin, tout = tokens
+        err = "Error code: 500" if failed else None
+        resp = served_raw if not failed else None
+        rid_ = rid if not failed else None
+        host = stack.host
+        sdk_name = "Anthropic" if anthropic else "OpenAI"
+        if conv == "langchain_oi":
+            meta = {"id": rid_, "model_name": resp} if resp else {}
+            out = json.dumps(
+                {
+                    "generations": [[{"text": "...", "message": {"kwargs": {
+                        "content": "...", "response_metadata": meta}}}]],
+                    "llm_output": {"id": rid_, "model_name": resp} if rid_ else None,
+                    "type": "LLMResult",
+                }
+            ) if resp else None  # fmt: skip
+            attrs: dict[str, Any] = {
+                "openinference.span.kind": "LLM",
+                "llm.provider": stack.provider,
+                "llm.system": stack.provider,
+                "llm.invocation_parameters": json.dumps({"model": model, "stream": False}),
+                "llm.model_name": resp or model,
+                "llm.token_count.prompt": tin if not failed else None,
+                "llm.token_count.completion": tout if not failed else None,
+                "output.value": out,
+            }
+            sid = b.span(S_OI_LANGCHAIN, f"Chat{sdk_name}", "internal", parent, start, end,
+                         attrs, error=err, exception="APIError" if failed else None,
+                         ok=not failed)  # fmt: skip
+            req_parent = self.root_id
+        elif conv == "langchain_traceloop":
+            attrs = {
+                "gen_ai.provider.name": stack.provider,
+                "gen_ai.operation.name": "chat",
+                "gen_ai.request.model": model,
+                "gen_ai.response.model": resp or model,
+                "gen_ai.response.id": rid_ or None,
+                "gen_ai.usage.input_tokens": tin if not failed else None,
+                "gen_ai.usage.output_tokens": tout if not failed else None,
+                "gen_ai.task.status": "failure" if failed else None,
+                "error.type": "OpenAIAPIError" if failed else None,
+            }
+            sid = b.span(S_TL_LANGCHAIN, f"Chat{sdk_name}.chat", "client", parent, start, end,
+                         attrs, error=err)  # fmt: skip
+            req_parent = beside or parent
+        elif conv == "pydantic_ai":
+            h, _, port = host.partition(":")
+            attrs = {
+                "gen_ai.operation.name": "chat",
+                "gen_ai.provider.name": stack.provider,
+                "gen_ai.system": stack.provider,
+                "server.address": h,
+                "server.port": int(port or 443),
+                "gen_ai.request.model": model,
+                "gen_ai.response.model": resp,
+                "gen_ai.response.id": rid_ or None,
+                "gen_ai.usage.input_tokens": tin if not failed else None,
+                "gen_ai.usage.output_tokens": tout if not failed else None,
+            }
+            sid = b.span(S_PYDANTIC_AI, f"chat {model}", "client", parent, start, end, attrs,
+                         error=err, exception="ModelHTTPError" if failed else None)  # fmt: skip
+            req_parent = sid
+        elif conv == "openai_agents":  # OpenAI-compatible endpoints, Anthropic's included
+            attrs = {
+                "openinference.span.kind": "LLM",
+                "llm.system": "openai",
+                "llm.model_name": model,
+                "llm.invocation_parameters": json.dumps({"base_url": f"https://{host}/v1/"}),
+                "llm.token_count.prompt": tin if not failed else None,
+                "llm.token_count.completion": tout if not failed else None,
+            }
+            sid = b.span(S_OI_AGENTS, "generation", "internal", parent, start, end, attrs,
+                         error=err, ok=not failed)  # fmt: skip
+            req_parent = sid
+            anthropic = False  # through the OpenAI SDK: no Anthropic SDK span
+        else:  # llamaindex: the request's preparation, then the call
+            params = json.dumps({"model_name": model, "is_chat_model": True})
+            base = {
+                "openinference.span.kind": "LLM",
+                "llm.provider": stack.provider,
+                "llm.system": stack.provider,
+                "llm.model_name": model,
+                "llm.invocation_parameters": params,
+            }
+            b.span(S_OI_LLAMA, f"{sdk_name}._prepare_chat_with_tools", "internal", parent,
+                   start, start + 300_000, base, ok=True)  # fmt: skip
+            start += 400_000
+            attrs = {
+                **base,
+                "llm.token_count.prompt": tin if not failed else None,
+                "llm.token_count.completion": tout if not failed else None,
+            }
+            sid = b.span(S_OI_LLAMA, f"{sdk_name}.achat", "internal", parent, start, end,
+                         attrs, error=err, exception="APIError" if failed else None,
+                         ok=not failed)  # fmt: skip
+            req_parent = sid
+        self.last_llm = sid
+        if not statuses:
+            return
+        a, z = start + 100_000, end - 100_000
+        if anthropic:  # the Anthropic SDK traces itself, around its requests
+            h, _, port = host.partition(":")
+            req_parent = b.span(
+                S_ANTHROPIC_SDK, "anthropic.messages.create", "client", req_parent, a, z,
+                {
+                    "gen_ai.provider.name": "anthropic",
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": model,
+                    "gen_ai.response.model": resp,
+                    "gen_ai.response.id": rid_ or None,
+                    "server.address": h,
+                    "server.port": int(port or 443),
+                    "http.response.status_code": statuses[-1],
+                    "error.type": "api_error" if failed else None,
+                },
+                error=err, ok=not failed,
+            )  # fmt: skip
+            a, z = a + 50_000, z - 50_000
+        del r
+        self._http_children(req_parent, stack, a, z, statuses)
+
+    def _fw_framework_retry(
+        self, call: _Call, parent: bytes, start: int, end: int, served_raw: str
+    ) -> dict[str, Any]:
+        """The framework retries the call (`.with_retry()`, the Agents runner's retry): two
+        sibling LLM spans, the first failed, each with its own request."""
+        stack, conv, b = call.stack, self.conv, self.b
+        mid = start + (end - start) // 3
+        if conv == "langchain_oi":  # RunnableRetry: a CHAIN named after the model
+            w = self._fw_wrapper(parent, start, end)
+            retry = b.span(S_OI_LANGCHAIN, "ChatOpenAI" if stack.provider != "anthropic"
+                           else "ChatAnthropic", "internal", w, start + 100_000, end - 100_000,
+                           {"openinference.span.kind": "CHAIN"}, ok=True)  # fmt: skip
+        elif conv == "langchain_traceloop":
+            w = self._fw_wrapper(parent, start, end)
+            retry = b.span(S_TL_LANGCHAIN, "execute_task ChatOpenAI", "internal", w,
+                           start + 100_000, end - 100_000,
+                           {"traceloop.span.kind": "task"})  # fmt: skip
+        else:  # openai_agents: both in one turn
+            retry = self._fw_wrapper(parent, start, end)
+        self._fw_llm(stack, call.model, "", retry, start + 200_000, mid, (500,), "", (0, 0))
+        self._fw_llm(stack, call.model, served_raw, retry, mid + 500_000, end - 200_000, (200,),
+                     call.resp_id, call.tokens)  # fmt: skip
+        req = (stack.provider, normalize_model(call.model))
+        served = req if conv in _NO_SERVED_MODEL else (stack.provider, normalize_model(served_raw))
+        chain = [
+            _entry(stack.provider, call.model, "error:500"),
+            _entry(*served, "ok"),
+        ]
+        return self._expect(self.last_llm, req, served, "http_host", chain=chain)
+
+    def _fw_fallback(self, call: _Call, parent: bytes, start: int, end: int) -> dict[str, Any]:
+        """The framework's fallback: LangChain's `.with_fallbacks()` (a wrapper beside the
+        attempts), PydanticAI's FallbackModel (one span named after the model that
+        answered, a failed attempt child), or the app running the agent again on another
+        model (OpenAI Agents, LlamaIndex: a failed agent subtree, then another)."""
+        stack, conv, b, r = call.stack, self.conv, self.b, self.r
+        fb = FALLBACK_OF[self.p.stack_name]
+        fb_model = fb.planner
+        fb_served = fb.served[fb_model]
+        mid = start + (end - start) // 3
+        w = parent
+        if conv in ("langchain_oi", "langchain_traceloop"):
+            w = self._fw_wrapper(parent, start, end)
+            if conv == "langchain_oi":
+                b.span(S_OI_LANGCHAIN, "RunnableWithFallbacks", "internal", w,
+                       start + 100_000, end - 100_000, {"openinference.span.kind": "CHAIN"},
+                       ok=True)  # fmt: skip
+                beside = b""
+            else:  # the requests land under the wrapper task, the LLM spans beside it
+                beside = b.span(S_TL_LANGCHAIN, "execute_task RunnableWithFallbacks",
+                                "internal", w, start + 100_000, end - 100_000,
+                                {"traceloop.span.kind": "task"})  # fmt: skip
+            self._fw_llm(stack, call.model, "", w, start + 200_000, mid, (500,), "", (0, 0),
+                         beside)  # fmt: skip
+            self._fw_llm(fb, fb_model, fb_served, w, mid + 500_000, end - 200_000, (200,),
+                         call.resp_id, call.tokens, beside)  # fmt: skip
+            sid = self.last_llm
+        elif conv == "pydantic_ai":
+            h, _, port = fb.host.partition(":")
+            sid = b.span(
+                S_PYDANTIC_AI, f"chat {fb_model}", "client", parent, start, end,
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.provider.name": fb.provider,
+                    "server.address": h,
+                    "server.port": int(port or 443),
+                    "gen_ai.request.model": fb_model,
+                    "gen_ai.response.model": fb_served,
+                    "gen_ai.response.id": call.resp_id,
+                    "gen_ai.usage.input_tokens": call.tokens[0],
+                    "gen_ai.usage.output_tokens": call.tokens[1],
+                },
+            )  # fmt: skip
+            sh, _, sport = stack.host.partition(":")
+            b.span(
+                S_PYDANTIC_AI, f"model request attempt {call.model}", "internal", sid,
+                start + 100_000, mid,
+                {
+                    "gen_ai.provider.name": stack.provider,
+                    "server.address": sh,
+                    "server.port": int(sport or 443),
+                    "gen_ai.request.model": call.model,
+                    "pydantic_ai.model_request.attempt": 0,
+                },
+                error="Error code: 500", exception="ModelHTTPError",
+            )  # fmt: skip
+            # the attempts' requests (and the Anthropic SDK's spans) are the chat span's
+            # children, each within its attempt's time
+            for st, model, answer, a, z, code in (
+                (stack, call.model, None, start + 300_000, mid - 200_000, 500),
+                (fb, fb_model, fb_served, mid + 500_000, end - 300_000, 200),
+            ):
+                p = sid
+                if st.provider == "anthropic":
+                    ah, _, aport = st.host.partition(":")
+                    p = b.span(
+                        S_ANTHROPIC_SDK, "anthropic.messages.create", "client", sid, a, z,
+                        {
+                            "gen_ai.provider.name": "anthropic",
+                            "gen_ai.request.model": model,
+                            "gen_ai.response.model": answer,
+                            "gen_ai.response.id": call.resp_id if answer else None,
+                            "server.address": ah,
+                            "server.port": int(aport or 443),
+                            "http.response.status_code": code,
+                        },
+                        error="Error code: 500" if code >= 400 else None, ok=code < 400,
+                    )  # fmt: skip
+                    a, z = a + 50_000, z - 50_000
+                self._http_children(p, st, a, z, (code,))
+        else:  # the app catches the failed run and runs the agent again on another model
+            fail_end = start + (end - start) // 4
+            run = self._step("fallback", self.root_id, start, fail_end, failed=True)
+            w0 = self._fw_wrapper(run, start + 50_000, fail_end - 50_000)
+            self._fw_llm(stack, call.model, "", w0, start + 100_000, fail_end - 100_000,
+                         (500,), "", (0, 0))  # fmt: skip
+            w = self._fw_wrapper(parent, fail_end + 500_000, end)
+            self._fw_llm(fb, fb_model, fb_served, w, fail_end + 600_000, end - 100_000, (200,),
+                         call.resp_id, call.tokens)  # fmt: skip
+            sid = self.last_llm
+        del r
+        fb_req = (_claimed(fb.provider, fb_model), normalize_model(fb_model))
+        served = fb_req if conv in _NO_SERVED_MODEL else (fb.provider, normalize_model(fb_served))
+        chain = [_entry(stack.provider, call.model, "error:500"), _entry(*served, "ok")]
+        return self._expect(sid, fb_req, served, "http_host", chain=chain, fallback=True)
 
     def _http_children(
         self, parent: bytes, stack: Model, start: int, end: int, statuses: Sequence[int]
@@ -1592,7 +2227,13 @@ class _Renderer:
         )
 
 
-_TOOL_RESULT_KEY = {"openinference": "output.value", "openllmetry": "traceloop.entity.output"}
+_TOOL_RESULT_KEY = {
+    "openinference": "output.value",
+    "openllmetry": "traceloop.entity.output",
+    "langchain_oi": "output.value",
+    "openai_agents": "output.value",
+    "llamaindex": "output.value",
+}
 _LITELLM_PROVIDER = {
     "openai": "openai",
     "anthropic": "anthropic",

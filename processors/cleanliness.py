@@ -5,7 +5,9 @@ It works on the whole traces `groupbytrace` (required before it) releases. Per t
 writes on the root span (without a root span in the batch, on every span of the trace):
 
 - `sieve.trace.class`: the worst class among its reasons' classes (failed > corrupted >
-  noisy > clean); `failed` whenever the root span reports an error; `clean` without reasons.
+  noisy > clean); `failed` whenever the root span reports an error, or an agent/chain span
+  ended in ERROR with no successful LLM call after it (a failed run under a root an
+  instrumentation leaves OK); `clean` without reasons.
 - `sieve.trace.reasons`: string array, in the order of `REASONS`.
 - `sieve.trace.providers`, `sieve.trace.models`: string arrays, what served the trace's
   successful LLM calls (normalised, sorted).
@@ -466,6 +468,8 @@ class CleanlinessProcessor(ProcessorHelper):
         if f is not None:
             if cfg.strict_single_model and len(f.models) > 1:
                 reasons.add("multi_model")
+            # a run that failed explains its failed calls: not swallowed
+            root_error = root_error or f.failed_run
             if f.unrecovered and not root_error:
                 reasons.add("swallowed_error")
         if schema_invalid:

@@ -29,8 +29,10 @@ the last stage that reads it, frees it (``drop_index``).
   ``calls``, ``logical_calls``, ``tools``, ``providers``/``models`` (served, normalised, by
   successful logical calls), ``fallback``, ``llm_retry``, ``tool_retry``, ``cache_hit``,
   ``provider_mismatch`` (bools), ``reasons()`` (those that are true, as cleanliness reason
-  names), and ``unrecovered``: logical LLM calls and tool runs whose last attempt failed
-  (a swallowed error when the root reports success).
+  names), ``unrecovered``: logical LLM calls and tool runs whose last attempt failed
+  (a swallowed error when the run did not fail), and ``failed_run``: an agent or chain
+  span ended in ERROR and no successful logical call started after it (the run failed,
+  whatever its root span says). See docs/frameworks.md for the shapes of agent frameworks.
 
 ``SpanRecord`` fields (see `processors.genai.index`). Always: ``raw``, ``b0``, ``b1`` (the
 batch encoding and the span's bounds in it: for reading more, and for `Traces.patch`),
@@ -50,8 +52,8 @@ reference cycles, are freed at once by reference counting rather than by the cyc
 
 Tools: ``tool_spans`` lists every tool span of the batch (`wirescan.SpanInfo` tuples, of
 the index's ``raw``); ``tools`` has
-records only for tool spans scanned (OpenInference, MCP) or under a
-parent where a tool failed (retries and swallowed errors need them). OTel ``execute_tool X``
+records only for tool spans scanned (OpenInference, MCP) or of a tool
+name that failed in their trace (retries and swallowed errors need them). OTel ``execute_tool X``
 and Traceloop ``X.tool`` spans are classified by name and not scanned: read their results
 (``gen_ai.tool.call.result``, ``traceloop.entity.output``; OpenInference ``output.value``)
 with `wirescan.attributes`.
@@ -60,8 +62,14 @@ Results: after ``reconcile``: ``req_provider``, ``req_model_n``, ``served_provid
 ``served_model`` (normalised), ``evidence``, ``mismatch``. After ``tag_cache``:
 ``cache_hit``, ``cache_hit_type``, ``cache_evidence``. After ``build_chains``: on logical
 calls ``logical``, ``chain``, ``attempt_count``, ``retry_count``, ``fallback_fired``,
-``final_ok``; ``superseded`` on failed calls a later sibling replaced; ``duplicate`` on a
-second span of one call; on tools ``tool_retries`` (on the run's last), ``superseded``.
+``final_ok``; ``superseded`` on failed calls a later call replaced (a later sibling,
+or, for the last call under its parent, the next call of the trace); ``duplicate`` on a
+second span of one call; on tools ``tool_retries`` (on the run's last, a run being the
+runs of one tool name in one trace, each after a failed one), ``superseded``.
+
+Requests beside their call: a call span with no HTTP or call child of its own adopts the
+HTTP spans and provider-SDK spans of its trace that ran within it when their parent is no
+call (callback-based framework instrumentations; see ``index._adopt``).
 """
 
 from __future__ import annotations

@@ -86,8 +86,12 @@ class TraceFacts:
     tool_retry: bool = False
     cache_hit: bool = False
     provider_mismatch: bool = False
-    # logical LLM calls and tool runs whose last attempt failed (swallowed if the root is ok)
+    # logical LLM calls and tool runs whose last attempt failed (swallowed if the run is ok)
     unrecovered: list[SpanRecord] = field(default_factory=list)
+    # an agent/chain span (not the root) ended in ERROR and nothing after it recovered (no
+    # successful logical call started after it ended): the run failed, whatever the root
+    # span (an instrumentation's own root may stay OK) says
+    failed_run: bool = False
 
     def reasons(self) -> list[str]:
         """The enrichment reasons, in the order of the cleanliness vocabulary."""
@@ -133,6 +137,7 @@ class GenAIIndex:
         wirescan.untrack(self.records)
         self.by_key = built.by_key
         self.tool_spans = built.tool_spans
+        self.failed_agents = built.failed_agents
         self._has_markers = built.has_markers
         self.calls = [r for r in self.records if is_call(r.role)]
         self.tools = [r for r in self.records if r.role == TOOL]
@@ -194,6 +199,11 @@ class GenAIIndex:
         else:
             inner = self._inner_calls(rec) if rec.children else None
             last = inner[-1] if inner else None
+            if last is not None and last.error and rec.ok:
+                # a failed attempt, then the answer from a request of the span's own
+                # (PydanticAI's fallback: the last model's request is no span of its own)
+                ok = [c for c in inner or () if not c.error]
+                last = ok[-1] if ok else None
             if last is not None:
                 self._resolve(last)
             if last is not None and last.served_provider:
@@ -281,6 +291,18 @@ class GenAIIndex:
         first_end: dict[str, int] = {}
         for rec in calls:
             self._tag(rec, first_end, memory, zero_cost)
+        # a framework's own cache: calls with no request under them, not told apart yet
+        quiet = [
+            r
+            for r in calls
+            if r.role == LLM
+            and r.children is None
+            and not (r.cache_hit or r.error or r.gw or r.cache_flag or r.http_status >= 400)
+        ]
+        if quiet:
+            sent = self._sent_by_model(calls)
+            for rec in quiet:
+                self._framework_cache(rec, sent)
         if memory is not None:
             for rec in calls:
                 if rec.resp_id and not rec.cache_hit:
@@ -321,6 +343,67 @@ class GenAIIndex:
         elif zero_cost and rec.cost == 0.0 and rec.tokens_in + rec.tokens_out > 0:
             self._hit(rec, "unknown", "zero_cost")
 
+    def _sent_by_model(self, calls: list[SpanRecord]) -> dict[tuple[bytes, str], list[SpanRecord]]:
+        """Per (trace, served model): its successful calls that sent a request (an HTTP
+        span under them), by start time; the key (trace, "") for every trace that has
+        such a call; (trace, "!"): the successful calls of the others."""
+        out: dict[tuple[bytes, str], list[SpanRecord]] = {}
+        for r in calls:
+            if r.ok and self._sent(r):
+                out.setdefault((r.trace_id, r.served_model), []).append(r)
+                out.setdefault((r.trace_id, ""), [])
+            elif not r.error:
+                # calls of traces with no request at all, under (trace, "!"): the calls an
+                # `unknown` is compared with
+                out.setdefault((r.trace_id, "!"), []).append(r)
+        return out
+
+    @staticmethod
+    def _sent(rec: SpanRecord) -> bool:
+        """An HTTP request under the call (its own, or its inner SDK span's)."""
+        if rec.n_http:
+            return True
+        return any(c.n_http for c in rec.children or () if is_call(c.role))
+
+    def _framework_cache(
+        self, rec: SpanRecord, sent: dict[tuple[bytes, str], list[SpanRecord]]
+    ) -> None:
+        """A framework's own LLM cache (LangChain `set_llm_cache`, ...): no marker. A
+        successful call span with no request under it (no HTTP or call child, no gateway)
+        that either took at most `_INSTANT_NS` or returned the token counts of an earlier
+        call of the model, while the trace's other calls of that model did send one: a hit
+        (`no_provider_call`). In a trace with no HTTP span at all nothing tells: evidence
+        `unknown`, not a hit."""
+        if rec.error or rec.children or rec.gw or rec.cache_flag or not rec.served_model:
+            return
+        quick = rec.end - rec.start <= _INSTANT_NS
+        peers = sent.get((rec.trace_id, rec.served_model))
+        if peers is None:
+            if (rec.trace_id, "") not in sent and (
+                quick or self._same_usage(rec, sent.get((rec.trace_id, "!"), []))
+            ):
+                rec.cache_evidence = "unknown"
+            return
+        if quick or self._same_usage(rec, peers):
+            self._hit(rec, "exact", "no_provider_call")
+
+    @staticmethod
+    def _same_usage(rec: SpanRecord, peers: list[SpanRecord]) -> bool:
+        """Token counts (> 0) equal to those of an earlier, finished call of the trace."""
+        if rec.tokens_in <= 0 and rec.tokens_out <= 0:
+            return False
+        for p in peers:
+            if (
+                p is not rec
+                and p.trace_id == rec.trace_id
+                and p.end <= rec.start
+                and p.served_model == rec.served_model
+                and p.tokens_in == rec.tokens_in
+                and p.tokens_out == rec.tokens_out
+            ):
+                return True
+        return False
+
     @staticmethod
     def _short_circuit(g: SpanRecord) -> bool:
         """A gateway span that answered without calling a provider."""
@@ -343,12 +426,15 @@ class GenAIIndex:
             if self._is_nested(rec):
                 continue
             groups.setdefault(rec.parent_key or rec.key, []).append(rec)
+        failed: list[list[SpanRecord]] = []  # runs whose last attempt failed
         for members in groups.values():
             if len(members) > 1:
                 members.sort(key=_start)
                 self._dedupe(members)
                 members = [m for m in members if not m.duplicate]
-            self._runs(members)
+            self._runs(members, failed)
+        if failed:
+            self._link_failed(failed)
         self._tool_runs()
 
     @staticmethod
@@ -379,7 +465,7 @@ class GenAIIndex:
                     b.duplicate = True
                     break
 
-    def _runs(self, members: list[SpanRecord]) -> None:
+    def _runs(self, members: list[SpanRecord], failed: list[list[SpanRecord]]) -> None:
         run: list[SpanRecord] = []
         for rec in members:
             atts = self.attempts(rec)
@@ -392,6 +478,38 @@ class GenAIIndex:
                 run = [rec]
         if run:
             self._close_run(run)
+            if not run[-1].final_ok:
+                failed.append(run)  # the last under its parent: a later call may take over
+
+    def _link_failed(self, failed: list[list[SpanRecord]]) -> None:
+        """A logical call that failed for good, the last under its parent, then the next
+        logical call of its trace (under another parent: the app caught the error and
+        asked again, often through another agent run): one logical call, its attempts the
+        failed run's then the next call's (a fallback when the target changed, else a
+        retry)."""
+        by_trace: dict[bytes, list[SpanRecord]] = {}
+        for r in self.calls:
+            if r.logical:
+                by_trace.setdefault(r.trace_id, []).append(r)
+        runs = {id(run[-1]): run for run in failed}
+        for first in sorted(failed, key=lambda run: run[0].start):
+            last = first[-1]
+            run = runs[id(last)]  # with the earlier failed runs joined to it
+            if not last.logical or last.final_ok:
+                continue
+            later = [
+                r
+                for r in by_trace.get(last.trace_id, ())
+                if r is not last and r.start >= last.end - _OVERLAP_NS
+            ]
+            if not later:
+                continue
+            nxt = min(later, key=_start)
+            joined = [*run, *runs.get(id(nxt), [nxt])]
+            last.logical = False
+            last.chain = None
+            self._close_run(joined)
+            runs[id(nxt)] = joined
 
     def _close_run(self, run: list[SpanRecord]) -> None:
         last = run[-1]
@@ -486,7 +604,12 @@ class GenAIIndex:
             if not out:
                 out.append(self._leaf(rec))  # answered without a provider call (cache)
         elif https:
+            if calls:  # attempt spans and requests side by side (PydanticAI's fallback)
+                https = sorted([*https, *calls], key=_start)
             for h in https:
+                if h.role != HTTP:
+                    out.extend(self.attempts(h))
+                    continue
                 sub = [g for g in h.children if is_call(g.role)] if h.children else None
                 if sub:
                     sub.sort(key=_start)
@@ -529,21 +652,19 @@ class GenAIIndex:
         )
 
     def _tool_runs(self) -> None:
-        groups: dict[bytes, list[SpanRecord]] = {}
+        """Runs of one tool in one trace: a run that failed, then ran again later (after an
+        LLM turn that saw the error, possibly under another parent of the same agent run),
+        is one tool call retried."""
+        groups: dict[tuple[bytes, str], list[SpanRecord]] = {}
         for t in self.tools:
-            groups.setdefault(t.parent_key or t.key, []).append(t)
+            groups.setdefault((t.trace_id, t.tool_name), []).append(t)
         for members in groups.values():
             if len(members) > 1:
                 members.sort(key=_start)
             run: list[SpanRecord] = []
             for t in members:
                 prev = run[-1] if run else None
-                if (
-                    prev is not None
-                    and prev.error
-                    and t.tool_name == prev.tool_name
-                    and t.start >= prev.end - _OVERLAP_NS
-                ):
+                if prev is not None and prev.error and t.start >= prev.end - _OVERLAP_NS:
                     run.append(t)
                 else:
                     if run:
@@ -593,11 +714,18 @@ class GenAIIndex:
             f.tool_retry = f.tool_retry or t.tool_retries > 0
             if not t.superseded and t.error:
                 f.unrecovered.append(t)
+        for a in self.failed_agents:
+            f = get(a.trace_id)
+            if not f.failed_run and not any(
+                c.final_ok and c.start >= a.end - _OVERLAP_NS for c in f.logical_calls
+            ):
+                f.failed_run = True
         self._facts = out
         return out
 
 
 _OVERLAP_NS: Final = 1_000_000  # clocks of sibling spans may disagree by this much
+_INSTANT_NS: Final = 5_000_000  # a call answered this fast sent no request (a local cache)
 
 
 def _close_tool_run(run: list[SpanRecord]) -> None:

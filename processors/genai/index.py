@@ -188,11 +188,16 @@ _DOTTED_LLM_OPS: Final = frozenset(
     {"chat", "completion", "completions", "embeddings", "response", "responses", "generate"}
 )
 _TRACELOOP_KINDS: Final = {"tool": TOOL, "agent": AGENT, "workflow": AGENT, "task": AGENT}
+# OpenInference LLM-kind spans that are no model call (LlamaIndex traces the method that
+# prepares a tool-calling request beside the one that sends it)
+_OI_NOT_CALLS: Final = ("._prepare_chat_with_tools", "._prepare_chat_with_tools_async")
 
 
 def name_role(hint: int, name: str, kind: int) -> int:
     """The role a span has by its cheap fields; UNKNOWN means 'read its attributes'."""
     if hint == SC_OI:
+        if name.endswith(_OI_NOT_CALLS):
+            return OTHER  # an LLM-kind span that sends nothing (LlamaIndex's preparation)
         return UNKNOWN  # the kind is an attribute (openinference.span.kind)
     first, sep, rest = name.partition(" ")
     if sep:
@@ -592,7 +597,6 @@ class SpanRecord:
     duplicate: bool = False  # a second span for the same call (double instrumentation)
     n_http: int = 0  # HTTP children
     marked: bool = False  # it or a record under it has a retry/fallback marker
-    deferred: bool = False
     # results (analysis)
     req_provider: str = ""
     req_from_family: bool = False
@@ -662,29 +666,32 @@ _hint_memo: Final[dict[str, int]] = {}
 class Built:
     """What `build_records` returns (see `GenAIIndex`)."""
 
-    __slots__ = ("by_key", "has_markers", "records", "tool_spans")
+    __slots__ = ("by_key", "failed_agents", "has_markers", "records", "tool_spans")
 
     def __init__(self) -> None:
         self.records: list[SpanRecord] = []
         self.by_key: dict[bytes, SpanRecord] = {}
         self.tool_spans: list[SpanInfo] = []  # every tool span
         self.has_markers = False  # any retry/fallback marker > 0 in the batch
+        self.failed_agents: list[SpanRecord] = []  # agent/chain spans in ERROR, not roots
 
 
 def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
     """Records of a batch's spans that can matter, in batch order, from its encoding.
 
-    `spans` are `wirescan.spans(raw)`. Phase 1 reads only cheap fields. Records are made for call spans (LLM, gateway), roots
-    and spans to classify by attributes; HTTP spans wait until their parent is known to be
-    a call; tool spans get a record only when a tool under the same parent failed (retry
-    runs and swallowed errors need them)."""
+    `spans` are `wirescan.spans(raw)`. Phase 1 reads only cheap fields. Records are made
+    for call spans (LLM, gateway), roots, agent spans in ERROR, and spans to classify by
+    attributes; HTTP spans wait until their parent is known to be a call (or until a call
+    that has none of its own adopts them, `_adopt`); tool spans get a record only when a
+    tool of the same name failed in the same trace (retry runs and swallowed errors need
+    them)."""
     out = Built()
     records = out.records
     by_key = out.by_key
     to_scan: list[SpanRecord] = []
     https: list[Row] = []
     tools = cast("list[Row]", out.tool_spans)
-    failed_tool_parents: set[bytes] = set()
+    failed_tools: set[tuple[bytes, str]] = set()  # (trace id, tool name)
     last_scope = None
     memo: list[dict[str, int]] = []
     hint = SC_APP
@@ -710,7 +717,7 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
                 by_name.clear()
             role = by_name[name] = name_role(hint, name, kind)
         if parent:
-            if role in (OTHER, AGENT):
+            if role == OTHER or (role == AGENT and info[8] != _ERROR):
                 continue  # cannot matter: no record at all
             if role == HTTP:
                 https.append(info)
@@ -718,28 +725,41 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
             if role == TOOL and (" " in name or name.endswith(".tool")):
                 tools.append(info)
                 if info[8] == _ERROR:
-                    failed_tool_parents.add(parent)
+                    failed_tools.add((info[3], _tool_name_of(name)))
                 continue
         rec = SpanRecord(raw, info, role, hint)
         records.append(rec)
         by_key[rec.key] = rec
-        if role != OTHER and role != AGENT:
+        if role == AGENT:
+            if parent:
+                out.failed_agents.append(rec)
+        elif role != OTHER:
             to_scan.append(rec)
     call_keys: set[bytes] = set()
+    calls: list[SpanRecord] = []
     for rec in to_scan:
         _scan(rec, keys, out)
         role = rec.role
         if role in (LLM, GATEWAY):
             call_keys.add(rec.key)
+            calls.append(rec)
         elif role == TOOL:
             tools.append(_info(rec))
             if rec.error:
-                failed_tool_parents.add(rec.parent_key)
+                failed_tools.add((rec.trace_id, rec.tool_name))
+        elif role == AGENT and rec.error and not rec.is_root:
+            out.failed_agents.append(rec)
     # HTTP spans under calls (and the gateway server spans under those HTTP spans)
     http_recs: list[SpanRecord] = []
+    orphans: list[Row] = []  # HTTP spans under no call: a call may adopt them (`_adopt`)
+    tool_keys: set[bytes] | None = None
     for info in https:
         pk: bytes = info[5]
         if pk not in call_keys:
+            if tool_keys is None:
+                tool_keys = {t[4] for t in tools}
+            if pk not in tool_keys:  # a tool's own request is no LLM call's
+                orphans.append(info)
             continue
         p = by_key[pk]
         rec = SpanRecord(raw, info, HTTP, SC_HTTP)
@@ -747,24 +767,23 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
         by_key[rec.key] = rec
         http_recs.append(rec)
         p.n_http += 1
+    _link(records, by_key)
+    if calls:
+        _adopt(raw, records, by_key, calls, orphans, http_recs)
     hosts = keys.hosts
     for rec in http_recs:
-        p = by_key[rec.parent_key]
+        p = by_key[rec.parent_key] if rec.parent is None else rec.parent
         # A lone successful request of a call whose own server.address names a provider
         # tells nothing more: skip its attributes. (HTTP spans with a gateway's server span
         # under them are skipped below, once linked.)
         if p.n_http == 1 and not rec.error and p.host and hosts.provider(p.host):
             continue
-        rec.deferred = True
-    _link(records, by_key)
-    for rec in http_recs:
-        if rec.deferred and not (rec.children and not rec.error):
+        if not (rec.children and not rec.error):
             _scan(rec, keys, out)
-        rec.deferred = False
-    # tools: all tool spans, and records for those under a parent where a tool failed
+    # tools: all tool spans, and records for those of a name that failed in their trace
     tool_recs: list[SpanRecord] = []
-    for info in tools if failed_tool_parents else ():
-        if info[5] in failed_tool_parents and info[4] not in by_key:
+    for info in tools if failed_tools else ():
+        if info[4] not in by_key and (info[3], _tool_name_of(info[1])) in failed_tools:
             rec = SpanRecord(raw, info, TOOL)
             rec.tool_name = _tool_name(rec)
             records.append(rec)
@@ -772,8 +791,8 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
             by_key[rec.key] = rec
     _link(tool_recs, by_key)
     for rec in http_recs:
-        if rec.scanned:
-            _propagate(rec, by_key[rec.parent_key])
+        if rec.scanned and rec.parent is not None:
+            _propagate(rec, rec.parent)
     if out.has_markers:
         for rec in records:
             if rec.retries_marker or rec.fallback_marker or rec.resend:
@@ -782,6 +801,115 @@ def build_records(raw: bytes, keys: Keys, spans: list[SpanInfo]) -> Built:
                     r.marked = True
                     r = r.parent
     return out
+
+
+def _adopt(
+    raw: bytes,
+    records: list[SpanRecord],
+    by_key: dict[bytes, SpanRecord],
+    calls: list[SpanRecord],
+    orphans: list[Row],
+    http_recs: list[SpanRecord],
+) -> None:
+    """Give a call span the requests it made when the instrumentation did not parent them to
+    it: instrumentations that trace an agent framework through its callbacks start their
+    LLM spans without making them current, so the HTTP client spans (and the provider SDK's
+    own span, e.g. the Anthropic SDK's) land beside them, under an ancestor or a sibling;
+    PydanticAI's fallback span keeps a failed attempt's request beside that attempt's span.
+
+    A call adopts, by time (starting and ending within it): an HTTP span under no call; a
+    provider SDK's call span under no call, within a framework's call; and, under a call
+    that has attempt (call) children, an HTTP span or SDK span beside them within one of
+    them. The adopter is the tightest such call that had no HTTP or call child of its own
+    (a call that has one was parented right). Adopted HTTP spans become records."""
+    leaves: dict[bytes, list[SpanRecord]] = {}  # trace -> calls with no HTTP/call child
+    moving: list[SpanRecord] = []  # calls that may move: SDK spans under no call
+    crowded: list[SpanRecord] = []  # calls with attempt (call) children
+    for c in calls:
+        kids = c.children
+        if c.hint == SC_LLM and c.parent_key and (c.parent is None or not is_call(c.parent.role)):
+            moving.append(c)
+        if kids is None:
+            leaves.setdefault(c.trace_id, []).append(c)
+            continue
+        for x in kids:
+            if x.role == LLM or x.role == GATEWAY:
+                crowded.append(c)
+                break
+    for c in crowded:
+        # a request (or the SDK's span of one) beside the attempt spans, within one of them
+        kids = c.children or []
+        inner = [x for x in kids if is_call(x.role) and not x.children]
+        for x in list(kids):
+            if x.role == HTTP or (x.hint == SC_LLM and x.children and is_call(x.role)):
+                got = _container(inner, x.start, x.end, x)
+                if got is not None:
+                    if x.role == HTTP:
+                        c.n_http -= 1
+                    _detach(x)
+                    _attach(x, got)
+    if not leaves:
+        return
+    for info in orphans:
+        got = _container(leaves.get(info[3]), info[6], info[7], None)
+        if got is not None:
+            rec = SpanRecord(raw, info, HTTP, SC_HTTP)
+            records.append(rec)
+            by_key[rec.key] = rec
+            http_recs.append(rec)
+            _attach(rec, got)
+    for m in moving:
+        near = leaves.get(m.trace_id)
+        if near is None or (len(near) == 1 and near[0] is m):
+            continue
+        got = _container(near, m.start, m.end, m)
+        if got is not None and got.hint != SC_LLM:
+            _detach(m)
+            _attach(m, got)
+
+
+def _container(
+    calls: list[SpanRecord] | None, start: int, end: int, skip: SpanRecord | None
+) -> SpanRecord | None:
+    """The tightest call of `calls` (those that had no HTTP/call child of their own) that
+    contains [start, end]."""
+    best: SpanRecord | None = None
+    for c in calls or ():
+        if (
+            c is not skip
+            and c.start <= start
+            and end <= c.end
+            and (best is None or c.end - c.start < best.end - best.start)
+        ):
+            best = c
+    return best
+
+
+def _detach(rec: SpanRecord) -> None:
+    p = rec.parent
+    rec.parent = None
+    if p is not None and p.children is not None:
+        p.children = [c for c in p.children if c is not rec]
+        if not p.children:
+            p.children = None
+
+
+def _attach(rec: SpanRecord, p: SpanRecord) -> None:
+    rec.parent = p
+    if p.children is None:
+        p.children = [rec]
+    else:
+        p.children.append(rec)
+    if rec.role == HTTP:
+        p.n_http += 1
+
+
+def _tool_name_of(span_name: str) -> str:
+    if span_name.startswith("execute_tool "):
+        return span_name[13:]
+    if span_name.endswith(".tool"):
+        return span_name[:-5]
+    return span_name
 
 
 def _info(rec: SpanRecord) -> SpanInfo:
@@ -1010,10 +1138,12 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
     v = b[F_RESP_MODEL]
     resp_model = "" if v is None else v if type(v) is str else as_str(v)
     v = b[F_OI_MODEL]
+    oi_model = ""
     if v is not None:
         s = v if type(v) is str else as_str(v)
         if rec.hint == SC_OI or b[F_OI_KIND] is not None:
             resp_model = resp_model or s
+            oi_model = s
         else:
             req_model = req_model or s
     if not req_model:
@@ -1022,6 +1152,9 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
             m = _MODEL_IN_JSON.search(as_str(v))
             if m:
                 req_model = m.group(1)
+        # no request model anywhere (OpenAI Agents' `generation` spans): OpenInference's
+        # model name is then the only model the span names, the one the framework asked for
+        req_model = req_model or oi_model
     if req_model:
         rec.req_model = req_model
     if resp_model:
@@ -1032,18 +1165,38 @@ def _interpret(rec: SpanRecord, b: list[Value], mask: int, keys: Keys) -> None:
     elif rec.hint == SC_OI:
         v = b[F_OI_OUTPUT]
         if v is not None:
-            m = _ID_IN_JSON.match(as_str(v)[:200])
+            text = as_str(v)
+            m = _ID_IN_JSON.match(text[:200])
             if m:
                 rec.resp_id = m.group(1)
+            else:
+                rec.resp_id = _langchain_response_id(text)
     v = b[F_COST]
     if v is not None:
         rec.cost = as_float(v)
-        v = b[F_TOKENS_IN]  # tokens matter only next to a cost (cost 0, tokens > 0)
-        if v is not None:
-            rec.tokens_in = v if type(v) is int else as_int(v)
-        v = b[F_TOKENS_OUT]
-        if v is not None:
-            rec.tokens_out = v if type(v) is int else as_int(v)
+    # tokens: next to a cost (cost 0, tokens > 0), and a call that sent nothing (a cache
+    # replays the usage of the answer it stored)
+    v = b[F_TOKENS_IN]
+    if v is not None:
+        rec.tokens_in = v if type(v) is int else as_int(v)
+    v = b[F_TOKENS_OUT]
+    if v is not None:
+        rec.tokens_out = v if type(v) is int else as_int(v)
+
+
+_LC_META: Final = '"response_metadata"'
+_LC_ID: Final = re.compile(r'"id"\s*:\s*"([^"]+)"')
+
+
+def _langchain_response_id(text: str) -> str:
+    """The provider's response id in a LangChain `LLMResult` (OpenInference's output.value
+    of a LangChain chat model): `response_metadata.id` of the first generation. A cached
+    answer carries the id of the response it stored."""
+    i = text.find(_LC_META)
+    if i < 0:
+        return ""
+    m = _LC_ID.search(text, i, i + 4000)
+    return m.group(1) if m else ""
 
 
 def _gateway_fields(rec: SpanRecord, b: list[Value], keys: Keys) -> None:

@@ -138,6 +138,15 @@ def cache_patches(
                 continue
             drop = keys
         if not rec.cache_hit:
+            if rec.cache_evidence:  # `unknown`: looks answered locally, nothing tells
+                data = enc.get(("", rec.cache_evidence))
+                if data is None:
+                    data = enc.put(
+                        ("", rec.cache_evidence),
+                        miss + attr_str("sieve.cache.evidence", rec.cache_evidence),
+                    )
+                out.append((rec.b0, data, drop))
+                continue
             out.append((rec.b0, miss, drop))
             continue
         k = (rec.cache_hit_type, rec.cache_evidence)

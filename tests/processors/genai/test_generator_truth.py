@@ -9,7 +9,14 @@ from typing import Any
 import pytest
 from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
-from benchmarks.generator import CONVENTIONS, FaultRates, GeneratedTrace, Generator, batches
+from benchmarks.generator import (
+    CONVENTIONS,
+    FRAMEWORK_CONVENTIONS,
+    FaultRates,
+    GeneratedTrace,
+    Generator,
+    batches,
+)
 from pipeline.pdata import Traces
 from pipeline.testing import attrs
 from processors.genai import index_for
@@ -51,7 +58,10 @@ def check(traces: Traces, truths: list[dict[str, Any]]) -> None:
         f = facts[bytes.fromhex(t["trace_id"])]
         want_reasons = [r for r in t["expected"]["reasons"] if r in GENAI_REASONS]
         assert f.reasons() == want_reasons, where
-        assert sorted(r.span_id.hex() for r in f.unrecovered) == sorted(t["swallowed"]), where
+        assert sorted(r.span_id.hex() for r in f.unrecovered) == sorted(t["unrecovered"]), where
+        assert f.failed_run == (
+            "root_failure" in t["faults"] and t["convention"] in FRAMEWORK_CONVENTIONS
+        ), where
         assert sorted(f.providers) == t["served"]["providers"], where
         assert sorted(f.models) == t["served"]["models"], where
 
@@ -68,7 +78,8 @@ async def test_each_convention_and_fault(convention, fault):
     req, truths = next(batches(gen, per_batch=10))
     if fault in ("fallback", "llm_retry", "cache_hit", "mismatch", "tool_retry"):
         key = {"mismatch": "provider_mismatch"}.get(fault, fault)
-        assert all(key in t["expected"]["reasons"] for t in truths)
+        # (a framework without an LLM cache, or whose spans name no served model, drops it)
+        assert all(key in t["expected"]["reasons"] for t in truths if fault in t["faults"])
     out = await enrich(Traces(req))
     check(out, truths)
 

@@ -461,3 +461,103 @@ async def test_cloudflare_step_header_marks_a_fallback():
     )
     assert got[c.name]["sieve.fallback.fired"] is True
     assert got[c.name]["sieve.attempt.count"] == 2
+
+
+# -- agent frameworks' shapes (docs/frameworks.md) --------------------------------------------
+
+
+async def test_a_tool_run_again_under_another_parent_is_a_retry():
+    """LangGraph runs each tool call in a `tools` node of its own: the failed run and the
+    later one of the same tool are one call retried; another tool's failure stays."""
+    root = span("invoke_agent worker")
+    n1, n2, n3 = (span("invoke_agent tools", root.span_id, t, 10) for t in (0, 20, 40))
+    t1 = span("execute_tool search", n1.span_id, 1, 5, status=ERROR)
+    t2 = span("execute_tool search", n2.span_id, 21, 5)
+    t3 = span("execute_tool fetch", n3.span_id, 41, 5, status=ERROR)
+    out = await enrich(batch(("app", [root, n1, n2, n3, t1, t2, t3])))
+    spans = {s.span_id: attrs(s) for _, _, s in out.spans()}
+    assert spans[t2.span_id]["sieve.retry.count"] == 1
+    facts = index_for(out).facts()[TID]
+    assert facts.tool_retry and [r.span_id for r in facts.unrecovered] == [t3.span_id]
+
+
+async def test_requests_beside_a_call_are_adopted_by_time():
+    """Callback-based instrumentations leave a call's requests beside it (OpenInference
+    LangChain: under the app root): the call within which they ran owns them."""
+    root = span("invoke_workflow task")
+    llm = span(
+        "ChatOpenAI",
+        root.span_id,
+        10,
+        100,
+        attributes={
+            "openinference.span.kind": "LLM",
+            "llm.provider": "openai",
+            "llm.invocation_parameters": '{"model": "gpt-4o"}',
+            "llm.model_name": "gpt-4o-2024-08-06",
+        },
+    )
+    url = "https://api.openai.com/v1/chat/completions"
+    h1, h2 = http(root.span_id, url, 500, 20, 10), http(root.span_id, url, 200, 60, 10)
+    elsewhere = http(root.span_id, "https://api.search.example/q", 200, 200, 10)
+    out = await enrich(
+        batch(
+            ("app", [root]),
+            ("openinference.instrumentation.langchain", [llm]),
+            ("opentelemetry.instrumentation.httpx", [h1, h2, elsewhere]),
+        )
+    )
+    a = {s.span_id: attrs(s) for _, _, s in out.spans()}[llm.span_id]
+    assert a["sieve.fallback.chain"] == ["openai/gpt-4o:error:500", "openai/gpt-4o:ok"]
+    assert a["sieve.retry.count"] == 1 and a["sieve.provider.evidence"] == "http_host"
+
+
+async def test_a_failed_call_then_a_call_under_another_parent_is_a_fallback():
+    """The app catches a failed agent run and runs the agent again on another model."""
+    root = span("invoke_workflow task")
+    run1 = span("invoke_agent a", root.span_id, 0, 30, status=ERROR)
+    run2 = span("invoke_agent a", root.span_id, 40, 60)
+    bad = chat(run1.span_id, "gpt-4o", 1, 20, status=ERROR, **{"gen_ai.provider.name": "openai"})
+    good = chat(run2.span_id, "claude-sonnet-4-6", 41, 50, **{"gen_ai.provider.name": "anthropic"})
+    out = await enrich(batch(("app", [root, run1, run2, bad, good])))
+    a = {s.span_id: attrs(s) for _, _, s in out.spans()}[good.span_id]
+    assert a["sieve.fallback.chain"] == [
+        "openai/gpt-4o:error:unknown",
+        "anthropic/claude-sonnet-4-6:ok",
+    ]
+    facts = index_for(out).facts()[TID]
+    assert facts.fallback and not facts.unrecovered
+    assert not facts.failed_run  # the failed agent run was recovered
+
+
+async def test_an_agent_span_in_error_under_an_ok_root_is_a_failed_run():
+    root = span("trace")
+    agent = span("invoke_agent a", root.span_id, 0, 50, status=ERROR)
+    bad = chat(agent.span_id, "gpt-4o", 1, 40, status=ERROR, **{"gen_ai.provider.name": "openai"})
+    out = await enrich(batch(("app", [root, agent, bad])))
+    facts = index_for(out).facts()[TID]
+    assert facts.failed_run and [r.span_id for r in facts.unrecovered] == [bad.span_id]
+
+
+def _cache_trace(with_http: bool) -> Traces:
+    root = span("invoke_workflow task")
+    tokens = {"gen_ai.usage.input_tokens": 12, "gen_ai.usage.output_tokens": 3}
+    first = chat(root.span_id, "gpt-4o", 0, 50, **{"gen_ai.provider.name": "openai", **tokens})
+    again = chat(root.span_id, "gpt-4o", 60, 1, **{"gen_ai.provider.name": "openai", **tokens})
+    spans = [http(first.span_id, "https://api.openai.com/v1/chat/completions", 200, 5)]
+    return batch(("app", [root, first, again]), ("httpx", spans if with_http else []))
+
+
+async def test_a_call_that_sent_nothing_is_a_framework_cache_hit():
+    out = await enrich(_cache_trace(with_http=True))
+    a = [attrs(s) for _, _, s in out.spans() if s.name == "chat gpt-4o"]
+    assert [x["sieve.cache.hit"] for x in a] == [False, True]
+    assert a[1]["sieve.cache.evidence"] == "no_provider_call"
+
+
+async def test_without_http_spans_a_framework_cache_hit_is_unknown():
+    out = await enrich(_cache_trace(with_http=False))
+    a = [attrs(s) for _, _, s in out.spans() if s.name == "chat gpt-4o"]
+    assert [x["sieve.cache.hit"] for x in a] == [False, False]
+    assert a[1]["sieve.cache.evidence"] == "unknown" and "sieve.cache.evidence" not in a[0]
+    assert not index_for(out).facts()[TID].cache_hit
