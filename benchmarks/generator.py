@@ -73,9 +73,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
+from benchmarks.conversation import Conversation
 from pipeline.otlpwire import frame
 from processors.genai.models import compatible, model_family, normalize_model
 
@@ -388,6 +389,9 @@ def _av(v: Any) -> AnyValue:
         return AnyValue(double_value=v)
     if isinstance(v, list | tuple):
         return AnyValue(array_value=ArrayValue(values=[_av(x) for x in v]))
+    if isinstance(v, dict):
+        kvs = [KeyValue(key=k, value=_av(x)) for k, x in v.items() if x is not None]
+        return AnyValue(kvlist_value=KeyValueList(values=kvs))
     return AnyValue(string_value=str(v))
 
 
@@ -430,6 +434,7 @@ class _Builder:
         self.r = r
         self.trace_id = trace_id
         self.groups: dict[tuple[str, str], list[Span]] = {}
+        self.order: list[tuple[str, Span]] = []  # (scope, span), in the order made
 
     def new_id(self) -> bytes:
         return self.r.getrandbits(64).to_bytes(8, "big")
@@ -471,6 +476,7 @@ class _Builder:
             ev.time_unix_nano = end
             ev.attributes.extend(_attrs({"exception.type": exception, "exception.message": error}))
         self.groups.setdefault((service, scope), []).append(s)
+        self.order.append((scope, s))
         return sid
 
     def resource_spans(self) -> list[ResourceSpans]:
@@ -508,6 +514,8 @@ class _Tool:
     name: str
     fault: str = ""  # "" | tool_retry | schema_invalid | swallowed_error
     weight: float = 1.0
+    call_id: str = ""  # with content: the id and arguments of the model's call
+    args: str = ""
 
 
 @dataclass
@@ -531,6 +539,7 @@ class Generator:
         conventions: Sequence[str] = CONVENTIONS,
         warmup: int = 25,
         start_time_ns: int = 1_750_000_000_000_000_000,
+        content: bool = False,
     ) -> None:
         bad = [c for c in conventions if c not in CONVENTIONS]
         if bad:
@@ -539,6 +548,7 @@ class Generator:
         self.rates = rates or FaultRates()
         self.conventions = tuple(conventions)
         self.warmup = warmup
+        self.content = content
         self._seen: dict[str, int] = {}
         self._clock = start_time_ns
         self._n = 0
@@ -665,6 +675,13 @@ class _Renderer:
         self.root_id = b""
         self.turn = b""  # OpenAI Agents: the turn of the last call (its tools run in it)
         self.last_llm = b""  # the last LLM span written (framework conventions)
+        self.chat: Conversation | None = (
+            Conversation(plan.convention, plan.task_class, plan.rounds, b.trace_id)
+            if gen.content
+            else None
+        )
+        self.cur_tool: _Tool | None = None
+        self.last_result = ""  # the last tool result (or error) written
 
     # -- layout ----------------------------------------------------------------------------
     def render(self) -> dict[str, Any]:
@@ -762,6 +779,7 @@ class _Renderer:
             "unrecovered": self.swallowed
             + [c["span_id"] for c in self.calls_truth if c.get("failed")],
             "tool_result_key": _TOOL_RESULT_KEY.get(self.conv, "gen_ai.tool.call.result"),
+            **({"conversation": self.chat.truth()} if self.chat is not None else {}),
         }
 
     # -- root and steps --------------------------------------------------------------------
@@ -955,6 +973,13 @@ class _Renderer:
 
     # -- tools -----------------------------------------------------------------------------
     def _tool(self, tool: _Tool, parent: bytes, start: int, end: int) -> None:
+        self.cur_tool = tool
+        self._tool_runs(tool, parent, start, end)
+        self.cur_tool = None
+        if self.chat is not None:
+            self.chat.tool_result(tool, self.last_result)
+
+    def _tool_runs(self, tool: _Tool, parent: bytes, start: int, end: int) -> None:
         r = self.r
         if tool.fault == "tool_retry":
             mid = start + (end - start) // 3
@@ -989,6 +1014,10 @@ class _Renderer:
         call_id = f"call_{r.getrandbits(48):012x}"
         args = json.dumps({"query": f"q{r.randint(1, 999)}"})
         res = json.dumps(result, separators=(",", ":")) if result is not None else None
+        tool = self.cur_tool
+        if tool is not None and tool.call_id:  # the call the model made (content)
+            call_id, args = tool.call_id, tool.args
+        self.last_result = res if res is not None else f"{error}"
         conv = self.conv
         if conv in FRAMEWORK_CONVENTIONS:
             sid = self._fw_tool(name, parent, start, end, call_id, args, res, error)
@@ -1087,6 +1116,7 @@ class _Renderer:
             call.tokens = self.p.calls[call.replay_of].tokens
         else:
             call.tokens = (self.r.randint(200, 4000), self.r.randint(20, 800))
+        mark = len(self.b.order)
         if conv in GATEWAY_CONVENTIONS:
             truth = getattr(self, f"_gw_{conv}")(call, parent, start, end, served_raw)
         elif conv in FRAMEWORK_CONVENTIONS:
@@ -1094,6 +1124,8 @@ class _Renderer:
         else:
             truth = self._app_call(call, parent, start, end, served_raw)
         truth["step"] = call.step
+        if self.chat is not None:
+            self.chat.call(ci, truth, self.b.order[mark:])
         self.calls_truth.append(truth)
 
     def _app_call(
@@ -2365,6 +2397,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=("proto", "json"), default="proto")
     ap.add_argument("--truth", help="ground truth, one JSON object per trace")
     ap.add_argument("--schemas", help="write the tools' JSON Schemas to this directory")
+    ap.add_argument(
+        "--content",
+        action="store_true",
+        help="LLM calls carry their messages (content capture on), in each convention's form",
+    )
     args = ap.parse_args(argv)
     if args.schemas:
         write_tool_schemas(args.schemas)
@@ -2373,6 +2410,7 @@ def main(argv: list[str] | None = None) -> int:
         rates=FaultRates.parse(args.rates),
         conventions=[c for c in args.conventions.split(",") if c],
         warmup=args.warmup,
+        content=args.content,
     )
     out = open(args.out, "wb") if args.out else None  # noqa: SIM115
     truth = open(args.truth, "w") if args.truth else None  # noqa: SIM115

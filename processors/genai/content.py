@@ -137,6 +137,24 @@ def _args(v: Any) -> str:
     return json.dumps(v, ensure_ascii=False)
 
 
+def _content(v: Any) -> tuple[str | None, str]:
+    """A message's content: text as it is (JSON text included: a tool's result often is),
+    a list of content parts (or JSON text holding one) as the text of its text parts."""
+    if isinstance(v, str) and v.lstrip()[:1] == "[":
+        parsed = _json(v)
+        if (
+            isinstance(parsed, list)
+            and parsed
+            and all(isinstance(p, dict) and "type" in p for p in parsed)
+        ):
+            v = parsed
+    if isinstance(v, list):
+        return _parts_content(v)
+    if isinstance(v, dict) and "type" in v:
+        return _parts_content([v])
+    return _text(v), ""
+
+
 def _role(v: Any) -> str:
     r = str(v or "").strip().lower()
     return "assistant" if r in ("model", "ai") else r
@@ -304,14 +322,7 @@ def _openai_calls(v: Any) -> tuple[ToolCall, ...]:
 
 def _openai_message(m: dict[str, Any], role: str = "") -> list[Message]:
     role = role or _role(m.get("role"))
-    raw = _json(m.get("content"))
-    bad = ""
-    if isinstance(raw, list):
-        content, bad = _parts_content(raw)
-    elif isinstance(raw, dict):
-        content, bad = _parts_content([raw])
-    else:
-        content = _text(raw)
+    content, bad = _content(m.get("content"))
     calls = _openai_calls(m.get("tool_calls"))
     fc = _json(m.get("function_call"))
     if not calls and isinstance(fc, dict) and fc.get("name"):
@@ -347,12 +358,7 @@ def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
     for i in sorted(by_index):
         f = _nest(by_index[i])
         role = _role(f.get("role")) or ("assistant" if "finish_reason" in f else "user")
-        raw = _json(f.get("content"))
-        bad = ""
-        if isinstance(raw, list):
-            content, bad = _parts_content(raw)
-        else:
-            content = _text(raw)
+        content, bad = _content(f.get("content"))
         calls: list[ToolCall] = []
         for j in sorted(f.get("tool_calls", {})):
             c = f["tool_calls"][j]
