@@ -141,7 +141,9 @@ class Builder:
                     if weights is not None:
                         turn["weight"] = weights[i]
                     turns.append(turn)
-                service = resource_attributes(view.resource_of(d.b0)).get("service.name")
+                # the trace's service: its root's (else that of the span the content is on)
+                at = root[9] if root is not None else d.b0
+                service = resource_attributes(view.resource_of(at)).get("service.name")
                 out.append(
                     Example(
                         view.trace_id,
