@@ -2330,8 +2330,9 @@ class LoadStream:
         templates: int = 500,
         rates: FaultRates | None = None,
         conventions: Sequence[str] = CONVENTIONS,
+        content: bool = False,
     ) -> None:
-        gen = Generator(seed, rates=rates, conventions=conventions)
+        gen = Generator(seed, rates=rates, conventions=conventions, content=content)
         self._r = random.Random(seed ^ 0x5EED)
         self.templates: list[tuple[bytes, bytes, int, dict[str, Any]]] = []
         for t in gen.traces(templates):

@@ -31,7 +31,6 @@ to say).
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any, Final
 
@@ -44,9 +43,11 @@ from pipeline.wholetraces import plain
 __all__ = [
     "CONTENT_MARKERS",
     "CallContent",
+    "Head",
     "Message",
     "ToolCall",
     "read_call",
+    "read_head",
     "read_values",
 ]
 
@@ -71,10 +72,9 @@ _OLD_EVENTS: Final = {
 _DETAILS: Final = "gen_ai.client.inference.operation.details"
 _ROLES: Final = {"system", "developer", "user", "assistant", "tool", "function", "model"}
 _SKIPPED_PARTS: Final = {"reasoning", "thinking", "redacted_thinking"}
-_FLAT: Final = re.compile(r"^(gen_ai\.prompt|gen_ai\.completion)\.(\d+)\.(.+)$")
-_OI: Final = re.compile(r"^llm\.(input|output)_messages\.(\d+)\.message\.(.+)$")
-_INDEXED: Final = re.compile(r"^(.+?)\.(\d+)\.(.+)$")
 _FUNCTIONS: Final = "llm.request.functions."
+_decode: Final = msgspec.json.Decoder().decode
+_encode: Final = msgspec.json.Encoder().encode
 
 
 class ToolCall(msgspec.Struct, frozen=True):
@@ -110,8 +110,8 @@ def _json(v: Any) -> Any:
         s = v.lstrip()
         if s[:1] in ("[", "{"):
             try:
-                return json.loads(v)
-            except ValueError:
+                return _decode(v)
+            except msgspec.DecodeError:
                 return v
     return v
 
@@ -123,7 +123,7 @@ def _text(v: Any) -> str | None:
         return v
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
-    return json.dumps(v, ensure_ascii=False)
+    return _encode(v).decode()
 
 
 def _args(v: Any) -> str:
@@ -134,7 +134,7 @@ def _args(v: Any) -> str:
         return v
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
-    return json.dumps(v, ensure_ascii=False)
+    return _encode(v).decode()
 
 
 def _content(v: Any) -> tuple[str | None, str]:
@@ -339,16 +339,14 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     caller: here, `tool_calls.M.x` -> {"tool_calls": {M: {"x": v}}}."""
     out: dict[str, Any] = {}
     for k, v in flat.items():
-        m = _INDEXED.match(k)
-        if m is not None and m.group(1) in (
-            "tool_calls",
-            "contents",
-        ):
-            group = out.setdefault(m.group(1), {})
-            if isinstance(group, dict):
-                group.setdefault(int(m.group(2)), {})[m.group(3)] = v
-        else:
-            out[k] = v
+        if k.startswith(("tool_calls.", "contents.")):
+            name, n, field = k.split(".", 2) if k.count(".") >= 2 else (k, "", "")
+            if n.isdigit():
+                group = out.setdefault(name, {})
+                if isinstance(group, dict):
+                    group.setdefault(int(n), {})[field] = v
+                continue
+        out[k] = v
     return out
 
 
@@ -380,9 +378,11 @@ def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
     groups: dict[str, dict[int, dict[str, Any]]] = {"gen_ai.prompt": {}, "gen_ai.completion": {}}
     tools: dict[int, dict[str, Any]] = {}
     for k, v in attrs.items():
-        m = _FLAT.match(k)
-        if m is not None:
-            groups[m.group(1)].setdefault(int(m.group(2)), {})[m.group(3)] = v
+        if k.startswith(("gen_ai.prompt.", "gen_ai.completion.")):
+            group, _, rest = k[7:].partition(".")
+            n, _, field = rest.partition(".")
+            if n.isdigit() and field:
+                groups["gen_ai." + group].setdefault(int(n), {})[field] = v
         elif k.startswith(_FUNCTIONS):
             n, _, field = k[len(_FUNCTIONS) :].partition(".")
             if n.isdigit() and field:
@@ -439,9 +439,11 @@ def _from_openinference(attrs: dict[str, Any]) -> CallContent | None:
     groups: dict[str, dict[int, dict[str, Any]]] = {"input": {}, "output": {}}
     tools: dict[int, Any] = {}
     for k, v in attrs.items():
-        m = _OI.match(k)
-        if m is not None:
-            groups[m.group(1)].setdefault(int(m.group(2)), {})[m.group(3)] = v
+        if k.startswith(("llm.input_messages.", "llm.output_messages.")):
+            side = "input" if k[4] == "i" else "output"
+            n, _, field = k[len("llm.input_messages.") + (side == "output") :].partition(".")
+            if n.isdigit() and field.startswith("message."):
+                groups[side].setdefault(int(n), {})[field[8:]] = v
         elif k.startswith("llm.tools.") and k.endswith(".tool.json_schema"):
             n = k[len("llm.tools.") : -len(".tool.json_schema")]
             if n.isdigit():
@@ -531,14 +533,180 @@ def read_values(
 
 
 def read_call(raw: bytes, b0: int, b1: int) -> CallContent | None:
-    """The content of the span whose body is `raw[b0:b1]` (see the module docstring)."""
+    """The content of the span whose body is `raw[b0:b1]` (see the module docstring): the
+    conventions tried in `read_values`' order, those whose keys the span's bytes lack
+    skipped."""
     if CONTENT_MARKERS.search(raw, b0, b1) is None:
         return None
     attrs: dict[str, Any] = {}
     for k, v in wirescan.attributes(raw, b0, b1, None, None):
         attrs.setdefault(k, v)
-    events = _events(raw, b0, b1) if _EVENTS_MARKER.search(raw, b0, b1) else []
-    got = read_values(attrs, events)
+    got = _from_otel(attrs)
+    if got is None and raw.find(_DETAILS_B, b0, b1) >= 0:
+        got = read_values({}, _events(raw, b0, b1))
+    if got is None and (
+        raw.find(b"llm.input_messages.", b0, b1) >= 0
+        or raw.find(b"llm.output_messages.", b0, b1) >= 0
+    ):
+        got = _from_openinference(attrs)
+    if got is None and (
+        raw.find(b"gen_ai.prompt.", b0, b1) >= 0 or raw.find(b"gen_ai.completion.", b0, b1) >= 0
+    ):
+        got = _from_openllmetry(attrs)
+    if got is None and _EVENTS_MARKER.search(raw, b0, b1) is not None:
+        got = _from_old_events(_events(raw, b0, b1))
     if got is None or (not got.input and not got.output):
         return None
     return got
+
+
+# -- the head of a call: its answer and how long its input is, without reading the input ------
+
+
+class Head(msgspec.Struct, frozen=True):
+    """A call's first output message, and the number of messages its input holds at least:
+    a count from the span's keys where it is cheap (flattened conventions, events), else 0
+    (OTel's `gen_ai.input.messages` is not read for it: a JSON text as long as the
+    conversation)."""
+
+    output: Message
+    inputs: int
+
+
+_OTEL_KEYS: Final = frozenset(
+    ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+)
+_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_MAX_CALLS: Final = 64  # tool calls of one output message read by `read_head`
+_OI_OUT: Final = "llm.output_messages.0.message."
+_OI_OUT_KEYS: Final = frozenset(
+    [_OI_OUT + f for f in ("role", "content", "name", "tool_call_id")]
+    + [
+        f"{_OI_OUT}tool_calls.{j}.tool_call.{f}"
+        for j in range(_MAX_CALLS)
+        for f in ("id", "function.name", "function.arguments")
+    ]
+    + [f"{_OI_OUT}contents.{k}.message_content.{f}" for k in range(16) for f in ("type", "text")]
+)
+_TL_OUT: Final = "gen_ai.completion.0."
+_TL_OUT_KEYS: Final = frozenset(
+    [_TL_OUT + f for f in ("role", "content", "finish_reason", "tool_call_id", "name")]
+    + [_TL_OUT + f"function_call.{f}" for f in ("name", "arguments")]
+    + [
+        f"{_TL_OUT}tool_calls.{j}.{f}"
+        for j in range(_MAX_CALLS)
+        for f in ("id", "name", "arguments")
+    ]
+)
+_OLD_INPUT_NAMES: Final = tuple(n.encode() for n, r in _OLD_EVENTS.items() if r)
+_CHOICE: Final = b"gen_ai.choice"
+_DETAILS_B: Final = _DETAILS.encode()
+
+
+def _count(v: Any) -> int:
+    """The number of messages in a JSON array text (or a structured array)."""
+    if isinstance(v, list):
+        return len(v)
+    if isinstance(v, str):
+        try:
+            return len(_RAW_LIST.decode(v))
+        except msgspec.DecodeError:
+            return 0
+    return 0
+
+
+def _head_otel(got: dict[str, Any]) -> Head | None:
+    out = _otel_messages(got.get("gen_ai.output.messages"))
+    if not out:
+        return None
+    n = _count(got["gen_ai.input.messages"]) if "gen_ai.input.messages" in got else 0
+    if n and got.get("gen_ai.system_instructions"):
+        n += 1
+    return Head(out[0], n)
+
+
+def _last_index(prefix: bytes, raw: bytes, b0: int, b1: int) -> int:
+    """1 + the index N of the last `prefixN.` in the span (flattened messages are written
+    in order): how many messages there are."""
+    at = raw.rfind(prefix, b0, b1)
+    if at < 0:
+        return 0
+    at += len(prefix)
+    end = at
+    while end < b1 and 48 <= raw[end] <= 57:
+        end += 1
+    return int(raw[at:end]) + 1 if end > at else 0
+
+
+def _event_at(raw: bytes, name_at: int, b0: int, b1: int) -> bytes | None:
+    """The encoded Event whose name starts at `name_at`: its name field comes first, or
+    after its 9-byte time field; the Event field's tag and length just before."""
+    for tag_at in (name_at - 2, name_at - 11):  # the name field's tag; (a short name)
+        for start in range(max(b0, tag_at - 6), tag_at - 1):
+            if raw[start] != _EVENT_FIELD:
+                continue
+            n, shift, pos = 0, 0, start + 1
+            while pos < tag_at and shift < 35:
+                byte = raw[pos]
+                n |= (byte & 0x7F) << shift
+                pos += 1
+                shift += 7
+                if not byte & 0x80:
+                    break
+            if pos == tag_at and pos + n <= b1:
+                return raw[pos : pos + n]
+    return None
+
+
+def _head_events(raw: bytes, b0: int, b1: int) -> Head | None:
+    """The older event form (or the details event): the choice (or details) event found by
+    its name and decoded; the input events only counted."""
+    at = raw.rfind(_DETAILS_B, b0, b1)
+    if at >= 0:
+        data = _event_at(raw, at, b0, b1)
+        if data is None:
+            return None
+        ev = Span.Event.FromString(data)
+        return _head_otel({kv.key: plain(kv.value) for kv in ev.attributes})
+    choices: list[tuple[str, dict[str, Any]]] = []
+    at = raw.find(_CHOICE, b0, b1)
+    while at >= 0 and not choices:  # the first choice event (index 0 in order)
+        data = _event_at(raw, at, b0, b1)
+        if data is not None:
+            ev = Span.Event.FromString(data)
+            if ev.name == "gen_ai.choice":
+                choices.append((ev.name, {kv.key: plain(kv.value) for kv in ev.attributes}))
+        at = raw.find(_CHOICE, at + 1, b1)
+    if not choices:
+        return None
+    got = _from_old_events(choices)
+    if got is None or not got.output:
+        return None
+    inputs = sum(raw.count(n, b0, b1) for n in _OLD_INPUT_NAMES)
+    return Head(got.output[0], inputs)
+
+
+_HEAD_KEYS: Final = frozenset(("gen_ai.output.messages",)) | _OI_OUT_KEYS | _TL_OUT_KEYS
+_HEAD_SLOTS: Final = wirescan.Slots(_HEAD_KEYS)
+
+
+def read_head(raw: bytes, b0: int, b1: int) -> Head | None:
+    """The call's answer and input length, reading only the answer's attributes (a call's
+    input grows with its conversation; the answer does not): the same conventions, in the
+    same order, as `read_call`. None: no content, or no answer."""
+    got = dict(wirescan.attributes(raw, b0, b1, _HEAD_SLOTS, None))
+    if "gen_ai.output.messages" in got:
+        return _head_otel(got)
+    if raw.find(_DETAILS_B, b0, b1) >= 0:
+        return _head_events(raw, b0, b1)
+    oi = {k[len(_OI_OUT) :]: v for k, v in got.items() if k.startswith(_OI_OUT)}
+    if oi:
+        msgs = _oi_messages({0: oi})
+        return Head(msgs[0], _last_index(b"llm.input_messages.", raw, b0, b1)) if msgs else None
+    tl = {k[len(_TL_OUT) :]: v for k, v in got.items() if k.startswith(_TL_OUT)}
+    if tl:
+        msgs = _flat_messages({0: tl})
+        return Head(msgs[0], _last_index(b"gen_ai.prompt.", raw, b0, b1)) if msgs else None
+    if raw.find(_CHOICE, b0, b1) >= 0:
+        return _head_events(raw, b0, b1)
+    return None

@@ -122,7 +122,10 @@ class Builder:
         if calls:
             root = view.root
             start = root[6] if root is not None else min(s[6] for s in view.spans)
-            for d in drafts(calls, self.sel):
+            found, no_input = drafts(calls, self.sel)
+            if no_input:
+                skipped["no_content"] += no_input
+            for d in found:
                 reason = d.skip or check(d)
                 if reason:
                     skipped[reason] += 1

@@ -30,13 +30,12 @@ these (normalised models; an unattributed turn fails).
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from processors.genai import CALL_ROLES, HTTP, SpanRecord
-from processors.genai.content import CallContent, Message, read_call
+from processors.genai.content import CallContent, Head, Message, read_call, read_head
 
 __all__ = [
     "Call",
@@ -64,8 +63,11 @@ class Call(NamedTuple):
     provider: str
     model: str
     fallback: bool
-    content: CallContent
-    b0: int  # the span the content came from (its resource gives the service)
+    head: Head  # its answer, and how long its input is
+    key: tuple[Any, ...]  # the answer's `message_key`
+    raw: bytes  # the span the content is on
+    b0: int
+    b1: int
 
 
 @dataclass(frozen=True)
@@ -93,20 +95,10 @@ class Draft:
 
 
 def message_key(m: Message) -> tuple[Any, ...]:
-    """What makes two messages the same turn (arguments compared as JSON values)."""
-    return (
-        m.role,
-        m.content or "",
-        tuple((c.id, c.name, _canon(c.arguments)) for c in m.tool_calls),
-        m.tool_call_id,
-    )
-
-
-def _canon(args: str) -> str:
-    try:
-        return json.dumps(json.loads(args), sort_keys=True, separators=(",", ":"))
-    except ValueError:
-        return args
+    """What makes two messages the same turn. Arguments are compared as text: a call's
+    answer and the same turn in the next call's input are written by one instrumentation
+    (a structured value is serialised the same way both times)."""
+    return (m.role, m.content or "", m.tool_calls, m.tool_call_id)
 
 
 # -- the calls of a trace -----------------------------------------------------------------------
@@ -116,11 +108,11 @@ def _canon(args: str) -> str:
 ServedReader = Callable[[SpanRecord], tuple[str, str, bool] | None]
 
 
-def _content_of(rec: SpanRecord) -> tuple[CallContent | None, int]:
-    """The call's content, from its span or the last successful call span under it."""
-    got = read_call(rec.raw, rec.b0, rec.b1)
+def _head_of(rec: SpanRecord) -> tuple[Head | None, SpanRecord]:
+    """The call's head, from its span or the last successful call span under it."""
+    got = read_head(rec.raw, rec.b0, rec.b1)
     if got is not None or not rec.children:
-        return got, rec.b0
+        return got, rec
     inner: list[SpanRecord] = []
     stack = list(rec.children)
     while stack:
@@ -130,37 +122,36 @@ def _content_of(rec: SpanRecord) -> tuple[CallContent | None, int]:
         if r.children and r.role in (*CALL_ROLES, HTTP):
             stack.extend(r.children)
     for r in sorted(inner, key=lambda r: r.start, reverse=True):
-        got = read_call(r.raw, r.b0, r.b1)
+        got = read_head(r.raw, r.b0, r.b1)
         if got is not None:
-            return got, r.b0
-    return None, rec.b0
+            return got, r
+    return None, rec
 
 
 def calls_of(
     records: Iterable[SpanRecord], served: ServedReader | None = None
 ) -> tuple[list[Call], int]:
     """The trace's successful logical calls with content, by start time, and how many had
-    none (`no_content`)."""
+    none (`no_content`). Only each call's answer is read here (`read_head`)."""
     out: list[Call] = []
     missing = 0
     for rec in records:
         if not rec.logical or not rec.final_ok or rec.duplicate:
             continue
-        content, b0 = _content_of(rec)
-        if content is None or not content.input or not content.output:
+        head, src = _head_of(rec)
+        if head is None:
             missing += 1
             continue
         got = served(rec) if served is not None else None
         provider, model, fb = (
-            got
-            if got is not None
-            else (
-                rec.served_provider,
-                rec.served_model,
-                rec.fallback_fired,
-            )
+            got if got is not None else (rec.served_provider, rec.served_model, rec.fallback_fired)
         )
-        out.append(Call(rec.span_id, rec.start, provider, model, fb, content, b0))
+        out.append(
+            Call(
+                rec.span_id, rec.start, provider, model, fb, head, message_key(head.output),
+                src.raw, src.b0, src.b1,
+            )
+        )  # fmt: skip
     out.sort(key=lambda c: c.start)
     return out, missing
 
@@ -168,64 +159,86 @@ def calls_of(
 # -- examples -----------------------------------------------------------------------------------
 
 
-def _keys(messages: list[Message]) -> list[tuple[Any, ...]]:
-    return [message_key(m) for m in messages]
+def drafts(calls: list[Call], sel: Selection) -> tuple[list[Draft], int]:
+    """The trace's examples (see the module docstring), those to skip carrying `skip`; and
+    how many calls had no input (`no_content`).
 
-
-def drafts(calls: list[Call], sel: Selection) -> list[Draft]:
-    """The trace's examples (see the module docstring); those to skip carry `skip`."""
-    if not calls:
-        return []
-    keyed = [(c, _keys(c.content.input), message_key(c.content.output[0])) for c in calls]
-    chosen: list[int]
+    Per conversation, from the last call back: a call whose answer is in the input of a
+    conversation already read (where its own input may end: not before as many messages
+    as its input has, when that is known) belongs to it, and takes that place; any other
+    call ends a conversation of its own, and only then is its input read. So each input
+    is read once per conversation, not once per call."""
+    out: list[Draft] = []
+    missing = 0
+    by_head: dict[tuple[Any, ...], list[Call]] = {}
+    for c in calls:
+        by_head.setdefault(c.key, []).append(c)
     if sel.per == "call":
-        chosen = list(range(len(calls)))
+        chosen = calls
+        contents = [read_call(c.raw, c.b0, c.b1) for c in calls]
     else:
-        chosen = []
-        for i, (_, inp, out) in enumerate(keyed):
-            whole = [*inp, out]
-            n = len(whole)
-            covered = any(
-                j != i and len(other) > n and other[:n] == whole
-                for j, (_, other, _) in enumerate(keyed)
-            )
-            if not covered:
-                chosen.append(i)
-    out_drafts: list[Draft] = []
-    for i in chosen:
-        call, inp, _ = keyed[i]
-        out_drafts.append(_draft(call, inp, keyed, sel))
-    return out_drafts
+        chosen, contents = [], []
+        # assistant messages of the conversations read: key -> positions
+        seen: dict[tuple[Any, ...], list[int]] = {}
+        for c in reversed(calls):
+            places = seen.get(c.key)
+            if places:
+                fit = [k for k in places if k >= c.head.inputs]
+                if fit:  # the latest place left: calls are taken latest first
+                    places.remove(max(fit))
+                    continue
+            content = read_call(c.raw, c.b0, c.b1)
+            chosen.append(c)
+            contents.append(content)
+            if content is not None:
+                for k, m in enumerate(content.input):
+                    if m.role == "assistant":
+                        seen.setdefault(
+                            (m.role, m.content or "", m.tool_calls, m.tool_call_id), []
+                        ).append(k)
+        chosen.reverse()
+        contents.reverse()
+    for c, content in zip(chosen, contents, strict=True):
+        if content is None or not content.input or not content.output:
+            missing += 1
+            continue
+        out.append(_draft(c, content, by_head, sel))
+    return out, missing
 
 
 def _draft(
     call: Call,
-    inp_keys: list[tuple[Any, ...]],
-    keyed: list[tuple[Call, list[tuple[Any, ...]], tuple[Any, ...]]],
+    content: CallContent,
+    by_head: dict[tuple[Any, ...], list[Call]],
     sel: Selection,
 ) -> Draft:
-    messages = [*call.content.input, call.content.output[0]]
+    messages = [*content.input, content.output[0]]
     turns: list[Turn] = []
-    span_ids: list[bytes] = []
-    for k, m in enumerate(messages):
+    used: set[bytes] = set()
+    last = len(messages) - 1
+    # latest first: each assistant message is the answer of the latest call before the
+    # example's own that answered with it (and whose input may end there), not taken yet
+    for k in range(last, -1, -1):
+        m = messages[k]
         if m.role != "assistant":
             continue
-        if k == len(messages) - 1:
-            src: Call | None = call
-        else:
-            src = None
-            mk = inp_keys[k]
-            for other, other_in, other_out in keyed:
-                if len(other_in) == k and other_out == mk and other_in == inp_keys[:k]:
-                    src = other
+        src: Call | None = call if k == last else None
+        if src is None:
+            for c in reversed(by_head.get(message_key(m), ())):
+                if c.start < call.start and c.head.inputs <= k and c.span_id not in used:
+                    src = c
                     break
         if src is None:
             turns.append(Turn(b"", "", "", False))
         else:
+            used.add(src.span_id)
             turns.append(Turn(src.span_id, src.provider, src.model, src.fallback))
-            if src.span_id not in span_ids:
-                span_ids.append(src.span_id)
-    d = Draft(messages, call.content.tools, turns, None, span_ids, call.b0)
+    turns.reverse()
+    span_ids: list[bytes] = []
+    for t in turns:
+        if t.span_id and t.span_id not in span_ids:
+            span_ids.append(t.span_id)
+    d = Draft(messages, content.tools, turns, None, span_ids, call.b0)
     _fallback(d, sel)
     if not d.skip and sel.served_models:
         weights = d.weights or [1] * len(d.turns)

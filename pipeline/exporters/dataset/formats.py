@@ -30,8 +30,9 @@ always a string ("" for an assistant turn that only calls tools).
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import msgspec
 
 from pipeline.exporters.dataset.examples import Draft
 
@@ -49,6 +50,7 @@ INVALID = (
     "last_not_assistant",
 )
 _ROLES = frozenset(("system", "developer", "user", "assistant", "tool"))
+_decode = msgspec.json.Decoder().decode
 
 
 def check(d: Draft) -> str:
@@ -89,8 +91,8 @@ def check(d: Draft) -> str:
                 if not c.id or c.id in open_calls:
                     return "tool_call_id"
                 try:
-                    args = json.loads(c.arguments)
-                except ValueError:
+                    args = _decode(c.arguments)
+                except msgspec.DecodeError:
                     return "arguments_json"
                 if not isinstance(args, dict):
                     return "arguments_json"
@@ -128,7 +130,7 @@ def render(d: Draft, fmt: str) -> dict[str, Any]:
                         "type": "function",
                         "function": {
                             "name": c.name,
-                            "arguments": json.loads(c.arguments) if hf else c.arguments,
+                            "arguments": _decode(c.arguments) if hf else c.arguments,
                         },
                     }
                     for c in m.tool_calls
