@@ -217,11 +217,14 @@ def _otel_messages(value: Any) -> list[Message]:
         return []
     out: list[Message] = []
     for m in value:
-        m = _json(m)
-        if not isinstance(m, dict):
-            continue
+        if type(m) is not dict:
+            m = _json(m)
+            if not isinstance(m, dict):
+                continue
         role = _role(m.get("role"))
-        parts = _json(m.get("parts"))
+        parts = m.get("parts")
+        if type(parts) is not list:
+            parts = _json(parts)
         name = str(m.get("name") or "")
         if not isinstance(parts, list):  # not the parts format: OpenAI-like
             out.extend(_openai_message(m, role))
@@ -231,9 +234,10 @@ def _otel_messages(value: Any) -> list[Message]:
         responses: list[Message] = []
         bad = ""
         for p in parts:
-            p = _json(p)
-            if not isinstance(p, dict):
-                continue
+            if type(p) is not dict:
+                p = _json(p)
+                if not isinstance(p, dict):
+                    continue
             t = str(p.get("type") or "")
             if t == "text":
                 texts.append(_text(p.get("content", p.get("text"))) or "")
@@ -337,16 +341,16 @@ def _openai_message(m: dict[str, Any], role: str = "") -> list[Message]:
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """`a.0.b` keys as nested dicts (`{"a": {0: {"b": ...}}}`) one level at a time, by the
     caller: here, `tool_calls.M.x` -> {"tool_calls": {M: {"x": v}}}."""
-    out: dict[str, Any] = {}
-    for k, v in flat.items():
-        if k.startswith(("tool_calls.", "contents.")):
-            name, n, field = k.split(".", 2) if k.count(".") >= 2 else (k, "", "")
-            if n.isdigit():
-                group = out.setdefault(name, {})
-                if isinstance(group, dict):
-                    group.setdefault(int(n), {})[field] = v
-                continue
-        out[k] = v
+    nested = [k for k in flat if k[:11] == "tool_calls." or k[:9] == "contents."]
+    if not nested:
+        return flat
+    out: dict[str, Any] = {k: v for k, v in flat.items() if k not in nested}
+    for k in nested:
+        name, n, field = k.split(".", 2) if k.count(".") >= 2 else (k, "", "")
+        if n.isdigit():
+            group = out.setdefault(name, {})
+            if isinstance(group, dict):
+                group.setdefault(int(n), {})[field] = flat[k]
     return out
 
 
@@ -377,16 +381,25 @@ def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
 def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
     groups: dict[str, dict[int, dict[str, Any]]] = {"gen_ai.prompt": {}, "gen_ai.completion": {}}
     tools: dict[int, dict[str, Any]] = {}
+    prompts, completions = groups["gen_ai.prompt"], groups["gen_ai.completion"]
     for k, v in attrs.items():
-        if k.startswith(("gen_ai.prompt.", "gen_ai.completion.")):
-            group, _, rest = k[7:].partition(".")
-            n, _, field = rest.partition(".")
-            if n.isdigit() and field:
-                groups["gen_ai." + group].setdefault(int(n), {})[field] = v
+        if k[:14] == "gen_ai.prompt.":
+            side, rest = prompts, k[14:]
+        elif k[:18] == "gen_ai.completion.":
+            side, rest = completions, k[18:]
         elif k.startswith(_FUNCTIONS):
             n, _, field = k[len(_FUNCTIONS) :].partition(".")
             if n.isdigit() and field:
                 tools.setdefault(int(n), {})[field] = v
+            continue
+        else:
+            continue
+        n, _, field = rest.partition(".")
+        if field and n.isdigit():
+            got = side.get(int(n))
+            if got is None:
+                got = side[int(n)] = {}
+            got[field] = v
     if not groups["gen_ai.prompt"] and not groups["gen_ai.completion"]:
         return None
     defs = [_tool(tools[i]) for i in sorted(tools)]
@@ -438,12 +451,24 @@ def _oi_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
 def _from_openinference(attrs: dict[str, Any]) -> CallContent | None:
     groups: dict[str, dict[int, dict[str, Any]]] = {"input": {}, "output": {}}
     tools: dict[int, Any] = {}
+    inputs, outputs = groups["input"], groups["output"]
     for k, v in attrs.items():
-        if k.startswith(("llm.input_messages.", "llm.output_messages.")):
-            side = "input" if k[4] == "i" else "output"
-            n, _, field = k[len("llm.input_messages.") + (side == "output") :].partition(".")
-            if n.isdigit() and field.startswith("message."):
-                groups[side].setdefault(int(n), {})[field[8:]] = v
+        if k[:4] != "llm.":
+            continue
+        if k[4:19] == "input_messages.":
+            side, rest = inputs, k[19:]
+        elif k[4:20] == "output_messages.":
+            side, rest = outputs, k[20:]
+        else:
+            side = None
+            rest = ""
+        if side is not None:
+            n, _, field = rest.partition(".")
+            if field[:8] == "message." and n.isdigit():
+                got = side.get(int(n))
+                if got is None:
+                    got = side[int(n)] = {}
+                got[field[8:]] = v
         elif k.startswith("llm.tools.") and k.endswith(".tool.json_schema"):
             n = k[len("llm.tools.") : -len(".tool.json_schema")]
             if n.isdigit():

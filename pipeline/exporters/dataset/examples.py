@@ -35,7 +35,14 @@ from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from processors.genai import CALL_ROLES, HTTP, SpanRecord
-from processors.genai.content import CallContent, Head, Message, read_call, read_head
+from processors.genai.content import (
+    CONTENT_MARKERS,
+    CallContent,
+    Head,
+    Message,
+    read_call,
+    read_head,
+)
 
 __all__ = [
     "Call",
@@ -57,17 +64,55 @@ class Turn(NamedTuple):
     fallback: bool  # the call that produced it fell back
 
 
-class Call(NamedTuple):
-    span_id: bytes
-    start: int
-    provider: str
-    model: str
-    fallback: bool
-    head: Head  # its answer, and how long its input is
-    key: tuple[Any, ...]  # the answer's `message_key`
-    raw: bytes  # the span the content is on
-    b0: int
-    b1: int
+class Call:
+    """A successful logical call: who served it, and the span its content is on. Its head
+    (`read_head`: its answer, how long its input is) is read when first asked for."""
+
+    __slots__ = (
+        "_head",
+        "_read",
+        "b0",
+        "b1",
+        "fallback",
+        "model",
+        "provider",
+        "raw",
+        "span_id",
+        "start",
+    )
+
+    def __init__(
+        self,
+        span_id: bytes,
+        start: int,
+        provider: str,
+        model: str,
+        fallback: bool,
+        raw: bytes,
+        b0: int,
+        b1: int,
+    ) -> None:
+        self.span_id = span_id
+        self.start = start
+        self.provider = provider
+        self.model = model
+        self.fallback = fallback
+        self.raw = raw  # the span the content is on
+        self.b0 = b0
+        self.b1 = b1
+        self._head: Head | None = None
+        self._read = False
+
+    @property
+    def head(self) -> Head | None:
+        if not self._read:
+            self._read = True
+            self._head = read_head(self.raw, self.b0, self.b1)
+        return self._head
+
+    def known(self, head: Head) -> None:
+        """The head, from the call's whole content read for another reason."""
+        self._head, self._read = head, True
 
 
 @dataclass(frozen=True)
@@ -108,11 +153,13 @@ def message_key(m: Message) -> tuple[Any, ...]:
 ServedReader = Callable[[SpanRecord], tuple[str, str, bool] | None]
 
 
-def _head_of(rec: SpanRecord) -> tuple[Head | None, SpanRecord]:
-    """The call's head, from its span or the last successful call span under it."""
-    got = read_head(rec.raw, rec.b0, rec.b1)
-    if got is not None or not rec.children:
-        return got, rec
+def _source(rec: SpanRecord) -> SpanRecord | None:
+    """The span the call's content is on: its own, or the last successful call span under
+    it that has some (a gateway's); None: no content anywhere."""
+    if CONTENT_MARKERS.search(rec.raw, rec.b0, rec.b1) is not None:
+        return rec
+    if not rec.children:
+        return None
     inner: list[SpanRecord] = []
     stack = list(rec.children)
     while stack:
@@ -122,36 +169,30 @@ def _head_of(rec: SpanRecord) -> tuple[Head | None, SpanRecord]:
         if r.children and r.role in (*CALL_ROLES, HTTP):
             stack.extend(r.children)
     for r in sorted(inner, key=lambda r: r.start, reverse=True):
-        got = read_head(r.raw, r.b0, r.b1)
-        if got is not None:
-            return got, r
-    return None, rec
+        if CONTENT_MARKERS.search(r.raw, r.b0, r.b1) is not None:
+            return r
+    return None
 
 
 def calls_of(
     records: Iterable[SpanRecord], served: ServedReader | None = None
 ) -> tuple[list[Call], int]:
     """The trace's successful logical calls with content, by start time, and how many had
-    none (`no_content`). Only each call's answer is read here (`read_head`)."""
+    none (`no_content`). Nothing of the content is read here."""
     out: list[Call] = []
     missing = 0
     for rec in records:
         if not rec.logical or not rec.final_ok or rec.duplicate:
             continue
-        head, src = _head_of(rec)
-        if head is None:
+        src = _source(rec)
+        if src is None:
             missing += 1
             continue
         got = served(rec) if served is not None else None
         provider, model, fb = (
             got if got is not None else (rec.served_provider, rec.served_model, rec.fallback_fired)
         )
-        out.append(
-            Call(
-                rec.span_id, rec.start, provider, model, fb, head, message_key(head.output),
-                src.raw, src.b0, src.b1,
-            )
-        )  # fmt: skip
+        out.append(Call(rec.span_id, rec.start, provider, model, fb, src.raw, src.b0, src.b1))
     out.sort(key=lambda c: c.start)
     return out, missing
 
@@ -161,44 +202,46 @@ def calls_of(
 
 def drafts(calls: list[Call], sel: Selection) -> tuple[list[Draft], int]:
     """The trace's examples (see the module docstring), those to skip carrying `skip`; and
-    how many calls had no input (`no_content`).
+    how many calls had no content after all (`no_content`).
 
     Per conversation, from the last call back: a call whose answer is in the input of a
     conversation already read (where its own input may end: not before as many messages
     as its input has, when that is known) belongs to it, and takes that place; any other
     call ends a conversation of its own, and only then is its input read. So each input
-    is read once per conversation, not once per call."""
+    is read once per conversation, not once per call; a call's answer alone is read only
+    when a conversation read before may hold it."""
     out: list[Draft] = []
     missing = 0
-    by_head: dict[tuple[Any, ...], list[Call]] = {}
-    for c in calls:
-        by_head.setdefault(c.key, []).append(c)
+    chosen: list[tuple[Call, CallContent | None]] = []
     if sel.per == "call":
-        chosen = calls
-        contents = [read_call(c.raw, c.b0, c.b1) for c in calls]
+        for c in calls:
+            content = read_call(c.raw, c.b0, c.b1)
+            if content is not None and content.output:
+                c.known(Head(content.output[0], len(content.input)))
+            chosen.append((c, content))
     else:
-        chosen, contents = [], []
         # assistant messages of the conversations read: key -> positions
         seen: dict[tuple[Any, ...], list[int]] = {}
         for c in reversed(calls):
-            places = seen.get(c.key)
-            if places:
-                fit = [k for k in places if k >= c.head.inputs]
-                if fit:  # the latest place left: calls are taken latest first
+            head = c.head if seen else None
+            if head is not None:
+                places = seen.get(message_key(head.output))
+                fit = [k for k in places if k >= head.inputs] if places else None
+                if places and fit:  # the latest place left: calls are taken latest first
                     places.remove(max(fit))
                     continue
             content = read_call(c.raw, c.b0, c.b1)
-            chosen.append(c)
-            contents.append(content)
+            chosen.append((c, content))
             if content is not None:
                 for k, m in enumerate(content.input):
                     if m.role == "assistant":
-                        seen.setdefault(
-                            (m.role, m.content or "", m.tool_calls, m.tool_call_id), []
-                        ).append(k)
+                        seen.setdefault(message_key(m), []).append(k)
         chosen.reverse()
-        contents.reverse()
-    for c, content in zip(chosen, contents, strict=True):
+    by_head: dict[tuple[Any, ...], list[Call]] = {}
+    for c in calls:
+        if c._read and c._head is not None:
+            by_head.setdefault(message_key(c._head.output), []).append(c)
+    for c, content in chosen:
         if content is None or not content.input or not content.output:
             missing += 1
             continue
@@ -225,7 +268,13 @@ def _draft(
         src: Call | None = call if k == last else None
         if src is None:
             for c in reversed(by_head.get(message_key(m), ())):
-                if c.start < call.start and c.head.inputs <= k and c.span_id not in used:
+                h = c._head
+                if (
+                    c.start < call.start
+                    and h is not None
+                    and h.inputs <= k
+                    and c.span_id not in used
+                ):
                     src = c
                     break
         if src is None:
