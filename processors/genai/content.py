@@ -71,6 +71,7 @@ _OLD_EVENTS: Final = {
 }
 _DETAILS: Final = "gen_ai.client.inference.operation.details"
 _ROLES: Final = {"system", "developer", "user", "assistant", "tool", "function", "model"}
+_PLAIN_ROLES: Final = frozenset(("system", "developer", "user", "assistant", "tool"))
 _SKIPPED_PARTS: Final = {"reasoning", "thinking", "redacted_thinking"}
 _FUNCTIONS: Final = "llm.request.functions."
 _decode: Final = msgspec.json.Decoder().decode
@@ -341,6 +342,8 @@ def _openai_message(m: dict[str, Any], role: str = "") -> list[Message]:
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """`a.0.b` keys as nested dicts (`{"a": {0: {"b": ...}}}`) one level at a time, by the
     caller: here, `tool_calls.M.x` -> {"tool_calls": {M: {"x": v}}}."""
+    if len(flat) <= 3 and all("." not in k for k in flat):
+        return flat  # role, content, tool_call_id: the common message
     nested = [k for k in flat if k[:11] == "tool_calls." or k[:9] == "contents."]
     if not nested:
         return flat
@@ -354,16 +357,45 @@ def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _groups(attrs: dict[str, Any], prefix: str, sub: str = "") -> dict[int, dict[str, Any]]:
+    """Flattened keys `<prefix>N.<sub><field>` as {N: {field: value}} (one pass, no
+    regular expression: a conversation's every message has several such keys)."""
+    out: dict[str, dict[str, Any]] = {}
+    lp = len(prefix)
+    skip = lp + len(sub) + 1
+    for k, v in attrs.items():
+        if not k.startswith(prefix):
+            continue
+        dot = k.find(".", lp)
+        if dot < 0 or (sub and not k.startswith(sub, dot + 1)):
+            continue
+        n = k[lp:dot]
+        d = out.get(n)
+        if d is None:
+            if not n.isdigit():
+                continue
+            d = out[n] = {}
+        d[k[dot + skip - lp :]] = v
+    return {int(n): d for n, d in out.items()}
+
+
 def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
     """OpenLLMetry `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`, one message per N."""
     out: list[Message] = []
     for i in sorted(by_index):
         f = _nest(by_index[i])
-        role = _role(f.get("role")) or ("assistant" if "finish_reason" in f else "user")
-        content, bad = _content(f.get("content"))
+        r = f.get("role")
+        role = (
+            r
+            if r in _PLAIN_ROLES
+            else _role(r) or ("assistant" if "finish_reason" in f else "user")
+        )
+        v = f.get("content")
+        content, bad = (v, "") if type(v) is str and v[:1] != "[" else _content(v)
         calls: list[ToolCall] = []
-        for j in sorted(f.get("tool_calls", {})):
-            c = f["tool_calls"][j]
+        tc: Any = f.get("tool_calls")
+        for j in sorted(tc) if tc else ():
+            c = tc[j]
             calls.append(
                 ToolCall(
                     str(c.get("id") or ""), str(c.get("name") or ""), _args(c.get("arguments"))
@@ -379,33 +411,15 @@ def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
 
 
 def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
-    groups: dict[str, dict[int, dict[str, Any]]] = {"gen_ai.prompt": {}, "gen_ai.completion": {}}
-    tools: dict[int, dict[str, Any]] = {}
-    prompts, completions = groups["gen_ai.prompt"], groups["gen_ai.completion"]
-    for k, v in attrs.items():
-        if k[:14] == "gen_ai.prompt.":
-            side, rest = prompts, k[14:]
-        elif k[:18] == "gen_ai.completion.":
-            side, rest = completions, k[18:]
-        elif k.startswith(_FUNCTIONS):
-            n, _, field = k[len(_FUNCTIONS) :].partition(".")
-            if n.isdigit() and field:
-                tools.setdefault(int(n), {})[field] = v
-            continue
-        else:
-            continue
-        n, _, field = rest.partition(".")
-        if field and n.isdigit():
-            got = side.get(int(n))
-            if got is None:
-                got = side[int(n)] = {}
-            got[field] = v
-    if not groups["gen_ai.prompt"] and not groups["gen_ai.completion"]:
+    prompts = _groups(attrs, "gen_ai.prompt.")
+    completions = _groups(attrs, "gen_ai.completion.")
+    if not prompts and not completions:
         return None
+    tools = _groups(attrs, _FUNCTIONS)
     defs = [_tool(tools[i]) for i in sorted(tools)]
     return CallContent(
-        _flat_messages(groups["gen_ai.prompt"]),
-        _flat_messages(groups["gen_ai.completion"]),
+        _flat_messages(prompts),
+        _flat_messages(completions),
         [d for d in defs if d is not None],
         "openllmetry",
     )
@@ -415,8 +429,10 @@ def _oi_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
     out: list[Message] = []
     for i in sorted(by_index):
         f = _nest(by_index[i])
-        role = _role(f.get("role"))
-        content = _text(f.get("content"))
+        r = f.get("role")
+        role = r if r in _PLAIN_ROLES else _role(r)
+        v = f.get("content")
+        content = v if v is None or type(v) is str else _text(v)
         bad = ""
         if content is None and "contents" in f:
             parts = []
@@ -426,8 +442,9 @@ def _oi_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
                 parts.append({"type": t, "text": c.get("message_content.text")})
             content, bad = _parts_content(parts)
         calls: list[ToolCall] = []
-        for j in sorted(f.get("tool_calls", {})):
-            c = f["tool_calls"][j]
+        tc: Any = f.get("tool_calls")
+        for j in sorted(tc) if tc else ():
+            c = tc[j]
             calls.append(
                 ToolCall(
                     str(c.get("tool_call.id") or ""),
@@ -449,36 +466,15 @@ def _oi_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
 
 
 def _from_openinference(attrs: dict[str, Any]) -> CallContent | None:
-    groups: dict[str, dict[int, dict[str, Any]]] = {"input": {}, "output": {}}
-    tools: dict[int, Any] = {}
-    inputs, outputs = groups["input"], groups["output"]
-    for k, v in attrs.items():
-        if k[:4] != "llm.":
-            continue
-        if k[4:19] == "input_messages.":
-            side, rest = inputs, k[19:]
-        elif k[4:20] == "output_messages.":
-            side, rest = outputs, k[20:]
-        else:
-            side = None
-            rest = ""
-        if side is not None:
-            n, _, field = rest.partition(".")
-            if field[:8] == "message." and n.isdigit():
-                got = side.get(int(n))
-                if got is None:
-                    got = side[int(n)] = {}
-                got[field[8:]] = v
-        elif k.startswith("llm.tools.") and k.endswith(".tool.json_schema"):
-            n = k[len("llm.tools.") : -len(".tool.json_schema")]
-            if n.isdigit():
-                tools[int(n)] = v
-    if not groups["input"] and not groups["output"]:
+    inputs = _groups(attrs, "llm.input_messages.", "message.")
+    outputs = _groups(attrs, "llm.output_messages.", "message.")
+    if not inputs and not outputs:
         return None
-    defs = [_tool(tools[i]) for i in sorted(tools)]
+    tools = _groups(attrs, "llm.tools.", "tool.")
+    defs = [_tool(tools[i].get("json_schema")) for i in sorted(tools)]
     return CallContent(
-        _oi_messages(groups["input"]),
-        _oi_messages(groups["output"]),
+        _oi_messages(inputs),
+        _oi_messages(outputs),
         [d for d in defs if d is not None],
         "openinference",
     )
