@@ -342,7 +342,7 @@ def _openai_message(m: dict[str, Any], role: str = "") -> list[Message]:
 def _nest(flat: dict[str, Any]) -> dict[str, Any]:
     """`a.0.b` keys as nested dicts (`{"a": {0: {"b": ...}}}`) one level at a time, by the
     caller: here, `tool_calls.M.x` -> {"tool_calls": {M: {"x": v}}}."""
-    if len(flat) <= 3 and all("." not in k for k in flat):
+    if "." not in "".join(flat):
         return flat  # role, content, tool_call_id: the common message
     nested = [k for k in flat if k[:11] == "tool_calls." or k[:9] == "contents."]
     if not nested:
@@ -559,9 +559,8 @@ def read_call(raw: bytes, b0: int, b1: int) -> CallContent | None:
     skipped."""
     if CONTENT_MARKERS.search(raw, b0, b1) is None:
         return None
-    attrs: dict[str, Any] = {}
-    for k, v in wirescan.attributes(raw, b0, b1, None, None):
-        attrs.setdefault(k, v)
+    # (a repeated key: its last value, as protobuf's merge and `wirescan.collect` have it)
+    attrs: dict[str, Any] = dict(wirescan.attributes(raw, b0, b1, None, None))
     got = _from_otel(attrs)
     if got is None and raw.find(_DETAILS_B, b0, b1) >= 0:
         got = read_values({}, _events(raw, b0, b1))
