@@ -39,6 +39,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline import wirescan, wiresplit
 from pipeline.wholetraces import plain
+from processors.genai.conversation import CallContent, Head, Message, ToolCall
 
 __all__ = [
     "CONTENT_MARKERS",
@@ -76,28 +77,6 @@ _SKIPPED_PARTS: Final = {"reasoning", "thinking", "redacted_thinking"}
 _FUNCTIONS: Final = "llm.request.functions."
 _decode: Final = msgspec.json.Decoder().decode
 _encode: Final = msgspec.json.Encoder().encode
-
-
-class ToolCall(msgspec.Struct, frozen=True):
-    id: str
-    name: str
-    arguments: str  # JSON text, as captured (a structured value: serialised)
-
-
-class Message(msgspec.Struct, frozen=True):
-    role: str  # system, developer, user, assistant, tool (others: invalid examples)
-    content: str | None = None
-    tool_calls: tuple[ToolCall, ...] = ()
-    tool_call_id: str = ""
-    name: str = ""
-    unsupported: str = ""  # the type of a part that cannot be in a text example
-
-
-class CallContent(msgspec.Struct):
-    input: list[Message]
-    output: list[Message]  # one per choice
-    tools: list[dict[str, Any]]  # {"type": "function", "function": {name, ...}}
-    convention: str
 
 
 # -- values -------------------------------------------------------------------------------------
@@ -581,16 +560,6 @@ def read_call(raw: bytes, b0: int, b1: int) -> CallContent | None:
 
 
 # -- the head of a call: its answer and how long its input is, without reading the input ------
-
-
-class Head(msgspec.Struct, frozen=True):
-    """A call's first output message, and the number of messages its input holds at least:
-    a count from the span's keys where it is cheap (flattened conventions, events), else 0
-    (OTel's `gen_ai.input.messages` is not read for it: a JSON text as long as the
-    conversation)."""
-
-    output: Message
-    inputs: int
 
 
 _OTEL_KEYS: Final = frozenset(
