@@ -42,7 +42,7 @@ from pipeline.exporters.dataset.writer import Segment, known_hashes
 from pipeline.pdata import Traces
 from pipeline.wholetraces import trace_attribute, trace_views
 from processors.cleanliness import A_CLASS, A_REASONS, A_TASK, CLASSES, REASONS
-from processors.genai import GenAIConfig, SpanRecord, index_for, keys_for
+from processors.genai import GenAIConfig, SpanRecord, drop_index, index_for, keys_for
 
 __all__ = [
     "SKIP_REASONS",
@@ -312,6 +312,8 @@ class DatasetExporter:
             skipped.update(te.skipped)
             for ex in te.examples:
                 out.add(ex, str(cls), reasons)
+        if by_trace is not None:
+            drop_index(traces)  # built here, for this batch only
         return skipped, outcomes
 
 

@@ -8,15 +8,17 @@ A call's content is read from its span (`processors.genai.content`); a gateway s
 without content takes that of the last successful call span under it.
 
 - `per: call`: one example per call: its input, then its first output message.
-- `per: conversation`: one example per conversation: a call whose input and output are the
-  beginning of a later call's input is part of that later call's conversation; the calls
-  that are no other call's beginning each give one example.
+- `per: conversation`: one example per conversation: a call whose answer is in a later
+  call's input, where its own input ended, is part of that later call's conversation; the
+  calls that are in no later call's input each give one example. Found from the last call
+  back (`drafts`), reading each call's answer alone (`read_head`) and each conversation's
+  input once, from its last call: a call's span carries the whole conversation so far, so
+  reading every call's input would cost the square of the conversation's length.
 
 Each assistant message of an example is attributed to the call that produced it: the
 example's own call for its output, and for an assistant message at position k of its
-input, the call of the trace whose input is the example's first k messages and whose
-output is that message. Unattributed turns (history from outside the trace) have no
-provider or model.
+input, the latest earlier call that answered with that message (and whose input may end
+at k). Unattributed turns (history from outside the trace) have no provider or model.
 
 Fallbacks: the first assistant turn produced by a call whose logical call fell back, and
 every assistant turn after it, are "after a fallback": `on_fallback: drop` cuts the
@@ -31,7 +33,7 @@ these (normalised models; an unattributed turn fails).
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 from processors.genai import CALL_ROLES, HTTP, SpanRecord
@@ -136,7 +138,6 @@ class Draft:
     span_ids: list[bytes]  # calls whose content the example holds, oldest first
     b0: int
     skip: str = ""  # why it is not written ("" : it is)
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def message_key(m: Message) -> tuple[Any, ...]:
