@@ -318,51 +318,103 @@ def _openai_message(m: dict[str, Any], role: str = "") -> list[Message]:
 # -- flattened conventions ----------------------------------------------------------------------
 
 
-def _nest(flat: dict[str, Any]) -> dict[str, Any]:
-    """`a.0.b` keys as nested dicts (`{"a": {0: {"b": ...}}}`) one level at a time, by the
-    caller: here, `tool_calls.M.x` -> {"tool_calls": {M: {"x": v}}}."""
-    if "." not in "".join(flat):
-        return flat  # role, content, tool_call_id: the common message
-    nested = [k for k in flat if k[:11] == "tool_calls." or k[:9] == "contents."]
-    if not nested:
-        return flat
-    out: dict[str, Any] = {k: v for k, v in flat.items() if k not in nested}
-    for k in nested:
-        name, n, field = k.split(".", 2) if k.count(".") >= 2 else (k, "", "")
-        if n.isdigit():
-            group = out.setdefault(name, {})
-            if isinstance(group, dict):
-                group.setdefault(int(n), {})[field] = flat[k]
-    return out
+# a flattened message: its plain fields, its tool calls and its content parts by index
+_Flat = tuple[dict[str, Any], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]
 
 
-def _groups(attrs: dict[str, Any], prefix: str, sub: str = "") -> dict[int, dict[str, Any]]:
-    """Flattened keys `<prefix>N.<sub><field>` as {N: {field: value}} (one pass, no
-    regular expression: a conversation's every message has several such keys)."""
-    out: dict[str, dict[str, Any]] = {}
+def _put(side: dict[str, _Flat], n: str, field: str, v: Any) -> None:
+    rec = side.get(n)
+    if rec is None:
+        rec = side[n] = ({}, {}, {})
+    if field[:11] == "tool_calls." or field[:9] == "contents.":
+        group, m, rest = field.split(".", 2) if field.count(".") >= 2 else (field, "", "")
+        if m.isdigit() and rest:
+            by = rec[1] if group == "tool_calls" else rec[2]
+            got = by.get(int(m))
+            if got is None:
+                got = by[int(m)] = {}
+            got[rest] = v
+            return
+    rec[0][field] = v
+
+
+def _indexed(side: dict[str, _Flat]) -> dict[int, _Flat]:
+    return {int(n): rec for n, rec in side.items() if n.isdigit()}
+
+
+def _groups(attrs: dict[str, Any], prefix: str, sub: str = "") -> dict[int, _Flat]:
+    """Flattened keys `<prefix>N.<sub><field>` as {N: (fields, tool calls, parts)}, with
+    `tool_calls.M.<x>` and `contents.K.<x>` fields grouped by M and K."""
+    out: dict[str, _Flat] = {}
     lp = len(prefix)
-    skip = lp + len(sub) + 1
+    ls = len(sub)
     for k, v in attrs.items():
         if not k.startswith(prefix):
             continue
         dot = k.find(".", lp)
-        if dot < 0 or (sub and not k.startswith(sub, dot + 1)):
+        if dot < 0 or (ls and not k.startswith(sub, dot + 1)):
             continue
-        n = k[lp:dot]
-        d = out.get(n)
-        if d is None:
-            if not n.isdigit():
+        _put(out, k[lp:dot], k[dot + 1 + ls :], v)
+    return _indexed(out)
+
+
+def _openinference_groups(
+    attrs: dict[str, Any],
+) -> tuple[dict[int, _Flat], dict[int, _Flat], dict[int, Any]]:
+    """OpenInference's input messages, output messages and tools in one pass (a key split
+    once: `llm.<kind>.<N>.<message|tool>.<field>`)."""
+    ins: dict[str, _Flat] = {}
+    outs: dict[str, _Flat] = {}
+    tools: dict[int, Any] = {}
+    for k, v in attrs.items():
+        if k[:4] != "llm.":
+            continue
+        p = k.split(".", 4)
+        if len(p) < 5:
+            continue
+        kind = p[1]
+        if kind == "input_messages":
+            side = ins
+        elif kind == "output_messages":
+            side = outs
+        else:
+            if kind == "tools" and p[3] == "tool" and p[4] == "json_schema" and p[2].isdigit():
+                tools[int(p[2])] = v
+            continue
+        if p[3] == "message":
+            _put(side, p[2], p[4], v)
+    return _indexed(ins), _indexed(outs), tools
+
+
+def _openllmetry_groups(
+    attrs: dict[str, Any],
+) -> tuple[dict[int, _Flat], dict[int, _Flat], dict[int, _Flat]]:
+    """OpenLLMetry's prompts, completions and functions in one pass."""
+    prompts: dict[str, _Flat] = {}
+    completions: dict[str, _Flat] = {}
+    functions: dict[str, _Flat] = {}
+    for k, v in attrs.items():
+        c = k[:7]
+        if c == "gen_ai.":
+            p = k.split(".", 3)
+            if len(p) < 4:
                 continue
-            d = out[n] = {}
-        d[k[dot + skip - lp :]] = v
-    return {int(n): d for n, d in out.items()}
+            if p[1] == "prompt":
+                _put(prompts, p[2], p[3], v)
+            elif p[1] == "completion":
+                _put(completions, p[2], p[3], v)
+        elif c == "llm.req" and k.startswith(_FUNCTIONS):
+            p = k.split(".", 4)
+            if len(p) == 5:
+                _put(functions, p[3], p[4], v)
+    return _indexed(prompts), _indexed(completions), _indexed(functions)
 
 
-def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
+def _flat_messages(by_index: dict[int, _Flat]) -> list[Message]:
     """OpenLLMetry `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`, one message per N."""
     out: list[Message] = []
     for i in sorted(by_index):
-        f = _nest(by_index[i])
+        f, tc, _ = by_index[i]
         r = f.get("role")
         role = (
             r
@@ -372,7 +424,6 @@ def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
         v = f.get("content")
         content, bad = (v, "") if type(v) is str and v[:1] != "[" else _content(v)
         calls: list[ToolCall] = []
-        tc: Any = f.get("tool_calls")
         for j in sorted(tc) if tc else ():
             c = tc[j]
             calls.append(
@@ -390,12 +441,10 @@ def _flat_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
 
 
 def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
-    prompts = _groups(attrs, "gen_ai.prompt.")
-    completions = _groups(attrs, "gen_ai.completion.")
+    prompts, completions, tools = _openllmetry_groups(attrs)
     if not prompts and not completions:
         return None
-    tools = _groups(attrs, _FUNCTIONS)
-    defs = [_tool(tools[i]) for i in sorted(tools)]
+    defs = [_tool(tools[i][0]) for i in sorted(tools)]
     return CallContent(
         _flat_messages(prompts),
         _flat_messages(completions),
@@ -404,24 +453,23 @@ def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
     )
 
 
-def _oi_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
+def _oi_messages(by_index: dict[int, _Flat]) -> list[Message]:
     out: list[Message] = []
     for i in sorted(by_index):
-        f = _nest(by_index[i])
+        f, tc, parts_by = by_index[i]
         r = f.get("role")
         role = r if r in _PLAIN_ROLES else _role(r)
         v = f.get("content")
         content = v if v is None or type(v) is str else _text(v)
         bad = ""
-        if content is None and "contents" in f:
+        if content is None and parts_by:
             parts = []
-            for k in sorted(f["contents"]):
-                c = f["contents"][k]
+            for k in sorted(parts_by):
+                c = parts_by[k]
                 t = str(c.get("message_content.type") or "text")
                 parts.append({"type": t, "text": c.get("message_content.text")})
             content, bad = _parts_content(parts)
         calls: list[ToolCall] = []
-        tc: Any = f.get("tool_calls")
         for j in sorted(tc) if tc else ():
             c = tc[j]
             calls.append(
@@ -445,12 +493,10 @@ def _oi_messages(by_index: dict[int, dict[str, Any]]) -> list[Message]:
 
 
 def _from_openinference(attrs: dict[str, Any]) -> CallContent | None:
-    inputs = _groups(attrs, "llm.input_messages.", "message.")
-    outputs = _groups(attrs, "llm.output_messages.", "message.")
+    inputs, outputs, tools = _openinference_groups(attrs)
     if not inputs and not outputs:
         return None
-    tools = _groups(attrs, "llm.tools.", "tool.")
-    defs = [_tool(tools[i].get("json_schema")) for i in sorted(tools)]
+    defs = [_tool(tools[i]) for i in sorted(tools)]
     return CallContent(
         _oi_messages(inputs),
         _oi_messages(outputs),
@@ -688,13 +734,13 @@ def read_head(raw: bytes, b0: int, b1: int) -> Head | None:
         return _head_otel(got)
     if raw.find(_DETAILS_B, b0, b1) >= 0:
         return _head_events(raw, b0, b1)
-    oi = {k[len(_OI_OUT) :]: v for k, v in got.items() if k.startswith(_OI_OUT)}
+    oi = _groups(got, "llm.output_messages.", "message.")
     if oi:
-        msgs = _oi_messages({0: oi})
+        msgs = _oi_messages({0: oi[min(oi)]})
         return Head(msgs[0], _last_index(b"llm.input_messages.", raw, b0, b1)) if msgs else None
-    tl = {k[len(_TL_OUT) :]: v for k, v in got.items() if k.startswith(_TL_OUT)}
+    tl = _groups(got, "gen_ai.completion.")
     if tl:
-        msgs = _flat_messages({0: tl})
+        msgs = _flat_messages({0: tl[min(tl)]})
         return Head(msgs[0], _last_index(b"gen_ai.prompt.", raw, b0, b1)) if msgs else None
     if raw.find(_CHOICE, b0, b1) >= 0:
         return _head_events(raw, b0, b1)
