@@ -80,6 +80,12 @@ class Candidates:
         return selects(cls, reasons, self.classes, self.exclude) == "selected"
 
     def __call__(self, traces: Traces, views: list[TraceView], verdicts: list[Verdict]) -> None:
+        try:
+            self._take(traces, views, verdicts)
+        finally:
+            self.index = None  # freed now, while it is in the cache (not with the next batch)
+
+    def _take(self, traces: Traces, views: list[TraceView], verdicts: list[Verdict]) -> None:
         by_trace = None
         for view, v in zip(views, verdicts, strict=True):
             if not self._may_select(v):

@@ -47,6 +47,7 @@ __all__ = [
     "Head",
     "Message",
     "ToolCall",
+    "has_content",
     "read_call",
     "read_head",
     "read_values",
@@ -58,6 +59,22 @@ CONTENT_MARKERS: Final = re.compile(
     rb"|system\.message|user\.message|assistant\.message|tool\.message|choice"
     rb"|client\.inference\.operation\.details)|llm\.(?:input|output)_messages\."
 )
+
+
+def has_content(raw: bytes, b0: int, b1: int) -> bool:
+    """Whether the span's bytes hold any content key or event name: a few substring
+    searches first (every marker holds one of them), the expression only then."""
+    if (
+        raw.find(b"message", b0, b1) < 0
+        and raw.find(b"gen_ai.prompt.", b0, b1) < 0
+        and raw.find(b"gen_ai.completion.", b0, b1) < 0
+        and raw.find(b"gen_ai.choice", b0, b1) < 0
+        and raw.find(b"gen_ai.system_instructions", b0, b1) < 0
+    ):
+        return False
+    return CONTENT_MARKERS.search(raw, b0, b1) is not None
+
+
 _EVENTS_MARKER: Final = re.compile(
     rb"gen_ai\.(?:system\.message|user\.message|assistant\.message|tool\.message|choice"
     rb"|client\.inference\.operation\.details)"

@@ -38,10 +38,10 @@ from typing import Any, NamedTuple
 
 from processors.genai import CALL_ROLES, HTTP, SpanRecord
 from processors.genai.content import (
-    CONTENT_MARKERS,
     CallContent,
     Head,
     Message,
+    has_content,
     read_call,
     read_head,
 )
@@ -157,7 +157,7 @@ ServedReader = Callable[[SpanRecord], tuple[str, str, bool] | None]
 def _source(rec: SpanRecord) -> SpanRecord | None:
     """The span the call's content is on: its own, or the last successful call span under
     it that has some (a gateway's); None: no content anywhere."""
-    if CONTENT_MARKERS.search(rec.raw, rec.b0, rec.b1) is not None:
+    if has_content(rec.raw, rec.b0, rec.b1):
         return rec
     if not rec.children:
         return None
@@ -170,7 +170,7 @@ def _source(rec: SpanRecord) -> SpanRecord | None:
         if r.children and r.role in (*CALL_ROLES, HTTP):
             stack.extend(r.children)
     for r in sorted(inner, key=lambda r: r.start, reverse=True):
-        if CONTENT_MARKERS.search(r.raw, r.b0, r.b1) is not None:
+        if has_content(r.raw, r.b0, r.b1):
             return r
     return None
 
