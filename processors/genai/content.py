@@ -4,8 +4,10 @@ every convention tracesieve understands (docs/genai.md#conversation-content).
 ``read_call(raw, b0, b1) -> CallContent | None``: the call's input messages (system
 instructions first), its output messages (one per choice) and the tools it offered, in one
 canonical form (OpenAI chat roles, tool calls with JSON-text arguments); None when the span
-carries no content in any convention (capture off). Only the span's own bytes are read; a
-span without any content key in its bytes costs one regular-expression search.
+carries no content in any convention (capture off). Only the span's own bytes are read.
+``has_content`` tells cheaply whether a span has any (substring searches, then one regular
+expression); ``read_head`` reads a call's answer alone, and ``answer_region`` finds the
+bytes that hold it (for telling, without reading it, whether a message is that answer).
 
 Conventions, the first that gives messages wins (a span double-instrumented carries the
 same conversation twice):
@@ -47,7 +49,9 @@ __all__ = [
     "Head",
     "Message",
     "ToolCall",
+    "answer_region",
     "has_content",
+    "may_have_content",
     "read_call",
     "read_head",
     "read_values",
@@ -61,18 +65,21 @@ CONTENT_MARKERS: Final = re.compile(
 )
 
 
-def has_content(raw: bytes, b0: int, b1: int) -> bool:
-    """Whether the span's bytes hold any content key or event name: a few substring
-    searches first (every marker holds one of them), the expression only then."""
-    if (
+def may_have_content(raw: bytes, b0: int, b1: int) -> bool:
+    """False when the span's bytes cannot hold a content key or event name: every marker
+    holds one of a few substrings (searched for as such, much faster than the expression)."""
+    return not (
         raw.find(b"message", b0, b1) < 0
         and raw.find(b"gen_ai.prompt.", b0, b1) < 0
         and raw.find(b"gen_ai.completion.", b0, b1) < 0
         and raw.find(b"gen_ai.choice", b0, b1) < 0
         and raw.find(b"gen_ai.system_instructions", b0, b1) < 0
-    ):
-        return False
-    return CONTENT_MARKERS.search(raw, b0, b1) is not None
+    )
+
+
+def has_content(raw: bytes, b0: int, b1: int) -> bool:
+    """Whether the span's bytes hold any content key or event name."""
+    return may_have_content(raw, b0, b1) and CONTENT_MARKERS.search(raw, b0, b1) is not None
 
 
 _EVENTS_MARKER: Final = re.compile(
@@ -599,8 +606,6 @@ def read_call(raw: bytes, b0: int, b1: int) -> CallContent | None:
     """The content of the span whose body is `raw[b0:b1]` (see the module docstring): the
     conventions tried in `read_values`' order, those whose keys the span's bytes lack
     skipped."""
-    if CONTENT_MARKERS.search(raw, b0, b1) is None:
-        return None
     # (a repeated key: its last value, as protobuf's merge and `wirescan.collect` have it)
     attrs: dict[str, Any] = dict(wirescan.attributes(raw, b0, b1, None, None))
     got = _from_otel(attrs)
@@ -762,3 +767,73 @@ def read_head(raw: bytes, b0: int, b1: int) -> Head | None:
     if raw.find(_CHOICE, b0, b1) >= 0:
         return _head_events(raw, b0, b1)
     return None
+
+
+# -- where a call's answer is in its span ---------------------------------------------------------
+
+
+def _varint(raw: bytes, pos: int, end: int) -> tuple[int, int]:
+    n = shift = 0
+    while pos < end and shift < 64:
+        b = raw[pos]
+        pos += 1
+        n |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return n, pos
+        shift += 7
+    return -1, pos
+
+
+def _value_end(raw: bytes, key_at: int, b1: int) -> int:
+    """The end of the value of the attribute whose key's bytes start at `key_at` (-1: not
+    an attribute key there)."""
+    if key_at < 2:
+        return -1
+    n = raw[key_at - 1]
+    if n >= 0x80 or raw[key_at - 2] != 0x0A:  # a short key, in its KeyValue's field 1
+        return -1
+    p = key_at + n
+    if p >= b1 or raw[p] != 0x12:  # the value, field 2
+        return -1
+    size, q = _varint(raw, p + 1, b1)
+    return q + size if size >= 0 and q + size <= b1 else -1
+
+
+_OUT_KEY: Final = b"gen_ai.output.messages"
+
+
+_ANSWERS: Final = (_OUT_KEY, b"llm.output_messages.", b"gen_ai.completion.", _CHOICE)
+_answer_first = [0]  # the form found last: calls of a trace share their instrumentation
+
+
+def answer_region(raw: bytes, b0: int, b1: int) -> tuple[int, int] | None:
+    """The bytes of the span that hold its answer and nothing of its input: the value of
+    `gen_ai.output.messages`, the `llm.output_messages.*` or `gen_ai.completion.*`
+    attributes, or the `gen_ai.choice` events. None: not found so (the details event
+    holds both)."""
+    first = _answer_first[0]
+    for i in (first, *(j for j in range(len(_ANSWERS)) if j != first)):
+        got = _region(raw, b0, b1, i)
+        if got is not None:
+            _answer_first[0] = i
+            return got
+    return None
+
+
+def _region(raw: bytes, b0: int, b1: int, form: int) -> tuple[int, int] | None:
+    marker = _ANSWERS[form]
+    at = raw.find(marker, b0, b1)
+    if at < 0:
+        return None
+    if form == 0:
+        while at >= 0:
+            end = _value_end(raw, at, b1)
+            if end > 0:
+                return at, end
+            at = raw.find(marker, at + 1, b1)
+        return None
+    if form == 3:  # the events come after the attributes, the input events before
+        return (at, b1) if raw.find(_DETAILS_B, b0, b1) < 0 else None
+    last = raw.rfind(marker, at, b1)
+    end = _value_end(raw, last, b1)
+    return (at, end) if end > 0 else None

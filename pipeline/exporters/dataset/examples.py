@@ -32,19 +32,26 @@ these (normalised models; an unattributed turn fails).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
+import msgspec
+
 from processors.genai import CALL_ROLES, HTTP, SpanRecord
 from processors.genai.content import (
+    CONTENT_MARKERS,
     CallContent,
     Head,
     Message,
-    has_content,
+    answer_region,
+    may_have_content,
     read_call,
     read_head,
 )
+
+_encode = msgspec.json.Encoder().encode
 
 __all__ = [
     "Call",
@@ -73,6 +80,7 @@ class Call:
     __slots__ = (
         "_head",
         "_read",
+        "_region",
         "b0",
         "b1",
         "fallback",
@@ -104,6 +112,7 @@ class Call:
         self.b1 = b1
         self._head: Head | None = None
         self._read = False
+        self._region: tuple[int, int] | bool | None = False  # False: not looked for yet
 
     @property
     def head(self) -> Head | None:
@@ -111,6 +120,12 @@ class Call:
             self._read = True
             self._head = read_head(self.raw, self.b0, self.b1)
         return self._head
+
+    def region(self) -> tuple[int, int] | None:
+        """Where the call's answer is in its span (`answer_region`), looked for once."""
+        if self._region is False:
+            self._region = answer_region(self.raw, self.b0, self.b1)
+        return self._region if isinstance(self._region, tuple) else None
 
     def known(self, head: Head) -> None:
         """The head, from the call's whole content read for another reason."""
@@ -154,11 +169,22 @@ def message_key(m: Message) -> tuple[Any, ...]:
 ServedReader = Callable[[SpanRecord], tuple[str, str, bool] | None]
 
 
-def _source(rec: SpanRecord) -> SpanRecord | None:
-    """The span the call's content is on: its own, or the last successful call span under
-    it that has some (a gateway's); None: no content anywhere."""
-    if has_content(rec.raw, rec.b0, rec.b1):
-        return rec
+def _has_answer(rec: SpanRecord) -> tuple[int, int] | bool:
+    """Where the span's answer is (`answer_region`), else whether it has content at all."""
+    raw, b0, b1 = rec.raw, rec.b0, rec.b1
+    if not may_have_content(raw, b0, b1):
+        return False
+    got = answer_region(raw, b0, b1)
+    return got if got is not None else CONTENT_MARKERS.search(raw, b0, b1) is not None
+
+
+def _source(rec: SpanRecord) -> tuple[SpanRecord, tuple[int, int] | None] | None:
+    """The span the call's content is on, and where its answer is: its own span, or the
+    last successful call span under it that has some (a gateway's); None: no content
+    anywhere."""
+    got = _has_answer(rec)
+    if got is not False:
+        return rec, got if isinstance(got, tuple) else None
     if not rec.children:
         return None
     inner: list[SpanRecord] = []
@@ -170,8 +196,9 @@ def _source(rec: SpanRecord) -> SpanRecord | None:
         if r.children and r.role in (*CALL_ROLES, HTTP):
             stack.extend(r.children)
     for r in sorted(inner, key=lambda r: r.start, reverse=True):
-        if has_content(r.raw, r.b0, r.b1):
-            return r
+        got = _has_answer(r)
+        if got is not False:
+            return r, got if isinstance(got, tuple) else None
     return None
 
 
@@ -185,15 +212,18 @@ def calls_of(
     for rec in records:
         if not rec.logical or not rec.final_ok or rec.duplicate:
             continue
-        src = _source(rec)
-        if src is None:
+        found = _source(rec)
+        if found is None:
             missing += 1
             continue
+        src, region = found
         got = served(rec) if served is not None else None
         provider, model, fb = (
             got if got is not None else (rec.served_provider, rec.served_model, rec.fallback_fired)
         )
-        out.append(Call(rec.span_id, rec.start, provider, model, fb, src.raw, src.b0, src.b1))
+        call = Call(rec.span_id, rec.start, provider, model, fb, src.raw, src.b0, src.b1)
+        call._region = region
+        out.append(call)
     out.sort(key=lambda c: c.start)
     return out, missing
 
@@ -201,89 +231,138 @@ def calls_of(
 # -- examples -----------------------------------------------------------------------------------
 
 
+def _needles(m: Message) -> list[list[bytes]] | None:
+    """What must be in a call's answer for `m` to be it: its tool call ids (all), or its
+    text as the encodings write it (any of them). None: nothing telling enough (a short
+    text: its answer is read instead)."""
+    if m.tool_calls:
+        ids = [c.id.encode() for c in m.tool_calls]
+        return [[i] for i in ids] if all(len(i) >= 6 for i in ids) else None
+    text = m.content or ""
+    if len(text) < 12:
+        return None
+    t = text[:200]
+    forms = {t.encode(), _encode(t)[1:-1], json.dumps(t)[1:-1].encode()}
+    return [sorted(forms)]
+
+
+def _has(c: Call, needles: list[list[bytes]]) -> bool:
+    region = c.region()
+    if region is None:
+        return False
+    a, b = region
+    raw = c.raw
+    return all(any(raw.find(n, a, b) >= 0 for n in alts) for alts in needles)
+
+
 def drafts(calls: list[Call], sel: Selection) -> tuple[list[Draft], int]:
     """The trace's examples (see the module docstring), those to skip carrying `skip`; and
     how many calls had no content after all (`no_content`).
 
-    Per conversation, from the last call back: a call whose answer is in the input of a
-    conversation already read (where its own input may end: not before as many messages
-    as its input has, when that is known) belongs to it, and takes that place; any other
-    call ends a conversation of its own, and only then is its input read. So each input
-    is read once per conversation, not once per call; a call's answer alone is read only
-    when a conversation read before may hold it."""
+    Per conversation, from the last call back: a call whose answer is an assistant turn, not
+    yet placed, of a conversation already read belongs to it, and takes that place (the
+    latest such turn: calls are taken latest first); any other call ends a conversation of
+    its own, and only then is its input read. So each input is read once per conversation,
+    not once per call. Whether a turn is a call's answer is seen without reading the
+    answer where possible: the turn's tool call ids, or its text, are in the bytes that
+    hold the call's answer (`answer_region`); else the answer is read (`read_head`) and
+    compared, and the turn must be where the call's input may end."""
     out: list[Draft] = []
     missing = 0
-    chosen: list[tuple[Call, CallContent | None]] = []
     if sel.per == "call":
+        chosen: list[tuple[Call, CallContent | None]] = []
         for c in calls:
             content = read_call(c.raw, c.b0, c.b1)
             if content is not None and content.output:
                 c.known(Head(content.output[0], len(content.input)))
             chosen.append((c, content))
-    else:
-        # assistant messages of the conversations read: key -> positions
-        seen: dict[tuple[Any, ...], list[int]] = {}
-        for c in reversed(calls):
-            head = c.head if seen else None
-            if head is not None:
-                places = seen.get(message_key(head.output))
-                fit = [k for k in places if k >= head.inputs] if places else None
-                if places and fit:  # the latest place left: calls are taken latest first
-                    places.remove(max(fit))
-                    continue
-            content = read_call(c.raw, c.b0, c.b1)
-            chosen.append((c, content))
-            if content is not None:
-                for k, m in enumerate(content.input):
-                    if m.role == "assistant":
-                        seen.setdefault(message_key(m), []).append(k)
-        chosen.reverse()
-    by_head: dict[tuple[Any, ...], list[Call]] = {}
-    for c in calls:
-        if c._read and c._head is not None:
-            by_head.setdefault(message_key(c._head.output), []).append(c)
-    for c, content in chosen:
+        by_head: dict[tuple[Any, ...], list[Call]] = {}
+        for c in calls:
+            if c._read and c._head is not None:
+                by_head.setdefault(message_key(c._head.output), []).append(c)
+        for c, content in chosen:
+            if content is None or not content.input or not content.output:
+                missing += 1
+                continue
+            placed = _placed_by_head(c, content, by_head)
+            out.append(_draft(c, content, placed, sel))
+        return out, missing
+    convs: list[tuple[Call, CallContent | None]] = []
+    # assistant turns of the conversations read, not placed yet: (conversation, position,
+    # message, needles), latest first
+    open_: list[tuple[int, int, Message, list[list[bytes]] | None]] = []
+    places: dict[tuple[int, int], Call] = {}
+    for c in reversed(calls):
+        spot = None
+        if open_:
+            for cand in open_:
+                if cand[3] is not None and _has(c, cand[3]):
+                    spot = cand
+                    break
+            if spot is None:
+                head = c.head
+                if head is not None:
+                    key = message_key(head.output)
+                    for cand in open_:
+                        if cand[1] >= head.inputs and message_key(cand[2]) == key:
+                            spot = cand
+                            break
+        if spot is not None:
+            open_.remove(spot)
+            places[(spot[0], spot[1])] = c
+            continue
+        content = read_call(c.raw, c.b0, c.b1)
+        ci = len(convs)
+        convs.append((c, content))
+        if content is not None:
+            turns = [
+                (ci, k, m, _needles(m))
+                for k, m in enumerate(content.input)
+                if m.role == "assistant"
+            ]
+            open_ = sorted(open_ + turns, key=lambda t: -t[1])
+    for ci in range(len(convs) - 1, -1, -1):
+        c, content = convs[ci]
         if content is None or not content.input or not content.output:
             missing += 1
             continue
-        out.append(_draft(c, content, by_head, sel))
+        placed = {k: call for (i, k), call in places.items() if i == ci}
+        out.append(_draft(c, content, placed, sel))
     return out, missing
 
 
-def _draft(
-    call: Call,
-    content: CallContent,
-    by_head: dict[tuple[Any, ...], list[Call]],
-    sel: Selection,
-) -> Draft:
-    messages = [*content.input, content.output[0]]
-    turns: list[Turn] = []
+def _placed_by_head(
+    call: Call, content: CallContent, by_head: dict[tuple[Any, ...], list[Call]]
+) -> dict[int, Call]:
+    """Per call: each assistant turn of its input, the latest earlier call that answered
+    with it (and whose input may end there)."""
+    placed: dict[int, Call] = {}
     used: set[bytes] = set()
-    last = len(messages) - 1
-    # latest first: each assistant message is the answer of the latest call before the
-    # example's own that answered with it (and whose input may end there), not taken yet
-    for k in range(last, -1, -1):
-        m = messages[k]
+    for k in range(len(content.input) - 1, -1, -1):
+        m = content.input[k]
         if m.role != "assistant":
             continue
-        src: Call | None = call if k == last else None
-        if src is None:
-            for c in reversed(by_head.get(message_key(m), ())):
-                h = c._head
-                if (
-                    c.start < call.start
-                    and h is not None
-                    and h.inputs <= k
-                    and c.span_id not in used
-                ):
-                    src = c
-                    break
+        for c in reversed(by_head.get(message_key(m), ())):
+            h = c._head
+            if c.start < call.start and h is not None and h.inputs <= k and c.span_id not in used:
+                used.add(c.span_id)
+                placed[k] = c
+                break
+    return placed
+
+
+def _draft(call: Call, content: CallContent, placed: dict[int, Call], sel: Selection) -> Draft:
+    messages = [*content.input, content.output[0]]
+    turns: list[Turn] = []
+    last = len(messages) - 1
+    for k, m in enumerate(messages):
+        if m.role != "assistant":
+            continue
+        src = call if k == last else placed.get(k)
         if src is None:
             turns.append(Turn(b"", "", "", False))
         else:
-            used.add(src.span_id)
             turns.append(Turn(src.span_id, src.provider, src.model, src.fallback))
-    turns.reverse()
     span_ids: list[bytes] = []
     for t in turns:
         if t.span_id and t.span_id not in span_ids:
