@@ -7,6 +7,30 @@
 # the two tiers over Kafka (docs/deploy.md#the-two-tier-topology):
 #   docker run ... -e TRACESIEVE_KAFKA_BROKERS=kafka:9092 tracesieve:0.1.0 --config /app/configs/sidecar.yaml
 #   docker run ... -e TRACESIEVE_KAFKA_BROKERS=kafka:9092 tracesieve:0.1.0 --config /app/configs/gateway.yaml
+#
+# Two stages: `build` has a C compiler and builds the wheel with the native parts (the C
+# wire scanner and the mypyc-compiled modules, setup.py); the runtime stage is slim and
+# installs that wheel, so the image runs the code the test suite runs. The build stops if
+# the wheel lacks a native module (setup.py makes them optional, for machines without a
+# compiler). tests/test_image.py builds the wheel from exactly the files this stage
+# copies; docs/internals/testing.md says more.
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends gcc libc6-dev \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+COPY pyproject.toml setup.py README.md ./
+COPY pipeline ./pipeline
+COPY processors ./processors
+COPY benchmarks ./benchmarks
+RUN pip wheel --no-deps --wheel-dir /wheels . \
+    && python -m pipeline.native --check-wheel /wheels/tracesieve-*.whl
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -15,14 +39,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-COPY pyproject.toml README.md ./
-COPY pipeline ./pipeline
-COPY processors ./processors
-COPY configs ./configs
-RUN pip install . \
+COPY --from=build /wheels /tmp/wheels
+RUN pip install /tmp/wheels/tracesieve-*.whl \
+    && rm -rf /tmp/wheels \
     && useradd --system --uid 10001 --user-group --no-create-home --home-dir /nonexistent tracesieve \
     && mkdir -p /var/lib/tracesieve \
     && chown tracesieve:tracesieve /var/lib/tracesieve
+COPY configs ./configs
 
 # in a container, listen on every interface (the configs default to 127.0.0.1)
 ENV TRACESIEVE_GRPC_ENDPOINT=0.0.0.0:4317 \

@@ -9,19 +9,38 @@ NATIVE := processors/genai/index.py processors/genai/analysis.py processors/gena
           processors/genai/tools.py processors/genai/write.py \
           pipeline/wiresplit.py pipeline/wholetraces.py
 
-.PHONY: run test bench check fmt kafka fuzz clean chromium
+# Python may write its bytecode caches (__pycache__, ignored by git) even where the
+# environment says not to: the suite starts hundreds of interpreters (collectors, CLI
+# runs, benchmark cases, xdist workers), each of which would compile the project again
+unexport PYTHONDONTWRITEBYTECODE
+
+# pytest-xdist workers for `make test`: most tests wait on sockets and child processes, so
+# more workers than cores (2 here) pays; docs/internals/testing.md
+JOBS   ?= 4
+PYTEST := $(PY) -m pytest -q -n $(JOBS) --dist worksteal
+
+.PHONY: run test test-pure test-image bench check fmt kafka fuzz clean chromium
 
 $(STAMP): pyproject.toml setup.py pipeline/_wirescan.c pipeline/_jsonwire.c $(NATIVE)
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -e '.[test,dev]'
+	TRACESIEVE_NATIVE=require $(PY) -m pip install -q -e '.[test,dev]'
 	touch $(STAMP)
 
 run: $(STAMP)
 	$(VENV)/bin/tracesieve run --config $(CONFIG)
 
 test: $(STAMP) chromium
-	$(PY) -m pytest -q
+	$(PYTEST) $(PYTEST_ARGS)
+
+# the pipeline and processor tests once more with everything as Python (no _wirescan, no
+# mypyc module): what runs where no compiler was (pipeline/native.py)
+test-pure: $(STAMP)
+	TRACESIEVE_PURE_PYTHON=1 $(PYTEST) tests/pipeline tests/processors tests/test_native.py
+
+# the Docker build stage's wheel, from the files the Dockerfile copies (compiles: ~35 s)
+test-image: $(STAMP)
+	$(PY) -m pytest -q -m image tests/test_image.py
 
 # Debian's chromium, for the tests that open pages in a real browser (tests/browser.py)
 chromium:

@@ -39,6 +39,10 @@ if os.environ.get("TRACESIEVE_PURE_PYTHON") != "1":
 
         compiled = mypycify(COMPILED, opt_level="3", group_name="tracesieve_native")
     except (Exception, SystemExit) as exc:  # mypyc missing, or a type error: run as Python
+        # from the Makefile (TRACESIEVE_NATIVE=require) a type error fails the build: a
+        # silent fallback there would keep an older compiled build shadowing the new code
+        if os.environ.get("TRACESIEVE_NATIVE") == "require":
+            raise
         print(f"tracesieve: not compiling with mypyc ({exc!r})")
     else:
         for ext in compiled:

@@ -91,6 +91,11 @@ def _n(x: float | None) -> str:
     return NONE if x is None else f"{x:,.0f}"
 
 
+def _share(x: float | None) -> str:
+    """A share as a percentage (None: a run that measured none, e.g. every pair paused)."""
+    return NONE if x is None else f"{x:.0%}"
+
+
 def _machine(r: dict[str, Any]) -> str:
     m = r.get("machine", {})
     return f"{m.get('cpu', '?')} x{m.get('cpus', '?')}, Python {m.get('python', '?')}"
@@ -271,7 +276,7 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                 f"middle half {' to '.join(str(x) for x in mid)}, "
                 f"{r['cpu_b_over_a']['pairs']} pairs) at {_n(r['traces_per_s'])} traces/s "
                 f"({_n(r['spans_per_s'])} spans/s; without: {r['A']['cpu_ms_per_trace']} ms "
-                f"CPU a trace, {r['A']['core_share']:.0%} of a core)",
+                f"CPU a trace, {_share(r['A']['core_share'])} of a core)",
                 "≤ +5%",
                 None,
             )

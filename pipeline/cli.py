@@ -17,6 +17,7 @@ from typing import Any
 import yaml
 
 from pipeline import config as config_mod
+from pipeline import native
 from pipeline.configtypes import to_builtins
 from pipeline.errors import ConfigError
 from pipeline.telemetry import setup_logging
@@ -125,6 +126,7 @@ def cmd_run(sources: list[str]) -> int:
     cfg = config_mod.load(sources, REGISTRY)
     logs = cfg.service.telemetry.logs
     setup_logging(logs.level, logs.encoding)
+    log.info("%s", native.describe())  # which native code is in use (pipeline.native)
     for w in cfg.warnings:
         log.warning("configuration: %s", w)
 
@@ -231,6 +233,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # the reader went away (`tracesieve print-config ... | head`): not an error of ours;
+        # stdout is pointed at /dev/null so that the interpreter's final flush is quiet too
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

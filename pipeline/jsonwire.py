@@ -28,6 +28,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import os
 import struct
 from collections.abc import Callable
 from typing import Final
@@ -54,6 +55,8 @@ __all__ = ["NATIVE", "decode", "decode_python"]
 
 _NATIVE: Callable[[bytes], tuple[bytes, int] | None] | None
 try:
+    if os.environ.get("TRACESIEVE_PURE_PYTHON") == "1":  # pipeline.native: run as Python
+        raise ImportError("TRACESIEVE_PURE_PYTHON=1")
     from pipeline._jsonwire import decode as _NATIVE
 except ImportError:  # built without a C compiler: msgspec and this module do it all
     _NATIVE = None

@@ -6,10 +6,11 @@
   `process(batch) -> batch | None` into a processor. It counts the spans in, out and
   dropped (None, or a batch with fewer spans: dropped by design) and hands the result on
   in the same call. A processor with configuration or state of its own subclasses it and
-  passes its `process` method (`cleanliness`, `tail_sampling`).
+  passes its `process` method (`cleanliness`).
 - **A stateful processor** (it holds batches beyond the call, or owns a background task:
   `groupbytrace`, `batch`, `memory_limiter`) subclasses `ProcessorBase` and writes
-  `consume_traces` itself.
+  `consume_traces` itself; one that holds spans until their trace is whole subclasses
+  `processors.groupbytrace.TraceHolder` (`tail_sampling`).
 
 What the base gives either way:
 

@@ -36,8 +36,11 @@ process group and its parent both send one), not a second request, which forces 
 class Service:
     """Implements `Host` for the components it runs."""
 
-    def __init__(self, cfg: CollectorConfig, registry: Registry) -> None:
+    def __init__(self, cfg: CollectorConfig, registry: Registry, *, manage_gc: bool = True) -> None:
+        """`manage_gc`: once started, apply the process's cyclic-GC policy
+        (`pipeline.gcpolicy`); off for a service that shares its process (a test's)."""
         self.cfg = cfg
+        self._manage_gc = manage_gc
         self._gc_threshold = gc_threshold(os.environ.get("TRACESIEVE_GC_THRESHOLD"))
         self._young_gc = YoungCollector()
         metrics_cfg = cfg.service.telemetry.metrics
@@ -50,6 +53,7 @@ class Service:
             settings = self.graph._settings("extension", eid)
             self._extensions[eid] = factory.create(settings, cfg.components["extension"][eid])
         self._ready = False
+        self.ready = asyncio.Event()  # set once started (readiness as an event), until stopped
         self._stopping = asyncio.Event()
         self._fatal: BaseException | None = None
         self._metrics_server: HTTPServer | None = None
@@ -101,6 +105,14 @@ class Service:
             if self._metrics_server:
                 await self._metrics_server.stop()
             raise
+        if self._manage_gc:
+            self._apply_gc_policy()
+        self._notify(True)
+        self.ready.set()
+        n = len(self.cfg.pipelines)
+        log.info("tracesieve is ready: %d pipeline%s running", n, "" if n == 1 else "s")
+
+    def _apply_gc_policy(self) -> None:
         if os.environ.get("TRACESIEVE_GC_FREEZE", "1") != "0":
             # what exists now (modules, config, components) lives as long as the process:
             # keep it out of every later cyclic-GC pass, which then walks only live data
@@ -109,9 +121,6 @@ class Service:
         gc.set_threshold(*self._gc_threshold)
         if self._gc_threshold[0]:  # 0: the user turned automatic collection off
             self._young_gc.start()
-        self._notify(True)
-        n = len(self.cfg.pipelines)
-        log.info("tracesieve is ready: %d pipeline%s running", n, "" if n == 1 else "s")
 
     async def _metrics(self, request: web.Request) -> web.Response:
         return web.Response(
@@ -125,6 +134,7 @@ class Service:
         # is left); the hard limit below is `shutdown_timeout` itself
         margin = min(1.0, 0.1 * timeout) if timeout else 0.0
         self.deadline = loop.time() + timeout - margin if timeout else None
+        self.ready.clear()
         self._notify(False)
         self._young_gc.stop()
         t0 = time.monotonic()

@@ -4,6 +4,8 @@ collector started through the CLI the way a user starts it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import inspect
 import logging
 import os
 import re
@@ -14,7 +16,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -279,10 +281,43 @@ def span_index(
 # -- processes ------------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+# Under pytest-xdist, each worker hands out ports from a slice of its own of this range,
+# below the kernel's ephemeral range (32768-60999 on Linux) from which bind(0) and every
+# outgoing connection take theirs (docs/internals/testing.md).
+_WORKER_PORTS = (20000, 32000)
+_SLICE = 1000
+_next_port: int | None = None
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A port free now, for a listener started later (a config written beforehand, a
+    collector restarted on the same port). Where it can, a test should listen on port 0
+    and read the port back instead. Alone, the kernel picks (bind to port 0); under
+    pytest-xdist, worker N takes the next free port of its own slice, so two workers
+    never pick the same port, nor one some connection's local port, in the time between
+    this check and the bind."""
+    global _next_port
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw") or not worker[2:].isdigit():
+        with socket.socket() as s:
+            s.bind((host, 0))
+            return int(s.getsockname()[1])
+    slices = (_WORKER_PORTS[1] - _WORKER_PORTS[0]) // _SLICE
+    first = _WORKER_PORTS[0] + (int(worker[2:]) % slices) * _SLICE
+    if _next_port is None:  # a random start: another suite's worker N may run beside us
+        import random
+
+        _next_port = random.randrange(_SLICE)
+    for _ in range(_SLICE):
+        port = first + _next_port % _SLICE
+        _next_port += 1
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+            return port
+    raise OSError(f"no free port in {first}-{first + _SLICE - 1}")
 
 
 _LISTEN = re.compile(r"listening: (\S+): .* on (\w+)://([^/\s]+)")
@@ -392,6 +427,151 @@ class Collector:
         self.stop()
 
 
+@contextlib.contextmanager
+def _environ(env: dict[str, str]) -> Iterator[None]:
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+class InProcessCollector:
+    """What `tracesieve run` runs (`pipeline.service.Service`, from the same config files
+    through the same loader), in the caller's event loop: for tests where no process
+    boundary is under test. It starts in a few milliseconds and is ready when
+    `Service.ready` (an event) is set, not when a log line shows.
+
+    No process: no signals, no exit code, and the process-wide GC policy is left alone;
+    tests of those start `Collector` (the CLI). `env` is applied while the config is
+    loaded and the service starts. Relative paths in the config are relative to the
+    test's working directory, not `workdir`: give absolute ones. `output` holds the
+    `tracesieve` log records of its run (with several started at once, each sees all).
+    Blocking helpers (`export_grpc`, `scrape`, `wait_for`) block the loop the service
+    runs in: call them through `asyncio.to_thread`, or use `until`."""
+
+    def __init__(
+        self,
+        config: dict[str, Any] | str,
+        *,
+        env: dict[str, str] | None = None,
+        extra_configs: Sequence[str] = (),
+        workdir: str | None = None,
+    ) -> None:
+        self.dir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
+        os.makedirs(self.dir, exist_ok=True)
+        fd, self.config_path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=self.dir)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
+        self.env = dict(env or {})
+        self.extra_configs = list(extra_configs)
+        self.service: Any = None
+        self.endpoints: dict[str, str] = {}
+        self.lines: list[str] = []
+        self._handler: logging.Handler | None = None
+        self._level = logging.NOTSET
+        self._running = False
+
+    async def start(self) -> InProcessCollector:
+        from pipeline import config as config_mod
+        from pipeline.registry import REGISTRY
+        from pipeline.service import Service
+
+        with _environ(self.env):
+            cfg = config_mod.load([self.config_path, *self.extra_configs], REGISTRY)
+            self.service = Service(cfg, REGISTRY, manage_gc=False)
+            self._capture_logs(cfg.service.telemetry.logs.level)
+            try:
+                async with asyncio.timeout(30):
+                    await self.service.start()
+            except BaseException:
+                self._release_logs()
+                raise
+        self._running = True
+        await self.service.ready.wait()  # set by start(): nothing to wait for once it returned
+        for what in self.service.endpoints:
+            m = _LISTEN.search(f"listening: {what}")
+            if m:
+                self.endpoints[f"{m.group(1)}/{m.group(2)}"] = m.group(3)
+        return self
+
+    def _capture_logs(self, level: str) -> None:
+        lines = self.lines
+
+        class Keep(logging.Handler):
+            def emit(self, record: logging.LogRecord) -> None:
+                lines.append(self.format(record) + "\n")
+
+        handler = Keep()
+        handler.setFormatter(logging.Formatter("%(levelname)-5s %(name)s: %(message)s"))
+        logger = logging.getLogger("tracesieve")
+        self._level = logger.level
+        lvl = {"debug": logging.DEBUG, "warn": logging.WARNING, "error": logging.ERROR}
+        logger.setLevel(lvl.get(level, logging.INFO))
+        logger.addHandler(handler)
+        self._handler = handler
+
+    def _release_logs(self) -> None:
+        if self._handler is not None:
+            logger = logging.getLogger("tracesieve")
+            logger.removeHandler(self._handler)
+            logger.setLevel(self._level)
+            self._handler = None
+
+    @property
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    @property
+    def fatal(self) -> BaseException | None:
+        """The error a component reported as fatal (a real collector would exit 1)."""
+        return None if self.service is None else self.service._fatal
+
+    def exposition(self) -> str:
+        """What its /metrics would answer, read without HTTP (the loop is the test's)."""
+        return str(self.service.telemetry.exposition().decode())
+
+    def metrics(self) -> dict[str, float]:
+        """Its Prometheus metrics, as `scrape` gives them, read without HTTP."""
+        return _samples(self.exposition())
+
+    async def stop(self) -> None:
+        """The graceful stop a signal starts (within `service.shutdown_timeout`)."""
+        running, self._running = self._running, False
+        try:
+            if running:
+                await self.service.shutdown()
+        finally:
+            self._release_logs()
+
+    async def __aenter__(self) -> InProcessCollector:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+async def until(predicate: Any, within: float = 20.0, interval: float = 0.05) -> bool:
+    """`wait_for` for async tests: poll `predicate()` (a value, or an awaitable one) for
+    up to `within` seconds without blocking the event loop."""
+
+    async def check() -> bool:
+        got = predicate()
+        return bool(await got if inspect.isawaitable(got) else got)
+
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if await check():
+            return True
+        await asyncio.sleep(interval)
+    return await check()
+
+
 class OTLPServer:
     """A real OTLP/gRPC TraceService server in a background thread, standing in for a
     backend: it records every request, and can be made slow (`delay` seconds per
@@ -499,10 +679,14 @@ def scrape(address: str) -> dict[str, float]:
     with labels sorted (a series absent means 0)."""
     import urllib.request
 
-    from prometheus_client.parser import text_string_to_metric_families
-
     with urllib.request.urlopen(f"http://{address}/metrics", timeout=10) as resp:
         text = resp.read().decode()
+    return _samples(text)
+
+
+def _samples(text: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
     out: dict[str, float] = {}
     for fam in text_string_to_metric_families(text):
         for s in fam.samples:
@@ -523,19 +707,32 @@ def metric(values: dict[str, float], name: str, **labels: str) -> float:
     return total
 
 
+# path -> (inode, bytes decoded, requests): a file polled while it grows is decoded once
+_JSON_READ: dict[str, tuple[int, int, list[ExportTraceServiceRequest]]] = {}
+
+
 def read_json_lines(path: str) -> list[ExportTraceServiceRequest]:
     """Requests written by the `file` exporter in JSON format. A last line without its
-    newline is being written (the exporter's buffer flushes it in parts): left out."""
+    newline is being written (the exporter's buffer flushes it in parts): left out. What
+    follows the last newline is read in one go: read line by line, a line half-written at
+    one read would come back as its second half at the next. Lines decoded at an earlier
+    call on the same file are not decoded again (tests poll growing files); a new or
+    shorter file is read from the start."""
     from pipeline import otlpjson
 
-    out: list[ExportTraceServiceRequest] = []
     if not os.path.exists(path):
-        return out
+        return []
     with open(path, "rb") as fh:
-        for line in fh:
-            if line.endswith(b"\n") and line.strip():
-                out.append(otlpjson.decode(line))
-    return out
+        st = os.fstat(fh.fileno())
+        inode, done, requests = _JSON_READ.get(path, (st.st_ino, 0, []))
+        if inode != st.st_ino or st.st_size < done:
+            done, requests = 0, []
+        fh.seek(done)
+        data = fh.read()
+    end = data.rfind(b"\n") + 1
+    requests = requests + [otlpjson.decode(ln) for ln in data[:end].splitlines() if ln.strip()]
+    _JSON_READ[path] = (st.st_ino, done + end, requests)
+    return list(requests)
 
 
 def spans_in(requests: Iterable[ExportTraceServiceRequest]) -> list[Span]:
@@ -557,6 +754,7 @@ def wait_for(predicate: Any, timeout: float = 20.0, interval: float = 0.05) -> b
 __all__ = [
     "Collector",
     "FakeHost",
+    "InProcessCollector",
     "OTLPServer",
     "Sink",
     "attrs",
@@ -574,5 +772,6 @@ __all__ = [
     "signal",
     "span_index",
     "spans_in",
+    "until",
     "wait_for",
 ]

@@ -22,7 +22,8 @@ bytes (whole `resource_spans` fields) in the encoding. It carries a `TraceIndex`
 `release` is one of: "wait" (quiet for `wait_duration`), "root" (root arrived, then quiet
 for `wait_duration_after_root`), "num_traces" / "memory" (evicted to stay within limits:
 possibly incomplete), "shutdown" (released at shutdown: possibly incomplete) and "late"
-(spans of a trace already released: a fragment, to follow the decision made for it).
+(spans of a trace already released: a fragment, to follow the decision made for it); ""
+for a trace no holder released (a batch regrouped by trace id: not known to be whole).
 
 `aligned` makes any batch trace-aligned: after a change that kept every trace's
 `resource_spans` fields (patches spliced in, a re-encoding, batches merged) only the byte
@@ -173,7 +174,7 @@ def aligned(traces: Traces) -> TraceIndex:
                 last = scope.resource
                 frames += 1
         was = known.get(tid)
-        release = was.release if was is not None else "wait"
+        release = was.release if was is not None else ""
         facts = was.facts if was is not None else None
         entries.append(TraceEntry(tid, len(refs), release, pos, pos + len(piece), frames, facts))
         pieces.append(piece)

@@ -7,7 +7,8 @@ over the wire bytes gives every span's cheap fields, a second reads only the wan
 attributes of the spans that need them, and writes are spliced into the encoding.
 
 A C extension (`pipeline._wirescan`) does the work when it was built; this module's pure
-Python functions are the same algorithm, used when it was not (and tested against it).
+Python functions are the same algorithm, used when it was not or when
+`TRACESIEVE_PURE_PYTHON=1` (see `pipeline.native`), and tested against it.
 The C functions share equal short ASCII strings (span names, attribute values such as
 providers and models) through small caches: decoded once, hashed once by the dicts they
 meet (values are equal either way; do not rely on identity).
@@ -65,6 +66,7 @@ accepted never does.
 from __future__ import annotations
 
 import operator
+import os
 import struct
 from collections.abc import Iterable
 from typing import Any
@@ -535,6 +537,8 @@ def _py_untrack(objects: list[Any]) -> None:
 
 
 try:
+    if os.environ.get("TRACESIEVE_PURE_PYTHON") == "1":  # pipeline.native: run as Python
+        raise ImportError("TRACESIEVE_PURE_PYTHON=1")
     from pipeline._wirescan import Slots as Slots
     from pipeline._wirescan import attributes as attributes
     from pipeline._wirescan import check as _c_check

@@ -1,7 +1,8 @@
 """`cleanliness` processor: classifies each whole trace as `clean`, `noisy`, `corrupted` or
 `failed`, and says why.
 
-It works on the whole traces `groupbytrace` (required before it) releases. Per trace it
+It works on whole traces, as `groupbytrace` (or a `tail_sampling`) before it releases
+them. Per trace it
 writes on the root span (without a root span in the batch, on every span of the trace):
 
 - `sieve.trace.class`: the worst class among its reasons' classes (failed > corrupted >
@@ -539,9 +540,11 @@ factory = ProcessorFactory(
     create=CleanlinessProcessor,
     stability="alpha",
     description="classifies whole traces clean/noisy/corrupted/failed and says why (sieve.trace.*)",
-    requires_before=("groupbytrace",),
+    requires_before=("groupbytrace", "tail_sampling"),
     requires_reason=(
         "cleanliness classifies whole traces, and groupbytrace is what holds spans "
-        "until their trace is complete"
+        "until their trace is complete (a tail_sampling placed after cleanliness holds "
+        "traces only for its own decision; with groupbytrace before cleanliness, it "
+        "decides the whole traces released without holding them again)"
     ),
 )

@@ -12,6 +12,10 @@ released within the last `released_cache_size` traces are passed on at once as a
 fragment (`release == "late"` in the index), for `tail_sampling` to apply the decision it
 cached for the trace. At shutdown every pending trace is released.
 
+The holding machinery is `TraceHolder`, a processor base that `tail_sampling` reuses to
+hold traces itself when no `groupbytrace` comes before it (`HoldSettings` says how long
+and from when a trace is held, and names its metrics).
+
 Stateful (one releaser task). Spans are held compactly, as their encodings: a request is
 taken apart with `pipeline.otlpwire` (spans are never decoded), and the spans a batch
 brings to a trace are kept as one bytes blob of framed span fields (no Python object per
@@ -31,6 +35,7 @@ import math
 import time
 import weakref
 from collections import Counter, OrderedDict, deque
+from dataclasses import dataclass
 
 import msgspec
 
@@ -139,19 +144,60 @@ def _encode_trace(t: _Trace) -> list[bytes]:
     return out
 
 
-class GroupByTraceProcessor(ProcessorBase):
-    """Stateful: holds spans by trace; one releaser task hands them on."""
+@dataclass(frozen=True)
+class HoldSettings:
+    """How a `TraceHolder` holds traces.
+
+    `wait`: a trace is released this long after its last span arrived (groupbytrace), or
+    with `from_first` after its first (the Collector's tail_sampling `decision_wait`).
+    `root_wait`: once its root span is in, after this (shorter) time instead: counted
+    from the last span (groupbytrace), or from the root's arrival when that is earlier
+    than the `wait` deadline (`from_first`); None: no such shortcut. `num_traces`,
+    `memory_limit` (bytes): beyond them the oldest trace is released early. The ids of
+    the last `released_cache_size` traces handed on are remembered: their later spans go
+    out at once as a late fragment. `metrics`: the prefix of the holder's metric names;
+    `late_metric`: whether to count late spans (`<metrics>_late_spans`)."""
+
+    wait: float
+    root_wait: float | None
+    num_traces: int
+    memory_limit: int
+    released_cache_size: int
+    from_first: bool = False
+    metrics: str = "tracesieve_groupbytrace"
+    late_metric: bool = True
+
+    @classmethod
+    def of(cls, cfg: GroupByTraceConfig) -> HoldSettings:
+        return cls(
+            wait=cfg.wait_duration.seconds,
+            root_wait=cfg.wait_duration_after_root.seconds,
+            num_traces=cfg.num_traces,
+            memory_limit=cfg.memory_limit_mib * MIB,
+            released_cache_size=cfg.released_cache_size,
+        )
+
+
+class TraceHolder(ProcessorBase):
+    """Stateful: holds spans by trace; one releaser task hands whole traces on (through
+    `_handoff`, which a subclass may override to decide on them first)."""
 
     SHUTDOWN_LIMIT = _SHUTDOWN_LIMIT
 
     def __init__(
-        self, settings: Settings, cfg: GroupByTraceConfig, next_consumer: TracesConsumer
+        self,
+        settings: Settings,
+        next_consumer: TracesConsumer,
+        hold: HoldSettings,
+        *,
+        mutates_data: bool | None = None,
     ) -> None:
-        super().__init__(settings, next_consumer)
-        self.cfg = cfg
-        self._wait = cfg.wait_duration.seconds
-        self._root_wait = cfg.wait_duration_after_root.seconds
-        self._limit = cfg.memory_limit_mib * MIB
+        super().__init__(settings, next_consumer, mutates_data=mutates_data)
+        self.hold = hold
+        self._wait = hold.wait
+        self._root_wait = hold.root_wait
+        self._from_first = hold.from_first
+        self._limit = hold.memory_limit
         # buffered traces in creation order (the front is evicted first)
         self._traces: OrderedDict[bytes, _Trace] = OrderedDict()
         # buffered traces by last arrival, without and with their root (deadline order)
@@ -175,30 +221,34 @@ class GroupByTraceProcessor(ProcessorBase):
         self._sleep_until = math.inf
         self._blocked_until = 0.0
         self._shutdown_deadline = math.inf
+        m = hold.metrics
         self._m_traces = self.gauge(
-            "tracesieve_groupbytrace_traces_in_memory",
-            "Traces held (buffered or waiting to be handed on)",
+            f"{m}_traces_in_memory", "Traces held (buffered or waiting to be handed on)"
         )
-        self._m_spans = self.gauge("tracesieve_groupbytrace_spans_in_memory", "Spans held")
+        self._m_spans = self.gauge(f"{m}_spans_in_memory", "Spans held")
         self._m_bytes = self.gauge(
-            "tracesieve_groupbytrace_bytes_in_memory",
-            "Estimated memory of the held spans (counted against memory_limit_mib)",
+            f"{m}_bytes_in_memory",
+            "Estimated memory of the held spans (counted against the memory limit)",
         )
         self._m_released = self.counters(
-            "tracesieve_groupbytrace_traces_released",
+            f"{m}_traces_released",
             "Traces handed on, by why they were released",
             "release",
             RELEASES,
         )
         self._m_evicted = self.counters(
-            "tracesieve_groupbytrace_traces_evicted",
-            "Traces released early to stay within num_traces or memory_limit_mib",
+            f"{m}_traces_evicted",
+            "Traces released early to stay within num_traces or the memory limit",
             "cause",
             ("num_traces", "memory"),
         )
-        self._m_late = self.counter(
-            "tracesieve_groupbytrace_late_spans",
-            "Spans that arrived after their trace was released (passed on as late)",
+        self._m_late = (
+            self.counter(
+                f"{m}_late_spans",
+                "Spans that arrived after their trace was released (passed on as late)",
+            )
+            if hold.late_metric
+            else None
         )
 
     # -- lifecycle ----------------------------------------------------------------------
@@ -218,14 +268,18 @@ class GroupByTraceProcessor(ProcessorBase):
     # -- ingest -------------------------------------------------------------------------
     async def consume_traces(self, traces: Traces) -> None:
         if self.closing:
-            raise RefusedError("groupbytrace is shutting down")
-        if self._ready_bytes > self._limit or len(self._ready) > self.cfg.num_traces:
-            raise RefusedError(
-                "groupbytrace: downstream is not taking released traces", retry_after=1.0
-            )
+            raise RefusedError(f"{self.settings.id} is shutting down")
+        self._check_room()
         self._ingest(traces)
         self.metrics.incoming.inc(traces.span_count)
         self._update_gauges()
+
+    def _check_room(self) -> None:
+        """Refuse new data (retryable) while more than the limits wait to go out."""
+        if self._ready_bytes > self._limit or len(self._ready) > self.hold.num_traces:
+            raise RefusedError(
+                f"{self.settings.id}: downstream is not taking released traces", retry_after=1.0
+            )
 
     def _intern(self, resource: tuple[bytes, bytes], scope: tuple[bytes, bytes]) -> _Group:
         key = (*resource, *scope)
@@ -240,7 +294,7 @@ class GroupByTraceProcessor(ProcessorBase):
         try:
             groups, rooted = wirescan.group(traces.to_bytes())
         except WireError as exc:
-            raise InvalidDataError(f"groupbytrace: cannot read the batch: {exc}") from exc
+            raise InvalidDataError(f"{self.settings.id}: cannot read the batch: {exc}") from exc
         per_group = [(self._intern(res, scope), by_tid) for res, scope, by_tid in groups]
         # ... then hold them
         now = time.monotonic()
@@ -250,7 +304,7 @@ class GroupByTraceProcessor(ProcessorBase):
             for tid, (blob, n) in by_tid.items():
                 t = touched.get(tid)
                 if t is None:
-                    t = touched[tid] = self._locate(tid)
+                    t = touched[tid] = self._locate(tid, now)
                 last = t.chunks[-1] if t.chunks else None
                 if last is not None and last[0] is group:
                     last[1].append(blob)
@@ -269,17 +323,31 @@ class GroupByTraceProcessor(ProcessorBase):
                         late_spans += n
         earliest = math.inf
         deliveries = traces.deliveries
+        root_wait = self._root_wait
         for tid, t in touched.items():
             if t.state == _BUFFERED:
-                t.last = now
-                if tid in rooted and not t.root:
-                    t.root = True
-                    self._waiting.pop(tid, None)
-                    self._rooted[tid] = None
-                    earliest = min(earliest, now + self._root_wait)
-                elif t.root:
-                    self._rooted.move_to_end(tid)
+                if self._from_first:
+                    # the deadline counts from the first span: later ones do not move it,
+                    # a root brings it forward (never back)
+                    if tid in rooted and not t.root:
+                        t.root = True
+                        if root_wait is not None and now + root_wait < t.last + self._wait:
+                            self._waiting.pop(tid, None)
+                            self._rooted[tid] = None
+                            t.last = now
+                            earliest = min(earliest, now + root_wait)
+                elif root_wait is not None and (t.root or tid in rooted):
+                    t.last = now
+                    if not t.root:
+                        t.root = True
+                        self._waiting.pop(tid, None)
+                        self._rooted[tid] = None
+                        earliest = min(earliest, now + root_wait)
+                    else:
+                        self._rooted.move_to_end(tid)
                 else:
+                    t.last = now
+                    t.root = t.root or tid in rooted
                     self._waiting.move_to_end(tid)
             elif tid in rooted:
                 t.root = True
@@ -292,7 +360,7 @@ class GroupByTraceProcessor(ProcessorBase):
                     t.holds += deliveries
         while self._bytes > self._limit and self._traces:
             self._evict("memory")
-        if late_spans:
+        if late_spans and self._m_late is not None:
             self._m_late.inc(late_spans)
         if self._ready:
             earliest = now
@@ -301,25 +369,31 @@ class GroupByTraceProcessor(ProcessorBase):
         if earliest < self._sleep_until:
             self._wake.set()
 
-    def _locate(self, tid: bytes) -> _Trace:
+    def _locate(self, tid: bytes, now: float) -> _Trace:
         """The held trace `tid` (buffered or about to go), a new late fragment for it, or
         a new buffered trace."""
         t = self._traces.get(tid) or self._ready_ids.get(tid)
         if t is not None:
             return t
-        if tid in self._released:
+        if self._is_released(tid):
             t = _Trace(tid, _READY, "late")
             self._ready.append(t)
             self._ready_ids[tid] = t
             self._ready_bytes += t.size
             return t
-        if len(self._traces) >= self.cfg.num_traces:
+        if len(self._traces) >= self.hold.num_traces:
             self._evict("num_traces")
         t = _Trace(tid, _BUFFERED)
+        t.last = now
         self._traces[tid] = t
         self._waiting[tid] = None
         self._bytes += t.size
         return t
+
+    def _is_released(self, tid: bytes) -> bool:
+        """Whether spans of trace `tid` go on at once as a late fragment (it was handed
+        on lately) rather than wait as a new trace."""
+        return tid in self._released
 
     # -- release ------------------------------------------------------------------------
     def _to_ready(self, t: _Trace, release: str) -> None:
@@ -334,13 +408,14 @@ class GroupByTraceProcessor(ProcessorBase):
 
     def _evict(self, cause: str) -> None:
         tid, t = self._traces.popitem(last=False)
-        (self._rooted if t.root else self._waiting).pop(tid, None)
+        self._rooted.pop(tid, None)
+        self._waiting.pop(tid, None)
         self._to_ready(t, cause)
         self._m_evicted[cause].inc()
 
     def _expire(self, now: float) -> None:
         for order, wait, release in (
-            (self._rooted, self._root_wait, "root"),
+            (self._rooted, self._root_wait or 0.0, "root"),
             (self._waiting, self._wait, "wait"),
         ):
             while order:
@@ -362,7 +437,7 @@ class GroupByTraceProcessor(ProcessorBase):
     def _next_due(self) -> float:
         due = math.inf
         if self._rooted:
-            due = self._traces[next(iter(self._rooted))].last + self._root_wait
+            due = self._traces[next(iter(self._rooted))].last + (self._root_wait or 0.0)
         if self._waiting:
             due = min(due, self._traces[next(iter(self._waiting))].last + self._wait)
         if self._ready:
@@ -370,7 +445,7 @@ class GroupByTraceProcessor(ProcessorBase):
         return due
 
     def _remember(self, tid: bytes) -> None:
-        size = self.cfg.released_cache_size
+        size = self.hold.released_cache_size
         if size == 0 or tid in self._released:
             return
         self._released.add(tid)
@@ -426,13 +501,19 @@ class GroupByTraceProcessor(ProcessorBase):
         out.trace_index = TraceIndex(entries, raw)
         return out
 
+    async def _handoff(self, out: Traces) -> int:
+        """Hand a batch of released traces on; the spans sent (the rest were dropped by
+        design). A `RefusedError` puts the batch back to be retried."""
+        await self._next.consume_traces(out)
+        return out.span_count
+
     async def _emit(self) -> None:
         """Hand on what is ready, batch by batch, until it is all gone or refused."""
         while self._ready:
             batch = self._take_batch()
             out = self._build(batch)
             try:
-                await self._next.consume_traces(out)
+                sent = await self._handoff(out)
             except RefusedError as exc:
                 self._put_back(batch)
                 backoff = 0.1 if self.closing else min(max(exc.retry_after, 0.05), _MAX_BACKOFF)
@@ -448,7 +529,10 @@ class GroupByTraceProcessor(ProcessorBase):
                 )
                 self._finish(batch, ok=False)
             else:
-                self.metrics.outgoing.inc(out.span_count)
+                if sent:
+                    self.metrics.outgoing.inc(sent)
+                if sent < out.span_count:  # dropped by design (e.g. sampled out)
+                    self.metrics.dropped.inc(out.span_count - sent)
                 self._finish(batch, ok=True)
             finally:
                 self._update_gauges()
@@ -485,7 +569,7 @@ class GroupByTraceProcessor(ProcessorBase):
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.log.exception("groupbytrace releaser failed; continuing")
+                self.log.exception("%s releaser failed; continuing", self.settings.id)
                 await asyncio.sleep(0.1)
             finally:
                 self._update_gauges()
@@ -530,6 +614,16 @@ class GroupByTraceProcessor(ProcessorBase):
     @property
     def held_spans(self) -> int:
         return self._spans + self._ready_spans
+
+
+class GroupByTraceProcessor(TraceHolder):
+    """The `groupbytrace` processor: a `TraceHolder` with groupbytrace's options."""
+
+    def __init__(
+        self, settings: Settings, cfg: GroupByTraceConfig, next_consumer: TracesConsumer
+    ) -> None:
+        super().__init__(settings, next_consumer, HoldSettings.of(cfg))
+        self.cfg = cfg
 
 
 factory = ProcessorFactory(

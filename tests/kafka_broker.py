@@ -72,9 +72,10 @@ def _die_with_parent() -> None:
 
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
+    """A free port (under pytest-xdist, from the worker's own slice: pipeline.testing)."""
+    from pipeline.testing import free_port as free
+
+    return free(host)
 
 
 def metadata(host: str, port: int, timeout: float = 2.0) -> list[tuple[str, int]]:

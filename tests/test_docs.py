@@ -244,9 +244,9 @@ def readme_components() -> dict[tuple[str, str], tuple[tuple[str, ...], str]]:
         if not line.startswith("| `"):
             continue
         cells = [c.strip() for c in line.strip("|").split("|")]
-        assert len(cells) == 4, line
+        assert len(cells) == 5, line  # type, kind, what, Collector config, page
         names = re.findall(r"`([^`]+)`", cells[0])
-        (link,) = re.findall(r"\]\(([^)]+)\)", cells[3])
+        (link,) = re.findall(r"\]\(([^)]+)\)", cells[4])
         key = (names[0], cells[1])
         assert key not in rows, f"{key} twice"
         rows[key] = (tuple(names[1:]), link)

@@ -199,7 +199,9 @@ class FileExporter:
             self._flusher = None
         if self._fh is not None:
             self._fh.flush()
-            os.fsync(self._fh.fileno())
+            # a regular file is made durable; a device or pipe (/dev/null, a FIFO) cannot be
+            with contextlib.suppress(OSError):
+                os.fsync(self._fh.fileno())
             self._fh.close()
             self._fh = None
 

@@ -15,7 +15,7 @@ import time
 import pytest
 
 from benchmarks import common, pauses, report
-from benchmarks.run import available
+from benchmarks.run import CASES, available
 
 
 def _positive(r: dict, *keys: str) -> None:
@@ -23,60 +23,41 @@ def _positive(r: dict, *keys: str) -> None:
         assert r[k] > 0, (r["case"], k, r[k])
 
 
-@pytest.mark.timeout(300)
-def test_every_case_runs_and_prints_a_valid_record(tmp_path):
-    doc = tmp_path / "benchmarks.md"
-    doc.write_text("# Benchmarks\n\n## Results\n\nText.\n\n## Next\n")
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# x\n\n{report.HSTART}\n{report.HEND}\n\n## Next\n")
-    res = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "benchmarks.run",
-            "--quick",
-            "--results",
-            str(tmp_path),
-            "--doc",
-            str(doc),
-            "--readme",
-            str(readme),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=290,
-    )
-    assert res.returncode == 0, res.stderr
-    names = available()
-    assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
-    assert {"latency", "memory", "two_process", "receive_floor", "audit"} <= set(names)
-    records = {}
-    for name in names:
-        r = json.loads((tmp_path / f"{name}.json").read_text())
-        records[name] = r
-        assert r["case"] == name and r["quick"] is True
-        m = r["machine"]
-        assert m["cpu"] and m["cpus"] >= 1 and m["python"] and m["protobuf_backend"]
-        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
-        assert r["command"].startswith("python -m benchmarks.")
-        assert r["time"].endswith("Z")
-    _positive(records["floor"], "spans_per_cpu_s", "decode_spans_per_s", "encode_spans_per_s")
-    for name in ("receive_floor", "passthrough", "agent_pipeline"):
-        _positive(records[name], "spans_per_s", "spans_per_collector_cpu_s")
-        assert records[name]["errors"] == {}
-    assert records["passthrough"]["collector_exit"] == 0
-    assert records["passthrough"]["compression"] == "none"
-    ap = records["agent_pipeline"]
+def _check_floor(r: dict) -> None:
+    _positive(r, "spans_per_cpu_s", "decode_spans_per_s", "encode_spans_per_s")
+
+
+def _check_served(r: dict) -> None:  # receive_floor
+    _positive(r, "spans_per_s", "spans_per_collector_cpu_s")
+    assert r["errors"] == {}
+
+
+def _check_passthrough(r: dict) -> None:
+    _check_served(r)
+    assert r["collector_exit"] == 0
+    assert r["compression"] == "none"
+
+
+def _check_agent_pipeline(ap: dict) -> None:
+    _check_served(ap)
     assert ap["collector_exit"] == 0
     assert ap["processors"][0] == "groupbytrace" and ap["processors"][-1] == "tail_sampling"
     assert ap["cleanliness"] == ("cleanliness" in ap["processors"])
     assert ap["compression"] == "none"
-    _positive(records["kafka"], "exporter_spans_per_s", "receiver_spans_per_s")
-    us = records["processors"]["us_per_span"]
+
+
+def _check_kafka(r: dict) -> None:
+    _positive(r, "exporter_spans_per_s", "receiver_spans_per_s")
+
+
+def _check_processors(r: dict) -> None:
+    us = r["us_per_span"]
     for p in ("provider_reconciliation", "cache_tagging", "fallback_chain", "groupbytrace"):
         assert us[p] > 0
     assert us["tail_sampling"] > 0
-    lat = records["latency"]
+
+
+def _check_latency(lat: dict) -> None:
     _positive(lat, "max_spans_per_s", "spans_per_s")
     every = lat["all_rounds"]
     assert every["rounds"] == 2 and every["through_collector"]["traces"] > 0
@@ -95,26 +76,106 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     assert lat["cpu_per_span_vs_max"] > 0
     assert "latencies" not in lat["through_collector"]  # pooled, not emitted
     assert not any("latencies" in ph for ph in (every["through_collector"], lat["rounds"][0]))
-    mem = records["memory"]
+
+
+def _check_memory(mem: dict) -> None:
     assert all(h["held_spans"] >= n for h, n in zip(mem["runs"], (2000, 10000), strict=True))
     assert mem["runs"][1]["rss_mib"] > mem["runs"][1]["rss_baseline_mib"]
-    two = records["two_process"]
+
+
+def _check_accuracy(r: dict) -> None:
+    assert 0 <= r["macro_f1"] <= 1
+
+
+def _check_two_process(two: dict) -> None:
     _positive(two, "one_process_spans_per_s", "two_process_spans_per_s")
     assert two["two"]["processes"] == 2 and len(two["two_process_cpu"]) == 2
     assert two["grpc_default_so_reuseport"] in (True, False)
-    if "accuracy" in records:
-        assert 0 <= records["accuracy"]["macro_f1"] <= 1
-    lv = records["live_view"]
+
+
+def _check_live_view(lv: dict) -> None:
     assert lv["collector_exit"] == 0 and lv["errors"] == 0
     assert lv["view"]["seq"] > 0 and lv["page"]["traces"] == lv["view"]["seq"]
     assert lv["page"]["gaps"] == 0 and "error" not in lv["page"]
     assert lv["A"]["traces"] > 0 and lv["B"]["traces"] > 0
     assert lv["processors"][-1] == "tail_sampling"
-    au = records["audit"]
+
+
+def _check_audit(au: dict) -> None:
     for fmt in ("proto", "json"):
         _positive(au[fmt], "spans_per_s", "cpu_us_per_span", "peak_rss_mib", "floor_spans_per_s")
         assert au[fmt]["spans"] >= 20000 and au[fmt]["traces"] > 0
     assert au["json"]["classes"] == au["proto"]["classes"]  # the same traces either way
+
+
+CHECKS = {
+    "floor": _check_floor,
+    "receive_floor": _check_served,
+    "passthrough": _check_passthrough,
+    "agent_pipeline": _check_agent_pipeline,
+    "kafka": _check_kafka,
+    "processors": _check_processors,
+    "latency": _check_latency,
+    "memory": _check_memory,
+    "accuracy": _check_accuracy,
+    "two_process": _check_two_process,
+    "live_view": _check_live_view,
+    "audit": _check_audit,
+}
+
+
+def test_every_case_is_checked_and_available():
+    assert set(CHECKS) == set(CASES)
+    names = available()
+    assert {"floor", "passthrough", "agent_pipeline", "kafka", "processors"} <= set(names)
+    assert {"latency", "memory", "two_process", "receive_floor", "audit"} <= set(names)
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.parametrize("name", list(CASES))
+def test_each_case_runs_and_prints_a_valid_record(tmp_path, name):
+    """`benchmarks.run --quick` with the case: it runs in its own process and prints a
+    valid record, and the report turns the record into the table of docs/benchmarks.md and
+    the README's headline figures. One case a
+    test, so the cases run in parallel under xdist (the table's ratios to `floor` across
+    records: test_report_replaces_its_block_and_keeps_the_rest)."""
+    if name not in available():
+        pytest.skip(f"{CASES[name][0]} is not there")
+    doc = tmp_path / "benchmarks.md"
+    doc.write_text("# Benchmarks\n\n## Results\n\nText.\n\n## Next\n")
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.HSTART}\n{report.HEND}\n\n## Next\n")
+    cases = [name]
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "benchmarks.run",
+            "--quick",
+            *cases,
+            "--results",
+            str(tmp_path),
+            "--doc",
+            str(doc),
+            "--readme",
+            str(readme),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=230,
+    )
+    assert res.returncode == 0, res.stderr
+    records = {}
+    for case in cases:
+        r = json.loads((tmp_path / f"{case}.json").read_text())
+        records[case] = r
+        assert r["case"] == case and r["quick"] is True
+        m = r["machine"]
+        assert m["cpu"] and m["cpus"] >= 1 and m["python"] and m["protobuf_backend"]
+        assert len(r["loadavg_before"]) == 3 and len(r["loadavg_after"]) == 3
+        assert r["command"].startswith("python -m benchmarks.")
+        assert r["time"].endswith("Z")
+        CHECKS[case](r)
     # the table: one row per figure, between the markers, in the section
     text = doc.read_text()
     assert text.index("## Results") < text.index(report.START) < text.index(report.END)
@@ -122,12 +183,14 @@ def test_every_case_runs_and_prints_a_valid_record(tmp_path):
     block = text[text.index(report.START) : text.index(report.END)]
     assert block.count("\n| ") == len(report.rows(records)) + 1  # + the header
     assert "quick runs, not figures" in block
-    assert "| pass-through: OTLP → batch → otlp out |" in block
-    # the headline figures in the README, marked as quick
+    if name == "passthrough":
+        assert "| pass-through: OTLP → batch → otlp out |" in block
+    # the headline figures in the README (passthrough, agent_pipeline, latency), as quick
     head = readme.read_text()
     head = head[head.index(report.HSTART) : head.index(report.HEND)]
-    assert f"**{records['passthrough']['spans_per_s']:,} spans/s**" in head
-    assert "quick runs, not figures" in head and "(docs/benchmarks.md#results)" in head
+    if name in ("passthrough", "agent_pipeline"):
+        assert f"**{records[name]['spans_per_s']:,} spans/s**" in head
+        assert "quick runs, not figures" in head and "(docs/benchmarks.md#results)" in head
 
 
 def test_report_replaces_its_block_and_keeps_the_rest(tmp_path):
@@ -349,9 +412,9 @@ def test_wait_seconds_counts_time_runnable_but_off_the_cpu():
     assert common.steal_seconds(0) >= 0
 
 
-def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
-    # the probe stopped (SIGSTOP) for 0.3 s stands for a CPU the host took away: on waking
-    # it reports one pause of about that length, inside the window, and none before it
+def _stopped_probe() -> str | None:
+    """One go: the probe stopped (SIGSTOP) for 0.3 s; None if it reported what it should,
+    else what was wrong."""
     with pauses.Probes([0]) as probes:
         time.sleep(1.0)  # started, and sleeping in its loop
         before = time.monotonic()
@@ -362,12 +425,30 @@ def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
         time.sleep(0.5)  # the pause is reported when it ends
         after = time.monotonic()
     got = [p for p in probes.within(before, after) if p[1] >= 0.2]
-    assert len(got) == 1, probes.pauses
+    if len(got) != 1:
+        return f"pauses: {probes.pauses}"
     start, seconds, cpu = got[0]
-    assert before <= start < before + 0.1 and 0.25 <= seconds < 0.6 and cpu == 0
+    if not (before <= start < before + 0.1 and 0.25 <= seconds < 0.6 and cpu == 0):
+        return f"pause {got[0]} for a stop at {before:.3f}"
     s = probes.summary(before, after)
     assert s["count"] >= 1 and s["longest_ms"] >= 250 and s["total_ms"] >= 250
     assert probes.summary(after + 1, after + 2)["count"] == 0
+    return None
+
+
+def test_pause_probe_reports_a_stretch_in_which_its_process_did_not_run():
+    # the probe stopped (SIGSTOP) for 0.3 s stands for a CPU the host took away: on waking
+    # it reports one pause of about that length, inside the window, and none before it.
+    # A busy machine (the suite runs on xdist workers beside other work) can itself keep
+    # the probe off the CPU next to the stop, which the probe then rightly reports as part
+    # of the pause: up to three goes, each checked in full
+    wrong = []
+    for _ in range(3):
+        problem = _stopped_probe()
+        if problem is None:
+            return
+        wrong.append(problem)
+    raise AssertionError("\n".join(wrong))
 
 
 def test_ab_leaves_out_a_pair_in_which_the_machine_paused():

@@ -1,7 +1,9 @@
-"""OTel SDK -> collector A (otlp -> kafka) -> Tansu -> collector B (kafka -> file), all real."""
+"""OTel SDK -> collector A (otlp -> kafka) -> Tansu -> collector B (kafka -> file), all real
+(the collectors in the test's event loop: no process boundary is under test here)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections import Counter
 
@@ -10,12 +12,11 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from pipeline.testing import read_json_lines, spans_in, wait_for
+from pipeline.testing import read_json_lines, spans_in, until, wait_for
 from tests.kafka.helpers import (
     create_topic,
     metric,
     read_topics,
-    scrape,
     spans_of,
     unique,
     workdir,
@@ -95,36 +96,38 @@ def send_traces(endpoint: str, traces: int, spans: int, big: dict[int, int]) -> 
     return sent
 
 
-def test_sdk_to_kafka_to_collector(tmp_path, kafka_broker, collector_factory):
+async def test_sdk_to_kafka_to_collector(tmp_path, kafka_broker, service_factory):
     bs = kafka_broker.bootstrap
     topic, group = unique("e2e"), unique("g")
-    create_topic(bs, topic, partitions=4)
+    await asyncio.to_thread(create_topic, bs, topic, partitions=4)
     out = str(tmp_path / "b.jsonl")
-    a = collector_factory(exporter_config(bs, topic), workdir=workdir(tmp_path, "a"))
-    b = collector_factory(receiver_config(bs, topic, group, out), workdir=workdir(tmp_path, "b"))
+    a = await service_factory(exporter_config(bs, topic), workdir=workdir(tmp_path, "a"))
+    b = await service_factory(
+        receiver_config(bs, topic, group, out), workdir=workdir(tmp_path, "b")
+    )
     # 40 traces of 6 spans; some spans of 8 KB (traces split over several messages) and
     # one of 30 KB, which cannot fit in any message of MAX_BYTES
     big = {i: 8000 for i in range(50)}  # the first 10 traces: 5 x 8 KB each
     big[11] = 30_000
-    sent = send_traces(a.endpoints["receivers::otlp/grpc"], 40, 6, big)
+    sent = await asyncio.to_thread(send_traces, a.endpoints["receivers::otlp/grpc"], 40, 6, big)
     assert len(sent) == 240
     expected = len(sent) - 1
 
     def got() -> list:
         return spans_in(read_json_lines(out))
 
-    assert wait_for(lambda: len(got()) >= expected, timeout=40), (len(got()), b.output[-3000:])
+    assert await until(lambda: len(got()) >= expected, within=40), (len(got()), b.output[-3000:])
     received = Counter(s.span_id for s in got())
     assert len(received) == expected and set(received) <= sent
     assert max(received.values()) == 1, "a span arrived twice"
-    metrics_a = scrape(a.endpoints["telemetry/http"])
+    metrics_a = a.exposition()
     assert metric(metrics_a, "tracesieve_kafka_exporter_oversized_spans") == 1
     assert metric(metrics_a, "otelcol_exporter_send_failed_spans") == 1
     assert metric(metrics_a, "otelcol_exporter_sent_spans") == expected
 
     # what the OTel Collector's kafka receiver would read: every message is one
     # ExportTraceServiceRequest, keyed by its trace id, within max_message_bytes
-    records = read_topics(bs, [topic], spans=expected, timeout=20)
+    records = await asyncio.to_thread(read_topics, bs, [topic], spans=expected, timeout=20)
     seen: Counter[bytes] = Counter()
     keys_per_partition: dict[bytes, set[int]] = {}
     for r in records:

@@ -3,13 +3,14 @@ JSON encoding (read back by the kafka receiver), routing traces to topics by att
 
 from __future__ import annotations
 
+import asyncio
 import os
 
 import grpc
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 from pipeline import otlpjson
-from pipeline.testing import kv, make_span, read_json_lines, spans_in, wait_for
+from pipeline.testing import kv, make_span, read_json_lines, spans_in, until
 from tests.kafka.helpers import otlp_send, read_topics, spans_of, unique, workdir
 
 CODECS = ("none", "gzip", "snappy", "lz4", "zstd")
@@ -39,7 +40,7 @@ def trace(cls: str | None, *, root: bool = True, on_resource: str | None = None,
     return tid, {s.span_id for s in spans}, req
 
 
-def test_codecs_json_and_routing(tmp_path, kafka_broker, collector_factory):
+async def test_codecs_json_and_routing(tmp_path, kafka_broker, service_factory):
     bs = kafka_broker.bootstrap
     run = unique("x")
     exporters: dict[str, dict] = {
@@ -62,7 +63,7 @@ def test_codecs_json_and_routing(tmp_path, kafka_broker, collector_factory):
         "topic_from_attribute": "sieve.trace.class",
         "topic_prefix": f"{run}-agent-traces.",
     }
-    a = collector_factory(
+    a = await service_factory(
         {
             "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
             "exporters": exporters,
@@ -86,14 +87,14 @@ def test_codecs_json_and_routing(tmp_path, kafka_broker, collector_factory):
     for _, _, r in cases.values():
         req.MergeFrom(r)
     everything = {s for _, ids, _ in cases.values() for s in ids}
+    endpoint = a.endpoints["receivers::otlp/grpc"]
     assert (
-        otlp_send(a.endpoints["receivers::otlp/grpc"], req.SerializeToString())
-        == grpc.StatusCode.OK
+        await asyncio.to_thread(otlp_send, endpoint, req.SerializeToString()) == grpc.StatusCode.OK
     )
 
     # every codec: every span, readable with opentelemetry-proto alone
     topics = [f"{run}-{c}" for c in CODECS]
-    records = read_topics(bs, topics, until=len(CODECS) + 5, timeout=20)
+    records = await asyncio.to_thread(read_topics, bs, topics, until=len(CODECS) + 5, timeout=20)
     for t in topics:
         got = [s for r in records if r.topic == t for _, s in spans_of(r.value)]
         assert sorted(got) == sorted(everything), t
@@ -101,7 +102,9 @@ def test_codecs_json_and_routing(tmp_path, kafka_broker, collector_factory):
     assert len(keyed) == len(cases) and all(r.key for r in keyed)
 
     # otlp_json: one message per trace, keyed, OTLP JSON (hex ids)
-    json_records = read_topics(bs, [f"{run}-json"], until=len(cases), timeout=20)
+    json_records = await asyncio.to_thread(
+        read_topics, bs, [f"{run}-json"], until=len(cases), timeout=20
+    )
     assert len(json_records) == len(cases)
     for r in json_records:
         assert r.value.startswith(b"{")
@@ -117,14 +120,14 @@ def test_codecs_json_and_routing(tmp_path, kafka_broker, collector_factory):
         f"{run}-agent-traces.corrupted": cases["resource"][1],
         f"{run}-unclassified": cases["none"][1] | cases["invalid"][1],
     }
-    routed = read_topics(bs, list(expect), until=len(expect), timeout=20)
+    routed = await asyncio.to_thread(read_topics, bs, list(expect), until=len(expect), timeout=20)
     for t, ids in expect.items():
         got = {s for r in routed if r.topic == t for _, s in spans_of(r.value)}
         assert got == ids, t
 
     # the kafka receiver reads the JSON topic back
     out = str(tmp_path / "json.jsonl")
-    collector_factory(
+    await service_factory(
         {
             "receivers": {
                 "kafka": {
@@ -142,5 +145,5 @@ def test_codecs_json_and_routing(tmp_path, kafka_broker, collector_factory):
         },
         workdir=workdir(tmp_path, "b"),
     )
-    assert wait_for(lambda: len(spans_in(read_json_lines(out))) >= len(everything), timeout=30)
+    assert await until(lambda: len(spans_in(read_json_lines(out))) >= len(everything), within=30)
     assert {s.span_id for s in spans_in(read_json_lines(out))} == everything

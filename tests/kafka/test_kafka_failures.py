@@ -145,7 +145,7 @@ def test_broker_restart_mid_stream(tmp_path, kafka_broker_factory, collector_fac
         workdir=workdir(tmp_path, "a"),
     )
     out = str(tmp_path / "out.jsonl")
-    collector_factory(gateway(bs, topic, group, out), workdir=workdir(tmp_path, "b"))
+    g = collector_factory(gateway(bs, topic, group, out), workdir=workdir(tmp_path, "b"))
     endpoint = a.endpoints["receivers::otlp/grpc"]
     accepted: set[bytes] = set()
     refused: set[bytes] = set()
@@ -183,7 +183,8 @@ def test_broker_restart_mid_stream(tmp_path, kafka_broker_factory, collector_fac
     broker.start()  # same port; Tansu keeps nothing: create the topic again, as it was
     create_topic(bs, topic, partitions=1)
     assert wait_for(lambda: accepted <= exported(), timeout=40), (
-        f"{len(accepted - exported())} accepted spans lost"
+        f"{len(accepted - exported())} accepted spans lost\n"
+        f"exporter:\n{a.output[-2000:]}\ngateway:\n{g.output[-3000:]}"
     )
     assert not (refused & exported())
     # the tally, as issue 7 asks: every span accepted arrived, duplicates counted

@@ -1,18 +1,20 @@
 """The kafka receiver against the real broker: undecodable messages are skipped (counted,
-dead-lettered) without stalling; offsets are committed only for data that was exported."""
+dead-lettered) without stalling; offsets are committed only for data that was exported.
+The collectors run in the test's event loop (no process boundary is under test); the
+Kafka clients of the checks run in threads."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 
-from pipeline.testing import make_span, make_traces, read_json_lines, spans_in, wait_for
+from pipeline.testing import make_span, make_traces, read_json_lines, spans_in, until
 from tests.kafka.helpers import (
     committed,
     create_topic,
     metric,
     produce,
     read_topics,
-    scrape,
     spans_of,
     unique,
     workdir,
@@ -39,10 +41,16 @@ def receiver(bs: str, topic: str, group: str, **extra: object) -> dict:
     }
 
 
-def test_garbage_is_counted_dead_lettered_and_skipped(tmp_path, kafka_broker, collector_factory):
+async def offsets_are(bs: str, group: str, topic: str, partitions: int, want: dict) -> bool:  # type: ignore[type-arg]
+    return await asyncio.to_thread(committed, bs, group, topic, partitions) == want
+
+
+async def test_garbage_is_counted_dead_lettered_and_skipped(
+    tmp_path, kafka_broker, service_factory
+):
     bs = kafka_broker.bootstrap
     topic, dlq, group = unique("mixed"), unique("dlq"), unique("g")
-    create_topic(bs, topic, partitions=2)
+    await asyncio.to_thread(create_topic, bs, topic, partitions=2)
     good = [good_message() for _ in range(20)]
     truncated = good[0][0][:-7]
     garbage = [
@@ -58,9 +66,9 @@ def test_garbage_is_counted_dead_lettered_and_skipped(tmp_path, kafka_broker, co
         if i % 5 == 2:
             values.append(garbage[i // 5])
             parts.append(i % 2)
-    produce(bs, topic, values, parts)
+    await asyncio.to_thread(produce, bs, topic, values, parts)
     out = str(tmp_path / "out.jsonl")
-    c = collector_factory(
+    c = await service_factory(
         {
             "receivers": {"kafka": receiver(bs, topic, group, dead_letter_topic=dlq)},
             "exporters": {"file": {"path": out, "flush_interval": 0}},
@@ -72,15 +80,15 @@ def test_garbage_is_counted_dead_lettered_and_skipped(tmp_path, kafka_broker, co
         workdir=workdir(tmp_path, "b"),
     )
     expected = set().union(*(ids for _, ids in good))
-    assert wait_for(lambda: len(spans_in(read_json_lines(out))) >= len(expected), timeout=30)
+    assert await until(lambda: len(spans_in(read_json_lines(out))) >= len(expected), within=30)
     assert {s.span_id for s in spans_in(read_json_lines(out))} == expected
-    text = scrape(c.endpoints["telemetry/http"])
+    text = c.exposition()
     assert metric(text, "otelcol_kafka_receiver_unmarshal_failed_spans") == len(garbage)
     assert metric(text, "otelcol_kafka_receiver_messages") == len(values)
     assert metric(text, "otelcol_receiver_accepted_spans", receiver="kafka") == len(expected)
     assert "undecodable message" in c.output and f"{topic}/" in c.output
     # the dead-letter topic holds the garbage as it was, with where it came from
-    dead = read_topics(bs, [dlq], until=len(garbage), timeout=20)
+    dead = await asyncio.to_thread(read_topics, bs, [dlq], until=len(garbage), timeout=20)
     assert sorted(r.value for r in dead) == sorted(garbage)
     for r in dead:
         headers = dict(r.headers)
@@ -88,20 +96,22 @@ def test_garbage_is_counted_dead_lettered_and_skipped(tmp_path, kafka_broker, co
         assert headers["tracesieve.error"]
     # nothing stalls: every partition is committed to its end
     ends = {0: parts.count(0), 1: parts.count(1)}
-    assert wait_for(lambda: committed(bs, group, topic, 2) == ends, timeout=15)
+    assert await until(lambda: offsets_are(bs, group, topic, 2, ends), within=15)
 
 
-def test_offsets_wait_for_export(tmp_path, kafka_broker, collector_factory):
+async def test_offsets_wait_for_export(tmp_path, kafka_broker, service_factory):
     """Data held by a batch processor, then by an exporter whose Kafka is down, is not
     committed; once that Kafka is up and has it, the offsets are committed."""
     bs = kafka_broker.bootstrap
     topic, group, out_topic = unique("held"), unique("g"), unique("out")
-    create_topic(bs, topic, partitions=2)
+    await asyncio.to_thread(create_topic, bs, topic, partitions=2)
     msgs = [good_message() for _ in range(10)]
-    produce(bs, topic, [v for v, _ in msgs], [i % 2 for i in range(len(msgs))])
+    await asyncio.to_thread(
+        produce, bs, topic, [v for v, _ in msgs], [i % 2 for i in range(len(msgs))]
+    )
     expected = set().union(*(ids for _, ids in msgs))
     downstream = KafkaBroker()  # not started yet: the exporter's Kafka is down
-    b = collector_factory(
+    b = await service_factory(
         {
             "receivers": {"kafka": receiver(bs, topic, group)},
             "processors": {"batch": {"timeout": "1s"}},
@@ -126,41 +136,44 @@ def test_offsets_wait_for_export(tmp_path, kafka_broker, collector_factory):
         },
         workdir=workdir(tmp_path, "b"),
     )
-    address = b.endpoints["telemetry/http"]
 
     def value(name: str, **labels: str) -> float:
-        return metric(scrape(address), name, **labels)
+        return metric(b.exposition(), name, **labels)
 
     # taken by the pipeline, then held by the batch processor ...
-    assert wait_for(lambda: value("otelcol_receiver_accepted_spans") == len(expected), 30)
-    assert committed(bs, group, topic, 2) == {0: None, 1: None}
+    assert await until(lambda: value("otelcol_receiver_accepted_spans") == len(expected), 30)
+    assert await offsets_are(bs, group, topic, 2, {0: None, 1: None})
     # ... then by the exporter, which cannot send
-    assert wait_for(lambda: value("otelcol_processor_outgoing_items") == len(expected), 10)
-    assert wait_for(lambda: "cannot connect to Kafka" in b.output, timeout=10)
-    assert committed(bs, group, topic, 2) == {0: None, 1: None}
+    assert await until(lambda: value("otelcol_processor_outgoing_items") == len(expected), 10)
+    assert await until(lambda: "cannot connect to Kafka" in b.output, within=10)
+    assert await offsets_are(bs, group, topic, 2, {0: None, 1: None})
     assert value("tracesieve_kafka_receiver_committed_offset") == 0
     try:
-        downstream.start()
-        records = read_topics(downstream.bootstrap, [out_topic], spans=len(expected), timeout=30)
+        await asyncio.to_thread(downstream.start)
+        records = await asyncio.to_thread(
+            read_topics, downstream.bootstrap, [out_topic], spans=len(expected), timeout=30
+        )
         assert {s for r in records for _, s in spans_of(r.value)} == expected
-        assert wait_for(lambda: committed(bs, group, topic, 2) == {0: 5, 1: 5}, timeout=15)
+        assert await until(lambda: offsets_are(bs, group, topic, 2, {0: 5, 1: 5}), within=15)
     finally:
-        downstream.stop()
+        await asyncio.to_thread(downstream.stop)
 
 
-def test_refused_data_pauses_the_partition_and_is_offered_again(
-    tmp_path, kafka_broker, collector_factory
+async def test_refused_data_pauses_the_partition_and_is_offered_again(
+    tmp_path, kafka_broker, service_factory
 ):
     """A full exporter queue refuses; the receiver pauses those partitions, offers the
     same data again with backoff (not in a tight loop), and resumes once it is taken."""
     bs = kafka_broker.bootstrap
     topic, group, out_topic = unique("refuse"), unique("g"), unique("out")
-    create_topic(bs, topic, partitions=4)
+    await asyncio.to_thread(create_topic, bs, topic, partitions=4)
     msgs = [good_message() for _ in range(40)]
-    produce(bs, topic, [v for v, _ in msgs], [i % 4 for i in range(len(msgs))])
+    await asyncio.to_thread(
+        produce, bs, topic, [v for v, _ in msgs], [i % 4 for i in range(len(msgs))]
+    )
     expected = set().union(*(ids for _, ids in msgs))
     downstream = KafkaBroker()
-    b = collector_factory(
+    b = await service_factory(
         {
             "receivers": {
                 "kafka": receiver(
@@ -186,25 +199,26 @@ def test_refused_data_pauses_the_partition_and_is_offered_again(
         },
         workdir=workdir(tmp_path, "b"),
     )
-    address = b.endpoints["telemetry/http"]
 
     def value(name: str, **labels: str) -> float:
-        return metric(scrape(address), name, **labels)
+        return metric(b.exposition(), name, **labels)
 
-    assert wait_for(lambda: value("tracesieve_kafka_receiver_paused_partitions") >= 2, 30)
-    assert wait_for(lambda: value("tracesieve_kafka_receiver_redelivered_spans") > 0, 10)
+    assert await until(lambda: value("tracesieve_kafka_receiver_paused_partitions") >= 2, 30)
+    assert await until(lambda: value("tracesieve_kafka_receiver_redelivered_spans") > 0, 10)
     # backoff, not a tight loop: over a few seconds, a handful of attempts per partition
     refusals = value("otelcol_receiver_requests", outcome="refused")
-    assert wait_for(lambda: "cannot connect to Kafka" in b.output, timeout=10)
+    assert await until(lambda: "cannot connect to Kafka" in b.output, within=10)
     assert refusals < 60, refusals
-    assert committed(bs, group, topic, 4) == {p: None for p in range(4)}
+    assert await offsets_are(bs, group, topic, 4, {p: None for p in range(4)})
     try:
-        downstream.start()
-        records = read_topics(downstream.bootstrap, [out_topic], spans=len(expected), timeout=40)
+        await asyncio.to_thread(downstream.start)
+        records = await asyncio.to_thread(
+            read_topics, downstream.bootstrap, [out_topic], spans=len(expected), timeout=40
+        )
         assert {s for r in records for _, s in spans_of(r.value)} == expected
-        assert wait_for(lambda: value("tracesieve_kafka_receiver_paused_partitions") == 0, 15)
-        assert wait_for(
-            lambda: committed(bs, group, topic, 4) == {p: 10 for p in range(4)}, timeout=15
+        assert await until(lambda: value("tracesieve_kafka_receiver_paused_partitions") == 0, 15)
+        assert await until(
+            lambda: offsets_are(bs, group, topic, 4, {p: 10 for p in range(4)}), within=15
         )
     finally:
-        downstream.stop()
+        await asyncio.to_thread(downstream.stop)

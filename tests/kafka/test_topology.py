@@ -46,6 +46,10 @@ LOCAL = {  # every listener on a free port
     "TRACESIEVE_HEALTH_ENDPOINT": "127.0.0.1:0",
 }
 
+GROUP_TIMING = {"session_timeout": "3s", "heartbeat_interval": "500ms"}
+"""A gateway killed is noticed when its session expires, and a rebalance waits for every
+member's next heartbeat: the shipped 10 s / 3 s made the tests wait on the clock."""
+
 
 # -- the apps: generator traces, sent by the OTel SDK from two services -------------------
 
@@ -179,7 +183,8 @@ def gateway(
     keep_noisy: str | None = None,
 ) -> Any:
     """configs/gateway.yaml as shipped, plus a second config file that adds a `file`
-    exporter beside the per-class topics and the generator's tool schemas."""
+    exporter beside the per-class topics and the generator's tool schemas, and a shorter
+    consumer-group timing (GROUP_TIMING) than the shipped 10 s session."""
     name = Path(out).stem
     os.makedirs(tmp / name, exist_ok=True)
     schemas = tmp / "tool-schemas"
@@ -189,6 +194,7 @@ def gateway(
     overlay.write_text(
         yaml.safe_dump(
             {
+                "receivers": {"kafka": GROUP_TIMING},
                 "processors": {"cleanliness": {"tool_schemas": str(schemas)}},
                 "exporters": {"file": {"path": out, "flush_interval": "0s"}},
                 "service": {"pipelines": {"traces": {"exporters": ["kafka/by_class", "file"]}}},

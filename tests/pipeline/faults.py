@@ -36,18 +36,19 @@ def middle_config(
     http: bool = False,
     processors: list[str] | None = None,
     exporter: str = "otlp_grpc",
+    retry: tuple[str, str] = ("100ms", "500ms"),
 ) -> dict[str, Any]:
     """The collector under test: OTLP in, `exporter` (otlp_grpc, or otlp_http with
-    `backend_port` the backend's HTTP port) out to the backend, retrying fast and forever,
-    /metrics on a free port."""
+    `backend_port` the backend's HTTP port) out to the backend, retrying fast and forever
+    (`retry`: initial and maximum interval), /metrics on a free port."""
     protocols: dict[str, Any] = {"grpc": {"endpoint": f"127.0.0.1:{grpc_port}"}}
     if http:
         protocols["http"] = {"endpoint": "127.0.0.1:0"}
     common: dict[str, Any] = {
         "timeout": "2s",
         "retry_on_failure": {
-            "initial_interval": "100ms",
-            "max_interval": "500ms",
+            "initial_interval": retry[0],
+            "max_interval": retry[1],
             "max_elapsed_time": 0,
         },
         "sending_queue": queue or {},

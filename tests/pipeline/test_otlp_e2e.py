@@ -1,5 +1,5 @@
-"""The official OpenTelemetry SDK exporters send to a collector started through the CLI;
-every span arrives in the file exporter intact.
+"""The official OpenTelemetry SDK exporters send to a collector (in the test's event loop:
+no process boundary is under test here); every span arrives in the file exporter intact.
 
 Transports: the OTLP gRPC exporter, the OTLP/HTTP protobuf exporter, and the official
 OTLP/HTTP JSON exporter (`opentelemetry-exporter-otlp-json-http`). What arrives is
@@ -8,6 +8,7 @@ compared, span by span, with the SDK's own OTLP encoding of the same spans.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -29,7 +30,7 @@ from opentelemetry.trace import (
     set_span_in_context,
 )
 
-from pipeline.testing import read_json_lines, spans_in, wait_for
+from pipeline.testing import read_json_lines, spans_in, until
 
 
 def collector_config(out: str) -> dict[str, Any]:
@@ -126,9 +127,9 @@ def emit(tracer: Any) -> None:
 @pytest.mark.parametrize(
     "kind", ["grpc", "http-proto", "http-json", "http-json-gzip", "http-json-deflate"]
 )
-def test_sdk_spans_arrive_intact(tmp_path, collector_factory, kind):
+async def test_sdk_spans_arrive_intact(tmp_path, service_factory, kind):
     out = str(tmp_path / "out.jsonl")
-    c = collector_factory(collector_config(out))
+    c = await service_factory(collector_config(out))
     provider = TracerProvider(
         resource=Resource.create({"service.name": f"svc-{kind}", "deployment.environment": "t"})
     )
@@ -136,12 +137,16 @@ def test_sdk_spans_arrive_intact(tmp_path, collector_factory, kind):
     provider.add_span_processor(SimpleSpanProcessor(make_exporter(kind, c)))
     provider.add_span_processor(SimpleSpanProcessor(recorder))
     tracer = provider.get_tracer("e2e", "1.2.3", schema_url="https://opentelemetry.io/schemas/1")
-    emit(tracer)
-    provider.shutdown()
+
+    def run_app() -> None:  # the SDK exports synchronously: off the collector's loop
+        emit(tracer)
+        provider.shutdown()
+
+    await asyncio.to_thread(run_app)
     n = len(recorder.spans)
     assert n == 6
 
-    assert wait_for(lambda: len(spans_in(read_json_lines(out))) >= n)
+    assert await until(lambda: len(spans_in(read_json_lines(out))) >= n)
     got_reqs = read_json_lines(out)
     want = encode_spans(recorder.spans)  # the SDK's own OTLP encoding
     assert_same_spans(want, got_reqs)

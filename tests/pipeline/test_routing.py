@@ -6,6 +6,7 @@ errors the Collector gives, and OTTL routing through the CLI."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 import urllib.request
 from typing import Any
@@ -30,9 +31,11 @@ from pipeline.testing import (
     kv,
     make_span,
     make_traces,
+    metric,
     read_json_lines,
     settings,
     spans_in,
+    until,
     wait_for,
 )
 from pipeline.wholetraces import TraceIndex
@@ -233,9 +236,9 @@ def test_route_config_errors(route, expected):
 # -- end to end -------------------------------------------------------------------------------
 
 
-def test_clean_traces_to_one_file_the_rest_to_another(tmp_path, collector_factory):
+async def test_clean_traces_to_one_file_the_rest_to_another(tmp_path, service_factory):
     clean, rest = str(tmp_path / "clean.jsonl"), str(tmp_path / "rest.jsonl")
-    c = collector_factory(
+    c = await service_factory(
         {
             "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
             "processors": {
@@ -295,26 +298,25 @@ def test_clean_traces_to_one_file_the_rest_to_another(tmp_path, collector_factor
     )
     tracer = provider.get_tracer("e2e")
     sent: dict[str, int] = {}
-    for name, cls in (("A", "clean"), ("B", "noisy"), ("C", "failed"), ("D", None)):
-        with tracer.start_as_current_span(f"run-{name}") as root:
-            if cls is not None:
-                root.set_attribute("sieve.trace.class", cls)
-            with tracer.start_as_current_span(f"llm-{name}"):
-                pass
-            sent[name] = root.get_span_context().trace_id
-    provider.shutdown()
+
+    def run_app() -> None:  # the SDK exports synchronously: off the collector's loop
+        for name, cls in (("A", "clean"), ("B", "noisy"), ("C", "failed"), ("D", None)):
+            with tracer.start_as_current_span(f"run-{name}") as root:
+                if cls is not None:
+                    root.set_attribute("sieve.trace.class", cls)
+                with tracer.start_as_current_span(f"llm-{name}"):
+                    pass
+                sent[name] = root.get_span_context().trace_id
+        provider.shutdown()
+
+    await asyncio.to_thread(run_app)
 
     metrics_url = f"http://{c.endpoints['telemetry/http']}/metrics"
 
     def released() -> float:
-        text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-        return sum(
-            float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines()
-            if line.startswith("tracesieve_groupbytrace_traces_released_total{")
-        )
+        return metric(c.metrics(), "tracesieve_groupbytrace_traces_released_total")
 
-    assert wait_for(lambda: released() >= 4)
+    assert await until(lambda: released() >= 4)
     clean_spans = spans_in(read_json_lines(clean))
     rest_spans = spans_in(read_json_lines(rest))
     assert sorted(s.name for s in clean_spans) == ["llm-A", "run-A"]
@@ -325,7 +327,9 @@ def test_clean_traces_to_one_file_the_rest_to_another(tmp_path, collector_factor
             assert attrs(s)["sieve.sampling.policy"] == "by-class"
         else:
             assert "sieve.sampling.policy" not in attrs(s)
-    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    text = await asyncio.to_thread(
+        lambda: urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    )
     assert (
         'tracesieve_tail_sampling_decisions_total{decision="not_sampled",pipeline="traces",policy="",processor="tail_sampling"} 1.0'
         in text

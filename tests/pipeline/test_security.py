@@ -8,6 +8,7 @@ import socket
 import ssl
 import subprocess
 import sys
+from asyncio import to_thread
 
 import grpc
 import httpx
@@ -15,7 +16,7 @@ import pytest
 import yaml
 
 from benchmarks.loadgen import RequestBuilder, read_proto_file, span_ids
-from pipeline.testing import wait_for
+from pipeline.testing import until, wait_for
 from tests.pipeline.certs import CA, read
 from tests.pipeline.faults import metric_sum, metrics
 
@@ -161,14 +162,16 @@ def test_a_loopback_receiver_is_not_reachable_from_other_interfaces(tmp_path, co
 # -- TLS and mTLS on the receivers ----------------------------------------------------------------
 
 
-def test_mtls_receivers_accept_known_clients_and_refuse_the_rest(tmp_path, collector_factory, pki):
+async def test_mtls_receivers_accept_known_clients_and_refuse_the_rest(
+    tmp_path, service_factory, pki
+):
     tls = {
         "cert_file": pki["server"].cert,
         "key_file": pki["server"].key,
         "client_ca_file": pki["ca"].file,
     }
     out = str(tmp_path / "out.bin")
-    c = collector_factory(
+    c = await service_factory(
         file_pipeline(
             {
                 "protocols": {
@@ -179,33 +182,38 @@ def test_mtls_receivers_accept_known_clients_and_refuse_the_rest(tmp_path, colle
             out,
         )
     )
+    # (the collector runs in this event loop: the blocking clients run in a thread)
     g = c.endpoints["receivers::otlp/grpcs"]  # announced as grpcs:// and https://
     OK, UNAVAILABLE = grpc.StatusCode.OK, grpc.StatusCode.UNAVAILABLE
-    assert export_grpc(g, creds(pki)) == OK  # mTLS: accepted
-    assert export_grpc(g, creds(pki, client=None)) == UNAVAILABLE  # no client certificate
-    assert export_grpc(g, creds(pki, client="rogue_client")) == UNAVAILABLE  # wrong CA
-    assert export_grpc(g, creds(pki, ca="other_ca")) == UNAVAILABLE  # server not trusted
-    assert export_grpc(g) == UNAVAILABLE  # plaintext
+    assert await to_thread(export_grpc, g, creds(pki)) == OK  # mTLS: accepted
+    assert await to_thread(export_grpc, g, creds(pki, client=None)) == UNAVAILABLE  # no cert
+    rogue = creds(pki, client="rogue_client")
+    assert await to_thread(export_grpc, g, rogue) == UNAVAILABLE  # wrong CA
+    untrusted = creds(pki, ca="other_ca")
+    assert await to_thread(export_grpc, g, untrusted) == UNAVAILABLE  # server not trusted
+    assert await to_thread(export_grpc, g) == UNAVAILABLE  # plaintext
     url = f"https://{c.endpoints['receivers::otlp/https']}/v1/traces"
-    assert post(url, https_ctx(pki)) == 200
-    assert post(url, https_ctx(pki, client=None)) == -1
-    assert post(url, https_ctx(pki, client="rogue_client")) == -1
-    assert post(url, https_ctx(pki, ca="other_ca")) == -1
-    assert post(url.replace("https://", "http://"), False) == -1
-    assert wait_for(lambda: len(span_ids(read_proto_file(out))) == 6)  # the two accepted
+    assert await to_thread(post, url, https_ctx(pki)) == 200
+    assert await to_thread(post, url, https_ctx(pki, client=None)) == -1
+    assert await to_thread(post, url, https_ctx(pki, client="rogue_client")) == -1
+    assert await to_thread(post, url, https_ctx(pki, ca="other_ca")) == -1
+    assert await to_thread(post, url.replace("https://", "http://"), False) == -1
+    assert await until(lambda: len(span_ids(read_proto_file(out))) == 6)  # the two accepted
 
 
-def test_tls_without_client_certificates(tmp_path, collector_factory, pki):
+async def test_tls_without_client_certificates(tmp_path, service_factory, pki):
     tls = {"cert_file": pki["server"].cert, "key_file": pki["server"].key}
-    c = collector_factory(
+    c = await service_factory(
         file_pipeline(
             {"protocols": {"grpc": {"endpoint": "127.0.0.1:0", "tls": tls}}},
             str(tmp_path / "out.bin"),
         )
     )
     g = c.endpoints["receivers::otlp/grpcs"]
-    assert export_grpc(g, creds(pki, client=None)) == grpc.StatusCode.OK
-    assert export_grpc(g, creds(pki, client=None, ca="other_ca")) == grpc.StatusCode.UNAVAILABLE
+    no_cert = creds(pki, client=None)
+    assert await to_thread(export_grpc, g, no_cert) == grpc.StatusCode.OK
+    untrusted = creds(pki, client=None, ca="other_ca")
+    assert await to_thread(export_grpc, g, untrusted) == grpc.StatusCode.UNAVAILABLE
 
 
 # -- bearer tokens ----------------------------------------------------------------------------

@@ -692,7 +692,8 @@ def test_pipeline_without_groupbytrace_before_cleanliness_is_refused(processors)
         config_mod.from_raw(pipeline_config(processors), REGISTRY)
     (err,) = exc.value.errors
     assert err.startswith(
-        'service::pipelines::traces: processor "cleanliness" needs "groupbytrace" before it'
+        'service::pipelines::traces: processor "cleanliness" needs "groupbytrace" or '
+        '"tail_sampling" before it'
     )
     assert "cleanliness classifies whole traces" in err
 

@@ -1,9 +1,11 @@
 """tail_sampling: every policy, the OTel Collector's combination semantics, the deciding
-policy written on the root span, the decision cache for late spans, and the refusal of a
-pipeline without groupbytrace before it."""
+policy written on the root span, the decision cache for late spans; holding traces itself
+(decision_wait, num_traces, the root shortcut, shutdown) when no groupbytrace comes before
+it, and not holding again the whole traces a groupbytrace released; the config's errors."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from typing import Any
 
@@ -94,6 +96,21 @@ async def whole(*spans: Span, service: str = "svc") -> Traces:
     await g.shutdown()
     (batch,) = sink.batches
     return batch
+
+
+async def received(sink: Sink, n_batches: int = 1) -> None:
+    """Wait (at most 10 s) until the sink has `n_batches` batches."""
+    async with asyncio.timeout(10):
+        while len(sink.batches) < n_batches:
+            sink.received.clear()
+            await sink.received.wait()
+
+
+def metric(tel: Telemetry, name: str, **labels: str) -> float:
+    value = tel.registry.get_sample_value(
+        name, {"processor": "test", "pipeline": "traces", **labels}
+    )
+    return value or 0.0
 
 
 async def kept(policies: list[dict[str, Any]], *traces: list[Span], **cfg: Any) -> set[bytes]:
@@ -307,9 +324,9 @@ async def test_rate_limiting_is_a_token_bucket_of_spans():
         [{"name": "rl", "type": "rate_limiting", "rate_limiting": {"spans_per_second": 2}}]
     )
     now = [100.0]
-    rl = p.policies[0]
-    rl.clock = lambda: now[0]  # type: ignore[attr-defined]
-    rl.last = now[0]  # type: ignore[attr-defined]
+    bucket = p.policies[0].bucket  # type: ignore[attr-defined]
+    bucket.clock = lambda: now[0]
+    bucket.last = now[0]
     # burst 4 spans: the first two-span trace and the second fit, the third does not
     await p.consume_traces(await whole(*trace(1), *trace(2), *trace(3)))
     assert {s.trace_id for s in sink.spans()} == {tid(1), tid(2)}
@@ -532,8 +549,10 @@ async def test_late_spans_follow_the_cached_decision():
     await g.consume_traces(make_traces([*trace(1, root_attrs={"keep": "yes"}), *trace(2)]))
     await g.shutdown()
     assert {s.trace_id for s in sink.spans()} == {tid(1)}
-    # late spans: for trace 1 without the attribute, for trace 2 with it
-    # a batch from elsewhere (no index): the cache applies all the same
+    # late spans: for trace 1 without the attribute, for trace 2 with it, in a batch from
+    # elsewhere (no index): both decided traces' spans go on at once by the cached
+    # decision (not after decision_wait, 30s)
+    await p.start(FakeHost())
     late = make_traces(
         [
             make_span("late1", tid(1), sid(50), sid(2)),
@@ -541,6 +560,9 @@ async def test_late_spans_follow_the_cached_decision():
         ]
     )
     await p.consume_traces(late)
+    await received(sink, 2)
+    assert p.held_traces == 0
+    await p.shutdown()
     names = [s.name for s in sink.spans()]
     assert names.count("late1") == 1 and "late2" not in names
     late1 = next(s for s in sink.spans() if s.name == "late1")
@@ -595,13 +617,18 @@ async def test_without_a_decision_cache_late_spans_get_a_fresh_decision():
     assert [s.name for s in sink.spans()] == ["late2"]
 
 
-async def test_a_batch_without_index_is_grouped_by_trace_id():
+async def test_a_batch_without_index_is_held_then_decided_trace_by_trace():
     p, sink = processor(
-        [{"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}]
+        [{"name": "errors", "type": "status_code", "status_code": {"status_codes": ["ERROR"]}}],
+        decision_wait="50ms",
     )
+    await p.start(FakeHost())
     a, b = trace(1, status=2), trace(2)
     mixed = make_traces([a[0], b[0], a[1], b[1]], scope="mixed")  # interleaved, one scope
     await p.consume_traces(mixed)
+    assert p.held_traces == 2 and not sink.batches
+    await received(sink)
+    await p.shutdown()
     (out,) = sink.batches
     assert [s.name for s in sink.spans()] == ["root", "child"]
     assert {s.trace_id for s in sink.spans()} == {tid(1)}
@@ -674,6 +701,7 @@ def pipeline_config(processors: list[str]) -> dict[str, Any]:
             "groupbytrace": {},
             "batch": {},
             "tail_sampling": {"policies": [{"name": "all", "type": "always_sample"}]},
+            "cleanliness": {},
         },
         "exporters": {"debug": {}},
         "service": {
@@ -685,16 +713,30 @@ def pipeline_config(processors: list[str]) -> dict[str, Any]:
 
 
 @pytest.mark.parametrize(
-    "processors", [["tail_sampling"], ["batch", "tail_sampling"], ["tail_sampling", "groupbytrace"]]
+    "processors",
+    [
+        ["tail_sampling"],
+        ["batch", "tail_sampling"],
+        ["tail_sampling", "groupbytrace"],
+        ["tail_sampling", "cleanliness"],  # whole traces come out of tail_sampling
+    ],
 )
-def test_pipeline_without_groupbytrace_before_tail_sampling_is_refused(processors):
+def test_tail_sampling_alone_is_accepted(processors):
+    cfg = config_mod.from_raw(pipeline_config(processors), REGISTRY)
+    assert [p.type for p in cfg.pipelines["traces"].processors] == processors
+
+
+@pytest.mark.parametrize("processors", [["cleanliness", "tail_sampling"], ["cleanliness"]])
+def test_cleanliness_without_whole_traces_before_it_is_refused(processors):
     with pytest.raises(ConfigError) as exc:
         config_mod.from_raw(pipeline_config(processors), REGISTRY)
     (err,) = exc.value.errors
     assert err.startswith(
-        'service::pipelines::traces: processor "tail_sampling" needs "groupbytrace" before it'
+        'service::pipelines::traces: processor "cleanliness" needs "groupbytrace" or '
+        '"tail_sampling" before it'
     )
     assert "holds spans until their trace is complete" in err
+    assert "with groupbytrace before cleanliness" in err
 
 
 def test_pipeline_with_groupbytrace_before_tail_sampling_is_accepted():
@@ -708,10 +750,6 @@ def test_pipeline_with_groupbytrace_before_tail_sampling_is_accepted():
 @pytest.mark.parametrize(
     ("block", "expected"),
     [
-        (
-            {"decision_wait": "10s", "policies": [{"name": "a", "type": "always_sample"}]},
-            "ts::decision_wait: not an option here",
-        ),
         ({"policies": []}, "ts::policies: list at least one policy"),
         (
             {"policies": [{"name": "a", "type": "nope"}]},

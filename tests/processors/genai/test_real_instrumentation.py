@@ -1,16 +1,18 @@
 """Real instrumentation end to end: the openai SDK (with the OTel GenAI or the OpenInference
 instrumentation), the anthropic SDK, httpx2 instrumented, the OTel SDK's OTLP exporter, and a
-collector started through the CLI whose pipeline runs the three enrichment processors. The
+collector (in the test's event loop; the app is a process of its own) whose pipeline runs
+the three enrichment processors. The
 LLM APIs are fakes on loopback; the enriched spans are read back from the file exporter."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from pipeline.testing import attrs, read_json_lines, spans_in, wait_for
+from pipeline.testing import attrs, read_json_lines, spans_in, until
 from tests.processors.genai import instrumented_app
 from tests.processors.genai.fake_llm import FakeLLM
 
@@ -57,16 +59,22 @@ LLM_SPAN = {"openai-v2": "chat gpt-4o", "openinference": "ChatCompletion"}
 
 
 @pytest.mark.parametrize("instrumentation", ["openai-v2", "openinference"])
-def test_enrichment_of_real_instrumented_calls(tmp_path, collector_factory, fakes, instrumentation):
+async def test_enrichment_of_real_instrumented_calls(
+    tmp_path, service_factory, fakes, instrumentation
+):
     openai_api, anthropic_api = fakes
     out = str(tmp_path / "out.jsonl")
     hosts = {
         f"127.0.0.1:{openai_api.port}": "openai",
         f"127.0.0.1:{anthropic_api.port}": "anthropic",
     }
-    c = collector_factory(collector_config(out, hosts))
-    trace_ids = instrumented_app.run(
-        instrumentation, c.endpoints["receivers::otlp/grpc"], openai_api.url, anthropic_api.url
+    c = await service_factory(collector_config(out, hosts))
+    trace_ids = await asyncio.to_thread(
+        instrumented_app.run,
+        instrumentation,
+        c.endpoints["receivers::otlp/grpc"],
+        openai_api.url,
+        anthropic_api.url,
     )
 
     def by_trace() -> dict[str, list[Any]]:
@@ -76,12 +84,12 @@ def test_enrichment_of_real_instrumented_calls(tmp_path, collector_factory, fake
         return got
 
     # every trace is complete: its root (the task) has arrived, with all children before it
-    assert wait_for(
+    assert await until(
         lambda: all(
             any(s.name.startswith("invoke_workflow") for s in by_trace().get(t, []))
             for t in trace_ids.values()
         ),
-        timeout=30,
+        within=30,
     ), c.output
     traces = by_trace()
     llm_name = LLM_SPAN[instrumentation]
@@ -170,8 +178,8 @@ def cleanliness_config(out: str, hosts: dict[str, str], enrich: bool) -> dict[st
 @pytest.mark.parametrize(
     ("instrumentation", "enrich"), [("openai-v2", True), ("openinference", False)]
 )
-def test_cleanliness_of_real_instrumented_traces(
-    tmp_path, collector_factory, fakes, instrumentation, enrich
+async def test_cleanliness_of_real_instrumented_traces(
+    tmp_path, service_factory, fakes, instrumentation, enrich
 ):
     """Each scenario's trace classified right, whether the enrichment processors ran before
     cleanliness (sharing their index) or not (cleanliness works the facts out itself)."""
@@ -181,9 +189,13 @@ def test_cleanliness_of_real_instrumented_traces(
         f"127.0.0.1:{openai_api.port}": "openai",
         f"127.0.0.1:{anthropic_api.port}": "anthropic",
     }
-    c = collector_factory(cleanliness_config(out, hosts, enrich))
-    trace_ids = instrumented_app.run(
-        instrumentation, c.endpoints["receivers::otlp/grpc"], openai_api.url, anthropic_api.url
+    c = await service_factory(cleanliness_config(out, hosts, enrich))
+    trace_ids = await asyncio.to_thread(
+        instrumented_app.run,
+        instrumentation,
+        c.endpoints["receivers::otlp/grpc"],
+        openai_api.url,
+        anthropic_api.url,
     )
 
     def roots() -> dict[str, dict[str, Any]]:
@@ -193,7 +205,7 @@ def test_cleanliness_of_real_instrumented_traces(
             if not s.parent_span_id
         }
 
-    assert wait_for(lambda: set(trace_ids.values()) <= set(roots()), timeout=30), c.output
+    assert await until(lambda: set(trace_ids.values()) <= set(roots()), within=30), c.output
     got = {scenario: roots()[t] for scenario, t in trace_ids.items()}
     expected = {
         "plain": ("clean", [], ["openai"], ["gpt-4o"]),
