@@ -90,9 +90,10 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
+from benchmarks.conversation import Conversation
 from pipeline.otlpwire import frame
 from processors.genai.models import compatible, model_family, normalize_model
 
@@ -426,6 +427,9 @@ def _av(v: Any) -> AnyValue:
         return AnyValue(double_value=v)
     if isinstance(v, list | tuple):
         return AnyValue(array_value=ArrayValue(values=[_av(x) for x in v]))
+    if isinstance(v, dict):
+        kvs = [KeyValue(key=k, value=_av(x)) for k, x in v.items() if x is not None]
+        return AnyValue(kvlist_value=KeyValueList(values=kvs))
     return AnyValue(string_value=str(v))
 
 
@@ -468,6 +472,7 @@ class _Builder:
         self.r = r
         self.trace_id = trace_id
         self.groups: dict[tuple[str, str], list[Span]] = {}
+        self.order: list[tuple[str, Span]] = []  # (scope, span), in the order made
 
     def new_id(self) -> bytes:
         return self.r.getrandbits(64).to_bytes(8, "big")
@@ -515,6 +520,7 @@ class _Builder:
             ev.time_unix_nano = t
             ev.attributes.extend(_attrs(ev_attrs))
         self.groups.setdefault((service, scope), []).append(s)
+        self.order.append((scope, s))
         return sid
 
     def resource_spans(self) -> list[ResourceSpans]:
@@ -552,6 +558,8 @@ class _Tool:
     name: str
     fault: str = ""  # "" | tool_retry | schema_invalid | swallowed_error
     weight: float = 1.0
+    call_id: str = ""  # with content: the id and arguments of the model's call
+    args: str = ""
 
 
 @dataclass
@@ -575,6 +583,7 @@ class Generator:
         conventions: Sequence[str] = CONVENTIONS,
         warmup: int = 25,
         start_time_ns: int = 1_750_000_000_000_000_000,
+        content: bool = False,
     ) -> None:
         bad = [c for c in conventions if c not in CONVENTIONS]
         if bad:
@@ -583,6 +592,7 @@ class Generator:
         self.rates = rates or FaultRates()
         self.conventions = tuple(conventions)
         self.warmup = warmup
+        self.content = content
         self._seen: dict[str, int] = {}
         self._clock = start_time_ns
         self._n = 0
@@ -732,6 +742,13 @@ class _Renderer:
         self.blocked: list[str] = []  # span ids a policy blocked
         self.evals: tuple[int, int, float | None] | None = None
         self.governance = {"quota_exceeded": 0, "key_rotated": 0}
+        self.chat: Conversation | None = (
+            Conversation(plan.convention, plan.task_class, plan.rounds, b.trace_id)
+            if gen.content
+            else None
+        )
+        self.cur_tool: _Tool | None = None
+        self.last_result = ""  # the last tool result (or error) written
 
     # -- layout ----------------------------------------------------------------------------
     def render(self) -> dict[str, Any]:
@@ -847,6 +864,7 @@ class _Renderer:
             ),
             "governance": dict(self.governance),
             "policy_blocked": self.blocked,
+            **({"conversation": self.chat.truth()} if self.chat is not None else {}),
         }
 
     # -- root and steps --------------------------------------------------------------------
@@ -1057,6 +1075,13 @@ class _Renderer:
 
     # -- tools -----------------------------------------------------------------------------
     def _tool(self, tool: _Tool, parent: bytes, start: int, end: int) -> None:
+        self.cur_tool = tool
+        self._tool_runs(tool, parent, start, end)
+        self.cur_tool = None
+        if self.chat is not None:
+            self.chat.tool_result(tool, self.last_result)
+
+    def _tool_runs(self, tool: _Tool, parent: bytes, start: int, end: int) -> None:
         r = self.r
         if self.conv == "agent_guide" and tool.fault in ("tool_retry", "policy_blocked"):
             self._guide_tool(tool, parent, start, end)
@@ -1093,6 +1118,10 @@ class _Renderer:
         call_id = f"call_{r.getrandbits(48):012x}"
         args = json.dumps({"query": f"q{r.randint(1, 999)}"})
         res = json.dumps(result, separators=(",", ":")) if result is not None else None
+        tool = self.cur_tool
+        if tool is not None and tool.call_id:  # the call the model made (content)
+            call_id, args = tool.call_id, tool.args
+        self.last_result = res if res is not None else f"{error}"
         conv = self.conv
         if conv == "agent_guide":
             code = {"TimeoutError": "TIMEOUT", "ToolExecutionError": "TOOL_ERROR"}.get(
@@ -1207,6 +1236,7 @@ class _Renderer:
             call.tokens = self.p.calls[call.replay_of].tokens
         else:
             call.tokens = (self.r.randint(200, 4000), self.r.randint(20, 800))
+        mark = len(self.b.order)
         if conv in GATEWAY_CONVENTIONS:
             truth = getattr(self, f"_gw_{conv}")(call, parent, start, end, served_raw)
         elif conv == "agent_guide":
@@ -1216,6 +1246,8 @@ class _Renderer:
         else:
             truth = self._app_call(call, parent, start, end, served_raw)
         truth["step"] = call.step
+        if self.chat is not None:
+            self.chat.call(ci, truth, self.b.order[mark:])
         self.calls_truth.append(truth)
 
     def _app_call(
@@ -2628,8 +2660,9 @@ class LoadStream:
         templates: int = 500,
         rates: FaultRates | None = None,
         conventions: Sequence[str] = CONVENTIONS,
+        content: bool = False,
     ) -> None:
-        gen = Generator(seed, rates=rates, conventions=conventions)
+        gen = Generator(seed, rates=rates, conventions=conventions, content=content)
         self._r = random.Random(seed ^ 0x5EED)
         self.templates: list[tuple[bytes, bytes, int, dict[str, Any]]] = []
         for t in gen.traces(templates):
@@ -2695,6 +2728,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--format", choices=("proto", "json"), default="proto")
     ap.add_argument("--truth", help="ground truth, one JSON object per trace")
     ap.add_argument("--schemas", help="write the tools' JSON Schemas to this directory")
+    ap.add_argument(
+        "--content",
+        action="store_true",
+        help="LLM calls carry their messages (content capture on), in each convention's form",
+    )
     args = ap.parse_args(argv)
     if args.schemas:
         write_tool_schemas(args.schemas)
@@ -2703,6 +2741,7 @@ def main(argv: list[str] | None = None) -> int:
         rates=FaultRates.parse(args.rates),
         conventions=[c for c in args.conventions.split(",") if c],
         warmup=args.warmup,
+        content=args.content,
     )
     out = open(args.out, "wb") if args.out else None  # noqa: SIM115
     truth = open(args.truth, "w") if args.truth else None  # noqa: SIM115

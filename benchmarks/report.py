@@ -46,6 +46,7 @@ ORDER = [
     "agent_pipeline",
     "two_process",
     "audit",
+    "audit_dataset",
     "kafka",
     "processors",
     "latency",
@@ -197,6 +198,17 @@ def rows(records: dict[str, dict[str, Any]]) -> list[tuple[str, ...]]:
                     target,
                     None,
                 )
+        elif name == "audit_dataset":
+            a, w = r["audit"], r["audit_with_dataset"]
+            add(
+                r,
+                f"audit --dataset: {_n(r['spans'])}-span dump with conversations, "
+                f"{r.get('workers')} workers",
+                f"**{r['cpu_ratio']}x CPU**, {r['wall_ratio']}x wall of the audit alone "
+                f"({a['cpu_s']} → {w['cpu_s']} CPU-s)",
+                f"≤ {r.get('target_ratio')}x",
+                None,
+            )
         elif name == "kafka":
             add(
                 r,

@@ -22,6 +22,8 @@ Cases (every one's module docstring says exactly what it measures):
   live_view       the agent pipeline with the live view (a page's stream open) vs without,
                   at 1,000 traces/s, interleaved A/B slices: the view's CPU cost
   audit           tracesieve audit on a 1M-span dump, protobuf and JSON lines, vs the decode floor
+  audit_dataset   tracesieve audit with --dataset vs without, on a dump whose LLM calls carry
+                  their conversations: what writing the training set costs
 
 Collectors run pinned to CPU 0 (`taskset -c 0`), the load generator and sink on CPU 1;
 the load is the agent-trace generator's mix over OTLP/gRPC, closed loop, several streams.
@@ -96,6 +98,11 @@ CASES: dict[str, tuple[str, list[str], list[str]]] = {
         "benchmarks.cases.audit",
         ["--spans", "1000000"],
         ["--spans", "20000", "--templates", "100"],
+    ),
+    "audit_dataset": (
+        "benchmarks.cases.audit",
+        ["--dataset", "--spans", "1000000", "--repeat", "2"],
+        ["--dataset", "--spans", "20000", "--templates", "100"],
     ),
     "two_process": (
         "benchmarks.cases.two_process",

@@ -75,6 +75,18 @@ def _parser() -> argparse.ArgumentParser:
         help="with --output: only traces of these classes (clean,noisy,...)",
     )
     aud.add_argument(
+        "--dataset",
+        metavar="FILE",
+        help="training examples of the selected traces (default: clean ones) as JSON lines, "
+        "with FILE's provenance sidecar; options from --config's dataset exporter "
+        "(docs/dataset.md)",
+    )
+    aud.add_argument(
+        "--dataset-format",
+        choices=("openai_chat", "hf_chat"),
+        help="with --dataset: OpenAI's fine-tuning chat format (default) or TRL's",
+    )
+    aud.add_argument(
         "--workers", type=int, metavar="N", help="worker processes (default: the CPU count)"
     )
     aud.add_argument("--strict", action="store_true", help="exit 1 on any problem in the input")
@@ -191,6 +203,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
         quiet=args.quiet,
         spill_dir=args.spill_dir,
         partition_mib=args.partition_mib,
+        dataset=args.dataset,
+        dataset_format=args.dataset_format,
     )
     try:
         return run(opts)

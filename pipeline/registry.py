@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pipeline.component import AnyFactory, Kind, Registry
 from pipeline.connectors import forward, routing
-from pipeline.exporters import debug, file, kafka, live_view, otlp, otlp_http
+from pipeline.exporters import dataset, debug, file, kafka, live_view, otlp, otlp_http
 from pipeline.extensions import health_check, oauth2client
 from pipeline.receivers import kafka as kafka_receiver
 from pipeline.receivers import otlp as otlp_receiver
@@ -39,6 +39,7 @@ EXPORTERS = (
     debug.factory,
     kafka.factory,
     live_view.factory,
+    dataset.factory,
 )
 CONNECTORS = (forward.factory, routing.factory)
 EXTENSIONS = (health_check.factory, oauth2client.factory)

@@ -19,6 +19,12 @@ default); measured per format, best of `--repeat`:
   decode at best; `vs_floor` is the audit's spans/s over it.
 
 Targets (2 cores): >= 250,000 spans/s from protobuf, >= 120,000 from JSON, <= 2 GiB RSS.
+
+`--dataset` (case `audit_dataset`): the cost of `--dataset` (docs/dataset.md). The dump
+is protobuf of traces whose LLM calls carry their conversations (`Generator(content=True)`,
+every convention), and the audit runs alone and with `--dataset FILE`, in turns, `--repeat`
+times each; the best (least CPU) of each is kept. `cpu_ratio` and `wall_ratio`: with over
+without. Target: <= 1.5.
 """
 
 from __future__ import annotations
@@ -45,9 +51,22 @@ from pipeline import otlpjson
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TARGETS = {"proto": 250_000, "json": 120_000}
 RSS_TARGET_MIB = 2048
+DATASET_TARGET_RATIO = 1.5
 
 
 # -- the dump ---------------------------------------------------------------------------------
+
+
+def write_content_dump(directory: str, spans: int, templates: int, seed: int) -> dict[str, Any]:
+    """A protobuf dump of traces whose LLM calls carry their conversations."""
+    stream = LoadStream(seed, templates=templates, content=True)
+    path = os.path.join(directory, "content.pb")
+    made = 0
+    with open(path, "wb") as pb:
+        for raw, n in stream.requests(spans, spans_per_request=2000):
+            pb.write(struct.pack(">I", len(raw)) + raw)
+            made += n
+    return {"path": path, "spans": made, "bytes": os.path.getsize(path)}
 
 
 def write_dumps(directory: str, spans: int, templates: int, seed: int) -> dict[str, Any]:
@@ -171,7 +190,7 @@ def _rss_kib(pid: int) -> int:
     return 0
 
 
-def run_audit(path: str, workers: int) -> dict[str, Any]:
+def run_audit(path: str, workers: int, extra: tuple[str, ...] = ()) -> dict[str, Any]:
     out = path + ".report.json"
     cmd = [
         sys.executable,
@@ -184,6 +203,7 @@ def run_audit(path: str, workers: int) -> dict[str, Any]:
         "--quiet",
         "--report-json",
         out,
+        *extra,
     ]
     env = {**os.environ, "PYTHONPATH": ROOT}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -228,7 +248,44 @@ def run_audit(path: str, workers: int) -> dict[str, Any]:
         "phases_seconds": report["run"].get("phases_seconds"),
         "partitions": report["run"]["partitions"],
         "classes": {c["class"]: c["traces"] for c in report["classes"]},
+        **({"dataset": report["dataset"]} if "dataset" in report else {}),
     }
+
+
+def dataset_case(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory(prefix="tracesieve-bench-dataset-", dir=args.dir) as d:
+        t0 = time.perf_counter()
+        dump = write_content_dump(d, args.spans, args.templates, args.seed)
+        made_s = time.perf_counter() - t0
+        out = os.path.join(d, "train.jsonl")
+        alone: list[dict[str, Any]] = []
+        with_ds: list[dict[str, Any]] = []
+        for _ in range(args.repeat):
+            alone.append(run_audit(dump["path"], args.workers))
+            with_ds.append(run_audit(dump["path"], args.workers, ("--dataset", out)))
+        examples = os.path.getsize(out)
+    a = min(alone, key=lambda r: r["cpu_s"])
+    w = min(with_ds, key=lambda r: r["cpu_s"])
+    cpu_ratio = round(w["cpu_s"] / a["cpu_s"], 3)
+    wall_ratio = round(w["wall_s"] / a["wall_s"], 3)
+    emit(
+        "audit_dataset",
+        {
+            "spans": dump["spans"],
+            "bytes": dump["bytes"],
+            "workers": args.workers,
+            "templates": args.templates,
+            "dump_seconds": round(made_s, 1),
+            "audit": a,
+            "audit_with_dataset": w,
+            "dataset_bytes": examples,
+            "cpu_ratio": cpu_ratio,
+            "wall_ratio": wall_ratio,
+            "target_ratio": DATASET_TARGET_RATIO,
+            "met": cpu_ratio <= DATASET_TARGET_RATIO and wall_ratio <= DATASET_TARGET_RATIO,
+            "runs": {"audit": alone, "audit_with_dataset": with_ds} if args.repeat > 1 else None,
+        },
+    )
 
 
 def main() -> None:
@@ -240,7 +297,15 @@ def main() -> None:
     p.add_argument("--repeat", type=int, default=1, help="runs per format; the best is kept")
     p.add_argument("--formats", default="proto,json")
     p.add_argument("--dir", default=None, help="where the dumps go (default: a temp dir)")
+    p.add_argument(
+        "--dataset",
+        action="store_true",
+        help="the cost of --dataset: a dump with conversations, audited without and with it",
+    )
     args = p.parse_args()
+    if args.dataset:
+        dataset_case(args)
+        return
     formats = [f for f in args.formats.split(",") if f]
     with tempfile.TemporaryDirectory(prefix="tracesieve-bench-audit-", dir=args.dir) as d:
         t0 = time.perf_counter()

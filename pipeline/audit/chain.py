@@ -76,6 +76,8 @@ class ChainSpec:
     configs: dict[str, Any]
     source: str  # where they come from (for the report)
     kafka: dict[str, Any] = field(default_factory=dict)
+    # the config's `dataset` exporter (its options for --dataset), if it has one
+    dataset: Any = None
 
     @property
     def cleanliness(self) -> CleanlinessConfig:
@@ -134,8 +136,14 @@ def spec_from_config(sources: list[str] | None) -> ChainSpec:
                 "protocol_version": r.protocol_version,
             }
             break
+    dataset = None
+    exporters = [*cfg.pipelines[pid].exporters, *sorted(cfg.components["exporter"], key=str)]
+    for eid in exporters:
+        if eid.type == "dataset" and eid in cfg.components["exporter"]:
+            dataset = cfg.components["exporter"][eid]
+            break
     where = ", ".join(sources)
-    return _offline(ChainSpec(configs, f"{where} (pipeline {pid})", kafka))
+    return _offline(ChainSpec(configs, f"{where} (pipeline {pid})", kafka, dataset))
 
 
 def _offline(spec: ChainSpec) -> ChainSpec:

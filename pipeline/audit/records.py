@@ -233,6 +233,9 @@ class CallTap:
         self._keys = keys
         self._next = next_consumer
         self.tally: Tally | None = None
+        # given the batch's index (the dataset's examples are built from it after cleanliness,
+        # which drops it from the batch)
+        self.on_index: Callable[[Any], None] | None = None
 
     async def start(self, host: Any) -> None:
         pass
@@ -241,6 +244,8 @@ class CallTap:
         pass
 
     async def consume_traces(self, traces: Traces) -> None:
+        if self.on_index is not None:
+            self.on_index(index_for(traces, self._keys))
         t = self.tally
         if t is not None:
             idx = index_for(traces, self._keys)

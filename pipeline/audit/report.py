@@ -407,6 +407,23 @@ def render(
         console.print(f"  {ex['where']}: {ex['problem']}", markup=False)
     if len(p["examples"]) > 10:
         console.print(f"  ... {len(p['examples']) - 10} more listed in --report-json")
+    ds = report.get("dataset")
+    if ds is not None:
+        console.print()
+        t = table("Dataset", ("", "left"), ("", "right"))
+        t.show_header = False
+        t.add_row("format", f"{ds['format']}, an example per {ds['per']}")
+        ex = ds["examples"]
+        t.add_row("examples written", f"{ex['train'] + ex['validation']:,}")
+        if ex["validation"]:
+            t.add_row("  of them for validation", f"{ex['validation']:,}")
+        tr = ds["traces"]
+        t.add_row(f"traces selected ({', '.join(ds['classes'])})", f"{tr['selected']:,}")
+        for reason, k in ds["skipped"].items():
+            t.add_row(f"skipped: {reason.replace('_', ' ')}", f"{k:,}")
+        console.print(t)
+        for f in ds["files"]:
+            console.print(f"  {f}", markup=False)
     run = report["run"]
     console.print()
     console.print(

@@ -39,6 +39,7 @@ from pipeline.audit.progress import Progress
 from pipeline.audit.records import Tally
 from pipeline.audit.report import build, render, write_json
 from pipeline.audit.worker import ChunkResult, Item, Worker, WorkerConfig, serve
+from pipeline.errors import ConfigError
 from processors.cleanliness import CLASSES
 
 __all__ = ["Options", "run"]
@@ -62,6 +63,8 @@ class Options:
     quiet: bool = False
     spill_dir: str | None = None
     partition_mib: int = 256
+    dataset: str | None = None
+    dataset_format: str | None = None
 
 
 class UsageError(InputError):
@@ -76,6 +79,33 @@ def _writable(path: str, what: str) -> None:
         raise UsageError(f"{what} {path}: is a directory")
     if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
         raise UsageError(f"{what} {path}: not writable")
+
+
+def _dataset(opts: Options, spec: ChainSpec) -> Any:
+    """The dataset exporter's config for --dataset: the block of `--config`'s `dataset`
+    exporter when it has one (else the defaults), with --dataset's path and
+    --dataset-format's format."""
+    if opts.dataset_format and not opts.dataset:
+        raise UsageError("--dataset-format: needs --dataset")
+    if not opts.dataset:
+        return None
+    import msgspec
+
+    from pipeline.exporters.dataset import DatasetConfig
+
+    base = spec.dataset if isinstance(spec.dataset, DatasetConfig) else DatasetConfig()
+    fmt = opts.dataset_format or base.format
+    if fmt not in ("openai_chat", "hf_chat"):
+        raise UsageError(f"--dataset-format: unknown format {fmt!r} (openai_chat or hf_chat)")
+    cfg = msgspec.structs.replace(base, path=opts.dataset, format=fmt)
+    errs = cfg.validate()
+    if errs:
+        raise ConfigError([f"exporters::dataset::{e}" for e in errs])
+    _writable(opts.dataset, "--dataset")
+    vpath = cfg.validation_path()
+    if vpath:
+        _writable(vpath, "--dataset (its validation file)")
+    return cfg
 
 
 def _keep(opts: Options) -> frozenset[str]:
@@ -197,6 +227,7 @@ def run(opts: Options) -> int:
     started = time.monotonic()
     spec = spec_from_config(opts.config)  # ConfigError: exit 2
     keep = _keep(opts)
+    dataset = _dataset(opts, spec)
     for path, what in (
         (opts.report_json, "--report-json"),
         (opts.report_html, "--report-html"),
@@ -219,17 +250,25 @@ def run(opts: Options) -> int:
     phases: dict[str, float] = {}
     progress = Progress(enabled=not opts.quiet and sys.stderr.isatty())
     pool: Pool | None = None
+    dataset_summary: dict[str, Any] | None = None
     try:
-        cfg = WorkerConfig(spec, directory, n, output_kind, keep)
+        cfg = WorkerConfig(spec, directory, n, output_kind, keep, dataset)
         pool = Pool(cfg, n, progress)
         phases["start"] = time.monotonic() - started
         read = _read_inputs(pool, sources, spec, progress)
         phases["reading"] = time.monotonic() - started - sum(phases.values())
-        tally, medians, partitions, again, conventions = _passes(
+        tally, medians, partitions, again, conventions, ds_counts = _passes(
             pool, cfg, spec, read, opts, progress, phases
         )
         if opts.output:
             _join_output(directory, partitions, opts.output)
+        if dataset is not None:
+            from pipeline.audit.dataset import merge
+
+            t0 = time.monotonic()
+            parts = [os.path.join(directory, f"p{pid}.dataset") for pid in range(len(partitions))]
+            dataset_summary = merge(dataset, parts, ds_counts)
+            phases["dataset"] = time.monotonic() - t0
     finally:
         progress.close()
         if pool is not None:
@@ -278,6 +317,8 @@ def run(opts: Options) -> int:
             "kept_classes": sorted(keep) if keep else None,
         },
     )
+    if dataset_summary is not None:
+        report["dataset"] = dataset_summary
     render(report, sys.stdout)
     if opts.report_json:
         write_json(report, opts.report_json)
@@ -444,7 +485,14 @@ def _passes(
     opts: Options,
     progress: Progress,
     phases: dict[str, float],
-) -> tuple[Tally, dict[str, tuple[float, int]], list[list[int]], int, set[str]]:
+) -> tuple[
+    Tally,
+    dict[str, tuple[float, int]],
+    list[list[int]],
+    int,
+    set[str],
+    list[dict[str, dict[str, int]]],
+]:
     sizes = _sizes(pool)
     partitions = plan(sizes, pool.n, opts.partition_mib << 20)
     audited = read.spans - read.rejected
@@ -486,10 +534,13 @@ def _passes(
     got = _dispatch(pool, [("pass2", pid, b, fixed) for pid, b in enumerate(partitions)], local2)
     phases["second_pass"] = time.monotonic() - t0
     again = 0
+    ds_counts: list[dict[str, dict[str, int]]] = []
     for msg in got:
         tally.merge(msg[2])
         again += msg[3]
-    return tally, medians, partitions, again, conventions
+        if msg[4] is not None:
+            ds_counts.append(msg[4])
+    return tally, medians, partitions, again, conventions, ds_counts
 
 
 def _join_output(directory: str, partitions: list[list[int]], path: str) -> None:

@@ -34,6 +34,7 @@ import msgspec
 from pipeline import jsonwire, otlpjson, wirescan
 from pipeline.audit import partition
 from pipeline.audit.chain import Chain, ChainSpec
+from pipeline.audit.dataset import Candidates, decide, read_candidates, write_candidates
 from pipeline.audit.inputs import JSON, BadMessage, Range, read_range
 from pipeline.audit.records import BatchSink, CallTap, RecordSink, Tally, Verdict, ratio_of
 from pipeline.audit.schemas import SchemaErrors
@@ -41,6 +42,7 @@ from pipeline.otlpwire import TAG_1, TAG_2, varint
 from pipeline.pdata import InvalidTracesError, Traces
 from pipeline.wholetraces import TraceView, select
 from pipeline.wirescan import WireError
+from processors.genai import keys_for
 
 __all__ = ["ChunkResult", "Worker", "WorkerConfig"]
 
@@ -57,6 +59,7 @@ class WorkerConfig:
     workers: int
     output: str = ""  # "", "json" or "proto"
     keep: frozenset[str] = frozenset()
+    dataset: Any = None  # the dataset exporter's config (--dataset), or None
 
 
 @dataclass
@@ -149,7 +152,17 @@ class Worker:
         seen, the sums the timing check cannot change)"""
         verdicts: list[Verdict] = []
         tally = Tally()
-        chain, sink, spans = self._run(buckets, None, {}, verdicts.append, tally, (), progress)
+        cand: Candidates | None = None
+        if self.cfg.dataset is not None:
+            spec = self.cfg.spec
+            cand = Candidates(
+                self.cfg.dataset, spec.cleanliness, keys_for(spec.configs["fallback_chain"])
+            )
+        chain, sink, spans = self._run(
+            buckets, None, {}, verdicts.append, tally, [cand] if cand else (), progress, cand
+        )
+        if cand is not None:
+            write_candidates(self._dataset_path(pid), cand.found)
         with open(self._records_path(pid), "wb") as fh:
             for i in range(0, len(verdicts), 8192):
                 data = self._records.encode(verdicts[i : i + 8192])
@@ -164,9 +177,9 @@ class Worker:
         buckets: list[int],
         medians: dict[str, float],
         progress: Callable[[int], None],
-    ) -> tuple[Tally, int]:
-        """The partition's verdicts summed, and how many traces went through the
-        processors again."""
+    ) -> tuple[Tally, int, dict[str, dict[str, int]] | None]:
+        """The partition's verdicts summed, how many traces went through the processors
+        again, and (with a dataset) its counts."""
         verdicts = self._load_records(pid)
         max_ratio = self.cfg.spec.cleanliness.timing.max_ratio
         again: set[bytes] | None
@@ -199,11 +212,18 @@ class Worker:
                 if out is not None:
                     out.close()
         tally = Tally()
+        finals: list[Verdict] = []
         for v in verdicts:
             final = redone.get(v.trace_id, v)
+            finals.append(final)
             tally.add(final, ratio_of(final, medians), max_ratio)
         os.unlink(self._records_path(pid))
-        return tally, len(redone)
+        counts = None
+        if self.cfg.dataset is not None:
+            found = read_candidates(self._dataset_path(pid))
+            counts = decide(self.cfg.dataset, found, finals, self.dataset_part(pid))
+            os.unlink(self._dataset_path(pid))
+        return tally, len(redone), counts
 
     # -- the processors -------------------------------------------------------------------
     def _run(
@@ -215,6 +235,7 @@ class Worker:
         tally: Tally | None,
         sinks: list[BatchSink] | tuple[()],
         progress: Callable[[int], None],
+        dataset: Candidates | None = None,
     ) -> tuple[Chain, RecordSink, int]:
         spec = self.cfg.spec
         holder: list[Chain] = []
@@ -228,6 +249,8 @@ class Worker:
         )
         chain = Chain(spec, sink, CallTap)
         chain.tap.tally = tally
+        if dataset is not None:
+            chain.tap.on_index = lambda idx: setattr(dataset, "index", idx)
         holder.append(chain)
         chain.cleanliness.fix_medians(medians)
         spans = 0
@@ -290,6 +313,12 @@ class Worker:
 
     def output_path(self, pid: int) -> str:
         return os.path.join(self.cfg.directory, f"p{pid}.out")
+
+    def dataset_part(self, pid: int) -> str:
+        return os.path.join(self.cfg.directory, f"p{pid}.dataset")
+
+    def _dataset_path(self, pid: int) -> str:
+        return os.path.join(self.cfg.directory, f"p{pid}.candidates")
 
     def _records_path(self, pid: int) -> str:
         return os.path.join(self.cfg.directory, f"p{pid}.records")

@@ -108,6 +108,17 @@ def _check_audit(au: dict) -> None:
     assert au["json"]["classes"] == au["proto"]["classes"]  # the same traces either way
 
 
+def _check_audit_dataset(ad: dict) -> None:
+    assert ad["spans"] >= 20000
+    for run in ("audit", "audit_with_dataset"):
+        assert all(ad[run][k] > 0 for k in ("cpu_s", "wall_s", "spans_per_s")), ad[run]
+        assert ad[run]["spans"] == ad["spans"]
+    assert ad["audit"]["classes"] == ad["audit_with_dataset"]["classes"]  # the same verdicts
+    ds = ad["audit_with_dataset"]["dataset"]
+    assert ds["examples"]["train"] > 0 and ds["traces"]["selected"] > 0
+    assert ad["cpu_ratio"] > 0 and ad["dataset_bytes"] > 0
+
+
 CHECKS = {
     "floor": _check_floor,
     "receive_floor": _check_served,
@@ -121,6 +132,7 @@ CHECKS = {
     "two_process": _check_two_process,
     "live_view": _check_live_view,
     "audit": _check_audit,
+    "audit_dataset": _check_audit_dataset,
 }
 
 
