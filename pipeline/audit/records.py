@@ -141,7 +141,8 @@ class Tally:
     four_point: int = 0
     four_point_fails: Counter[str] = field(default_factory=Counter)
     services: Counter[str] = field(default_factory=Counter)
-    # LLM call spans by (requested provider, model, served provider, model, mismatch)
+    # LLM calls, each counted once by its outermost span (not its attempts, its twin or
+    # its gateway's span), by (requested provider, model, served provider, model, mismatch)
     calls: Counter[tuple[Any, ...]] = field(default_factory=Counter)
     chains: Counter[tuple[str, ...]] = field(default_factory=Counter)
     cache_hits: Counter[tuple[str, str]] = field(default_factory=Counter)  # (type, evidence)
@@ -253,6 +254,10 @@ class CallTap:
             cache_hits = t.cache_hits
             chains = t.chains
             for rec in idx.calls:
+                if rec.logical and rec.fallback_fired:
+                    chains[tuple(rec.chain or ())] += 1
+                if rec.nested:  # counted by the call it is in, as the metrics count it
+                    continue
                 calls[
                     (
                         rec.req_provider,
@@ -266,8 +271,6 @@ class CallTap:
                     cache_hits[
                         (rec.cache_hit_type or "unknown", rec.cache_evidence or "unknown")
                     ] += 1
-                if rec.logical and rec.fallback_fired:
-                    chains[tuple(rec.chain or ())] += 1
             seen: set[tuple[str, bytes]] = set()
             for rec in idx.tools:
                 if rec.tool_retries > 0:

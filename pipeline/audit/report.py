@@ -294,7 +294,7 @@ def render(
     console.print()
     # 4. requested -> served
     t = table(
-        "Requested -> served (LLM call spans)",
+        "Requested -> served (LLM calls)",
         ("requested", "left"),
         ("served", "left"),
         ("calls", "right"),
@@ -324,9 +324,7 @@ def render(
     console.print(t)
     console.print()
     # 6. cache hits, retries by tool, schema-invalid results
-    t = table(
-        "Cache hits (LLM call spans)", ("type", "left"), ("evidence", "left"), ("calls", "right")
-    )
+    t = table("Cache hits (LLM calls)", ("type", "left"), ("evidence", "left"), ("calls", "right"))
     for c in report["cache_hits"]:
         t.add_row(c["type"], c["evidence"], f"{c['calls']:,}")
     if not report["cache_hits"]:
