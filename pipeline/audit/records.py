@@ -141,7 +141,7 @@ class Tally:
     four_point: int = 0
     four_point_fails: Counter[str] = field(default_factory=Counter)
     services: Counter[str] = field(default_factory=Counter)
-    # LLM calls, each counted once by its outermost span (not its attempts, its twin or
+    # logical LLM calls, each counted once (not again by its failed attempts, its twin or
     # its gateway's span), by (requested provider, model, served provider, model, mismatch)
     calls: Counter[tuple[Any, ...]] = field(default_factory=Counter)
     chains: Counter[tuple[str, ...]] = field(default_factory=Counter)
@@ -256,7 +256,7 @@ class CallTap:
             for rec in idx.calls:
                 if rec.logical and rec.fallback_fired:
                     chains[tuple(rec.chain or ())] += 1
-                if rec.nested:  # counted by the call it is in, as the metrics count it
+                if rec.nested or rec.superseded:  # counted once, by the logical call
                     continue
                 calls[
                     (

@@ -193,3 +193,19 @@ def truth_classes(traces: Sequence[GeneratedTrace]) -> dict[str, int]:
 
 def truth_reasons(traces: Sequence[GeneratedTrace]) -> dict[str, int]:
     return dict(Counter(r for t in traces for r in t.truth["expected"]["reasons"]))
+
+
+def truth_calls(traces: Sequence[GeneratedTrace]) -> dict[tuple[str, str], int]:
+    """Logical LLM calls by ("provider/model" requested, served), as the generator made them."""
+    return dict(
+        Counter((c["requested"], c["served"]) for t in traces for c in t.truth["llm_calls"])
+    )
+
+
+def calls(rep: dict[str, Any]) -> dict[tuple[str, str], int]:
+    """The report's requested -> served matrix in `truth_calls`'s form."""
+    got: Counter[tuple[str, str]] = Counter()
+    for r in rep["requested_served"]:
+        asked = f"{r['requested_provider']}/{r['requested_model']}"
+        got[(asked, f"{r['served_provider']}/{r['served_model']}")] += r["calls"]
+    return dict(got)

@@ -23,6 +23,7 @@ from tests.audit.helpers import (
     ROOT,
     audit,
     audit_bytes_stdin,
+    calls,
     classes,
     config_with_schemas,
     generated,
@@ -31,6 +32,7 @@ from tests.audit.helpers import (
     report,
     requests_of,
     shuffled_requests,
+    truth_calls,
     truth_classes,
     truth_reasons,
     write_with_exporter,
@@ -96,6 +98,9 @@ def test_every_dump_format_gives_the_generators_truth(kind, dumps, traces, tmp_p
     rep = _run(tmp_path, str(dumps[kind]))
     assert classes(rep) == truth_classes(traces)
     assert reasons(rep) == truth_reasons(traces)
+    # each logical call once: not again by its failed sibling attempts, a second
+    # instrumentation's twin or the gateway's server span under it
+    assert calls(rep) == truth_calls(traces)
     spans = sum(t.span_count for t in traces)
     assert rep["totals"]["traces"] == N_TRACES
     assert rep["totals"]["spans_read"] == rep["totals"]["spans_audited"] == spans
