@@ -575,6 +575,10 @@ def read_call(raw: bytes, b0: int, b1: int, w: Where | None = None) -> CallConte
 _RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
 _OLD_INPUT_NAMES: Final = tuple(n.encode() for n, r in _OLD_EVENTS.items() if r)
 _OUT_SLOTS: Final = wirescan.Slots(("gen_ai.output.messages",))
+_DETAILS_NAME: Final = wirescan.Slots((_DETAILS,))
+_HEAD_KEYS: Final = wirescan.Slots(
+    ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
+)
 
 
 def _count(v: Any) -> int:
@@ -630,10 +634,13 @@ def _head_events(raw: bytes, b0: int, b1: int, w: Where) -> Head | None:
     event decoded; the input events only counted."""
     r = w[W_DETAILS]
     if r is not None:
-        details = _events_in(raw, r, _DETAILS)
-        if not details:
-            return None
-        return _head_otel({kv.key: plain(kv.value) for kv in details[-1].attributes})
+        # the head's keys alone, from the wire (the input is long; it is only counted)
+        found = [
+            attrs
+            for _, name, attrs in wirescan.events(raw, r[0], r[1], _DETAILS_NAME, _HEAD_KEYS)
+            if name == _DETAILS
+        ]
+        return _head_otel(dict(found[-1])) if found else None
     r = w[W_CHOICE]
     choices = _events_in(raw, r, "gen_ai.choice")[:1] if r is not None else []
     if not choices:
