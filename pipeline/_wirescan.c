@@ -1044,6 +1044,288 @@ done:
     return out;
 }
 
+/* -- where attributes and events are; flattened attributes ---------------------------- */
+
+#define MAX_PREFIXES 32
+
+static int utf8_ok(ptr s, ptr e); /* below, with the validation */
+
+/* A tuple of at most MAX_PREFIXES bytes: pointers and lengths, borrowed from it. */
+static int prefixes_of(PyObject *t, const char *what, ptr *p, Py_ssize_t *len,
+                       Py_ssize_t *n) {
+    if (!PyTuple_Check(t) || PyTuple_GET_SIZE(t) > MAX_PREFIXES) {
+        PyErr_Format(PyExc_TypeError, "%s: a tuple of at most %d bytes", what, MAX_PREFIXES);
+        return -1;
+    }
+    *n = PyTuple_GET_SIZE(t);
+    for (Py_ssize_t i = 0; i < *n; i++) {
+        PyObject *b = PyTuple_GET_ITEM(t, i);
+        if (!PyBytes_Check(b)) {
+            PyErr_Format(PyExc_TypeError, "%s: a tuple of bytes", what);
+            return -1;
+        }
+        p[i] = (ptr)PyBytes_AS_STRING(b);
+        len[i] = PyBytes_GET_SIZE(b);
+    }
+    return 0;
+}
+
+static inline int has_prefix(ptr a, ptr b, ptr p, Py_ssize_t n) {
+    return b - a >= n && memcmp(a, p, (size_t)n) == 0;
+}
+
+/* A KeyValue's key bounds (the last key field; "" when none: *k0 == *k1). */
+static int kv_key(ptr v0, ptr v1, ptr *k0, ptr *k1) {
+    ptr x0, x1;
+    if (!kv_simple(v0, v1, k0, k1, &x0, &x1) && last_str1(v0, v1, k0, k1)) return -1;
+    if (*k0 == NULL) *k0 = *k1 = v0;
+    return 0;
+}
+
+/* An Event's name bounds (the last name field; earlier ones validated as the decoder does;
+ * "" when none). */
+static int event_name(ptr v0, ptr v1, ptr *n0, ptr *n1) {
+    ptr q = v0;
+    field g;
+    *n0 = *n1 = NULL;
+    while (q < v1) {
+        if (next_field(&q, v1, &g)) return -1;
+        if (g.key == 0x12) { /* name = 2 */
+            if (*n0 && check_str(*n0, *n1)) return -1;
+            *n0 = g.v0;
+            *n1 = g.v1;
+        }
+    }
+    if (*n0 == NULL) *n0 = *n1 = v0;
+    return 0;
+}
+
+static int span_bounds(PyObject *const *args, Py_buffer *buf, Py_ssize_t *s0, Py_ssize_t *s1) {
+    *s0 = PyLong_AsSsize_t(args[1]);
+    if (*s0 == -1 && PyErr_Occurred()) return -1;
+    *s1 = PyLong_AsSsize_t(args[2]);
+    if (*s1 == -1 && PyErr_Occurred()) return -1;
+    if (PyObject_GetBuffer(args[0], buf, PyBUF_SIMPLE)) return -1;
+    if (*s0 < 0 || *s1 < *s0 || *s1 > buf->len) {
+        PyBuffer_Release(buf);
+        PyErr_SetString(PyExc_IndexError, "span bounds out of range");
+        return -1;
+    }
+    return 0;
+}
+
+/* ranges(raw, b0, b1, attr_prefixes, event_prefixes) -> [(start, end) | None]; see
+ * wirescan.py. No Python object is made for an attribute or event. */
+static PyObject *wire_ranges(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "ranges(raw, b0, b1, attr_prefixes, event_prefixes)");
+        return NULL;
+    }
+    ptr pre[2 * MAX_PREFIXES];
+    Py_ssize_t plen[2 * MAX_PREFIXES], na, ne;
+    if (prefixes_of(args[3], "ranges: attr_prefixes", pre, plen, &na)) return NULL;
+    if (prefixes_of(args[4], "ranges: event_prefixes", pre + na, plen + na, &ne)) return NULL;
+    Py_buffer buf;
+    Py_ssize_t s0, s1;
+    if (span_bounds(args, &buf, &s0, &s1)) return NULL;
+    Py_ssize_t lo[2 * MAX_PREFIXES], hi[2 * MAX_PREFIXES];
+    for (Py_ssize_t i = 0; i < na + ne; i++) lo[i] = hi[i] = -1;
+    ptr base = (ptr)buf.buf, p = base + s0, end = base + s1;
+    PyObject *out = NULL;
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto done;
+        ptr k0, k1;
+        Py_ssize_t i0, i1;
+        if (f.key == 0x4A) { /* attributes = 9 */
+            if (kv_key(f.v0, f.v1, &k0, &k1)) goto done;
+            i0 = 0;
+            i1 = na;
+        } else if (f.key == 0x5A) { /* events = 11 */
+            if (event_name(f.v0, f.v1, &k0, &k1)) goto done;
+            i0 = na;
+            i1 = na + ne;
+        } else {
+            continue;
+        }
+        for (Py_ssize_t i = i0; i < i1; i++) {
+            if (!has_prefix(k0, k1, pre[i], plen[i])) continue;
+            if (lo[i] < 0) lo[i] = f.start - base;
+            hi[i] = f.v1 - base;
+        }
+    }
+    out = PyList_New(na + ne);
+    if (out == NULL) goto done;
+    for (Py_ssize_t i = 0; i < na + ne; i++) {
+        PyObject *r;
+        if (lo[i] < 0) {
+            Py_INCREF(Py_None);
+            r = Py_None;
+        } else if ((r = Py_BuildValue("(nn)", lo[i], hi[i])) == NULL) {
+            Py_CLEAR(out);
+            goto done;
+        }
+        PyList_SET_ITEM(out, i, r);
+    }
+done:
+    PyBuffer_Release(&buf);
+    return out;
+}
+
+/* Field names of flattened attributes (`role`, `message.content`, `tool_call.id`) recur
+ * from span to span: shared like short values. */
+#define FIELD_CACHE 512
+static name_slot field_cache[FIELD_CACHE];
+
+/* An index: 1 to 18 ASCII digits in [a, b). -1: not one. */
+static long long index_of(ptr a, ptr b) {
+    if (b <= a || b - a > 18) return -1;
+    long long n = 0;
+    for (ptr q = a; q < b; q++) {
+        if (*q < '0' || *q > '9') return -1;
+        n = n * 10 + (*q - '0');
+    }
+    return n;
+}
+
+/* d[key] (a new dict when it is missing or not a dict): a borrowed reference. */
+static PyObject *child_dict(PyObject *d, PyObject *key) {
+    PyObject *c = PyDict_GetItemWithError(d, key);
+    if (c != NULL && PyDict_CheckExact(c)) return c;
+    if (c == NULL && PyErr_Occurred()) return NULL;
+    c = PyDict_New();
+    if (c == NULL) return NULL;
+    int rc = PyDict_SetItem(d, key, c);
+    Py_DECREF(c);
+    return rc ? NULL : c;
+}
+
+/* Put one flattened attribute, `<N>.<rest>` after its prefix, into `by` ({N: (fields,
+ * groups)}). 0 also when the key is not of that form. */
+static int put_flat(PyObject *by, ptr a, ptr b, PyObject *value) {
+    ptr dot = memchr(a, '.', (size_t)(b - a));
+    if (dot == NULL) return 0;
+    long long n = index_of(a, dot);
+    if (n < 0) return 0;
+    ptr r0 = dot + 1, r1 = b;
+    /* the first all-digit segment of rest, with a segment before it and text after it */
+    ptr g1 = NULL, m0 = NULL, m1 = NULL;
+    for (ptr s = r0; s < r1;) {
+        ptr e = memchr(s, '.', (size_t)(r1 - s));
+        if (e == NULL) break; /* the last segment: nothing after it */
+        if (s > r0 + 1 && e + 1 < r1 && index_of(s, e) >= 0) {
+            g1 = s - 1;
+            m0 = s;
+            m1 = e;
+            break;
+        }
+        s = e + 1;
+    }
+    PyObject *nk = PyLong_FromLongLong(n);
+    if (nk == NULL) return -1;
+    PyObject *rec = PyDict_GetItemWithError(by, nk); /* borrowed */
+    if (rec == NULL) {
+        if (PyErr_Occurred()) goto fail;
+        PyObject *fields = PyDict_New(), *groups = PyDict_New();
+        rec = (fields && groups) ? PyTuple_Pack(2, fields, groups) : NULL;
+        Py_XDECREF(fields);
+        Py_XDECREF(groups);
+        if (rec == NULL) goto fail;
+        int rc = PyDict_SetItem(by, nk, rec);
+        Py_DECREF(rec); /* `by` holds it */
+        if (rc) goto fail;
+    }
+    Py_DECREF(nk);
+    if (g1 == NULL) {
+        PyObject *k = cached_str(field_cache, FIELD_CACHE, 64, r0, r1);
+        if (k == NULL) return -1;
+        int rc = PyDict_SetItem(PyTuple_GET_ITEM(rec, 0), k, value);
+        Py_DECREF(k);
+        return rc;
+    }
+    PyObject *g = cached_str(field_cache, FIELD_CACHE, 64, r0, g1);
+    if (g == NULL) return -1;
+    PyObject *by_m = child_dict(PyTuple_GET_ITEM(rec, 1), g);
+    Py_DECREF(g);
+    if (by_m == NULL) return -1;
+    PyObject *mk = PyLong_FromLongLong(index_of(m0, m1));
+    if (mk == NULL) return -1;
+    PyObject *sub = child_dict(by_m, mk);
+    Py_DECREF(mk);
+    if (sub == NULL) return -1;
+    PyObject *k = cached_str(field_cache, FIELD_CACHE, 64, m1 + 1, r1);
+    if (k == NULL) return -1;
+    int rc = PyDict_SetItem(sub, k, value);
+    Py_DECREF(k);
+    return rc;
+fail:
+    Py_DECREF(nk);
+    return -1;
+}
+
+/* unflatten(raw, b0, b1, prefixes, unset) -> [{N: (fields, groups)}]; see wirescan.py.
+ * Attributes with none of the prefixes cost no Python object. */
+static PyObject *wire_unflatten(PyObject *self, PyObject *const *args, Py_ssize_t nargs) {
+    if (nargs != 5) {
+        PyErr_SetString(PyExc_TypeError, "unflatten(raw, b0, b1, prefixes, unset)");
+        return NULL;
+    }
+    ptr pre[MAX_PREFIXES];
+    Py_ssize_t plen[MAX_PREFIXES], np;
+    if (prefixes_of(args[3], "unflatten: prefixes", pre, plen, &np)) return NULL;
+    PyObject *unset = args[4];
+    Py_buffer buf;
+    Py_ssize_t s0, s1;
+    if (span_bounds(args, &buf, &s0, &s1)) return NULL;
+    PyObject *out = PyList_New(np);
+    if (out == NULL) goto done;
+    for (Py_ssize_t i = 0; i < np; i++) {
+        PyObject *d = PyDict_New();
+        if (d == NULL) goto error;
+        PyList_SET_ITEM(out, i, d);
+    }
+    ptr p = (ptr)buf.buf + s0, end = (ptr)buf.buf + s1;
+    field f;
+    while (p < end) {
+        if (next_field(&p, end, &f)) goto error;
+        if (f.key != 0x4A) continue; /* attributes = 9 */
+        ptr k0, k1, x0, x1;
+        int simple = kv_simple(f.v0, f.v1, &k0, &k1, &x0, &x1);
+        if (!simple && last_str1(f.v0, f.v1, &k0, &k1)) goto error;
+        if (k0 == k1) continue; /* no key, or "": no index after any prefix */
+        PyObject *v = NULL;
+        for (Py_ssize_t i = 0; i < np; i++) {
+            if (!has_prefix(k0, k1, pre[i], plen[i])) continue;
+            if (v == NULL) {
+                /* a wanted key is read whole, as the Python twin reads it */
+                if (!utf8_ok(k0, k1)) {
+                    fail("invalid UTF-8 in a string field");
+                    goto error;
+                }
+                if (!simple) {
+                    if (key_value(f.v0, f.v1, unset, 0, NULL, &v)) goto error;
+                } else if (x0 == NULL) {
+                    Py_INCREF(unset);
+                    v = unset;
+                } else if ((v = any_value(x0, x1, unset, 0)) == NULL) {
+                    goto error;
+                }
+            }
+            if (put_flat(PyList_GET_ITEM(out, i), k0 + plen[i], k1, v)) {
+                Py_DECREF(v);
+                goto error;
+            }
+        }
+        Py_XDECREF(v);
+    }
+    goto done;
+error:
+    Py_CLEAR(out);
+done:
+    PyBuffer_Release(&buf);
+    return out;
+}
+
 /* -- splice ------------------------------------------------------------------------ */
 
 typedef struct {
@@ -1657,6 +1939,8 @@ static PyMethodDef methods[] = {
     {"attributes", wire_attributes, METH_VARARGS, "A span's wanted attributes."},
     {"collect", (PyCFunction)(void (*)(void))wire_collect, METH_FASTCALL, "A span's wanted attributes, by slot."},
     {"events", (PyCFunction)(void (*)(void))wire_events, METH_FASTCALL, "A span's wanted events."},
+    {"ranges", (PyCFunction)(void (*)(void))wire_ranges, METH_FASTCALL, "Where attributes and events with given prefixes are."},
+    {"unflatten", (PyCFunction)(void (*)(void))wire_unflatten, METH_FASTCALL, "Flattened attributes under prefixes, grouped by index."},
     {"splice", wire_splice, METH_VARARGS, "Append attributes to spans in an encoding."},
     {"untrack", wire_untrack, METH_O, "Take objects off the cyclic GC's lists."},
     {"check", wire_check, METH_VARARGS, "Validate a request as protobuf's decoder does; (spans, ids_ok)."},

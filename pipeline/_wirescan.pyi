@@ -21,6 +21,17 @@ def collect(
 def events(
     raw: bytes, start: int, end: int, names: Slots, keys: Slots, /
 ) -> list[tuple[int, str, list[tuple[str, Any]]]]: ...
+def ranges(
+    raw: bytes,
+    start: int,
+    end: int,
+    attr_prefixes: tuple[bytes, ...],
+    event_prefixes: tuple[bytes, ...],
+    /,
+) -> list[tuple[int, int] | None]: ...
+def unflatten(
+    raw: bytes, start: int, end: int, prefixes: tuple[bytes, ...], unset: Any, /
+) -> list[dict[int, tuple[dict[str, Any], dict[str, dict[int, dict[str, Any]]]]]]: ...
 def splice(raw: bytes, patches: list[tuple[int, bytes, frozenset[str] | None]], /) -> bytes: ...
 def untrack(objects: list[Any], /) -> None: ...
 def group(

@@ -40,6 +40,20 @@ meet (values are equal either way; do not rely on identity).
   whose keys are in the `Slots` ``keys``, as ``(key, value)`` in wire order (an unset
   value is None).
   Other events cost a walk over their fields, no Python object.
+- ``ranges(raw, body_start, body_end, attr_prefixes, event_prefixes) -> list``: where
+  the span holds attributes and events, without reading them: per prefix in
+  ``attr_prefixes`` (a tuple of bytes), then per prefix in ``event_prefixes``, the bytes
+  ``(start, end)`` of ``raw`` from the first attribute whose key starts with it (its
+  field's tag) to the end of the last one, or None when none does; events by the start
+  of their name. Keys and names are compared as bytes; no Python object is made for them.
+- ``unflatten(raw, body_start, body_end, prefixes, unset) -> list[dict]``: flattened
+  attributes (``llm.input_messages.3.message.role``) grouped by index: per prefix in
+  ``prefixes`` (a tuple of bytes), ``{N: (fields, groups)}`` of the attributes whose key
+  is the prefix, then ``N`` (1 to 18 ASCII digits), ``.`` and the rest. A rest
+  ``G.M.R`` (``M`` the first segment of 1 to 18 ASCII digits with text before and after
+  it) goes to ``groups[G][M][R]`` (``message.tool_calls`` -> 0 -> ``tool_call.id``), any
+  other to ``fields[rest]``; in wire order, so a repeated key's last value stays. Values
+  as ``attributes`` gives them; a key with several prefixes goes under each.
 - ``ids_ok(raw) -> bool``: whether every span's trace_id is empty or 16 bytes and its
   span_id and parent_span_id empty or 8 (what the OTLP receivers require; `validate`'s
   second half).
@@ -84,6 +98,7 @@ from pipeline.otlpwire import varint
 
 __all__ = [
     "NATIVE",
+    "FlatRecord",
     "Row",
     "Slots",
     "SpanInfo",
@@ -94,8 +109,11 @@ __all__ = [
     "events",
     "group",
     "ids_ok",
+    "put_flat",
+    "ranges",
     "spans",
     "splice",
+    "unflatten",
     "untrack",
     "validate",
 ]
@@ -388,6 +406,121 @@ def _py_events(
     return out
 
 
+def _key_bytes(raw: bytes, start: int, end: int) -> bytes:
+    """A KeyValue's (or Event's, with `tag` 0x12) last key field, as bytes; earlier ones
+    validated as protobuf's decoder does."""
+    return _last_str_bytes(raw, start, end, 0x0A)
+
+
+def _last_str_bytes(raw: bytes, start: int, end: int, tag: int) -> bytes:
+    found: tuple[int, int] | None = None
+    for k, _, v0, v1 in _fields(raw, start, end):
+        if k == tag:
+            if found is not None:
+                _str(raw, *found)
+            found = (v0, v1)
+    return raw[found[0] : found[1]] if found is not None else b""
+
+
+def _prefixes(t: Any, what: str) -> tuple[bytes, ...]:
+    if not isinstance(t, tuple) or len(t) > 32 or not all(isinstance(p, bytes) for p in t):
+        raise TypeError(f"{what}: a tuple of at most 32 bytes")
+    return t
+
+
+def _bounds(raw: bytes, start: int, end: int) -> None:
+    if not 0 <= start <= end <= len(raw):
+        raise IndexError("span bounds out of range")
+
+
+def _py_ranges(
+    raw: bytes,
+    start: int,
+    end: int,
+    attr_prefixes: tuple[bytes, ...],
+    event_prefixes: tuple[bytes, ...],
+) -> list[tuple[int, int] | None]:
+    na = len(_prefixes(attr_prefixes, "ranges: attr_prefixes"))
+    prefixes = attr_prefixes + _prefixes(event_prefixes, "ranges: event_prefixes")
+    _bounds(raw, start, end)
+    out: list[tuple[int, int] | None] = [None] * len(prefixes)
+    for k, f0, v0, f1 in _fields(raw, start, end):
+        if k == 0x4A:  # attributes = 9
+            key, which = _key_bytes(raw, v0, f1), range(na)
+        elif k == 0x5A:  # events = 11: by name = 2
+            key, which = _last_str_bytes(raw, v0, f1, 0x12), range(na, len(prefixes))
+        else:
+            continue
+        for i in which:
+            if key.startswith(prefixes[i]):
+                got = out[i]
+                out[i] = (f0 if got is None else got[0], f1)
+    return out
+
+
+def _index(s: bytes) -> int:
+    """1 to 18 ASCII digits as an int; -1: not that."""
+    if not 1 <= len(s) <= 18 or not all(48 <= c <= 57 for c in s):
+        return -1
+    return int(s)
+
+
+FlatRecord = tuple[dict[str, Any], dict[str, dict[int, dict[str, Any]]]]
+
+
+def _py_unflatten(
+    raw: bytes, start: int, end: int, prefixes: tuple[bytes, ...], unset: Any = None
+) -> list[dict[int, FlatRecord]]:
+    _prefixes(prefixes, "unflatten: prefixes")
+    _bounds(raw, start, end)
+    out: list[dict[int, FlatRecord]] = [{} for _ in prefixes]
+    for k, _, v0, v1 in _fields(raw, start, end):
+        if k != 0x4A:  # attributes = 9
+            continue
+        key = _key_bytes(raw, v0, v1)
+        value: Any = None
+        made = False
+        for i, prefix in enumerate(prefixes):
+            if not key.startswith(prefix) or not key:
+                continue
+            if not made:
+                value, made = _py_kv(raw, v0, v1, unset, 0)[1], True
+            put_flat(out[i], key[len(prefix) :], value)
+    return out
+
+
+def put_flat(by: dict[int, FlatRecord], rest: bytes, value: Any) -> None:
+    """`unflatten`'s rule for one attribute, `rest` being its key after the prefix: also
+    for values that are not on the wire (`processors.genai.content.read_values`)."""
+    head, dot, rest = rest.partition(b".")
+    n = _index(head)
+    if not dot or n < 0:
+        return
+    segs = rest.split(b".")
+    group = None
+    for j in range(1, len(segs) - 1):  # a segment with text before and after it
+        if _index(segs[j]) >= 0:
+            g, r = b".".join(segs[:j]), b".".join(segs[j + 1 :])
+            if g and r:
+                group = (g, _index(segs[j]), r)
+                break
+    rec = by.get(n)
+    if rec is None:
+        rec = by[n] = ({}, {})
+    if group is None:
+        rec[0][_str(rest, 0, len(rest))] = value
+        return
+    g, m, r = group
+    gk = _str(g, 0, len(g))
+    by_m = rec[1].get(gk)
+    if not isinstance(by_m, dict):
+        by_m = rec[1][gk] = {}
+    sub = by_m.get(m)
+    if not isinstance(sub, dict):
+        sub = by_m[m] = {}
+    sub[_str(r, 0, len(r))] = value
+
+
 def _py_ids_ok(raw: bytes) -> bool:
     for info in _py_spans(raw):
         tl = len(info[3])
@@ -592,8 +725,10 @@ try:
     from pipeline._wirescan import collect as collect
     from pipeline._wirescan import events as events
     from pipeline._wirescan import group as group
+    from pipeline._wirescan import ranges as ranges
     from pipeline._wirescan import spans as spans
     from pipeline._wirescan import splice as splice
+    from pipeline._wirescan import unflatten as unflatten
     from pipeline._wirescan import untrack as untrack
 
     _TABLE = _type_table()
@@ -614,6 +749,8 @@ except ImportError:  # not built (no compiler): the same algorithm in Python
     collect = _py_collect  # type: ignore[assignment]
     events = _py_events  # type: ignore[assignment]
     group = _py_group
+    ranges = _py_ranges
+    unflatten = _py_unflatten
     check = _py_check
     validate = _py_validate
     ids_ok = _py_ids_ok

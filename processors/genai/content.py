@@ -5,9 +5,12 @@ every convention tracesieve understands (docs/genai.md#conversation-content).
 instructions first), its output messages (one per choice) and the tools it offered, in one
 canonical form (OpenAI chat roles, tool calls with JSON-text arguments); None when the span
 carries no content in any convention (capture off). Only the span's own bytes are read.
-``has_content`` tells cheaply whether a span has any (substring searches, then one regular
-expression); ``read_head`` reads a call's answer alone, and ``answer_region`` finds the
-bytes that hold it (for telling, without reading it, whether a message is that answer).
+``where`` finds, from the span's structure alone (`wirescan.ranges`: attribute keys and
+event names, no value read), the bytes holding each convention's content: what
+``has_content`` tells, and what ``read_call`` then reads (only that convention's
+attributes; flattened ones grouped by `wirescan.unflatten`). ``read_head`` reads a call's
+answer alone, and ``answer_region`` gives the bytes that hold it (for telling, without
+reading it, whether a message is that answer).
 
 Conventions, the first that gives messages wins (a span double-instrumented carries the
 same conversation twice):
@@ -33,7 +36,6 @@ to say).
 
 from __future__ import annotations
 
-import re
 from typing import Any, Final
 
 import msgspec
@@ -41,51 +43,45 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from pipeline import wirescan, wiresplit
 from pipeline.wholetraces import plain
+from pipeline.wirescan import FlatRecord
 from processors.genai.conversation import CallContent, Head, Message, ToolCall
 
 __all__ = [
-    "CONTENT_MARKERS",
     "CallContent",
     "Head",
     "Message",
     "ToolCall",
+    "Where",
     "answer_region",
     "has_content",
-    "may_have_content",
     "read_call",
     "read_head",
     "read_values",
+    "where",
 ]
 
-# any content key or event name, as it appears in a span's bytes
-CONTENT_MARKERS: Final = re.compile(
-    rb"gen_ai\.(?:input\.messages|output\.messages|system_instructions|prompt\.|completion\."
-    rb"|system\.message|user\.message|assistant\.message|tool\.message|choice"
-    rb"|client\.inference\.operation\.details)|llm\.(?:input|output)_messages\."
+# where content is (`where`): attribute key prefixes, then event names; `W_*` index them
+_WHERE_ATTRS: Final = (
+    b"gen_ai.input.messages",
+    b"gen_ai.output.messages",
+    b"gen_ai.system_instructions",
+    b"llm.input_messages.",
+    b"llm.output_messages.",
+    b"gen_ai.prompt.",
+    b"gen_ai.completion.",
 )
-
-
-def may_have_content(raw: bytes, b0: int, b1: int) -> bool:
-    """False when the span's bytes cannot hold a content key or event name: every marker
-    holds one of a few substrings (searched for as such, much faster than the expression)."""
-    return not (
-        raw.find(b"message", b0, b1) < 0
-        and raw.find(b"gen_ai.prompt.", b0, b1) < 0
-        and raw.find(b"gen_ai.completion.", b0, b1) < 0
-        and raw.find(b"gen_ai.choice", b0, b1) < 0
-        and raw.find(b"gen_ai.system_instructions", b0, b1) < 0
-    )
-
-
-def has_content(raw: bytes, b0: int, b1: int) -> bool:
-    """Whether the span's bytes hold any content key or event name."""
-    return may_have_content(raw, b0, b1) and CONTENT_MARKERS.search(raw, b0, b1) is not None
-
-
-_EVENTS_MARKER: Final = re.compile(
-    rb"gen_ai\.(?:system\.message|user\.message|assistant\.message|tool\.message|choice"
-    rb"|client\.inference\.operation\.details)"
+_WHERE_EVENTS: Final = (
+    b"gen_ai.client.inference.operation.details",
+    b"gen_ai.choice",
+    b"gen_ai.system.message",
+    b"gen_ai.user.message",
+    b"gen_ai.assistant.message",
+    b"gen_ai.tool.message",
 )
+W_IN, W_OUT, W_SYS, W_OI_IN, W_OI_OUT, W_TL_IN, W_TL_OUT, W_DETAILS, W_CHOICE = range(9)
+_W_EVENTS: Final = range(W_DETAILS, len(_WHERE_ATTRS) + len(_WHERE_EVENTS))
+# per `W_*` index, the bytes of the span holding those keys or events, or None
+Where = list[tuple[int, int] | None]
 _EVENT_FIELD: Final = 0x5A  # Span.events = 11, LEN
 _OLD_EVENTS: Final = {
     "gen_ai.system.message": "system",
@@ -341,104 +337,29 @@ def _openai_message(m: dict[str, Any], role: str = "") -> list[Message]:
 
 # -- flattened conventions ----------------------------------------------------------------------
 
-
-# a flattened message: its plain fields, its tool calls and its content parts by index
-_Flat = tuple[dict[str, Any], dict[int, dict[str, Any]], dict[int, dict[str, Any]]]
-
-
-def _put(side: dict[str, _Flat], n: str, field: str, v: Any) -> None:
-    rec = side.get(n)
-    if rec is None:
-        rec = side[n] = ({}, {}, {})
-    if field[:11] == "tool_calls." or field[:9] == "contents.":
-        group, m, rest = field.split(".", 2) if field.count(".") >= 2 else (field, "", "")
-        if m.isdigit() and rest:
-            by = rec[1] if group == "tool_calls" else rec[2]
-            got = by.get(int(m))
-            if got is None:
-                got = by[int(m)] = {}
-            got[rest] = v
-            return
-    rec[0][field] = v
+# flattened attributes by index, as `wirescan.unflatten` groups them: per message index N,
+# its fields (`message.role`) and its groups (`message.tool_calls` -> M -> `tool_call.id`)
+_Flat = dict[int, FlatRecord]
+_OI_PREFIXES: Final = (b"llm.input_messages.", b"llm.output_messages.", b"llm.tools.")
+_TL_PREFIXES: Final = (b"gen_ai.prompt.", b"gen_ai.completion.", _FUNCTIONS.encode())
 
 
-def _indexed(side: dict[str, _Flat]) -> dict[int, _Flat]:
-    return {int(n): rec for n, rec in side.items() if n.isdigit()}
-
-
-def _groups(attrs: dict[str, Any], prefix: str, sub: str = "") -> dict[int, _Flat]:
-    """Flattened keys `<prefix>N.<sub><field>` as {N: (fields, tool calls, parts)}, with
-    `tool_calls.M.<x>` and `contents.K.<x>` fields grouped by M and K."""
-    out: dict[str, _Flat] = {}
-    lp = len(prefix)
-    ls = len(sub)
+def _unflatten_values(attrs: dict[str, Any], prefixes: tuple[bytes, ...]) -> list[_Flat]:
+    """`wirescan.unflatten` of plain values by key (`read_values`)."""
+    out: list[_Flat] = [{} for _ in prefixes]
     for k, v in attrs.items():
-        if not k.startswith(prefix):
-            continue
-        dot = k.find(".", lp)
-        if dot < 0 or (ls and not k.startswith(sub, dot + 1)):
-            continue
-        _put(out, k[lp:dot], k[dot + 1 + ls :], v)
-    return _indexed(out)
+        kb = k.encode()
+        for i, p in enumerate(prefixes):
+            if kb.startswith(p):
+                wirescan.put_flat(out[i], kb[len(p) :], v)
+    return out
 
 
-def _openinference_groups(
-    attrs: dict[str, Any],
-) -> tuple[dict[int, _Flat], dict[int, _Flat], dict[int, Any]]:
-    """OpenInference's input messages, output messages and tools in one pass (a key split
-    once: `llm.<kind>.<N>.<message|tool>.<field>`)."""
-    ins: dict[str, _Flat] = {}
-    outs: dict[str, _Flat] = {}
-    tools: dict[int, Any] = {}
-    for k, v in attrs.items():
-        if k[:4] != "llm.":
-            continue
-        p = k.split(".", 4)
-        if len(p) < 5:
-            continue
-        kind = p[1]
-        if kind == "input_messages":
-            side = ins
-        elif kind == "output_messages":
-            side = outs
-        else:
-            if kind == "tools" and p[3] == "tool" and p[4] == "json_schema" and p[2].isdigit():
-                tools[int(p[2])] = v
-            continue
-        if p[3] == "message":
-            _put(side, p[2], p[4], v)
-    return _indexed(ins), _indexed(outs), tools
-
-
-def _openllmetry_groups(
-    attrs: dict[str, Any],
-) -> tuple[dict[int, _Flat], dict[int, _Flat], dict[int, _Flat]]:
-    """OpenLLMetry's prompts, completions and functions in one pass."""
-    prompts: dict[str, _Flat] = {}
-    completions: dict[str, _Flat] = {}
-    functions: dict[str, _Flat] = {}
-    for k, v in attrs.items():
-        c = k[:7]
-        if c == "gen_ai.":
-            p = k.split(".", 3)
-            if len(p) < 4:
-                continue
-            if p[1] == "prompt":
-                _put(prompts, p[2], p[3], v)
-            elif p[1] == "completion":
-                _put(completions, p[2], p[3], v)
-        elif c == "llm.req" and k.startswith(_FUNCTIONS):
-            p = k.split(".", 4)
-            if len(p) == 5:
-                _put(functions, p[3], p[4], v)
-    return _indexed(prompts), _indexed(completions), _indexed(functions)
-
-
-def _flat_messages(by_index: dict[int, _Flat]) -> list[Message]:
+def _flat_messages(by_index: _Flat) -> list[Message]:
     """OpenLLMetry `gen_ai.prompt.N.*` / `gen_ai.completion.N.*`, one message per N."""
     out: list[Message] = []
     for i in sorted(by_index):
-        f, tc, _ = by_index[i]
+        f, g = by_index[i]
         r = f.get("role")
         role = (
             r
@@ -448,7 +369,8 @@ def _flat_messages(by_index: dict[int, _Flat]) -> list[Message]:
         v = f.get("content")
         content, bad = (v, "") if type(v) is str and v[:1] != "[" else _content(v)
         calls: list[ToolCall] = []
-        for j in sorted(tc) if tc else ():
+        tc = g.get("tool_calls") or {}
+        for j in sorted(tc):
             c = tc[j]
             calls.append(
                 ToolCall(
@@ -464,8 +386,8 @@ def _flat_messages(by_index: dict[int, _Flat]) -> list[Message]:
     return out
 
 
-def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
-    prompts, completions, tools = _openllmetry_groups(attrs)
+def _from_openllmetry(groups: list[_Flat]) -> CallContent | None:
+    prompts, completions, tools = groups
     if not prompts and not completions:
         return None
     defs = [_tool(tools[i][0]) for i in sorted(tools)]
@@ -477,56 +399,61 @@ def _from_openllmetry(attrs: dict[str, Any]) -> CallContent | None:
     )
 
 
-def _oi_messages(by_index: dict[int, _Flat]) -> list[Message]:
-    out: list[Message] = []
-    for i in sorted(by_index):
-        f, tc, parts_by = by_index[i]
-        r = f.get("role")
-        role = r if r in _PLAIN_ROLES else _role(r)
-        v = f.get("content")
-        content = v if v is None or type(v) is str else _text(v)
-        bad = ""
-        if content is None and parts_by:
-            parts = []
-            for k in sorted(parts_by):
-                c = parts_by[k]
-                t = str(c.get("message_content.type") or "text")
-                parts.append({"type": t, "text": c.get("message_content.text")})
-            content, bad = _parts_content(parts)
-        calls: list[ToolCall] = []
-        for j in sorted(tc) if tc else ():
-            c = tc[j]
-            calls.append(
-                ToolCall(
-                    str(c.get("tool_call.id") or ""),
-                    str(c.get("tool_call.function.name") or ""),
-                    _args(c.get("tool_call.function.arguments")),
-                )
-            )
-        out.append(
-            Message(
-                role,
-                content,
-                tuple(calls),
-                str(f.get("tool_call_id") or ""),
-                str(f.get("name") or ""),
-                bad,
+def _oi_message(f: dict[str, Any], g: dict[str, dict[int, dict[str, Any]]]) -> Message | None:
+    """An OpenInference message from its `message.*` fields (None: it has none)."""
+    r = f.get("message.role")
+    if r is None and not any(k[:8] == "message." for k in (*f, *g)):
+        return None  # `llm.input_messages.N.<something else>`: not a message
+    role = r if r in _PLAIN_ROLES else _role(r)
+    v = f.get("message.content")
+    content = v if v is None or type(v) is str else _text(v)
+    bad = ""
+    parts_by = g.get("message.contents")
+    if content is None and parts_by:
+        parts = []
+        for k in sorted(parts_by):
+            c = parts_by[k]
+            t = str(c.get("message_content.type") or "text")
+            parts.append({"type": t, "text": c.get("message_content.text")})
+        content, bad = _parts_content(parts)
+    calls: list[ToolCall] = []
+    tc = g.get("message.tool_calls") or {}
+    for j in sorted(tc):
+        c = tc[j]
+        calls.append(
+            ToolCall(
+                str(c.get("tool_call.id") or ""),
+                str(c.get("tool_call.function.name") or ""),
+                _args(c.get("tool_call.function.arguments")),
             )
         )
+    return Message(
+        role,
+        content,
+        tuple(calls),
+        str(f.get("message.tool_call_id") or ""),
+        str(f.get("message.name") or ""),
+        bad,
+    )
+
+
+def _oi_messages(by_index: _Flat) -> list[Message]:
+    out: list[Message] = []
+    for i in sorted(by_index):
+        m = _oi_message(*by_index[i])
+        if m is not None:
+            out.append(m)
     return out
 
 
-def _from_openinference(attrs: dict[str, Any]) -> CallContent | None:
-    inputs, outputs, tools = _openinference_groups(attrs)
-    if not inputs and not outputs:
+def _from_openinference(groups: list[_Flat]) -> CallContent | None:
+    inputs, outputs, tools = groups
+    ins = _oi_messages(inputs)
+    outs = _oi_messages(outputs)
+    if not ins and not outs:
         return None
-    defs = [_tool(tools[i]) for i in sorted(tools)]
-    return CallContent(
-        _oi_messages(inputs),
-        _oi_messages(outputs),
-        [d for d in defs if d is not None],
-        "openinference",
-    )
+    defs = [_tool(f.get("tool.json_schema")) for f, _ in (tools[i] for i in sorted(tools))]
+    return CallContent(ins, outs, [d for d in defs if d is not None], "openinference")
 
 
 # -- span events ------------------------------------------------------------------------------
@@ -587,40 +514,55 @@ def read_values(
     got = _from_otel(attrs)
     if got is not None:
         return got
+    got = _from_details(events)
+    if got is not None:
+        return got
+    got = _from_openinference(_unflatten_values(attrs, _OI_PREFIXES))
+    if got is not None:
+        return got
+    got = _from_openllmetry(_unflatten_values(attrs, _TL_PREFIXES))
+    if got is not None:
+        return got
+    return _from_old_events(events)
+
+
+def _from_details(events: list[tuple[str, dict[str, Any]]]) -> CallContent | None:
     for name, ev in events:
         if name == _DETAILS:
             got = _from_otel(ev)
             if got is not None:
                 got.convention = "otel_genai_event"
                 return got
-    got = _from_openinference(attrs)
-    if got is not None:
-        return got
-    got = _from_openllmetry(attrs)
-    if got is not None:
-        return got
-    return _from_old_events(events)
+    return None
 
 
-def read_call(raw: bytes, b0: int, b1: int) -> CallContent | None:
+_OTEL_SLOTS: Final = wirescan.Slots(
+    (
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.system_instructions",
+        "gen_ai.tool.definitions",
+    )
+)
+
+
+def read_call(raw: bytes, b0: int, b1: int, w: Where | None = None) -> CallContent | None:
     """The content of the span whose body is `raw[b0:b1]` (see the module docstring): the
-    conventions tried in `read_values`' order, those whose keys the span's bytes lack
-    skipped."""
+    conventions tried in `read_values`' order, only those whose keys or events the span
+    has (`where`, given as `w` when known), reading only their attributes."""
+    if w is None:
+        w = where(raw, b0, b1)
+    got = None
     # (a repeated key: its last value, as protobuf's merge and `wirescan.collect` have it)
-    attrs: dict[str, Any] = dict(wirescan.attributes(raw, b0, b1, None, None))
-    got = _from_otel(attrs)
-    if got is None and raw.find(_DETAILS_B, b0, b1) >= 0:
+    if w[W_IN] is not None or w[W_OUT] is not None:
+        got = _from_otel(dict(wirescan.attributes(raw, b0, b1, _OTEL_SLOTS, None)))
+    if got is None and w[W_DETAILS] is not None:
         got = read_values({}, _events(raw, b0, b1))
-    if got is None and (
-        raw.find(b"llm.input_messages.", b0, b1) >= 0
-        or raw.find(b"llm.output_messages.", b0, b1) >= 0
-    ):
-        got = _from_openinference(attrs)
-    if got is None and (
-        raw.find(b"gen_ai.prompt.", b0, b1) >= 0 or raw.find(b"gen_ai.completion.", b0, b1) >= 0
-    ):
-        got = _from_openllmetry(attrs)
-    if got is None and _EVENTS_MARKER.search(raw, b0, b1) is not None:
+    if got is None and (w[W_OI_IN] is not None or w[W_OI_OUT] is not None):
+        got = _from_openinference(wirescan.unflatten(raw, b0, b1, _OI_PREFIXES, None))
+    if got is None and (w[W_TL_IN] is not None or w[W_TL_OUT] is not None):
+        got = _from_openllmetry(wirescan.unflatten(raw, b0, b1, _TL_PREFIXES, None))
+    if got is None and any(w[i] is not None for i in _W_EVENTS):
         got = _from_old_events(_events(raw, b0, b1))
     if got is None or (not got.input and not got.output):
         return None
@@ -630,34 +572,13 @@ def read_call(raw: bytes, b0: int, b1: int) -> CallContent | None:
 # -- the head of a call: its answer and how long its input is, without reading the input ------
 
 
-_OTEL_KEYS: Final = frozenset(
+_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
+_OLD_INPUT_NAMES: Final = tuple(n.encode() for n, r in _OLD_EVENTS.items() if r)
+_OUT_SLOTS: Final = wirescan.Slots(("gen_ai.output.messages",))
+_DETAILS_NAME: Final = wirescan.Slots((_DETAILS,))
+_HEAD_KEYS: Final = wirescan.Slots(
     ("gen_ai.input.messages", "gen_ai.output.messages", "gen_ai.system_instructions")
 )
-_RAW_LIST: Final = msgspec.json.Decoder(list[msgspec.Raw])
-_MAX_CALLS: Final = 64  # tool calls of one output message read by `read_head`
-_OI_OUT: Final = "llm.output_messages.0.message."
-_OI_OUT_KEYS: Final = frozenset(
-    [_OI_OUT + f for f in ("role", "content", "name", "tool_call_id")]
-    + [
-        f"{_OI_OUT}tool_calls.{j}.tool_call.{f}"
-        for j in range(_MAX_CALLS)
-        for f in ("id", "function.name", "function.arguments")
-    ]
-    + [f"{_OI_OUT}contents.{k}.message_content.{f}" for k in range(16) for f in ("type", "text")]
-)
-_TL_OUT: Final = "gen_ai.completion.0."
-_TL_OUT_KEYS: Final = frozenset(
-    [_TL_OUT + f for f in ("role", "content", "finish_reason", "tool_call_id", "name")]
-    + [_TL_OUT + f"function_call.{f}" for f in ("name", "arguments")]
-    + [
-        f"{_TL_OUT}tool_calls.{j}.{f}"
-        for j in range(_MAX_CALLS)
-        for f in ("id", "name", "arguments")
-    ]
-)
-_OLD_INPUT_NAMES: Final = tuple(n.encode() for n, r in _OLD_EVENTS.items() if r)
-_CHOICE: Final = b"gen_ai.choice"
-_DETAILS_B: Final = _DETAILS.encode()
 
 
 def _count(v: Any) -> int:
@@ -682,158 +603,106 @@ def _head_otel(got: dict[str, Any]) -> Head | None:
     return Head(out[0], n)
 
 
-def _last_index(prefix: bytes, raw: bytes, b0: int, b1: int) -> int:
-    """1 + the index N of the last `prefixN.` in the span (flattened messages are written
-    in order): how many messages there are."""
-    at = raw.rfind(prefix, b0, b1)
+def _last_index(prefix: bytes, raw: bytes, r: tuple[int, int] | None) -> int:
+    """1 + the index N of the last `prefixN.` in the bytes `r` holding those keys
+    (flattened messages are written in order): how many messages there are."""
+    if r is None:
+        return 0
+    at = raw.rfind(prefix, r[0], r[1])
     if at < 0:
         return 0
     at += len(prefix)
     end = at
-    while end < b1 and 48 <= raw[end] <= 57:
+    while end < r[1] and 48 <= raw[end] <= 57:
         end += 1
     return int(raw[at:end]) + 1 if end > at else 0
 
 
-def _event_at(raw: bytes, name_at: int, b0: int, b1: int) -> bytes | None:
-    """The encoded Event whose name starts at `name_at`: its name field comes first, or
-    after its 9-byte time field; the Event field's tag and length just before."""
-    for tag_at in (name_at - 2, name_at - 11):  # the name field's tag; (a short name)
-        for start in range(max(b0, tag_at - 6), tag_at - 1):
-            if raw[start] != _EVENT_FIELD:
-                continue
-            n, shift, pos = 0, 0, start + 1
-            while pos < tag_at and shift < 35:
-                byte = raw[pos]
-                n |= (byte & 0x7F) << shift
-                pos += 1
-                shift += 7
-                if not byte & 0x80:
-                    break
-            if pos == tag_at and pos + n <= b1:
-                return raw[pos : pos + n]
-    return None
+def _events_in(raw: bytes, r: tuple[int, int], name: str) -> list[Span.Event]:
+    """The span's events named `name` among the fields in the bytes `r`, in order."""
+    out = []
+    for key, _, v0, v1 in wiresplit.fields(raw, r[0], r[1]):
+        if key == _EVENT_FIELD:
+            ev = Span.Event.FromString(raw[v0:v1])
+            if ev.name == name:
+                out.append(ev)
+    return out
 
 
-def _head_events(raw: bytes, b0: int, b1: int) -> Head | None:
-    """The older event form (or the details event): the choice (or details) event found by
-    its name and decoded; the input events only counted."""
-    at = raw.rfind(_DETAILS_B, b0, b1)
-    if at >= 0:
-        data = _event_at(raw, at, b0, b1)
-        if data is None:
-            return None
-        ev = Span.Event.FromString(data)
-        return _head_otel({kv.key: plain(kv.value) for kv in ev.attributes})
-    choices: list[tuple[str, dict[str, Any]]] = []
-    at = raw.find(_CHOICE, b0, b1)
-    while at >= 0 and not choices:  # the first choice event (index 0 in order)
-        data = _event_at(raw, at, b0, b1)
-        if data is not None:
-            ev = Span.Event.FromString(data)
-            if ev.name == "gen_ai.choice":
-                choices.append((ev.name, {kv.key: plain(kv.value) for kv in ev.attributes}))
-        at = raw.find(_CHOICE, at + 1, b1)
+def _head_events(raw: bytes, b0: int, b1: int, w: Where) -> Head | None:
+    """The older event form (or the details event): the choice (or the last details)
+    event decoded; the input events only counted."""
+    r = w[W_DETAILS]
+    if r is not None:
+        # the head's keys alone, from the wire (the input is long; it is only counted)
+        found = [
+            attrs
+            for _, name, attrs in wirescan.events(raw, r[0], r[1], _DETAILS_NAME, _HEAD_KEYS)
+            if name == _DETAILS
+        ]
+        return _head_otel(dict(found[-1])) if found else None
+    r = w[W_CHOICE]
+    choices = _events_in(raw, r, "gen_ai.choice")[:1] if r is not None else []
     if not choices:
         return None
-    got = _from_old_events(choices)
+    got = _from_old_events(
+        [(ev.name, {kv.key: plain(kv.value) for kv in ev.attributes}) for ev in choices]
+    )
     if got is None or not got.output:
         return None
     inputs = sum(raw.count(n, b0, b1) for n in _OLD_INPUT_NAMES)
     return Head(got.output[0], inputs)
 
 
-_HEAD_KEYS: Final = frozenset(("gen_ai.output.messages",)) | _OI_OUT_KEYS | _TL_OUT_KEYS
-_HEAD_SLOTS: Final = wirescan.Slots(_HEAD_KEYS)
-
-
-def read_head(raw: bytes, b0: int, b1: int) -> Head | None:
+def read_head(raw: bytes, b0: int, b1: int, w: Where | None = None) -> Head | None:
     """The call's answer and input length, reading only the answer's attributes (a call's
     input grows with its conversation; the answer does not): the same conventions, in the
     same order, as `read_call`. None: no content, or no answer."""
-    got = dict(wirescan.attributes(raw, b0, b1, _HEAD_SLOTS, None))
-    if "gen_ai.output.messages" in got:
-        return _head_otel(got)
-    if raw.find(_DETAILS_B, b0, b1) >= 0:
-        return _head_events(raw, b0, b1)
-    oi = _groups(got, "llm.output_messages.", "message.")
-    if oi:
-        msgs = _oi_messages({0: oi[min(oi)]})
-        return Head(msgs[0], _last_index(b"llm.input_messages.", raw, b0, b1)) if msgs else None
-    tl = _groups(got, "gen_ai.completion.")
-    if tl:
-        msgs = _flat_messages({0: tl[min(tl)]})
-        return Head(msgs[0], _last_index(b"gen_ai.prompt.", raw, b0, b1)) if msgs else None
-    if raw.find(_CHOICE, b0, b1) >= 0:
-        return _head_events(raw, b0, b1)
+    if w is None:
+        w = where(raw, b0, b1)
+    if w[W_OUT] is not None:
+        got = dict(wirescan.attributes(raw, b0, b1, _OUT_SLOTS, None))
+        if "gen_ai.output.messages" in got:
+            return _head_otel(got)
+    if w[W_DETAILS] is not None:
+        return _head_events(raw, b0, b1, w)
+    if w[W_OI_OUT] is not None:
+        (oi,) = wirescan.unflatten(raw, b0, b1, (b"llm.output_messages.",), None)
+        for i in sorted(oi):
+            m = _oi_message(*oi[i])
+            if m is not None:
+                return Head(m, _last_index(b"llm.input_messages.", raw, w[W_OI_IN]))
+    if w[W_TL_OUT] is not None:
+        (tl,) = wirescan.unflatten(raw, b0, b1, (b"gen_ai.completion.",), None)
+        if tl:
+            msgs = _flat_messages({0: tl[min(tl)]})
+            return Head(msgs[0], _last_index(b"gen_ai.prompt.", raw, w[W_TL_IN]))
+    if w[W_CHOICE] is not None:
+        return _head_events(raw, b0, b1, w)
     return None
 
 
-# -- where a call's answer is in its span ---------------------------------------------------------
+# -- where a call's content and answer are in its span ------------------------------------------
 
 
-def _varint(raw: bytes, pos: int, end: int) -> tuple[int, int]:
-    n = shift = 0
-    while pos < end and shift < 64:
-        b = raw[pos]
-        pos += 1
-        n |= (b & 0x7F) << shift
-        if not b & 0x80:
-            return n, pos
-        shift += 7
-    return -1, pos
+def where(raw: bytes, b0: int, b1: int) -> Where:
+    """Where the span's content is (`wirescan.ranges` of every content key and event, by
+    their `W_*` index): found from the span's structure, without reading a value."""
+    return wirescan.ranges(raw, b0, b1, _WHERE_ATTRS, _WHERE_EVENTS)
 
 
-def _value_end(raw: bytes, key_at: int, b1: int) -> int:
-    """The end of the value of the attribute whose key's bytes start at `key_at` (-1: not
-    an attribute key there)."""
-    if key_at < 2:
-        return -1
-    n = raw[key_at - 1]
-    if n >= 0x80 or raw[key_at - 2] != 0x0A:  # a short key, in its KeyValue's field 1
-        return -1
-    p = key_at + n
-    if p >= b1 or raw[p] != 0x12:  # the value, field 2
-        return -1
-    size, q = _varint(raw, p + 1, b1)
-    return q + size if size >= 0 and q + size <= b1 else -1
+def has_content(raw: bytes, b0: int, b1: int) -> bool:
+    """Whether the span has any content key or event."""
+    return any(where(raw, b0, b1))
 
 
-_OUT_KEY: Final = b"gen_ai.output.messages"
-
-
-_ANSWERS: Final = (_OUT_KEY, b"llm.output_messages.", b"gen_ai.completion.", _CHOICE)
-_answer_first = [0]  # the form found last: calls of a trace share their instrumentation
-
-
-def answer_region(raw: bytes, b0: int, b1: int) -> tuple[int, int] | None:
-    """The bytes of the span that hold its answer and nothing of its input: the value of
-    `gen_ai.output.messages`, the `llm.output_messages.*` or `gen_ai.completion.*`
-    attributes, or the `gen_ai.choice` events. None: not found so (the details event
-    holds both)."""
-    first = _answer_first[0]
-    for i in (first, *(j for j in range(len(_ANSWERS)) if j != first)):
-        got = _region(raw, b0, b1, i)
-        if got is not None:
-            _answer_first[0] = i
-            return got
-    return None
-
-
-def _region(raw: bytes, b0: int, b1: int, form: int) -> tuple[int, int] | None:
-    marker = _ANSWERS[form]
-    at = raw.find(marker, b0, b1)
-    if at < 0:
+def answer_region(w: Where) -> tuple[int, int] | None:
+    """The bytes of the span (from `where`) that hold its answer and nothing of its input,
+    in the convention `read_head` reads: the `gen_ai.output.messages` attribute, the
+    `llm.output_messages.*` or `gen_ai.completion.*` attributes, or the `gen_ai.choice`
+    events. None: none (the details event holds both)."""
+    if w[W_OUT] is not None:
+        return w[W_OUT]
+    if w[W_DETAILS] is not None:
         return None
-    if form == 0:
-        while at >= 0:
-            end = _value_end(raw, at, b1)
-            if end > 0:
-                return at, end
-            at = raw.find(marker, at + 1, b1)
-        return None
-    if form == 3:  # the events come after the attributes, the input events before
-        return (at, b1) if raw.find(_DETAILS_B, b0, b1) < 0 else None
-    last = raw.rfind(marker, at, b1)
-    end = _value_end(raw, last, b1)
-    return (at, end) if end > 0 else None
+    return w[W_OI_OUT] or w[W_TL_OUT] or w[W_CHOICE]

@@ -41,14 +41,14 @@ import msgspec
 
 from processors.genai import CALL_ROLES, HTTP, SpanRecord
 from processors.genai.content import (
-    CONTENT_MARKERS,
     CallContent,
     Head,
     Message,
+    Where,
     answer_region,
-    may_have_content,
     read_call,
     read_head,
+    where,
 )
 
 _encode = msgspec.json.Encoder().encode
@@ -80,15 +80,16 @@ class Call:
     __slots__ = (
         "_head",
         "_read",
-        "_region",
         "b0",
         "b1",
         "fallback",
         "model",
         "provider",
         "raw",
+        "region",
         "span_id",
         "start",
+        "w",
     )
 
     def __init__(
@@ -101,6 +102,7 @@ class Call:
         raw: bytes,
         b0: int,
         b1: int,
+        w: Where,
     ) -> None:
         self.span_id = span_id
         self.start = start
@@ -110,22 +112,20 @@ class Call:
         self.raw = raw  # the span the content is on
         self.b0 = b0
         self.b1 = b1
+        self.w = w  # where its content is (`where`)
+        self.region = answer_region(w)  # where its answer is
         self._head: Head | None = None
         self._read = False
-        self._region: tuple[int, int] | bool | None = False  # False: not looked for yet
 
     @property
     def head(self) -> Head | None:
         if not self._read:
             self._read = True
-            self._head = read_head(self.raw, self.b0, self.b1)
+            self._head = read_head(self.raw, self.b0, self.b1, self.w)
         return self._head
 
-    def region(self) -> tuple[int, int] | None:
-        """Where the call's answer is in its span (`answer_region`), looked for once."""
-        if self._region is False:
-            self._region = answer_region(self.raw, self.b0, self.b1)
-        return self._region if isinstance(self._region, tuple) else None
+    def content(self) -> CallContent | None:
+        return read_call(self.raw, self.b0, self.b1, self.w)
 
     def known(self, head: Head) -> None:
         """The head, from the call's whole content read for another reason."""
@@ -169,22 +169,19 @@ def message_key(m: Message) -> tuple[Any, ...]:
 ServedReader = Callable[[SpanRecord], tuple[str, str, bool] | None]
 
 
-def _has_answer(rec: SpanRecord) -> tuple[int, int] | bool:
-    """Where the span's answer is (`answer_region`), else whether it has content at all."""
-    raw, b0, b1 = rec.raw, rec.b0, rec.b1
-    if not may_have_content(raw, b0, b1):
-        return False
-    got = answer_region(raw, b0, b1)
-    return got if got is not None else CONTENT_MARKERS.search(raw, b0, b1) is not None
+def _content_at(rec: SpanRecord) -> Where | None:
+    """Where the span's content is (`where`); None: it has none."""
+    w = where(rec.raw, rec.b0, rec.b1)
+    return w if any(w) else None
 
 
-def _source(rec: SpanRecord) -> tuple[SpanRecord, tuple[int, int] | None] | None:
-    """The span the call's content is on, and where its answer is: its own span, or the
-    last successful call span under it that has some (a gateway's); None: no content
+def _source(rec: SpanRecord) -> tuple[SpanRecord, Where] | None:
+    """The span the call's content is on, and where that is: its own span, or the last
+    successful call span under it that has some (a gateway's); None: no content
     anywhere."""
-    got = _has_answer(rec)
-    if got is not False:
-        return rec, got if isinstance(got, tuple) else None
+    got = _content_at(rec)
+    if got is not None:
+        return rec, got
     if not rec.children:
         return None
     inner: list[SpanRecord] = []
@@ -196,9 +193,9 @@ def _source(rec: SpanRecord) -> tuple[SpanRecord, tuple[int, int] | None] | None
         if r.children and r.role in (*CALL_ROLES, HTTP):
             stack.extend(r.children)
     for r in sorted(inner, key=lambda r: r.start, reverse=True):
-        got = _has_answer(r)
-        if got is not False:
-            return r, got if isinstance(got, tuple) else None
+        got = _content_at(r)
+        if got is not None:
+            return r, got
     return None
 
 
@@ -216,14 +213,12 @@ def calls_of(
         if found is None:
             missing += 1
             continue
-        src, region = found
+        src, w = found
         got = served(rec) if served is not None else None
         provider, model, fb = (
             got if got is not None else (rec.served_provider, rec.served_model, rec.fallback_fired)
         )
-        call = Call(rec.span_id, rec.start, provider, model, fb, src.raw, src.b0, src.b1)
-        call._region = region
-        out.append(call)
+        out.append(Call(rec.span_id, rec.start, provider, model, fb, src.raw, src.b0, src.b1, w))
     out.sort(key=lambda c: c.start)
     return out, missing
 
@@ -247,7 +242,7 @@ def _needles(m: Message) -> list[list[bytes]] | None:
 
 
 def _has(c: Call, needles: list[list[bytes]]) -> bool:
-    region = c.region()
+    region = c.region
     if region is None:
         return False
     a, b = region
@@ -272,7 +267,7 @@ def drafts(calls: list[Call], sel: Selection) -> tuple[list[Draft], int]:
     if sel.per == "call":
         chosen: list[tuple[Call, CallContent | None]] = []
         for c in calls:
-            content = read_call(c.raw, c.b0, c.b1)
+            content = c.content()
             if content is not None and content.output:
                 c.known(Head(content.output[0], len(content.input)))
             chosen.append((c, content))
@@ -311,7 +306,7 @@ def drafts(calls: list[Call], sel: Selection) -> tuple[list[Draft], int]:
             open_.remove(spot)
             places[(spot[0], spot[1])] = c
             continue
-        content = read_call(c.raw, c.b0, c.b1)
+        content = c.content()
         ci = len(convs)
         convs.append((c, content))
         if content is not None:
