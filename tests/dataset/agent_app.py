@@ -7,9 +7,9 @@ run as a subprocess by the tests:
 The `openai` SDK with `opentelemetry-instrumentation-openai-v2` (the latest GenAI
 conventions, content on the span: `gen_ai.input.messages`, ...) or
 `openinference-instrumentation-openai` (`llm.input_messages.N.*`, ...), httpx instrumented,
-spans through the OTel SDK's OTLP/gRPC exporter. The fake API (`fake_chat.FakeChat`)
-answers what the app scripts in `x-fake-reply`. One trace per scenario; prints
-{scenario: trace id hex} as JSON.
+spans through the OTel SDK's OTLP/gRPC exporter. The fake API
+(`tests.processors.genai.fake_llm.FakeLLM`) answers what the app scripts in
+`x-fake-reply`. One trace per scenario; prints {scenario: trace id hex} as JSON.
 
 - `weather`: system prompt, a question, two parallel tool calls answered by the tools, the
   answer, a follow-up question and its answer (3 calls, one conversation).

@@ -18,13 +18,13 @@ import pytest
 
 from pipeline.testing import wait_for
 from tests.dataset import agent_app
-from tests.dataset.fake_chat import FakeChat
 from tests.dataset.validators import check_openai_chat, read_lines
+from tests.processors.genai.fake_llm import FakeLLM
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeChat]:
-    api = FakeChat()
+def fake() -> Iterator[FakeLLM]:
+    api = FakeLLM()
     yield api
     api.close()
 
@@ -86,7 +86,7 @@ def lines(path: str) -> int:
 
 @pytest.mark.parametrize("instrumentation", ["openai-v2", "openinference"])
 def test_examples_are_what_the_app_sent_and_got(tmp_path, collector_factory, fake, instrumentation):
-    fake.log.clear()
+    fake.exchanges.clear()
     out = str(tmp_path / "data")
     hosts = {f"127.0.0.1:{fake.port}": "openai"}
     c = collector_factory(config(out, hosts))
@@ -101,7 +101,7 @@ def test_examples_are_what_the_app_sent_and_got(tmp_path, collector_factory, fak
         "clean.provenance.jsonl",
     ]
 
-    log = fake.log
+    log = fake.exchanges
     assert len(log) == 9  # the failed call (500) is not logged
 
     def expected(i: int) -> list[dict[str, Any]]:
