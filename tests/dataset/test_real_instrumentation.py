@@ -19,6 +19,7 @@ import pytest
 from pipeline.testing import wait_for
 from tests.dataset import agent_app
 from tests.dataset.validators import check_openai_chat, read_lines
+from tests.processors.genai.e2e import classify_config
 from tests.processors.genai.fake_llm import FakeLLM
 
 
@@ -30,35 +31,18 @@ def fake() -> Iterator[FakeLLM]:
 
 
 def config(out: str, hosts: dict[str, str]) -> dict[str, Any]:
+    """otlp -> groupbytrace -> enrichment -> cleanliness -> two dataset exporters."""
     genai = {"hosts": hosts}
-    enrich = ["provider_reconciliation", "cache_tagging", "fallback_chain"]
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            "groupbytrace": {"wait_duration": "1s", "wait_duration_after_root": "200ms"},
-            **dict.fromkeys(enrich, genai),
-            "cleanliness": genai,
-        },
-        "exporters": {
-            "dataset": {"path": f"{out}/clean.jsonl", **genai},
-            "dataset/all": {
-                "path": f"{out}/all.jsonl",
-                "classes": ["clean", "noisy"],
-                "on_fallback": "weight0",
-                **genai,
-            },
-        },
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["groupbytrace", *enrich, "cleanliness"],
-                    "exporters": ["dataset", "dataset/all"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}},
+    exporters = {
+        "dataset": {"path": f"{out}/clean.jsonl", **genai},
+        "dataset/all": {
+            "path": f"{out}/all.jsonl",
+            "classes": ["clean", "noisy"],
+            "on_fallback": "weight0",
+            **genai,
         },
     }
+    return classify_config(hosts, exporters, wait="1s")
 
 
 def canonical(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
