@@ -91,7 +91,8 @@ _TASKS = {
 _TOPICS = ["billing", "the search index", "login errors", "shipping delays", "the parser", "orders"]
 
 
-def _av(v: Any) -> AnyValue:
+def any_value(v: Any) -> AnyValue:
+    """A Python value as an OTLP AnyValue (None entries of a dict left out)."""
     if isinstance(v, bool):
         return AnyValue(bool_value=v)
     if isinstance(v, int):
@@ -99,18 +100,19 @@ def _av(v: Any) -> AnyValue:
     if isinstance(v, float):
         return AnyValue(double_value=v)
     if isinstance(v, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[_av(x) for x in v]))
+        return AnyValue(array_value=ArrayValue(values=[any_value(x) for x in v]))
     if isinstance(v, dict):
         return AnyValue(
             kvlist_value=KeyValueList(
-                values=[KeyValue(key=k, value=_av(x)) for k, x in v.items() if x is not None]
+                values=[KeyValue(key=k, value=any_value(x)) for k, x in v.items() if x is not None]
             )
         )
     return AnyValue(string_value=str(v))
 
 
-def _kv(d: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_av(v)) for k, v in d.items() if v is not None]
+def key_values(d: dict[str, Any]) -> list[KeyValue]:
+    """Attributes as OTLP KeyValues, None values left out."""
+    return [KeyValue(key=k, value=any_value(v)) for k, v in d.items() if v is not None]
 
 
 class Conversation:
@@ -211,18 +213,18 @@ class Conversation:
         if style in ("otel", "otel_event"):
             attrs = self._otel(inp, out)
             if style == "otel":
-                s.attributes.extend(_kv(attrs))
+                s.attributes.extend(key_values(attrs))
             else:
                 ev = s.events.add()
                 ev.name = "gen_ai.client.inference.operation.details"
                 ev.time_unix_nano = s.end_time_unix_nano
-                ev.attributes.extend(_kv(attrs))
+                ev.attributes.extend(key_values(attrs))
         elif style == "old_events":
             self._old_events(s, inp, out)
         elif style == "openinference":
-            s.attributes.extend(_kv(self._openinference(inp, out)))
+            s.attributes.extend(key_values(self._openinference(inp, out)))
         else:
-            s.attributes.extend(_kv(self._openllmetry(inp, out)))
+            s.attributes.extend(key_values(self._openllmetry(inp, out)))
 
     def _value(self, v: Any) -> Any:
         return v if self.structured else json.dumps(v)
@@ -278,7 +280,7 @@ class Conversation:
             ev.name = name
             ev.time_unix_nano = s.start_time_unix_nano
             ev.attributes.extend(
-                _kv({"gen_ai.system": "openai", "gen_ai.event.content": json.dumps(body)})
+                key_values({"gen_ai.system": "openai", "gen_ai.event.content": json.dumps(body)})
             )
 
         for m in inp:

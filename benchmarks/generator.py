@@ -90,11 +90,11 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue, KeyValueList
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, Span
 
-from benchmarks.conversation import Conversation
+from benchmarks.conversation import Conversation, key_values
 from pipeline.otlpwire import frame
+from processors.cleanliness import REASONS
 from processors.genai.models import compatible, model_family, normalize_model
 
 __all__ = [
@@ -153,32 +153,9 @@ FAULTS = (
 # the guide's faults: only `agent_guide` traces draw them (after the others)
 GUIDE_FAULTS = ("eval_failed", "policy_blocked", "governance")
 _BASE_FAULTS = tuple(f for f in FAULTS if f not in GUIDE_FAULTS)
-REASONS = (
-    "fallback",
-    "llm_retry",
-    "tool_retry",
-    "cache_hit",
-    "provider_mismatch",
-    "slow",
-    "multi_model",
-    "policy_blocked",
-    "tool_schema_invalid",
-    "swallowed_error",
-    "eval_failed",
-)
-NOISY = frozenset(
-    {
-        "fallback",
-        "llm_retry",
-        "tool_retry",
-        "cache_hit",
-        "provider_mismatch",
-        "slow",
-        "multi_model",
-        "policy_blocked",
-    }
-)
+# REASONS (processors.cleanliness): every reason, in the order a verdict lists them
 CORRUPTED = frozenset({"tool_schema_invalid", "swallowed_error", "eval_failed"})
+NOISY = frozenset(REASONS) - CORRUPTED
 
 # task class -> (base root duration in seconds, tool-count range, tools it uses)
 TASK_CLASSES: dict[str, tuple[float, tuple[int, int], tuple[str, ...]]] = {
@@ -418,25 +395,6 @@ def expected_class(reasons: Iterable[str], root_failed: bool) -> str:
 # -- attribute helpers ---------------------------------------------------------------------------
 
 
-def _av(v: Any) -> AnyValue:
-    if isinstance(v, bool):
-        return AnyValue(bool_value=v)
-    if isinstance(v, int):
-        return AnyValue(int_value=v)
-    if isinstance(v, float):
-        return AnyValue(double_value=v)
-    if isinstance(v, list | tuple):
-        return AnyValue(array_value=ArrayValue(values=[_av(x) for x in v]))
-    if isinstance(v, dict):
-        kvs = [KeyValue(key=k, value=_av(x)) for k, x in v.items() if x is not None]
-        return AnyValue(kvlist_value=KeyValueList(values=kvs))
-    return AnyValue(string_value=str(v))
-
-
-def _attrs(d: dict[str, Any]) -> list[KeyValue]:
-    return [KeyValue(key=k, value=_av(v)) for k, v in d.items() if v is not None]
-
-
 _KIND = {
     "internal": Span.SPAN_KIND_INTERNAL,
     "server": Span.SPAN_KIND_SERVER,
@@ -502,7 +460,7 @@ class _Builder:
             kind=_KIND[kind],  # type: ignore[arg-type]
             start_time_unix_nano=start,
             end_time_unix_nano=end,
-            attributes=_attrs(attrs),
+            attributes=key_values(attrs),
         )
         if error is not None:
             s.status.code = 2  # type: ignore[assignment]
@@ -513,12 +471,14 @@ class _Builder:
             ev = s.events.add()
             ev.name = "exception"
             ev.time_unix_nano = end
-            ev.attributes.extend(_attrs({"exception.type": exception, "exception.message": error}))
+            ev.attributes.extend(
+                key_values({"exception.type": exception, "exception.message": error})
+            )
         for ev_name, t, ev_attrs in events:
             ev = s.events.add()
             ev.name = ev_name
             ev.time_unix_nano = t
-            ev.attributes.extend(_attrs(ev_attrs))
+            ev.attributes.extend(key_values(ev_attrs))
         self.groups.setdefault((service, scope), []).append(s)
         self.order.append((scope, s))
         return sid
@@ -530,7 +490,7 @@ class _Builder:
             if rs is None:
                 rs = by_service[service] = ResourceSpans()
                 rs.resource.attributes.extend(
-                    _attrs({"service.name": service, "telemetry.sdk.language": "python"})
+                    key_values({"service.name": service, "telemetry.sdk.language": "python"})
                 )
             ss = rs.scope_spans.add()
             ss.scope.name = scope
@@ -2179,7 +2139,7 @@ class _Renderer:
                     ev = s.events.add()
                     ev.name = name
                     ev.time_unix_nano = t
-                    ev.attributes.extend(_attrs(attrs))
+                    ev.attributes.extend(key_values(attrs))
                     return
 
     # -- gateway conventions ---------------------------------------------------------------

@@ -184,6 +184,21 @@ def _parse_ids(names: list[str], path: str, errors: list[str]) -> list[Component
     return ids
 
 
+def _component_paths(p: PipelineConfig) -> set[str]:
+    """The config paths of the components a pipeline names ('receivers::otlp', ...); a
+    receiver or exporter name may be a connector's too ('connectors::routing')."""
+    paths: set[str] = set()
+    for section, names in (
+        ("receivers", p.receivers),
+        ("processors", p.processors),
+        ("exporters", p.exporters),
+    ):
+        paths.update(f"{section}::{n}".strip() for n in names)
+        if section != "processors":
+            paths.update(f"connectors::{n}".strip() for n in names)
+    return paths
+
+
 def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]) -> None:
     comps = cfg.components
     svc = cfg.service
@@ -214,14 +229,7 @@ def _check_pipelines(registry: Registry, cfg: CollectorConfig, errors: list[str]
                 "(logs, metrics and profiles pipelines are accepted and ignored)"
             )
             continue
-        for section, names in (
-            ("receivers", p.receivers),
-            ("processors", p.processors),
-            ("exporters", p.exporters),
-        ):
-            used_by_traces.update(f"{section}::{n}".strip() for n in names)
-            if section != "processors":
-                used_by_traces.update(f"connectors::{n}".strip() for n in names)
+        used_by_traces |= _component_paths(p)
         if sep and not pname:
             errors.append(f"{path}: empty pipeline name after '/'")
             continue
@@ -279,14 +287,7 @@ def _sort_unknown(
     used_elsewhere: set[str] = set()
     for pid, p in svc.pipelines.items():
         if pid.partition("/")[0] in OTHER_SIGNALS:
-            for section, names in (
-                ("receivers", p.receivers),
-                ("processors", p.processors),
-                ("exporters", p.exporters),
-            ):
-                used_elsewhere.update(f"{section}::{n}".strip() for n in names)
-                if section != "processors":
-                    used_elsewhere.update(f"connectors::{n}".strip() for n in names)
+            used_elsewhere |= _component_paths(p)
     for path, (error, _) in cfg.unknown.items():
         if path in used_elsewhere and path not in used_by_traces:
             cfg.ignored.append(path)

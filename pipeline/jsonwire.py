@@ -49,6 +49,7 @@ from pipeline.jsonwire_types import (
     Status,
     TracesData,
 )
+from pipeline.otlpwire import SPAN_KINDS, STATUS_CODES
 from pipeline.pdata import InvalidTracesError
 
 __all__ = ["NATIVE", "decode", "decode_python"]
@@ -75,15 +76,6 @@ _I64_MAX: Final = (1 << 63) - 1
 _I32_MIN: Final = -(1 << 31)
 _I32_MAX: Final = (1 << 31) - 1
 
-_SPAN_KINDS: Final = {
-    "SPAN_KIND_UNSPECIFIED": 0,
-    "SPAN_KIND_INTERNAL": 1,
-    "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3,
-    "SPAN_KIND_PRODUCER": 4,
-    "SPAN_KIND_CONSUMER": 5,
-}
-_STATUS_CODES: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
 # encodings memoised by value: attribute keys recur in every span, and most string values
 # (providers, models, operation names) do too
@@ -403,7 +395,7 @@ def _attributes(tag: bytes, kvs: list[KeyValue]) -> bytes:
 
 def _status(st: Status) -> bytes:
     return _str_field(b"\x12", st.message, ".message") + _varint_field(
-        b"\x18", _enum(st.code, _STATUS_CODES, ".code")
+        b"\x18", _enum(st.code, STATUS_CODES, ".code")
     )
 
 
@@ -438,7 +430,7 @@ def _span(sp: Span) -> bytes:
         _str_field(b"\x1a", sp.traceState, ".traceState"),
         _id_field(b"\x22", sp.parentSpanId, 8, ".parentSpanId"),
         _str_field(b"\x2a", sp.name, ".name"),
-        _varint_field(b"\x30", _enum(sp.kind, _SPAN_KINDS, ".kind")),
+        _varint_field(b"\x30", _enum(sp.kind, SPAN_KINDS, ".kind")),
         _fixed64_field(b"\x39", sp.startTimeUnixNano, ".startTimeUnixNano"),
         _fixed64_field(b"\x41", sp.endTimeUnixNano, ".endTimeUnixNano"),
         _attributes(b"\x4a", sp.attributes),

@@ -22,9 +22,10 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, TypeVar
 
+import msgspec
 from aiokafka import errors as kerrors
 
-from pipeline.configtypes import Config, TLSClientConfig
+from pipeline.configtypes import Config, Duration, NonNegInt, TLSClientConfig
 from pipeline.telemetry import RateLimitedLog, RateLimiter
 
 DEFAULT_BROKERS = ("localhost:9092",)
@@ -97,6 +98,31 @@ def _read_secret(path: str) -> str:
 
 class AuthConfig(Config):
     sasl: SASLConfig | None = None
+
+
+class MetadataRetryConfig(Config):
+    max: NonNegInt = 3  # accepted; aiokafka retries metadata requests on its own
+    backoff: Duration = msgspec.field(default_factory=lambda: Duration(0.25))
+
+
+class ClientMetadataConfig(Config):
+    """`metadata`: `refresh_interval` -> aiokafka's metadata_max_age_ms, `retry.backoff` ->
+    retry_backoff_ms; `full` and `retry.max` are accepted with no effect."""
+
+    full: bool = True
+    refresh_interval: Duration = msgspec.field(default_factory=lambda: Duration(600.0))
+    retry: MetadataRetryConfig = msgspec.field(default_factory=MetadataRetryConfig)
+
+
+def connection_kwargs(
+    conn_idle_timeout: Duration, metadata: ClientMetadataConfig
+) -> dict[str, int]:
+    """aiokafka's options for `conn_idle_timeout` and `metadata` (producer and consumer)."""
+    return {
+        "connections_max_idle_ms": max(1000, int(conn_idle_timeout.seconds * 1000)),
+        "metadata_max_age_ms": max(1000, int(metadata.refresh_interval.seconds * 1000)),
+        "retry_backoff_ms": max(1, int(metadata.retry.backoff.seconds * 1000)),
+    }
 
 
 def check_brokers(brokers: list[str], field: str = "brokers") -> list[str]:

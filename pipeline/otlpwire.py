@@ -7,7 +7,11 @@ Reading requests without decoding them is `pipeline.wirescan`'s (and `pipeline.w
 
 from __future__ import annotations
 
+from typing import Final
+
 __all__ = [
+    "SPAN_KINDS",
+    "STATUS_CODES",
     "TAG_1",
     "TAG_2",
     "TAG_3",
@@ -19,6 +23,17 @@ __all__ = [
 TAG_1 = b"\x0a"  # resource / scope / resource_spans
 TAG_2 = b"\x12"  # scope_spans / spans
 TAG_3 = b"\x1a"  # schema_url
+
+# the enums' names (OTLP/JSON and OTTL spell them) -> their numbers
+SPAN_KINDS: Final = {
+    "SPAN_KIND_UNSPECIFIED": 0,
+    "SPAN_KIND_INTERNAL": 1,
+    "SPAN_KIND_SERVER": 2,
+    "SPAN_KIND_CLIENT": 3,
+    "SPAN_KIND_PRODUCER": 4,
+    "SPAN_KIND_CONSUMER": 5,
+}
+STATUS_CODES: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 
 
 def varint(n: int) -> bytes:

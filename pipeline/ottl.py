@@ -46,6 +46,7 @@ from typing import Any, Final, Literal
 
 from pipeline import wirescan
 from pipeline.configtypes import Duration
+from pipeline.otlpwire import SPAN_KINDS, STATUS_CODES
 from pipeline.wirescan import SpanInfo
 
 __all__ = [
@@ -64,15 +65,6 @@ __all__ = [
 ContextName = Literal["resource", "span", "spanevent"]
 CONTEXTS: Final = ("resource", "span", "spanevent")
 
-SPAN_KINDS: Final = {
-    "SPAN_KIND_UNSPECIFIED": 0,
-    "SPAN_KIND_INTERNAL": 1,
-    "SPAN_KIND_SERVER": 2,
-    "SPAN_KIND_CLIENT": 3,
-    "SPAN_KIND_PRODUCER": 4,
-    "SPAN_KIND_CONSUMER": 5,
-}
-STATUS_CODES: Final = {"STATUS_CODE_UNSET": 0, "STATUS_CODE_OK": 1, "STATUS_CODE_ERROR": 2}
 ENUMS: Final = {**SPAN_KINDS, **STATUS_CODES}
 CONVERTERS: Final = ("IsMatch", "Duration")
 

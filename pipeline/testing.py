@@ -323,6 +323,18 @@ def free_port(host: str = "127.0.0.1") -> int:
 _LISTEN = re.compile(r"listening: (\S+): .* on (\w+)://([^/\s]+)")
 
 
+def _write_config(config: dict[str, Any] | str, workdir: str | None) -> tuple[str, str]:
+    """(working directory, config path): `config` (a dict or YAML text) written to a file of
+    its own in `workdir` (made if missing; None: a new temporary directory), so several
+    collectors can share a working directory."""
+    workdir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
+    os.makedirs(workdir, exist_ok=True)
+    fd, path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=workdir)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
+    return workdir, path
+
+
 class Collector:
     """`tracesieve run` in a subprocess, as a user starts it. The config is a dict or
     YAML text; `endpoints` maps 'receivers::otlp/grpc'-style keys to host:port."""
@@ -335,12 +347,7 @@ class Collector:
         extra_args: Sequence[str] = (),
         workdir: str | None = None,
     ) -> None:
-        self.dir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
-        os.makedirs(self.dir, exist_ok=True)
-        # a file of its own, so several collectors can share a working directory
-        fd, self.config_path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=self.dir)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
+        self.dir, self.config_path = _write_config(config, workdir)
         self.env = {**os.environ, **(env or {})}
         self.extra_args = list(extra_args)
         self.proc: subprocess.Popen[str] | None = None
@@ -463,11 +470,7 @@ class InProcessCollector:
         extra_configs: Sequence[str] = (),
         workdir: str | None = None,
     ) -> None:
-        self.dir = workdir or tempfile.mkdtemp(prefix="tracesieve-test-")
-        os.makedirs(self.dir, exist_ok=True)
-        fd, self.config_path = tempfile.mkstemp(prefix="config-", suffix=".yaml", dir=self.dir)
-        with os.fdopen(fd, "w") as fh:
-            fh.write(config if isinstance(config, str) else yaml.safe_dump(config))
+        self.dir, self.config_path = _write_config(config, workdir)
         self.env = dict(env or {})
         self.extra_configs = list(extra_configs)
         self.service: Any = None

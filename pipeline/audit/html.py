@@ -15,6 +15,8 @@ import math
 from html import escape
 from typing import Any
 
+from pipeline.audit.report import pct, secs
+
 __all__ = ["render_html"]
 
 COLOURS = {"clean": "#2e7d32", "noisy": "#f9a825", "corrupted": "#8e24aa", "failed": "#c62828"}
@@ -43,20 +45,6 @@ def _num(n: int) -> str:
     return f"{n:,}"
 
 
-def _pct(x: float) -> str:
-    return f"{x * 100:.1f}%"
-
-
-def _secs(x: float | None) -> str:
-    if x is None:
-        return "-"
-    if x >= 100:
-        return f"{x:,.0f} s"
-    if x >= 1:
-        return f"{x:.2f} s"
-    return f"{x * 1000:.0f} ms"
-
-
 def _table(head: list[str], rows: list[list[str]], numeric: set[int] | None = None) -> str:
     numeric = numeric or set()
     out = ["<table><tr>"]
@@ -79,7 +67,7 @@ def class_chart(report: dict[str, Any], width: int = 900) -> str:
     rects = []
     for c in report["classes"]:
         w = width * c["traces"] / total
-        label = f"{c['class']}: {_num(c['traces'])} ({_pct(c['share'])})"
+        label = f"{c['class']}: {_num(c['traces'])} ({pct(c['share'])})"
         rects.append(
             f'<rect class="share" data-class="{c["class"]}" x="{x:.2f}" y="0" width="{w:.2f}" '
             f'height="34" fill="{COLOURS[c["class"]]}"><title>{escape(label)}</title></rect>'
@@ -87,12 +75,12 @@ def class_chart(report: dict[str, Any], width: int = 900) -> str:
         if w > 70:
             rects.append(
                 f'<text x="{x + 6:.2f}" y="22" style="fill:#fff;font-weight:600">'
-                f"{escape(c['class'])} {_pct(c['share'])}</text>"
+                f"{escape(c['class'])} {pct(c['share'])}</text>"
             )
         x += w
     legend = "".join(
         f'<span><i class="swatch" style="background:{COLOURS[c["class"]]}"></i>'
-        f"{escape(c['class'])} {_num(c['traces'])} ({_pct(c['share'])})</span>"
+        f"{escape(c['class'])} {_num(c['traces'])} ({pct(c['share'])})</span>"
         for c in report["classes"]
     )
     return (
@@ -119,7 +107,7 @@ def reasons_chart(report: dict[str, Any], width: int = 900) -> str:
             f"{_num(r['traces'])} traces</title></rect>"
         )
         parts.append(
-            f'<text x="{label_w + w + 6:.2f}" y="{y + 14}">{_num(r["traces"])} ({_pct(r["share"])})</text>'
+            f'<text x="{label_w + w + 6:.2f}" y="{y + 14}">{_num(r["traces"])} ({pct(r["share"])})</text>'
         )
     return (
         f'<svg id="chart-reasons" width="{width}" height="{h}" viewBox="0 0 {width} {h}" '
@@ -156,24 +144,24 @@ def task_chart(tc: dict[str, Any], max_ratio: float, width: int = 400, height: i
         h = plot_h * count / top
         parts.append(
             f'<rect class="bin" x="{x0:.2f}" y="{pad_t + plot_h - h:.2f}" width="{max(x1 - x0 - 0.5, 1):.2f}" '
-            f'height="{h:.2f}" fill="#5c7cfa"><title>{_secs(b0)}-{_secs(b1)}: {_num(count)}</title></rect>'
+            f'height="{h:.2f}" fill="#5c7cfa"><title>{secs(b0)}-{secs(b1)}: {_num(count)}</title></rect>'
         )
     if cm["seconds"]:
         x = xpos(cm["seconds"])
         parts.append(
             f'<line class="median" x1="{x:.2f}" y1="{pad_t}" x2="{x:.2f}" y2="{pad_t + plot_h}" '
-            f'stroke="#2e7d32" stroke-width="2"><title>median of clean traces: {_secs(cm["seconds"])}</title></line>'
+            f'stroke="#2e7d32" stroke-width="2"><title>median of clean traces: {secs(cm["seconds"])}</title></line>'
         )
         s = cm["seconds"] * max_ratio
         xs = xpos(s)
         parts.append(
             f'<line class="slow-line" x1="{xs:.2f}" y1="{pad_t}" x2="{xs:.2f}" y2="{pad_t + plot_h}" '
             f'stroke="#c62828" stroke-width="2" stroke-dasharray="4 3"><title>{max_ratio}x median: '
-            f"{_secs(s)}</title></line>"
+            f"{secs(s)}</title></line>"
         )
     for v in _ticks(lo, hi):
         x = xpos(v)
-        parts.append(f'<text x="{x - 12:.2f}" y="{height - 6}">{escape(_secs(v))}</text>')
+        parts.append(f'<text x="{x - 12:.2f}" y="{height - 6}">{escape(secs(v))}</text>')
     return (
         f'<svg class="task-chart" data-task="{escape(tc["task_class"])}" width="{width}" '
         f'height="{height}" viewBox="0 0 {width} {height}" role="img">{"".join(parts)}</svg>'
@@ -262,7 +250,7 @@ def render_html(report: dict[str, Any]) -> str:
         + class_chart(report)
         + f"<p>Four-point filter (single provider and model with no fallback, no tool retry, "
         f"tool results valid, duration within {max_ratio}x the task-class median): "
-        f"<b>{_num(fp['traces'])}</b> traces ({_pct(fp['share'])}).</p>"
+        f"<b>{_num(fp['traces'])}</b> traces ({pct(fp['share'])}).</p>"
         + _table(
             ["failing on", "traces"],
             [[escape(k.replace("_", " ")), _num(v)] for k, v in fp["failing"].items()],
@@ -275,7 +263,7 @@ def render_html(report: dict[str, Any]) -> str:
     for tc in report["task_classes"][:24]:
         cm = tc["clean_median"]
         basis = (
-            f"median of {_num(cm['clean_traces'])} clean traces: {_secs(cm['seconds'])}"
+            f"median of {_num(cm['clean_traces'])} clean traces: {secs(cm['seconds'])}"
             + ("" if cm["used"] else " (too few: not used)")
             if cm["seconds"] is not None
             else "no clean trace"
@@ -300,9 +288,9 @@ def render_html(report: dict[str, Any]) -> str:
                 [
                     escape(tc["task_class"]),
                     _num(tc["traces"]),
-                    _secs(tc["median_seconds"]),
-                    _secs(tc["p95_seconds"]),
-                    _secs(tc["clean_median"]["seconds"]),
+                    secs(tc["median_seconds"]),
+                    secs(tc["p95_seconds"]),
+                    secs(tc["clean_median"]["seconds"]),
                     _num(tc["clean_median"]["clean_traces"]),
                     _num(tc["slow"]),
                 ]

@@ -182,11 +182,13 @@ def _round(x: float | None) -> float | None:
 # -- terminal ---------------------------------------------------------------------------------
 
 
-def _pct(share: float) -> str:
+def pct(share: float) -> str:
+    """A share as a percentage, one decimal."""
     return f"{share * 100:.1f}%"
 
 
-def _secs(x: float | None) -> str:
+def secs(x: float | None) -> str:
+    """A duration in seconds, readable: ms below 1 s, '-' for none."""
     if x is None:
         return "-"
     if x >= 100:
@@ -268,10 +270,10 @@ def render(
     t = table("Audit", ("class", "left"), ("traces", "right"), ("share", "right"))
     for c in report["classes"]:
         name = Text(c["class"], style=colours[c["class"]] if fancy else "")
-        t.add_row(name, f"{c['traces']:,}", _pct(c["share"]))
+        t.add_row(name, f"{c['traces']:,}", pct(c["share"]))
     fp = report["four_point_filter"]
     t.add_section()
-    t.add_row("four-point filter", f"{fp['traces']:,}", _pct(fp["share"]))
+    t.add_row("four-point filter", f"{fp['traces']:,}", pct(fp["share"]))
     console.print(t)
     fails = fp["failing"]
     console.print(
@@ -287,7 +289,7 @@ def render(
     )
     for r in report["reasons"]:
         if r["traces"]:
-            t.add_row(r["reason"], r["class"], f"{r['traces']:,}", _pct(r["share"]))
+            t.add_row(r["reason"], r["class"], f"{r['traces']:,}", pct(r["share"]))
     if not t.rows:
         t.add_row("(none)", "", "", "")
     console.print(t)
@@ -365,7 +367,7 @@ def render(
     for tc in report["task_classes"][:30]:
         cm = tc["clean_median"]
         basis = (
-            f"{_secs(cm['seconds'])} ({cm['clean_traces']:,})"
+            f"{secs(cm['seconds'])} ({cm['clean_traces']:,})"
             if cm["seconds"] is not None
             else f"- ({cm['clean_traces']:,})"
         )
@@ -374,8 +376,8 @@ def render(
         t.add_row(
             tc["task_class"],
             f"{tc['traces']:,}",
-            _secs(tc["median_seconds"]),
-            _secs(tc["p95_seconds"]),
+            secs(tc["median_seconds"]),
+            secs(tc["p95_seconds"]),
             basis,
             f"{tc['slow']:,}",
         )

@@ -56,7 +56,6 @@ trace (a trace is never split); put it after `groupbytrace` so that it sees whol
 from __future__ import annotations
 
 import re
-import time
 from bisect import bisect_left
 from collections import Counter, OrderedDict
 from typing import Any, Literal
@@ -67,6 +66,7 @@ from pipeline.configtypes import Config, NonNegInt
 from pipeline.consumers import fanout
 from pipeline.errors import ConfigError, PermanentError, RefusedError
 from pipeline.pdata import Traces
+from pipeline.telemetry import RateLimitedLog
 from pipeline.wholetraces import resource_attributes, split, trace_attribute, trace_views
 
 Scalar = str | int | float | bool
@@ -194,13 +194,19 @@ class _AttributeRoute:
         return any(_same(value, v) for v in self.values)
 
 
-class RoutingConnector:
+class _RoutingBase:
+    """What both kinds of table share: the checked pipelines, one consumer per route and
+    then the default (None: drop), the routed counter (`routed_name`, `routed_help`; by
+    route index, 'default' or 'none') and the dropped-spans counter, and the delivery of a
+    batch split by route."""
+
+    routed_name: str
+    routed_help: str
+
     def __init__(
         self, settings: Settings, cfg: RoutingConfig, routes: dict[str, TracesConsumer]
     ) -> None:
         check_pipelines(cfg, routes)
-        self._routes = [_AttributeRoute(r) for r in cfg.table]
-        # one consumer per route, then the default (None: drop)
         self._targets: list[TracesConsumer | None] = [
             fanout([routes[p] for p in r.pipelines]) for r in cfg.table
         ]
@@ -208,13 +214,9 @@ class RoutingConnector:
             fanout([routes[p] for p in cfg.default_pipelines]) if cfg.default_pipelines else None
         )
         self.mutates_data = any(c.mutates_data for c in routes.values())
-        self._cache_size = cfg.route_cache_size
-        self._cache: OrderedDict[bytes, int] = OrderedDict()
         labels = (str(settings.id),)
         routed = settings.telemetry.counter(
-            "tracesieve_routing_traces",
-            "Traces routed, by route (its index in the table, 'default' or 'none': dropped)",
-            ("connector", "route"),
+            self.routed_name, self.routed_help, ("connector", "route")
         )
         self._m_routed = [routed.labels(*labels, str(i)) for i in range(len(cfg.table))]
         self._m_routed.append(
@@ -231,6 +233,36 @@ class RoutingConnector:
 
     async def shutdown(self) -> None:
         pass
+
+    async def _deliver(self, parts: dict[int, Traces]) -> None:
+        """Sends each part to its route's target (no target: counted as dropped); every
+        target gets its part even when another fails; then raises the first refusal, else
+        the first error."""
+        errors: list[BaseException] = []
+        for r, part in parts.items():
+            target = self._targets[r]
+            if target is None:
+                self._m_dropped.inc(part.span_count)
+                continue
+            try:
+                await target.consume_traces(part)
+            except Exception as exc:
+                errors.append(exc)
+        if errors:
+            raise next((e for e in errors if isinstance(e, RefusedError)), errors[0])
+
+
+class RoutingConnector(_RoutingBase):
+    routed_name = "tracesieve_routing_traces"
+    routed_help = "Traces routed, by route (its index in the table, 'default' or 'none': dropped)"
+
+    def __init__(
+        self, settings: Settings, cfg: RoutingConfig, routes: dict[str, TracesConsumer]
+    ) -> None:
+        super().__init__(settings, cfg, routes)
+        self._routes = [_AttributeRoute(r) for r in cfg.table]
+        self._cache_size = cfg.route_cache_size
+        self._cache: OrderedDict[bytes, int] = OrderedDict()
 
     def route_of(self, value_of: Any) -> int:
         for i, r in enumerate(self._routes):
@@ -261,18 +293,7 @@ class RoutingConnector:
         counts = Counter(routes)
         for r, c in counts.items():
             self._m_routed[r].inc(c)
-        errors: list[BaseException] = []
-        for r, part in split(traces, views, routes).items():
-            target = self._targets[r]
-            if target is None:
-                self._m_dropped.inc(part.span_count)
-                continue
-            try:
-                await target.consume_traces(part)
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise next((e for e in errors if isinstance(e, RefusedError)), errors[0])
+        await self._deliver(split(traces, views, routes))
 
 
 def check_pipelines(cfg: RoutingConfig, routes: dict[str, TracesConsumer]) -> None:
@@ -315,22 +336,19 @@ class _Route:
         return any(v != value for v in values)
 
 
-class OTTLRoutingConnector:
+class OTTLRoutingConnector(_RoutingBase):
     """The Collector's routing connector over OTTL conditions (see the module docstring)."""
+
+    routed_name = "tracesieve_routing_spans"
+    routed_help = "Spans routed, by route (its index in the table, 'default' or 'none': dropped)"
 
     def __init__(
         self, settings: Settings, cfg: RoutingConfig, routes: dict[str, TracesConsumer]
     ) -> None:
-        check_pipelines(cfg, routes)
+        super().__init__(settings, cfg, routes)
         self._log = settings.logger
+        self._warn = RateLimitedLog(self._log, 1.0)
         self._routes = [_Route(r) for r in cfg.table]
-        self._targets: list[TracesConsumer | None] = [
-            fanout([routes[p] for p in r.pipelines]) for r in cfg.table
-        ]
-        self._targets.append(
-            fanout([routes[p] for p in cfg.default_pipelines]) if cfg.default_pipelines else None
-        )
-        self.mutates_data = any(c.mutates_data for c in routes.values())
         self._match_all = cfg.match_once is False
         if self._match_all:
             self._log.warning(
@@ -344,28 +362,6 @@ class OTTLRoutingConnector:
             if r.cond is not None:
                 keys |= r.cond.span_keys
         self._span_keys = frozenset(keys)
-        self._last_warn = 0.0
-        labels = (str(settings.id),)
-        routed = settings.telemetry.counter(
-            "tracesieve_routing_spans",
-            "Spans routed, by route (its index in the table, 'default' or 'none': dropped)",
-            ("connector", "route"),
-        )
-        self._m_routed = [routed.labels(*labels, str(i)) for i in range(len(cfg.table))]
-        self._m_routed.append(
-            routed.labels(*labels, "default" if cfg.default_pipelines else "none")
-        )
-        self._m_dropped = settings.telemetry.counter(
-            "tracesieve_routing_dropped_spans",
-            "Spans of traces no route matched, with no default_pipelines",
-            ("connector",),
-        ).labels(*labels)
-
-    async def start(self, host: Host) -> None:
-        pass
-
-    async def shutdown(self) -> None:
-        pass
 
     # -- matching -------------------------------------------------------------------
     def _eval(self, route: _Route, data: ottl.SpanData) -> bool:
@@ -377,10 +373,7 @@ class OTTLRoutingConnector:
             if self._error_mode == "propagate":
                 raise PermanentError(f"routing: cannot evaluate {cond.text!r}: {exc}") from None
             if self._error_mode == "ignore":
-                now = time.monotonic()
-                if now - self._last_warn >= 1.0:
-                    self._last_warn = now
-                    self._log.warning("cannot evaluate %r (taken as no match): %s", cond.text, exc)
+                self._warn.warning("cannot evaluate %r (taken as no match): %s", cond.text, exc)
             return False
 
     def _choose(
@@ -414,19 +407,9 @@ class OTTLRoutingConnector:
             parts = self._split_spans(traces, requests)
         else:
             parts = self._split_resources(traces, requests)
-        errors: list[BaseException] = []
         for r, part in parts.items():
             self._m_routed[r].inc(part.span_count)
-            target = self._targets[r]
-            if target is None:
-                self._m_dropped.inc(part.span_count)
-                continue
-            try:
-                await target.consume_traces(part)
-            except Exception as exc:
-                errors.append(exc)
-        if errors:
-            raise next((e for e in errors if isinstance(e, RefusedError)), errors[0])
+        await self._deliver(parts)
 
     def _split_resources(self, traces: Traces, requests: list[bool]) -> dict[int, Traces]:
         base = traces.base

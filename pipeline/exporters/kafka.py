@@ -55,7 +55,7 @@ from pipeline.configtypes import (
     enable_null_blocks,
 )
 from pipeline.exporters.helper import ExporterHelper, HelperExporter, RetryableError
-from pipeline.kafkaclient import AuthConfig
+from pipeline.kafkaclient import AuthConfig, ClientMetadataConfig
 from pipeline.kafkaoptions import token_provider as kafkaclient_token_provider
 from pipeline.pdata import Traces
 from pipeline.telemetry import RateLimitedLog
@@ -190,20 +190,6 @@ class RecordPartitionerConfig(Config):
                 return name, "sarama_compat"
         hasher = self.sticky_key.hasher if self.sticky_key is not None else "sarama_compat"
         return "sticky_key", hasher
-
-
-class MetadataRetryConfig(Config):
-    max: NonNegInt = 3  # accepted; aiokafka retries metadata requests on its own
-    backoff: Duration = msgspec.field(default_factory=lambda: Duration(0.25))
-
-
-class ClientMetadataConfig(Config):
-    """`metadata`: `refresh_interval` -> aiokafka's metadata_max_age_ms, `retry.backoff` ->
-    retry_backoff_ms; `full` and `retry.max` are accepted with no effect."""
-
-    full: bool = True
-    refresh_interval: Duration = msgspec.field(default_factory=lambda: Duration(600.0))
-    retry: MetadataRetryConfig = msgspec.field(default_factory=MetadataRetryConfig)
 
 
 class KafkaExporterConfig(Config):
@@ -462,9 +448,7 @@ class KafkaExporter(HelperExporter):
             request_timeout_ms=max(1000, int(cfg.timeout.seconds * 1000)),
             enable_idempotence=False,
             partitioner=kafkaoptions.make(*self._strategy),
-            connections_max_idle_ms=max(1000, int(cfg.conn_idle_timeout.seconds * 1000)),
-            metadata_max_age_ms=max(1000, int(cfg.metadata.refresh_interval.seconds * 1000)),
-            retry_backoff_ms=max(1, int(cfg.metadata.retry.backoff.seconds * 1000)),
+            **kafkaclient.connection_kwargs(cfg.conn_idle_timeout, cfg.metadata),
         )
         if self._brokers is not None:
             kw["bootstrap_servers"] = list(self._brokers)

@@ -42,14 +42,13 @@ from pipeline.component import Host, ReceiverFactory, Settings, TracesConsumer
 from pipeline.configtypes import (
     Config,
     Duration,
-    NonNegInt,
     PositiveInt,
     RetryConfig,
     TLSClientConfig,
 )
 from pipeline.errors import InvalidDataError, PermanentError, RefusedError
 from pipeline.exporters.helper import Backoff
-from pipeline.kafkaclient import AuthConfig
+from pipeline.kafkaclient import AuthConfig, ClientMetadataConfig
 from pipeline.kafkaoptions import token_provider
 from pipeline.pdata import Delivery, InvalidTracesError, Traces, count_spans
 from pipeline.telemetry import RateLimitedLog
@@ -159,20 +158,6 @@ class PartitionProcessingConfig(Config):
                 "greater than zero"
             ]
         return []
-
-
-class MetadataRetryConfig(Config):
-    max: NonNegInt = 3  # accepted; aiokafka retries metadata requests on its own
-    backoff: Duration = msgspec.field(default_factory=lambda: Duration(0.25))
-
-
-class ClientMetadataConfig(Config):
-    """`metadata`: `refresh_interval` -> aiokafka's metadata_max_age_ms, `retry.backoff` ->
-    retry_backoff_ms; `full` and `retry.max` are accepted with no effect."""
-
-    full: bool = True
-    refresh_interval: Duration = msgspec.field(default_factory=lambda: Duration(600.0))
-    retry: MetadataRetryConfig = msgspec.field(default_factory=MetadataRetryConfig)
 
 
 class KafkaReceiverConfig(Config):
@@ -470,9 +455,7 @@ class KafkaReceiver:
             fetch_max_bytes=cfg.max_fetch_size or 50 << 20,
             fetch_max_wait_ms=int(cfg.max_fetch_wait.seconds * 1000),
             partition_assignment_strategy=kafkaoptions.assignors(cfg.rebalance_strategies),
-            connections_max_idle_ms=max(1000, int(cfg.conn_idle_timeout.seconds * 1000)),
-            metadata_max_age_ms=max(1000, int(cfg.metadata.refresh_interval.seconds * 1000)),
-            retry_backoff_ms=max(1, int(cfg.metadata.retry.backoff.seconds * 1000)),
+            **kafkaclient.connection_kwargs(cfg.conn_idle_timeout, cfg.metadata),
         )
         if self._brokers is not None:
             kw["bootstrap_servers"] = list(self._brokers)

@@ -7,9 +7,9 @@ run as a subprocess by the tests:
 The `openai` SDK with `opentelemetry-instrumentation-openai-v2` (the latest GenAI
 conventions, content on the span: `gen_ai.input.messages`, ...) or
 `openinference-instrumentation-openai` (`llm.input_messages.N.*`, ...), httpx instrumented,
-spans through the OTel SDK's OTLP/gRPC exporter. The fake API (`fake_chat.FakeChat`)
-answers what the app scripts in `x-fake-reply`. One trace per scenario; prints
-{scenario: trace id hex} as JSON.
+spans through the OTel SDK's OTLP/gRPC exporter. The fake API
+(`tests.processors.genai.fake_llm.FakeLLM`) answers what the app scripts in
+`x-fake-reply`. One trace per scenario; prints {scenario: trace id hex} as JSON.
 
 - `weather`: system prompt, a question, two parallel tool calls answered by the tools, the
   answer, a follow-up question and its answer (3 calls, one conversation).
@@ -71,32 +71,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ["OTEL_SEMCONV_STABILITY_OPT_IN"] = "gen_ai_latest_experimental"
     os.environ["OTEL_INSTRUMENTATION_GENAI_CAPTURE_MESSAGE_CONTENT"] = "span_only"
 
-    from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+    from tests.processors.genai.instrumented_app import otel_setup
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "agent-app"}))
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=args.otlp, insecure=True),
-            schedule_delay_millis=60_000,
-            max_export_batch_size=10_000,
-            max_queue_size=10_000,
-        )
-    )
-    trace.set_tracer_provider(provider)
-    HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
-    if args.instrumentation == "openai-v2":
-        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
-    else:
-        from openinference.instrumentation.openai import OpenAIInstrumentor as OIInstrumentor
-
-        OIInstrumentor().instrument(tracer_provider=provider)
+    provider = otel_setup(args.otlp, (args.instrumentation,))
 
     import openai
 
@@ -199,22 +176,12 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(instrumentation: str, otlp: str, openai_url: str) -> dict[str, str]:
     """Run the app in a subprocess, as the tests do; returns {scenario: trace id hex}."""
-    import subprocess
+    from tests.processors.genai.instrumented_app import run_app
 
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    app = subprocess.run(
-        [
-            *(sys.executable, "-m", "tests.dataset.agent_app"),
-            *("--instrumentation", instrumentation, "--otlp", otlp, "--openai", openai_url),
-        ],
-        cwd=root,
-        capture_output=True,
-        text=True,
-        timeout=90,
+    return run_app(
+        "tests.dataset.agent_app",
+        *("--instrumentation", instrumentation, "--otlp", otlp, "--openai", openai_url),
     )
-    assert app.returncode == 0, app.stderr
-    trace_ids: dict[str, str] = json.loads(app.stdout.strip().splitlines()[-1])
-    return trace_ids
 
 
 if __name__ == "__main__":

@@ -13,23 +13,20 @@ from typing import Any
 from benchmarks.generator import FaultRates, Generator
 from pipeline.testing import wait_for
 from tests.dataset.validators import read_lines
-from tests.kafka.helpers import committed, create_topic, produce, read_topics, unique
+from tests.kafka.helpers import (
+    committed,
+    create_topic,
+    kafka_receiver,
+    produce,
+    read_topics,
+    unique,
+)
 
 
 def gateway(bs: str, topic: str, group: str, path: str) -> dict[str, Any]:
     enrich = ["provider_reconciliation", "cache_tagging", "fallback_chain"]
     return {
-        "receivers": {
-            "kafka": {
-                "brokers": [bs],
-                "topics": [topic],
-                "group_id": group,
-                "initial_offset": "earliest",
-                "session_timeout": "3s",
-                "heartbeat_interval": "500ms",
-                "autocommit": {"interval": "100ms"},
-            }
-        },
+        "receivers": {"kafka": kafka_receiver(bs, topic, group, autocommit={"interval": "100ms"})},
         "processors": {
             "groupbytrace": {"wait_duration": "300ms", "wait_duration_after_root": "100ms"},
             **{p: {} for p in enrich},

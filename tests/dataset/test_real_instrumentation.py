@@ -18,47 +18,31 @@ import pytest
 
 from pipeline.testing import wait_for
 from tests.dataset import agent_app
-from tests.dataset.fake_chat import FakeChat
 from tests.dataset.validators import check_openai_chat, read_lines
+from tests.processors.genai.e2e import classify_config
+from tests.processors.genai.fake_llm import FakeLLM
 
 
 @pytest.fixture(scope="module")
-def fake() -> Iterator[FakeChat]:
-    api = FakeChat()
+def fake() -> Iterator[FakeLLM]:
+    api = FakeLLM()
     yield api
     api.close()
 
 
 def config(out: str, hosts: dict[str, str]) -> dict[str, Any]:
+    """otlp -> groupbytrace -> enrichment -> cleanliness -> two dataset exporters."""
     genai = {"hosts": hosts}
-    enrich = ["provider_reconciliation", "cache_tagging", "fallback_chain"]
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            "groupbytrace": {"wait_duration": "1s", "wait_duration_after_root": "200ms"},
-            **dict.fromkeys(enrich, genai),
-            "cleanliness": genai,
-        },
-        "exporters": {
-            "dataset": {"path": f"{out}/clean.jsonl", **genai},
-            "dataset/all": {
-                "path": f"{out}/all.jsonl",
-                "classes": ["clean", "noisy"],
-                "on_fallback": "weight0",
-                **genai,
-            },
-        },
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["groupbytrace", *enrich, "cleanliness"],
-                    "exporters": ["dataset", "dataset/all"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}},
+    exporters = {
+        "dataset": {"path": f"{out}/clean.jsonl", **genai},
+        "dataset/all": {
+            "path": f"{out}/all.jsonl",
+            "classes": ["clean", "noisy"],
+            "on_fallback": "weight0",
+            **genai,
         },
     }
+    return classify_config(hosts, exporters, wait="1s")
 
 
 def canonical(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -86,7 +70,7 @@ def lines(path: str) -> int:
 
 @pytest.mark.parametrize("instrumentation", ["openai-v2", "openinference"])
 def test_examples_are_what_the_app_sent_and_got(tmp_path, collector_factory, fake, instrumentation):
-    fake.log.clear()
+    fake.exchanges.clear()
     out = str(tmp_path / "data")
     hosts = {f"127.0.0.1:{fake.port}": "openai"}
     c = collector_factory(config(out, hosts))
@@ -101,7 +85,7 @@ def test_examples_are_what_the_app_sent_and_got(tmp_path, collector_factory, fak
         "clean.provenance.jsonl",
     ]
 
-    log = fake.log
+    log = fake.exchanges
     assert len(log) == 9  # the failed call (500) is not logged
 
     def expected(i: int) -> list[dict[str, Any]]:

@@ -14,6 +14,21 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
+def kafka_receiver(bs: str, topic: str, group: str, **extra: object) -> dict[str, object]:
+    """A kafka receiver's config reading `topic` from the start, quick to join its group
+    and to commit; `extra` adds or overrides settings."""
+    return {
+        "brokers": [bs],
+        "topics": [topic],
+        "group_id": group,
+        "initial_offset": "earliest",
+        "session_timeout": "3s",
+        "heartbeat_interval": "500ms",
+        "autocommit": {"interval": "200ms"},
+        **extra,
+    }
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 

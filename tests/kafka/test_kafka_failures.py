@@ -16,6 +16,7 @@ from pipeline.testing import make_span, make_traces, read_json_lines, spans_in, 
 from tests.kafka.helpers import (
     committed,
     create_topic,
+    kafka_receiver,
     metric,
     otlp_send,
     scrape,
@@ -26,17 +27,7 @@ from tests.kafka.helpers import (
 
 def gateway(bs: str, topic: str, group: str, out: str) -> dict:
     return {
-        "receivers": {
-            "kafka": {
-                "brokers": [bs],
-                "topics": [topic],
-                "group_id": group,
-                "initial_offset": "earliest",
-                "session_timeout": "3s",
-                "heartbeat_interval": "500ms",
-                "autocommit": {"interval": "200ms"},
-            }
-        },
+        "receivers": {"kafka": kafka_receiver(bs, topic, group)},
         "processors": {"batch": {"timeout": "100ms"}},
         "exporters": {"file": {"path": out, "flush_interval": 0}},
         "service": {

@@ -12,6 +12,7 @@ from pipeline.testing import make_span, make_traces, read_json_lines, spans_in, 
 from tests.kafka.helpers import (
     committed,
     create_topic,
+    kafka_receiver,
     metric,
     produce,
     read_topics,
@@ -26,19 +27,6 @@ def good_message(spans: int = 5) -> tuple[bytes, set[bytes]]:
     tid = os.urandom(16)
     ss = [make_span(f"s{i}", tid, os.urandom(8)) for i in range(spans)]
     return make_traces(ss).to_bytes(), {s.span_id for s in ss}
-
-
-def receiver(bs: str, topic: str, group: str, **extra: object) -> dict:
-    return {
-        "brokers": [bs],
-        "topics": [topic],
-        "group_id": group,
-        "initial_offset": "earliest",
-        "session_timeout": "3s",
-        "heartbeat_interval": "500ms",
-        "autocommit": {"interval": "200ms"},
-        **extra,
-    }
 
 
 async def offsets_are(bs: str, group: str, topic: str, partitions: int, want: dict) -> bool:  # type: ignore[type-arg]
@@ -70,7 +58,7 @@ async def test_garbage_is_counted_dead_lettered_and_skipped(
     out = str(tmp_path / "out.jsonl")
     c = await service_factory(
         {
-            "receivers": {"kafka": receiver(bs, topic, group, dead_letter_topic=dlq)},
+            "receivers": {"kafka": kafka_receiver(bs, topic, group, dead_letter_topic=dlq)},
             "exporters": {"file": {"path": out, "flush_interval": 0}},
             "service": {
                 "pipelines": {"traces": {"receivers": ["kafka"], "exporters": ["file"]}},
@@ -113,7 +101,7 @@ async def test_offsets_wait_for_export(tmp_path, kafka_broker, service_factory):
     downstream = KafkaBroker()  # not started yet: the exporter's Kafka is down
     b = await service_factory(
         {
-            "receivers": {"kafka": receiver(bs, topic, group)},
+            "receivers": {"kafka": kafka_receiver(bs, topic, group)},
             "processors": {"batch": {"timeout": "1s"}},
             "exporters": {
                 "kafka": {
@@ -176,7 +164,7 @@ async def test_refused_data_pauses_the_partition_and_is_offered_again(
     b = await service_factory(
         {
             "receivers": {
-                "kafka": receiver(
+                "kafka": kafka_receiver(
                     bs,
                     topic,
                     group,

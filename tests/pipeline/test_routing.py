@@ -7,6 +7,7 @@ errors the Collector gives, and OTTL routing through the CLI."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 import urllib.request
 from typing import Any
@@ -468,7 +469,7 @@ async def test_match_once_false_sends_to_every_matching_route():
 
 
 @pytest.mark.parametrize("mode", ["propagate", "ignore", "silent"])
-async def test_error_mode(mode):
+async def test_error_mode(mode, caplog):
     cfg, errs = decode(
         {
             "table": [
@@ -500,9 +501,13 @@ async def test_error_mode(mode):
         with pytest.raises(PermanentError, match="cannot apply '-' to string and number"):
             await c.consume_traces(batch)
         return
-    await c.consume_traces(batch)
-    assert names(sinks["traces/clean"]) == ["num"]
-    assert names(sinks["traces/rest"]) == ["str"]
+    with caplog.at_level(logging.WARNING):
+        await c.consume_traces(batch)
+        await c.consume_traces(batch)  # the second warning is held back (one a second)
+    assert names(sinks["traces/clean"]) == ["num", "num"]
+    assert names(sinks["traces/rest"]) == ["str", "str"]
+    warned = [r for r in caplog.records if "taken as no match" in r.getMessage()]
+    assert len(warned) == (1 if mode == "ignore" else 0)
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,10 @@ Behaviour per request, from the `x-fake-scenario` request header:
 Anything after a `#` is a tag (one run's requests told apart): `fail-once#a` acts as
 `fail-once`. The agent apps send `<kind>#<run tag>:<scenario>` (see `log_for`).
 
+A scripted answer: an OpenAI request carrying the `x-fake-reply` header gets that
+assistant message (JSON: `{"content": ...}` or `{"tool_calls": [...]}`) instead of the
+agent-turn script, so a multi-turn, tool-calling app is deterministic to the message.
+
 An agent turn: when the request offers tools (OpenAI `tools`, Anthropic `tools`), the
 answer follows a small script instead of plain text: no tool result in the conversation
 yet -> call the first tool offered (arguments made from its JSON schema); the last tool
@@ -18,7 +22,9 @@ result reports an error (the text `error`, or Anthropic `is_error`) -> call that
 again; else -> a final text answer.
 
 `requests` logs every request in arrival order (`Logged`): the ground truth the tests
-compare the enriched spans with.
+compare the enriched spans with. `exchanges` logs every answered (200) chat request as
+`(request body, assistant message returned)`: what the app sent and got, message for
+message.
 """
 
 from __future__ import annotations
@@ -119,6 +125,7 @@ class FakeLLM:
     def __init__(self) -> None:
         self.counter = itertools.count(1)
         self.requests: list[Logged] = []
+        self.exchanges: list[tuple[dict[str, Any], dict[str, Any]]] = []
         self.last_id = ""
         self._failed: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -155,10 +162,12 @@ class FakeLLM:
                     else:
                         rid = f"{next(fake.counter):06d}"
                     if self.path.endswith("/chat/completions"):
-                        call = _openai_turn(body, kind != "give-up")
+                        scripted = self.headers.get("x-fake-reply")
+                        call = None if scripted else _openai_turn(body, kind != "give-up")
                         reply = f"tool:{call[0]}" if call else "text"
                         rid = rid if rid.startswith("chatcmpl-") else f"chatcmpl-{rid}"
-                        obj = self._openai(body, rid, call)
+                        obj = self._openai(body, rid, call, scripted)
+                        fake.exchanges.append((body, obj["choices"][0]["message"]))
                     elif self.path.endswith("/messages"):
                         call = _anthropic_turn(body, kind != "give-up")
                         reply = f"tool:{call[0]}" if call else "text"
@@ -175,11 +184,20 @@ class FakeLLM:
                 self._send(200, obj)
 
             def _openai(
-                self, body: dict[str, Any], rid: str, call: tuple[str, dict[str, Any]] | None
+                self,
+                body: dict[str, Any],
+                rid: str,
+                call: tuple[str, dict[str, Any]] | None,
+                scripted: str | None = None,
             ) -> dict[str, Any]:
                 model = body.get("model", "gpt-4o")
                 message: dict[str, Any] = {"role": "assistant", "content": "done"}
-                if call is not None:
+                if scripted:
+                    script = json.loads(scripted)
+                    message = {"role": "assistant", "content": script.get("content")}
+                    if script.get("tool_calls"):
+                        message["tool_calls"] = script["tool_calls"]
+                elif call is not None:
                     message = {
                         "role": "assistant",
                         "content": None,
@@ -200,7 +218,7 @@ class FakeLLM:
                         {
                             "index": 0,
                             "message": message,
-                            "finish_reason": "tool_calls" if call else "stop",
+                            "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
                         }
                     ],
                     "usage": {"prompt_tokens": 12, "completion_tokens": 3, "total_tokens": 15},

@@ -15,7 +15,66 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
 import sys
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+
+def otel_setup(otlp: str, openai: Iterable[str]) -> TracerProvider:
+    """The OTel SDK set up as the apps' users do: service `agent-app`, spans through the
+    OTLP/gRPC exporter to `otlp` in one export at the end (force_flush: every trace reaches
+    the collector in one batch), httpx2 instrumented, and the openai SDK instrumented by
+    each of `openai` (`openai-v2`: OTel GenAI's; `openinference`: OpenInference's).
+    Imports the SDK only when called: an app sets its environment first."""
+    from opentelemetry import trace
+    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "agent-app"}))
+    provider.add_span_processor(
+        BatchSpanProcessor(
+            OTLPSpanExporter(endpoint=otlp, insecure=True),
+            schedule_delay_millis=60_000,
+            max_export_batch_size=10_000,
+            max_queue_size=10_000,
+        )
+    )
+    trace.set_tracer_provider(provider)
+    HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
+    if "openai-v2" in openai:
+        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+        OpenAIInstrumentor().instrument(tracer_provider=provider)
+    if "openinference" in openai:
+        from openinference.instrumentation.openai import OpenAIInstrumentor as OIInstrumentor
+
+        OIInstrumentor().instrument(tracer_provider=provider)
+    return provider
+
+
+def run_app(module: str, *args: str) -> dict[str, str]:
+    """Run an app (`python -m module args...`) in a subprocess from the repository's root,
+    as the tests do; returns what it prints last: {scenario: trace id hex}."""
+    app = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
+    assert app.returncode == 0, app.stderr
+    trace_ids: dict[str, str] = json.loads(app.stdout.strip().splitlines()[-1])
+    return trace_ids
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,32 +88,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     from opentelemetry import trace
-    from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
-    from opentelemetry.instrumentation.httpx import HTTPX2ClientInstrumentor
-    from opentelemetry.sdk.resources import Resource
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-    provider = TracerProvider(resource=Resource.create({"service.name": "agent-app"}))
-    # one export at the end (force_flush): every trace reaches the collector in one batch
-    provider.add_span_processor(
-        BatchSpanProcessor(
-            OTLPSpanExporter(endpoint=args.otlp, insecure=True),
-            schedule_delay_millis=60_000,
-            max_export_batch_size=10_000,
-            max_queue_size=10_000,
-        )
-    )
-    trace.set_tracer_provider(provider)
-    HTTPX2ClientInstrumentor().instrument(tracer_provider=provider)
-    if args.instrumentation in ("openai-v2", "both"):
-        from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
-
-        OpenAIInstrumentor().instrument(tracer_provider=provider)
-    if args.instrumentation in ("openinference", "both"):
-        from openinference.instrumentation.openai import OpenAIInstrumentor as OIInstrumentor
-
-        OIInstrumentor().instrument(tracer_provider=provider)
+    which = ("openai-v2", "openinference") if args.instrumentation == "both" else ()
+    provider = otel_setup(args.otlp, which or (args.instrumentation,))
 
     import anthropic
     import openai
@@ -99,24 +135,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(instrumentation: str, otlp: str, openai_url: str, anthropic_url: str) -> dict[str, str]:
     """Run the app in a subprocess, as the tests do; returns {scenario: trace id hex}."""
-    import os
-    import subprocess
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(__file__))))
-    app = subprocess.run(
-        [
-            *(sys.executable, "-m", "tests.processors.genai.instrumented_app"),
-            *("--instrumentation", instrumentation, "--otlp", otlp),
-            *("--openai", openai_url, "--anthropic", anthropic_url),
-        ],
-        cwd=os.path.abspath(root),
-        capture_output=True,
-        text=True,
-        timeout=90,
+    return run_app(
+        "tests.processors.genai.instrumented_app",
+        *("--instrumentation", instrumentation, "--otlp", otlp),
+        *("--openai", openai_url, "--anthropic", anthropic_url),
     )
-    assert app.returncode == 0, app.stderr
-    trace_ids: dict[str, str] = json.loads(app.stdout.strip().splitlines()[-1])
-    return trace_ids
 
 
 if __name__ == "__main__":

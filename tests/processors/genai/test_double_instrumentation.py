@@ -6,47 +6,11 @@ the three enrichment processors. Each call is one logical call, counted once."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
-
-import pytest
 
 from pipeline.testing import attrs, metric, read_json_lines, scrape, spans_in, wait_for
 from tests.processors.genai import instrumented_app
-from tests.processors.genai.fake_llm import FakeLLM
-
-ENRICH = ["provider_reconciliation", "cache_tagging", "fallback_chain"]
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[tuple[FakeLLM, FakeLLM]]:
-    openai_api, anthropic_api = FakeLLM(), FakeLLM()
-    yield openai_api, anthropic_api
-    openai_api.close()
-    anthropic_api.close()
-
-
-def collector_config(out: str, hosts: dict[str, str]) -> dict[str, Any]:
-    genai = {"hosts": hosts}
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            # the app exports everything in one request, kept whole here
-            "batch": {"timeout": "1s"},
-            **{name: genai for name in ENRICH},
-        },
-        "exporters": {"file": {"path": out, "flush_interval": 0}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["batch", *ENRICH],
-                    "exporters": ["file"],
-                }
-            },
-            "telemetry": {"metrics": {"address": "127.0.0.1:0"}},
-        },
-    }
+from tests.processors.genai.e2e import enrich_config
 
 
 def test_a_call_traced_by_two_instrumentations_is_one_call(tmp_path, collector_factory, fakes):
@@ -54,13 +18,10 @@ def test_a_call_traced_by_two_instrumentations_is_one_call(tmp_path, collector_f
     is a `chat gpt-4o` span with a `ChatCompletion` span inside it (the requests under the
     inner one). Each call is one logical call (its chain on the outer span only, the SDK's
     retry counted once) and is counted once in the metrics."""
-    openai_api, anthropic_api = fakes
+    openai_api, anthropic_api = fakes.openai, fakes.anthropic
     out = str(tmp_path / "out.jsonl")
-    hosts = {
-        f"127.0.0.1:{openai_api.port}": "openai",
-        f"127.0.0.1:{anthropic_api.port}": "anthropic",
-    }
-    c = collector_factory(collector_config(out, hosts))
+    hosts = fakes.hosts()
+    c = collector_factory(enrich_config(out, hosts, metrics={"address": "127.0.0.1:0"}))
     trace_ids = instrumented_app.run(
         "both", c.endpoints["receivers::otlp/grpc"], openai_api.url, anthropic_api.url
     )

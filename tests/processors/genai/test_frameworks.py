@@ -25,63 +25,11 @@ import pytest
 
 from pipeline.testing import Collector, attrs, read_json_lines, spans_in, wait_for
 from processors.genai import normalize_model
-from tests.processors.genai.fake_llm import FakeLLM, Logged
+from tests.processors.genai.e2e import Fakes, classify_config, file_exporter
+from tests.processors.genai.fake_llm import Logged
 from tests.processors.genai.framework_venv import APPS, venv_python
 
 pytestmark = pytest.mark.timeout(600)
-
-
-class Fakes:
-    def __init__(self) -> None:
-        self.openai, self.anthropic = FakeLLM(), FakeLLM()
-
-    def hosts(self) -> dict[str, str]:
-        return {
-            f"127.0.0.1:{self.openai.port}": "openai",
-            f"127.0.0.1:{self.anthropic.port}": "anthropic",
-        }
-
-    def log(self, tag: str, scenario: str) -> list[tuple[str, Logged]]:
-        """(provider, request) the scenario sent: OpenAI's first (the apps fall back from
-        OpenAI to Anthropic, never back)."""
-        return [("openai", r) for r in self.openai.log_for(tag, scenario)] + [
-            ("anthropic", r) for r in self.anthropic.log_for(tag, scenario)
-        ]
-
-    def close(self) -> None:
-        self.openai.close()
-        self.anthropic.close()
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[Fakes]:
-    f = Fakes()
-    yield f
-    f.close()
-
-
-def config(out: str, hosts: dict[str, str]) -> dict[str, Any]:
-    genai = {"hosts": hosts}
-    enrichment = ["provider_reconciliation", "cache_tagging", "fallback_chain"]
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            "groupbytrace": {"wait_duration": "2s", "wait_duration_after_root": "200ms"},
-            **dict.fromkeys(enrichment, genai),
-            "cleanliness": genai,
-        },
-        "exporters": {"file": {"path": out, "flush_interval": 0}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["groupbytrace", *enrichment, "cleanliness"],
-                    "exporters": ["file"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}},
-        },
-    }
 
 
 class Sieve:
@@ -89,7 +37,9 @@ class Sieve:
 
     def __init__(self, workdir: str, hosts: dict[str, str]) -> None:
         self.out = os.path.join(workdir, "out.jsonl")
-        self.collector = Collector(config(self.out, hosts), workdir=workdir).start()
+        self.collector = Collector(
+            classify_config(hosts, file_exporter(self.out)), workdir=workdir
+        ).start()
         self.otlp = self.collector.endpoints["receivers::otlp/grpc"]
 
     def traces(self, ids: set[bytes]) -> dict[bytes, list[Any]]:

@@ -7,53 +7,13 @@ LLM APIs are fakes on loopback; the enriched spans are read back from the file e
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
 from pipeline.testing import attrs, read_json_lines, spans_in, until
 from tests.processors.genai import instrumented_app
-from tests.processors.genai.fake_llm import FakeLLM
-
-
-@pytest.fixture(scope="module")
-def fakes() -> Iterator[tuple[FakeLLM, FakeLLM]]:
-    openai_api, anthropic_api = FakeLLM(), FakeLLM()
-    yield openai_api, anthropic_api
-    openai_api.close()
-    anthropic_api.close()
-
-
-def collector_config(out: str, hosts: dict[str, str]) -> dict[str, Any]:
-    genai = {"hosts": hosts}
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            # until groupbytrace: the app exports everything in one request, kept whole here
-            "batch": {"timeout": "1s"},
-            "provider_reconciliation": genai,
-            "cache_tagging": genai,
-            "fallback_chain": genai,
-        },
-        "exporters": {"file": {"path": out, "flush_interval": 0}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": [
-                        "batch",
-                        "provider_reconciliation",
-                        "cache_tagging",
-                        "fallback_chain",
-                    ],
-                    "exporters": ["file"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}},
-        },
-    }
-
+from tests.processors.genai.e2e import classify_config, enrich_config, file_exporter
 
 LLM_SPAN = {"openai-v2": "chat gpt-4o", "openinference": "ChatCompletion"}
 
@@ -62,13 +22,10 @@ LLM_SPAN = {"openai-v2": "chat gpt-4o", "openinference": "ChatCompletion"}
 async def test_enrichment_of_real_instrumented_calls(
     tmp_path, service_factory, fakes, instrumentation
 ):
-    openai_api, anthropic_api = fakes
+    openai_api, anthropic_api = fakes.openai, fakes.anthropic
     out = str(tmp_path / "out.jsonl")
-    hosts = {
-        f"127.0.0.1:{openai_api.port}": "openai",
-        f"127.0.0.1:{anthropic_api.port}": "anthropic",
-    }
-    c = await service_factory(collector_config(out, hosts))
+    hosts = fakes.hosts()
+    c = await service_factory(enrich_config(out, hosts))
     trace_ids = await asyncio.to_thread(
         instrumented_app.run,
         instrumentation,
@@ -150,31 +107,6 @@ async def test_enrichment_of_real_instrumented_calls(
     assert replayed["sieve.cache.evidence"] == "response_id_seen"
 
 
-def cleanliness_config(out: str, hosts: dict[str, str], enrich: bool) -> dict[str, Any]:
-    """otlp -> groupbytrace -> (the three enrichment processors) -> cleanliness -> file."""
-    genai = {"hosts": hosts}
-    enrichment = ["provider_reconciliation", "cache_tagging", "fallback_chain"] if enrich else []
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            "groupbytrace": {"wait_duration": "2s", "wait_duration_after_root": "200ms"},
-            **dict.fromkeys(enrichment, genai),
-            "cleanliness": genai,
-        },
-        "exporters": {"file": {"path": out, "flush_interval": 0}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["groupbytrace", *enrichment, "cleanliness"],
-                    "exporters": ["file"],
-                }
-            },
-            "telemetry": {"metrics": {"level": "none"}},
-        },
-    }
-
-
 @pytest.mark.parametrize(
     ("instrumentation", "enrich"), [("openai-v2", True), ("openinference", False)]
 )
@@ -183,13 +115,10 @@ async def test_cleanliness_of_real_instrumented_traces(
 ):
     """Each scenario's trace classified right, whether the enrichment processors ran before
     cleanliness (sharing their index) or not (cleanliness works the facts out itself)."""
-    openai_api, anthropic_api = fakes
+    openai_api, anthropic_api = fakes.openai, fakes.anthropic
     out = str(tmp_path / "out.jsonl")
-    hosts = {
-        f"127.0.0.1:{openai_api.port}": "openai",
-        f"127.0.0.1:{anthropic_api.port}": "anthropic",
-    }
-    c = await service_factory(cleanliness_config(out, hosts, enrich))
+    hosts = fakes.hosts()
+    c = await service_factory(classify_config(hosts, file_exporter(out), enrich=enrich))
     trace_ids = await asyncio.to_thread(
         instrumented_app.run,
         instrumentation,

@@ -16,30 +16,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from pipeline.testing import attrs, metric, read_json_lines, scrape, spans_in, wait_for
-
-ENRICH = ["provider_reconciliation", "cache_tagging", "fallback_chain"]
-
-
-def config(out: str) -> dict[str, Any]:
-    return {
-        "receivers": {"otlp": {"protocols": {"grpc": {"endpoint": "127.0.0.1:0"}}}},
-        "processors": {
-            "groupbytrace": {"wait_duration": "2s", "wait_duration_after_root": "100ms"},
-            **{name: {} for name in ENRICH},
-            "cleanliness": {},
-        },
-        "exporters": {"file": {"path": out, "flush_interval": 0}},
-        "service": {
-            "pipelines": {
-                "traces": {
-                    "receivers": ["otlp"],
-                    "processors": ["groupbytrace", *ENRICH, "cleanliness"],
-                    "exporters": ["file"],
-                }
-            },
-            "telemetry": {"metrics": {"address": "127.0.0.1:0"}},
-        },
-    }
+from tests.processors.genai.e2e import classify_config, file_exporter
 
 
 class Agent:
@@ -102,7 +79,11 @@ class Agent:
 
 def test_the_guides_vocabulary_through_the_cli(tmp_path, collector_factory):
     out = str(tmp_path / "out.jsonl")
-    c = collector_factory(config(out))
+    c = collector_factory(
+        classify_config(
+            {}, file_exporter(out), after_root="100ms", metrics={"address": "127.0.0.1:0"}
+        )
+    )
     provider = TracerProvider(resource=Resource.create({"service.name": "support-agent"}))
     provider.add_span_processor(
         SimpleSpanProcessor(
