@@ -21,6 +21,7 @@ COMPILED = [
     "processors/genai/models.py",
     "processors/genai/tools.py",
     "processors/genai/write.py",
+    "processors/genai/content.py",
     "pipeline/wiresplit.py",
     "pipeline/wholetraces.py",
 ]

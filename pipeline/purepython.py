@@ -21,6 +21,7 @@ COMPILED = (
     "processors.genai.models",
     "processors.genai.tools",
     "processors.genai.write",
+    "processors.genai.content",
     "pipeline.wiresplit",
     "pipeline.wholetraces",
 )
