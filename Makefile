@@ -7,6 +7,7 @@ CONFIG ?= configs/local.yaml
 # compiled by setup.py (C, mypyc): a change rebuilds them
 NATIVE := processors/genai/index.py processors/genai/analysis.py processors/genai/models.py \
           processors/genai/tools.py processors/genai/write.py processors/genai/content.py \
+          pipeline/exporters/dataset/examples.py \
           pipeline/wiresplit.py pipeline/wholetraces.py
 
 # Python may write its bytecode caches (__pycache__, ignored by git) even where the

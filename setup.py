@@ -22,6 +22,7 @@ COMPILED = [
     "processors/genai/tools.py",
     "processors/genai/write.py",
     "processors/genai/content.py",
+    "pipeline/exporters/dataset/examples.py",
     "pipeline/wiresplit.py",
     "pipeline/wholetraces.py",
 ]

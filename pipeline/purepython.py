@@ -22,6 +22,7 @@ COMPILED = (
     "processors.genai.tools",
     "processors.genai.write",
     "processors.genai.content",
+    "pipeline.exporters.dataset.examples",
     "pipeline.wiresplit",
     "pipeline.wholetraces",
 )

@@ -152,7 +152,7 @@ def test_startup_logs_which_native_code_runs(collector_factory, pure):
         assert lines[0].endswith("native code: none, pure Python (TRACESIEVE_PURE_PYTHON=1)")
     elif _built():
         assert lines[0].endswith(
-            "native code: wire scanner C, JSON parser C, 8 modules compiled (mypyc)"
+            "native code: wire scanner C, JSON parser C, 9 modules compiled (mypyc)"
         )
     else:  # a build without a compiler: the same line names what runs as Python
         assert "pure Python" in lines[0] or "as Python" in lines[0], lines[0]

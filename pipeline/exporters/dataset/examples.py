@@ -35,7 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import msgspec
 
@@ -52,6 +52,7 @@ from processors.genai.content import (
 )
 
 _encode = msgspec.json.Encoder().encode
+_WALKED: Final = frozenset((*CALL_ROLES, HTTP))  # what a call's content may be under
 
 __all__ = [
     "Call",
@@ -190,7 +191,7 @@ def _source(rec: SpanRecord) -> tuple[SpanRecord, Where] | None:
         r = stack.pop()
         if r.role in CALL_ROLES and r.ok:
             inner.append(r)
-        if r.children and r.role in (*CALL_ROLES, HTTP):
+        if r.children and r.role in _WALKED:
             stack.extend(r.children)
     for r in sorted(inner, key=lambda r: r.start, reverse=True):
         got = _content_at(r)
