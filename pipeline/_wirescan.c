@@ -180,21 +180,26 @@ static int check_str(ptr a, ptr b) {
     return 0;
 }
 
-/* The last string field 1 of a message (a KeyValue's key, an InstrumentationScope's name):
- * its bounds (NULL: none). Earlier copies are checked for UTF-8 as a decoder would. */
-static int last_str1(ptr v0, ptr v1, ptr *k0, ptr *k1) {
+/* The last string field with wire key `tag` of a message (0x0A, field 1: a KeyValue's
+ * key, an InstrumentationScope's name; 0x12, field 2: an Event's name): its bounds (NULL:
+ * none). Earlier copies are checked for UTF-8 as a decoder would. */
+static int last_str(ptr v0, ptr v1, unsigned int tag, ptr *k0, ptr *k1) {
     ptr q = v0;
     field g;
     *k0 = *k1 = NULL;
     while (q < v1) {
         if (next_field(&q, v1, &g)) return -1;
-        if (g.key == 0x0A) {
+        if (g.key == tag) {
             if (*k0 && check_str(*k0, *k1)) return -1;
             *k0 = g.v0;
             *k1 = g.v1;
         }
     }
     return 0;
+}
+
+static inline int last_str1(ptr v0, ptr v1, ptr *k0, ptr *k1) {
+    return last_str(v0, v1, 0x0A, k0, k1);
 }
 
 /* A KeyValue in the usual shape, `0A <key> [12 <value>]` and nothing more: the bounds of
@@ -1082,20 +1087,9 @@ static int kv_key(ptr v0, ptr v1, ptr *k0, ptr *k1) {
     return 0;
 }
 
-/* An Event's name bounds (the last name field; earlier ones validated as the decoder does;
- * "" when none). */
+/* An Event's name bounds (field 2; "" when none). */
 static int event_name(ptr v0, ptr v1, ptr *n0, ptr *n1) {
-    ptr q = v0;
-    field g;
-    *n0 = *n1 = NULL;
-    while (q < v1) {
-        if (next_field(&q, v1, &g)) return -1;
-        if (g.key == 0x12) { /* name = 2 */
-            if (*n0 && check_str(*n0, *n1)) return -1;
-            *n0 = g.v0;
-            *n1 = g.v1;
-        }
-    }
+    if (last_str(v0, v1, 0x12, n0, n1)) return -1;
     if (*n0 == NULL) *n0 = *n1 = v0;
     return 0;
 }
