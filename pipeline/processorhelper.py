@@ -155,6 +155,21 @@ class ProcessorBase:
     def histogram(self, name: str, doc: str, buckets: tuple[float, ...]) -> Histogram:
         return self.settings.telemetry.histogram(name, doc, _NAMES, buckets).labels(*self.labels)
 
+    async def process_and_forward(self, traces: Traces, process: ProcessFn) -> None:
+        """`process` the batch, count what came in, went on and was dropped by design
+        (`None`, or fewer spans), and pass the result on in the same call."""
+        n = traces.span_count
+        self.metrics.incoming.inc(n)
+        out = process(traces)
+        kept = 0 if out is None else out.span_count
+        if kept < n:
+            self.metrics.dropped.inc(n - kept)
+        if out is None or kept == 0:
+            # nothing goes on; the caller still owns (and releases) its deliveries
+            return
+        self.metrics.outgoing.inc(kept)
+        await self._next.consume_traces(out)
+
 
 class ProcessorHelper(ProcessorBase):
     """A processor from a `process(traces) -> traces | None` function.
@@ -174,14 +189,4 @@ class ProcessorHelper(ProcessorBase):
         self._process = process
 
     async def consume_traces(self, traces: Traces) -> None:
-        n = traces.span_count
-        self.metrics.incoming.inc(n)
-        out = self._process(traces)
-        kept = 0 if out is None else out.span_count
-        if kept < n:
-            self.metrics.dropped.inc(n - kept)
-        if out is None or kept == 0:
-            # nothing goes on; the caller still owns (and releases) its deliveries
-            return
-        self.metrics.outgoing.inc(kept)
-        await self._next.consume_traces(out)
+        await self.process_and_forward(traces, self._process)

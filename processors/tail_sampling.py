@@ -1178,16 +1178,7 @@ class TailSamplingProcessor(TraceHolder):
         return tid in self._sampled or tid in self._not_sampled
 
     async def _decide_now(self, traces: Traces) -> None:
-        n = traces.span_count
-        self.metrics.incoming.inc(n)
-        out = self.process(traces)
-        kept = 0 if out is None else out.span_count
-        if kept < n:
-            self.metrics.dropped.inc(n - kept)
-        if out is None or kept == 0:
-            return  # nothing goes on; the caller still owns (and releases) its deliveries
-        self.metrics.outgoing.inc(kept)
-        await self._next.consume_traces(out)
+        await self.process_and_forward(traces, self.process)
 
     async def _handoff(self, out: Traces) -> int:
         """Traces this processor held, now due: decided, the kept ones handed on."""
