@@ -528,22 +528,8 @@ class KafkaExporter(HelperExporter):
             keyed = limit - self._overhead(b"0" * 32, headers)
         else:
             unkeyed, keyed = self._budget_unkeyed, self._budget_keyed
-        if self._encoding == "otlp_json":
-            msgs, over = self._encode_json(traces, meta_topic, meta_key, unkeyed, keyed)
-        else:
-            msgs, over = self._encode_proto(traces, meta_topic, meta_key, unkeyed, keyed)
-        for m in msgs:
-            m.headers = headers
-        return msgs, over
-
-    def _encode_proto(
-        self,
-        traces: Traces,
-        meta_topic: str | None,
-        meta_key: bytes | None,
-        unkeyed: int,
-        keyed: int,
-    ) -> tuple[list[_Message], int]:
+        # one message key per trace (unless the metadata gives one), topics by attribute
+        # (unless the metadata gives one)
         by_id = self.cfg.partition_traces_by_id and meta_key is None
         routes = (
             self._routes(traces.request)
@@ -551,6 +537,22 @@ class KafkaExporter(HelperExporter):
             else None
         )
         topic = meta_topic or self._topic
+        encode = self._encode_json if self._encoding == "otlp_json" else self._encode_proto
+        msgs, over = encode(traces, topic, routes, by_id, meta_key, unkeyed, keyed)
+        for m in msgs:
+            m.headers = headers
+        return msgs, over
+
+    def _encode_proto(
+        self,
+        traces: Traces,
+        topic: str,
+        routes: dict[bytes, str] | None,
+        by_id: bool,
+        meta_key: bytes | None,
+        unkeyed: int,
+        keyed: int,
+    ) -> tuple[list[_Message], int]:
         if not by_id and not routes:
             raw = traces.to_bytes()
             if len(raw) <= unkeyed:  # the common case: one message, as is
@@ -586,15 +588,14 @@ class KafkaExporter(HelperExporter):
     def _encode_json(
         self,
         traces: Traces,
-        meta_topic: str | None,
+        default_topic: str,
+        routes: dict[bytes, str] | None,
+        by_id: bool,
         meta_key: bytes | None,
         unkeyed: int,
         keyed: int,
     ) -> tuple[list[_Message], int]:
         req = traces.request
-        by_id = self.cfg.partition_traces_by_id and meta_key is None
-        routes = self._routes(req) if self.cfg.topic_from_attribute and meta_topic is None else None
-        default_topic = meta_topic or self._topic
         groups: dict[tuple[str, bytes | None], list[tuple[ResourceSpans, ScopeSpans, Span]]] = {}
         for rs in req.resource_spans:
             for ss in rs.scope_spans:
