@@ -14,9 +14,10 @@ from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer
+from opentelemetry.trace import Span, Tracer
 
 from pipeline.testing import attrs, metric, read_json_lines, scrape, spans_in, wait_for
+from tests.sdk_spans import llm
 
 PIPELINES = {
     "traces/plain": ["groupbytrace", "cleanliness", "tail_sampling"],
@@ -69,24 +70,6 @@ def config(files: dict[str, str]) -> dict[str, Any]:
             "telemetry": {"metrics": {"address": "127.0.0.1:0"}},
         },
     }
-
-
-def llm(tracer: Tracer, *, fail: bool = False) -> None:
-    with tracer.start_as_current_span(
-        "chat gpt-4o",
-        kind=SpanKind.CLIENT,
-        attributes={
-            "gen_ai.operation.name": "chat",
-            "gen_ai.provider.name": "openai",
-            "gen_ai.request.model": "gpt-4o",
-            "server.address": "api.openai.com",
-        },
-    ) as span:
-        if fail:
-            span.set_attribute("error.type", "InternalServerError")
-            span.set_status(Status(StatusCode.ERROR, "500"))
-        else:
-            span.set_attribute("gen_ai.response.model", "gpt-4o-2024-08-06")
 
 
 def tool(tracer: Tracer, name: str) -> None:
