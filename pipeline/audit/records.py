@@ -245,11 +245,14 @@ class CallTap:
         pass
 
     async def consume_traces(self, traces: Traces) -> None:
-        if self.on_index is not None:
-            self.on_index(index_for(traces, self._keys))
         t = self.tally
+        if self.on_index is None and t is None:
+            await self._next.consume_traces(traces)
+            return
+        idx = index_for(traces, self._keys)
+        if self.on_index is not None:
+            self.on_index(idx)
         if t is not None:
-            idx = index_for(traces, self._keys)
             calls = t.calls
             cache_hits = t.cache_hits
             chains = t.chains
